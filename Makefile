@@ -1,0 +1,63 @@
+# duplexbench: `make bench` measures, `make test` checks. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SCENARIO ?= scenarios/quick.toml
+BASELINE ?= results/baselines/ci
+# The install stamp re-runs pip only when the dependencies change.
+STAMP := $(VENV)/.installed
+
+.PHONY: install bench report test notebook ci-bench baseline capacity engines claims clean help
+
+help:
+	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
+	@echo "make test       run the test suite"
+	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
+	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
+	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
+	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
+	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
+	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (scenarios/rfc6202.toml + overhead.toml)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+bench: install
+	$(PY) -m duplexbench run $(SCENARIO)
+
+report: install
+	$(PY) -m duplexbench report results/latest
+
+test: install
+	$(PY) -m pytest -q
+
+notebook: install
+	$(PY) -m pip install --quiet -e ".[notebook]"
+	$(VENV)/bin/jupyter lab notebooks/analysis.ipynb
+
+ci-bench: install
+	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
+	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md
+
+baseline: install
+	rm -rf $(BASELINE)
+	$(PY) -m duplexbench run scenarios/ci.toml --out $(BASELINE) --no-report --baseline
+
+capacity: install
+	$(PY) -m duplexbench capacity
+
+engines: install
+	$(PY) -m duplexbench engines scenarios/fanout.toml
+
+claims: install
+	$(PY) -m duplexbench run scenarios/rfc6202.toml --no-report
+	$(PY) -m duplexbench run scenarios/overhead.toml --no-report
+	$(PY) -m duplexbench report results/latest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

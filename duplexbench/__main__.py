@@ -1,0 +1,5 @@
+import sys
+
+from duplexbench.cli import main
+
+sys.exit(main())
