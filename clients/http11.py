@@ -1,0 +1,261 @@
+"""A small HTTP/1.1 client connection that counts every byte at the socket.
+
+Why not aiohttp's client: the benchmark reports bytes on the wire per message,
+HTTP headers and chunk framing included, and a Python load generator runs out
+of CPU long before the server does (docs/MEASUREMENT). This connection is an
+``asyncio.Protocol`` that sees each ``write`` and ``data_received`` (so the
+counts are exact), parses responses with httptools' C parser (never by hand),
+sends lean requests (only the headers HTTP/1.1 needs), and can stream a body
+to a callback (SSE, NDJSON) instead of buffering it.
+
+One request at a time per connection (no pipelining): keep-alive reuse, or
+``Connection: close`` per request (long polling's ``keepalive = false``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httptools
+
+from .base import ClientError, Endpoint, WireStats
+
+__all__ = ["ConnectionLost", "HTTP11Connection", "Response", "set_nodelay"]
+
+OnBody = Callable[[bytes], None]
+
+
+class ConnectionLost(ClientError):
+    """The connection closed (or broke) before the response was complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    #: Header names lower-cased; the last value wins (enough for this client).
+    headers: dict[str, str]
+    #: The whole body, or b"" when it was streamed to ``on_body``.
+    body: bytes
+    #: Whether the connection may carry another request.
+    keep_alive: bool
+    #: time.monotonic_ns() when the bytes completing the response were read.
+    recv_ns: int
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> bool:
+    """Disable Nagle so small messages are not held back for delayed ACKs.
+
+    asyncio's own loop already does this for TCP; uvloop does too, but saying
+    so explicitly costs nothing and keeps latency free of 40 ms Nagle stalls.
+    Returns whether TCP_NODELAY is now on.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    except (OSError, AttributeError):
+        return False
+
+
+class HTTP11Connection(asyncio.Protocol):
+    """``conn = await HTTP11Connection.open(endpoint, stats)``; then ``request()``."""
+
+    def __init__(self, endpoint: Endpoint, stats: WireStats) -> None:
+        self.endpoint = endpoint
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.closed = False  # the connection is gone (or going): open a new one
+        #: time.monotonic_ns() of the latest read: the receive time of what it carried.
+        self.recv_ns = 0
+        self.nodelay = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._busy = False  # a request is in flight
+        self._on_body: OnBody | None = None
+        self._headers_waiter: asyncio.Future | None = None
+        self._done_waiter: asyncio.Future | None = None
+        self._headers: dict[str, str] = {}
+        self._chunks: list[bytes] = []
+        self._status = 0
+        self._host_line = b"Host: %s\r\n" % endpoint.authority.encode()
+        self._lost_exc: BaseException | None = None
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint, stats: WireStats, timeout: float = 10.0) -> "HTTP11Connection":
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: cls(endpoint, stats), endpoint.host, endpoint.port),
+                timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionLost(
+                f"cannot connect to {endpoint.authority}: {exc or type(exc).__name__}"
+            ) from None
+        return conn
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.stats.connections += 1
+        self.nodelay = set_nodelay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.bytes_down += len(data)
+        self.recv_ns = time.monotonic_ns()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionLost(f"bad HTTP response from {self.endpoint.authority}: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: HTTP/1.1 has no use for half-open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionLost(
+            f"connection to {self.endpoint.authority} closed"
+            + (f": {exc}" if exc else " by the server")
+        ))
+
+    # httptools callbacks (hot path: keep them short)
+
+    def on_message_begin(self) -> None:
+        self._headers = {}
+        self._chunks = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if self._status != 200:
+            self._on_body = None  # buffer an error body: the caller wants its message
+        waiter = self._headers_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self._on_body is not None:
+            self._on_body(body)
+        else:
+            self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        keep_alive = self._parser.should_keep_alive()
+        body = b"".join(self._chunks)
+        self._chunks = []
+        response = Response(self._status, self._headers, body, keep_alive, self.recv_ns)
+        self._busy = False
+        self._on_body = None
+        waiter = self._done_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+        if not keep_alive:
+            self.close()
+
+    # Public API
+
+    def send(
+        self,
+        method: bytes,
+        target: bytes,
+        *,
+        headers: bytes = b"",
+        body: bytes = b"",
+        close: bool = False,
+    ) -> "asyncio.Future[Response]":
+        """Write one request now; the future resolves with the complete response
+        (or raises :class:`ConnectionLost`). Lets a caller know the request is
+        on the wire before it waits (a long poll is "subscribed" once sent)."""
+        return self._send(method, target, headers, body, close, None)
+
+    async def request(
+        self,
+        method: bytes,
+        target: bytes,
+        *,
+        headers: bytes = b"",
+        body: bytes = b"",
+        close: bool = False,
+        on_body: OnBody | None = None,
+    ) -> Response:
+        """Send one request; return the complete response, or, with ``on_body``,
+        return at the end of the headers while the body streams to ``on_body``
+        (then ``await wait_done()``). A streamed response whose status is not
+        200 is buffered instead: ``await wait_done()`` gives its body.
+
+        ``headers`` are extra raw header lines, each ending in CRLF.
+        """
+        done = self._send(method, target, headers, body, close, on_body)
+        if on_body is None:
+            return await done
+        await self._headers_waiter  # type: ignore[misc]
+        return Response(self._status, self._headers, b"", True, self.recv_ns)
+
+    def _send(self, method: bytes, target: bytes, headers: bytes, body: bytes,
+              close: bool, on_body: OnBody | None) -> "asyncio.Future[Response]":
+        self._check_usable(target)
+        loop = asyncio.get_running_loop()
+        self._busy = True
+        self._on_body = on_body
+        self._done_waiter = done = loop.create_future()
+        self._headers_waiter = loop.create_future() if on_body is not None else None
+        head = b"%s %s HTTP/1.1\r\n%s%s" % (method, target, self._host_line, headers)
+        if body or method == b"POST":
+            head += b"Content-Length: %d\r\n" % len(body)
+        if close:
+            head += b"Connection: close\r\n"
+        self.write(head + b"\r\n" + body)
+        self.stats.http_requests += 1
+        return done
+
+    async def wait_done(self) -> Response:
+        """For a streamed response: wait for its end (raises ConnectionLost)."""
+        assert self._done_waiter is not None, "no request in flight"
+        return await self._done_waiter
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.stats.bytes_up += len(data)
+        self.transport.write(data)
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and not self._busy
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (tests force disconnects this way)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # Internals
+
+    def _check_usable(self, target: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionLost(f"connection to {self.endpoint.authority} is closed")
+        if self._busy:
+            raise ClientError(
+                f"request {target[:60]!r} while another is in flight: one request per connection"
+            )
+
+    def _fail(self, exc: ConnectionLost) -> None:
+        self._busy = False
+        for waiter in (self._headers_waiter, self._done_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+                # Nobody may be waiting (e.g. a streamed body's end): mark it retrieved.
+                waiter.exception()

@@ -1,0 +1,171 @@
+"""LoadSpec: one load point, as the runner hands it to a load generator.
+
+The runner (or the Locust engine, or a person) writes it to SPEC.json and
+starts ``python -m clients.loadgen SPEC.json OUT_DIR``; the file is the whole
+interface between them, so every field is validated here with an error that
+names the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from duplexbench.contract import Transport
+from duplexbench.contract.envelope import MAX_TOPIC_LENGTH, TOPIC_PATTERN
+
+__all__ = ["ARRIVALS", "PATTERNS", "UPSTREAMS", "LoadSpec", "SpecError"]
+
+PATTERNS = ("fanout", "echo", "chat")
+UPSTREAMS = ("post", "transport")
+ARRIVALS = ("uniform", "poisson")
+MAX_PAYLOAD_BYTES = 1 << 20  # the servers' default --max-payload
+
+
+class SpecError(ValueError):
+    """A load spec that cannot be run; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    transport: str  # longpoll | sse | ndjson | websocket
+    sub_url: str  # where subscribers connect (a delaying proxy's URL when one is in the path)
+    pub_url: str = ""  # where publishers connect: the server itself ("" = sub_url)
+    pattern: str = "fanout"  # fanout | echo | chat
+    clients: int = 10  # subscribers (simulated clients)
+    topics: int = 1  # fanout: topics; chat: rooms; echo: ignored (one per client)
+    topic_prefix: str = "t"  # topics are "{prefix}-{k}": unique per point, so fresh
+    rate: float = 100.0  # messages/s published in total, open loop
+    payload_bytes: int = 64
+    upstream: str = "post"  # post | transport (WS frames; HTTP transports POST anyway)
+    arrival: str = "uniform"  # uniform | poisson send times
+    seed: int = 1  # for poisson arrivals
+    warmup_s: float = 1.0  # published and delivered, not counted
+    duration_s: float = 5.0  # the measurement window
+    drain_s: float = 5.0  # wait after the last publish for in-flight messages
+    keepalive: bool = True  # long polling: False = Connection: close per poll
+    max_batch: int = 1000  # long polling: ?max=
+    connect_concurrency: int = 100  # subscribers connecting at once
+    progress_interval_s: float = 0.5  # progress events on stdout
+    poll_timeout_s: float = 30.0  # long polling: ?timeout= (server holds this long)
+    publish_pool: int = 8  # keep-alive POST connections (= publishes in flight)
+
+    def __post_init__(self) -> None:
+        _check_choice("transport", self.transport, tuple(t.value for t in Transport))
+        _check_url("sub_url", self.sub_url)
+        if self.pub_url:
+            _check_url("pub_url", self.pub_url)
+        _check_choice("pattern", self.pattern, PATTERNS)
+        _check_choice("upstream", self.upstream, UPSTREAMS)
+        _check_choice("arrival", self.arrival, ARRIVALS)
+        _check_int("clients", self.clients, 1)
+        _check_int("topics", self.topics, 1)
+        if self.pattern == "chat" and self.topics > self.clients:
+            raise SpecError(
+                f"topics: {self.topics} rooms for {self.clients} clients leaves rooms empty; "
+                "expected topics <= clients"
+            )
+        _check_number("rate", self.rate, 0.0)
+        _check_int("payload_bytes", self.payload_bytes, 1, MAX_PAYLOAD_BYTES)
+        _check_int("seed", self.seed, 0)
+        _check_number("warmup_s", self.warmup_s, 0.0)
+        _check_number("duration_s", self.duration_s, 0.0, strict=True)
+        _check_number("drain_s", self.drain_s, 0.0)
+        if not isinstance(self.keepalive, bool):
+            raise SpecError(f"keepalive: expected true or false, got {self.keepalive!r}")
+        _check_int("max_batch", self.max_batch, 1)
+        _check_int("connect_concurrency", self.connect_concurrency, 1)
+        _check_number("progress_interval_s", self.progress_interval_s, 0.0, strict=True)
+        _check_number("poll_timeout_s", self.poll_timeout_s, 0.0, strict=True)
+        _check_int("publish_pool", self.publish_pool, 1, 256)
+        longest = f"{self.topic_prefix}-{max(self.clients, self.topics)}"
+        if not TOPIC_PATTERN.fullmatch(longest):
+            raise SpecError(
+                f"topic_prefix: {self.topic_prefix!r} makes topics like {longest!r}; expected "
+                f"A-Z a-z 0-9 _ . - and at most {MAX_TOPIC_LENGTH} characters in all"
+            )
+
+    # Derived values
+
+    @property
+    def publish_url(self) -> str:
+        return self.pub_url or self.sub_url
+
+    @property
+    def topic_count(self) -> int:
+        """How many topics the point uses (echo: one per client)."""
+        return self.clients if self.pattern == "echo" else self.topics
+
+    def topic(self, k: int) -> str:
+        return f"{self.topic_prefix}-{k}"
+
+    @property
+    def ws_upstream(self) -> bool:
+        """Whether messages go up as WebSocket frames rather than POSTs."""
+        return self.transport == Transport.WEBSOCKET.value and self.upstream == "transport"
+
+    # JSON
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "LoadSpec":
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            raise SpecError(f"load spec is not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise SpecError("load spec must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise SpecError(f"unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+        missing = [name for name in ("transport", "sub_url") if name not in obj]
+        if missing:
+            raise SpecError(f"missing field(s) {', '.join(missing)}")
+        return cls(**obj)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "LoadSpec":
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read load spec {path}: {exc.strerror}") from None
+        try:
+            return cls.from_json(text)
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}") from None
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SpecError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise SpecError(f"{name}: expected an integer {bound}, got {value!r}")
+
+
+def _check_number(name: str, value: object, low: float, strict: bool = False) -> None:
+    ok = (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and (value > low if strict else value >= low)
+    )
+    if not ok:
+        raise SpecError(f"{name}: expected a number {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def _check_url(name: str, value: object) -> None:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise SpecError(f"{name}: expected http://HOST:PORT, got {value!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise SpecError(f"{name}: bad port in {value!r}") from None

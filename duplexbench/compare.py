@@ -1,0 +1,559 @@
+"""`python -m duplexbench compare BASELINE CURRENT`: the regression gate CI runs.
+
+Compares two run directories metric by metric, per transport and load point, and says for each
+whether it got better, stayed the same or got worse; exits 1 when a gated metric got worse, so a
+CI job fails, and 0 otherwise; 2 when the input cannot be compared (incomplete run, another
+schema, no common load point). The statistics live in ``duplexbench.stats``; this module knows
+the metrics: which way is bad, how big a change matters, which ones gate (the thresholds and why
+are in docs/regression.md, which must change with ``METRICS``).
+
+Load points are matched by their parameters (transport, clients, rate, payload, delay,
+keepalive, pattern, upstream), not by their index, so a scenario that gained a point still
+compares the ones both runs have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import SCHEMA_VERSION
+from .results import Run, RunError, is_complete, load_run
+from .stats import BETTER, SAME, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
+
+__all__ = ["METRICS", "InputError", "MetricSpec", "Row", "compare_runs", "main"]
+
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One summary.csv column and how to judge it."""
+
+    name: str  # summary.csv column
+    kind: str  # "samples" (raw latencies), "repeats" (one value per repeat), "count"
+    threshold: Threshold
+    gate: bool = True  # False: reported, never fails the build (too noisy or not ours)
+    column: str = ""  # samples.parquet column, for kind "samples"
+    quantile: float = 0.5
+    latency: bool = False  # scaled by --normalize
+
+
+def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool) -> MetricSpec:
+    return MetricSpec(name, "samples", Threshold(rel, abs_ms), gate, column, q, latency=True)
+
+
+def _rep(name: str, rel: float, absolute: float, gate: bool = True, worse_up: bool = True,
+         latency: bool = False) -> MetricSpec:
+    return MetricSpec(name, "repeats", Threshold(rel, absolute, worse_up), gate, latency=latency)
+
+
+#: Every compared metric, in table order. Thresholds: docs/regression.md explains each.
+METRICS: tuple[MetricSpec, ...] = (
+    # Latency from the intended send time, judged on raw samples. The tail needs larger moves:
+    # run-to-run spread grows with the percentile; p99.9 of ~10^4 samples is nearly the maximum.
+    _lat("lat_p50_ms", "latency_ms", 0.50, 0.20, 0.5, True),
+    _lat("lat_p90_ms", "latency_ms", 0.90, 0.25, 1.0, True),
+    _lat("lat_p99_ms", "latency_ms", 0.99, 0.50, 2.0, True),
+    _lat("lat_p999_ms", "latency_ms", 0.999, 1.00, 5.0, False),
+    _rep("lat_mean_ms", 0.20, 0.5, gate=False, latency=True),
+    _rep("lat_max_ms", 1.00, 10.0, gate=False, latency=True),
+    # From the actual send time: tells a server slowdown from a late publisher.
+    _lat("sent_p50_ms", "latency_sent_ms", 0.50, 0.20, 0.5, True),
+    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.25, 1.0, False),
+    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 0.50, 2.0, False),
+    # Open-loop publishing: throughput is the offered rate unless something broke; tight.
+    _rep("throughput_msgs_s", 0.03, 1.0, worse_up=False),
+    # Per-message costs are nearly deterministic (heartbeats and handshakes amortised over
+    # thousands of messages move them by < 1 %): small thresholds catch a 100-byte pad.
+    _rep("message_bytes", 0.02, 8.0, gate=False),
+    _rep("bytes_down_per_msg", 0.02, 8.0),
+    _rep("overhead_down_per_msg", 0.02, 8.0),
+    _rep("bytes_up_per_msg", 0.02, 8.0),
+    _rep("overhead_up_per_msg", 0.02, 8.0),
+    # Long polling batches under load, so requests per message drifts a little with timing.
+    _rep("http_requests_per_msg", 0.05, 0.05),
+    _rep("pub_bytes_up_per_msg", 0.02, 8.0),
+    _rep("pub_http_requests_per_msg", 0.05, 0.05),
+    # Server resources: process CPU time varies with cache and frequency contention.
+    _rep("server_cpu_pct", 0.30, 5.0),
+    _rep("server_rss_mb_max", 0.25, 20.0),
+    _rep("server_connections_max", 0.10, 2.0, gate=False),
+    _rep("client_cpu_pct", 0.30, 5.0, gate=False),  # the load generator is not under test
+    MetricSpec("lost", "count", Threshold(0, 0)),
+    MetricSpec("duplicated", "count", Threshold(0, 0)),
+    MetricSpec("reordered", "count", Threshold(0, 0), gate=False),
+    MetricSpec("reconnects", "count", Threshold(0, 0), gate=False),
+)
+
+#: Parameters that identify a load point across runs (those present in both summaries).
+KEY_COLUMNS = ("clients", "rate_msgs_s", "payload_bytes", "delay_ms", "keepalive", "pattern",
+               "upstream")
+
+
+class InputError(Exception):
+    """The two inputs cannot be compared; the message says why (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the verdict table."""
+
+    transport: str
+    point: str  # load point label, e.g. "20c 200/s 64B"
+    metric: str
+    status: str  # better | same | worse | missing
+    gated: bool
+    verdict: Verdict | None = None
+    note: str = ""
+
+    @property
+    def regression(self) -> bool:
+        return self.gated and self.status == WORSE
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: Run
+    current: Run
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...]
+    multi_point: bool  # several load points per transport: name the point in the summary
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.regression]
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def resolve_run(path: str | Path, allow_incomplete: bool = False) -> Run:
+    """A run directory, or a directory holding exactly one run (or a ``latest`` link)."""
+    given = Path(path)
+    if not given.exists():
+        raise InputError(f"{given}: no such directory")
+    if given.is_dir() and not (given / "meta.json").exists():
+        if (given / "latest").exists():
+            given = given / "latest"
+        else:
+            runs = sorted(p for p in given.iterdir() if (p / "meta.json").exists())
+            if len(runs) != 1:
+                what = "no run" if not runs else f"{len(runs)} runs ({', '.join(r.name for r in runs[:5])})"
+                raise InputError(f"{path}: holds {what}; name one run directory")
+            given = runs[0]
+    try:
+        run = load_run(given)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
+    version = run.meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            f"{given}: schema mismatch: results schema_version {version!r}, this duplexbench "
+            f"reads {SCHEMA_VERSION}; re-run it (or refresh the baseline with `make baseline`)")
+    if not is_complete(run.meta) and not allow_incomplete:
+        status, reason = run.meta.get("status"), run.meta.get("reason") or "no reason given"
+        raise InputError(
+            f"{given}: incomplete run (status {status!r}: {reason}); only complete runs are "
+            "compared (--allow-incomplete compares the points it finished)")
+    if run.summary.empty:
+        raise InputError(f"{given}: summary.csv has no load points")
+    return run
+
+
+def _fmt_key(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value).strip().lower()
+
+
+def _label(key: dict) -> str:
+    """Short load point label: the parameters people read, extras only when set."""
+    parts = []
+    if key.get("clients"):
+        parts.append(f"{key['clients']}c")
+    if key.get("rate_msgs_s"):
+        parts.append(f"{key['rate_msgs_s']}/s")
+    if key.get("payload_bytes"):
+        parts.append(f"{key['payload_bytes']}B")
+    if key.get("delay_ms") not in ("", "0"):
+        parts.append(f"+{key['delay_ms']}ms")
+    if key.get("keepalive") in ("false", "0"):
+        parts.append("no-keepalive")
+    if key.get("pattern") not in ("", "fanout"):
+        parts.append(key["pattern"])
+    if key.get("upstream") not in ("", "post"):
+        parts.append(f"up={key['upstream']}")
+    return " ".join(parts) or "-"
+
+
+def _points(run: Run, key_columns: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(transport, point label) -> the summary rows (one per repeat) of that point."""
+    out: dict[tuple[str, str], list] = {}
+    summary = run.summary
+    for index, row in summary.iterrows():
+        key = {c: _fmt_key(row.get(c)) for c in key_columns}
+        out.setdefault((str(row["transport"]), _label(key)), []).append(index)
+    return {k: summary.loc[v] for k, v in out.items()}
+
+
+SampleIndex = dict[tuple[str, str, str], pd.DataFrame]
+
+
+def _sample_index(run: Run) -> SampleIndex:
+    """samples.parquet split by (transport, point, repeat), keys normalised like the summary's."""
+    samples = run.samples()
+    if samples.empty:
+        return {}
+    if "repeat" not in samples.columns:
+        samples = samples.assign(repeat=0)
+    keys = [samples[c].map(_fmt_key) for c in ("transport", "point", "repeat")]
+    return {k: g for k, g in samples.groupby(keys, sort=False)}
+
+
+def _sample_groups(index: SampleIndex, rows: pd.DataFrame, column: str,
+                   scale: float) -> list[np.ndarray] | None:
+    """Raw samples of one point, one array per repeat; None when the run has none."""
+    groups = []
+    for _, row in rows.iterrows():
+        repeat = 0 if pd.isna(row.get("repeat")) else row.get("repeat")
+        frame = index.get((_fmt_key(row["transport"]), _fmt_key(row["point"]), _fmt_key(repeat)))
+        if frame is None or column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values):
+            groups.append(values / scale)
+    return groups or None
+
+
+# ---------------------------------------------------------------------------
+# Comparing
+
+
+def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
+    if min_change is None or spec.kind == "count":
+        return spec
+    return replace(spec, threshold=replace(spec.threshold, rel=min_change / 100.0))
+
+
+def _normalisation(base: Run, cur: Run) -> tuple[float, str]:
+    """Factor current latencies are divided by: ratio of the runs' TCP echo round trips."""
+    key = "tcp_echo_rtt_us_p50"
+    b = (base.meta.get("calibration") or {}).get(key)
+    c = (cur.meta.get("calibration") or {}).get(key)
+    if not b or not c:
+        side = "baseline" if not b else "current"
+        raise InputError(f"--normalize: the {side} run has no calibration "
+                         f"(meta.json calibration.{key}); re-run it with this duplexbench")
+    factor = float(c) / float(b)
+    note = (f"normalised: current latencies divided by {factor:.3f} (TCP echo p50 "
+            f"{float(c):.1f} us current vs {float(b):.1f} us baseline)")
+    return factor, note
+
+
+def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
+                   transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
+                   factor: float) -> list[Row]:
+    rows: dict[str, Row] = {}
+
+    def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
+        v = pd.to_numeric(frame[spec.name], errors="coerce").to_numpy(dtype=float)
+        return v / scale if spec.latency else v
+
+    # Latency quantiles of one samples column share one bootstrap (same resamples).
+    by_column: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.kind == "samples":
+            by_column.setdefault(spec.column, []).append(spec)
+    for column, group in by_column.items():
+        b_groups = _sample_groups(base, b_rows, column, 1.0)
+        c_groups = _sample_groups(cur, c_rows, column, factor)
+        if b_groups is None or c_groups is None:
+            continue  # falls back to the per-repeat summary values below
+        verdicts = compare_samples(b_groups, c_groups, [(s.quantile, s.threshold) for s in group],
+                                   alpha=alpha)
+        for spec, verdict in zip(group, verdicts):
+            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict)
+
+    for spec in specs:
+        if spec.name in rows:
+            continue
+        if spec.name not in b_rows or spec.name not in c_rows:
+            rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate, note="no column")
+            continue
+        b, c = values(b_rows, spec, 1.0), values(c_rows, spec, factor)
+        b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+        if len(b) == 0 or len(c) == 0:
+            side = "baseline" if len(b) == 0 else "current"
+            rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate,
+                                  note=f"no value in {side}")
+            continue
+        if spec.kind == "count":
+            b_tot = pd.to_numeric(b_rows.get("expected"), errors="coerce")
+            c_tot = pd.to_numeric(c_rows.get("expected"), errors="coerce")
+            verdict = compare_counts(b, c, None if b_tot is None else float(b_tot.sum()),
+                                     None if c_tot is None else float(c_tot.sum()),
+                                     spec.threshold.higher_is_worse)
+        else:
+            verdict = compare_repeats(b, c, spec.threshold)
+        note = "from per-repeat summary (no samples)" if spec.kind == "samples" else ""
+        rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
+    return [rows[s.name] for s in specs]
+
+
+def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
+                 normalize: bool = False) -> Comparison:
+    """Every metric of every load point both runs have; notes for everything else."""
+    notes: list[str] = []
+    specs = [_apply_min_change(s, min_change) for s in METRICS]
+    factor = 1.0
+    if normalize:
+        factor, note = _normalisation(base, cur)
+        notes.append(note)
+    keys = [c for c in KEY_COLUMNS if c in base.summary and c in cur.summary]
+    b_points, c_points = _points(base, keys), _points(cur, keys)
+    common = [k for k in b_points if k in c_points]
+    if not common:
+        raise InputError(
+            "no common load points: baseline has "
+            f"{', '.join(f'{t} {p}' for t, p in b_points) or 'none'}; current has "
+            f"{', '.join(f'{t} {p}' for t, p in c_points) or 'none'}")
+    b_index, c_index = _sample_index(base), _sample_index(cur)
+    rows: list[Row] = []
+    for transport, label in sorted(set(b_points) | set(c_points)):
+        if (transport, label) not in common:
+            side = "baseline" if (transport, label) in b_points else "current"
+            rows.append(Row(transport, label, "*", MISSING, False, note=f"only in {side}"))
+            notes.append(f"{transport} {label}: only in the {side} run, not compared")
+            continue
+        b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
+        rows += _compare_point(b_index, c_index, b_rows, c_rows, transport, label, specs, alpha, factor)
+        if min(len(b_rows), len(c_rows)) < 2:
+            notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
+                         "estimated, verdicts may be over-confident (use repeats >= 3)")
+    notes += _meta_notes(base, cur, normalize)
+    multi = len({label for _, label in common}) > 1
+    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi)
+
+
+def _meta_notes(base: Run, cur: Run, normalize: bool) -> list[str]:
+    """What a reader must know before trusting the verdicts."""
+    notes = []
+    b_inj, c_inj = base.meta.get("inject") or {}, cur.meta.get("inject") or {}
+    if any(v for v in c_inj.values()):
+        notes.append(f"current run has an injected regression: {c_inj} (DUPLEXBENCH_INJECT_*)")
+    if any(v for v in b_inj.values()):
+        notes.append(f"baseline has an injected regression: {b_inj}; refresh it (make baseline)")
+    b_name = (base.meta.get("scenario") or {}).get("name")
+    c_name = (cur.meta.get("scenario") or {}).get("name")
+    if b_name != c_name:
+        notes.append(f"different scenarios: baseline {b_name!r}, current {c_name!r}")
+    b_cpu, c_cpu = base.meta.get("cpu_model"), cur.meta.get("cpu_model")
+    if not normalize and b_cpu != c_cpu:
+        notes.append(f"different CPUs ({b_cpu!r} vs {c_cpu!r}): latency differences may be the "
+                     "machine; consider --normalize")
+    for text in (cur.meta.get("warnings") or [])[:5]:
+        notes.append(f"current run warning: {text}")
+    return notes
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def _num(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+
+
+def _pct(row: Row) -> str:
+    v = row.verdict
+    if v is None:
+        return "-"
+    if math.isnan(v.change):
+        return f"{v.delta:+.4g}"
+    return f"{v.change * 100:+.1f}%"
+
+
+def _p(row: Row) -> str:
+    p = row.verdict.p_value if row.verdict else None
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _word(row: Row) -> str:
+    if row.status in (BETTER, WORSE) and not row.gated:
+        return f"{row.status} (info)"
+    return row.status
+
+
+def _cells(row: Row) -> list[str]:
+    v = row.verdict
+    return [row.transport, row.point, row.metric, _num(v.baseline if v else None),
+            _num(v.current if v else None), _pct(row), _p(row), _word(row)]
+
+
+HEADER = ["transport", "point", "metric", "baseline", "current", "change", "p", "verdict"]
+
+
+def _p_clause(row: Row) -> str:
+    """", p=0.003" / ", p<0.001" for sample-based verdicts, "" where no test was made."""
+    text = _p(row)
+    return "" if text == "-" else (f", p{text}" if text.startswith("<") else f", p={text}")
+
+
+def _regression_text(comp: Comparison, row: Row) -> str:
+    where = f"{row.transport} [{row.point}]" if comp.multi_point else row.transport
+    v = row.verdict
+    change = _pct(row) if math.isnan(v.change) or abs(v.change) < 0.1 else f"{v.change * 100:+.0f}%"
+    p = _p_clause(row)
+    return f"{where} {row.metric} {change}" + (f" ({p[2:]})" if p else "")
+
+
+def summary_line(comp: Comparison) -> str:
+    regs = comp.regressions
+    if regs:
+        return "REGRESSION: " + "; ".join(_regression_text(comp, r) for r in regs)
+    compared = sum(1 for r in comp.rows if r.status != MISSING)
+    return f"OK: no regression ({compared} metrics compared)"
+
+
+def format_text(comp: Comparison) -> str:
+    table = [HEADER] + [_cells(r) for r in comp.rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
+    lines = [f"baseline: {comp.baseline.path} ({comp.baseline.run_id})",
+             f"current:  {comp.current.path} ({comp.current.run_id})", ""]
+    for line in table:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    if comp.notes:
+        lines += [""] + [f"note: {n}" for n in comp.notes]
+    lines += ["", summary_line(comp)]
+    return "\n".join(lines)
+
+
+def format_markdown(comp: Comparison) -> str:
+    regs = comp.regressions
+    head = f"{len(regs)} regression(s)" if regs else "no regression"
+    lines = [f"## duplexbench regression check: {'FAIL' if regs else 'PASS'}, {head}", "",
+             f"Baseline `{comp.baseline.run_id}` ({_git(comp.baseline)}) vs current "
+             f"`{comp.current.run_id}` ({_git(comp.current)}).", ""]
+    if regs:
+        lines += ["### Regressions", ""]
+        for r in regs:
+            v = r.verdict
+            lines.append(f"- **{r.transport}** `{r.metric}` ({r.point}): {_num(v.baseline)} -> "
+                         f"{_num(v.current)} ({_pct(r)}{_p_clause(r)}; {v.reason})")
+        lines.append("")
+    changed = [r for r in comp.rows if r.status in (BETTER, WORSE, MISSING)]
+    if changed:
+        lines += ["### Changes", "", _md_table(changed), ""]
+    lines += ["<details><summary>All metrics</summary>", "", _md_table(comp.rows), "",
+              "</details>", ""]
+    if comp.notes:
+        lines += ["### Notes", ""] + [f"- {n}" for n in comp.notes] + [""]
+    lines += ["A metric is *worse* only when its change passes a minimum change, a significance "
+              "test and is consistent across repeats; `(info)` metrics never fail the check. "
+              "See docs/regression.md.", "", f"`{summary_line(comp)}`", ""]
+    return "\n".join(lines)
+
+
+def _md_table(rows: Sequence[Row]) -> str:
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        cells = _cells(r)
+        if r.regression:
+            cells[-1] = f"**{cells[-1]}**"
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _git(run: Run) -> str:
+    git = run.meta.get("git") or {}
+    commit = str(git.get("commit") or "unknown commit")[:10]
+    return commit + (" dirty" if git.get("dirty") else "")
+
+
+def to_json(comp: Comparison) -> dict:
+    def row(r: Row) -> dict:
+        d = {"transport": r.transport, "point": r.point, "metric": r.metric, "status": r.status,
+             "gated": r.gated, "regression": r.regression, "note": r.note}
+        if r.verdict:
+            d.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                      for k, v in asdict(r.verdict).items() if k != "verdict"})
+        return d
+
+    return {"baseline": str(comp.baseline.path), "current": str(comp.current.path),
+            "regression": bool(comp.regressions), "summary": summary_line(comp),
+            "regressions": [row(r) for r in comp.regressions],
+            "rows": [row(r) for r in comp.rows], "notes": list(comp.notes)}
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m duplexbench compare",
+        description="Compare two runs metric by metric; exit 1 on a regression, 2 on bad input.",
+        epilog="Thresholds and how the verdict is reached: docs/regression.md")
+    p.add_argument("baseline", help="baseline run directory (e.g. results/baselines/ci)")
+    p.add_argument("current", help="current run directory (e.g. results/ci-current)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown report (CI comment)")
+    p.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="significance level of the raw-sample test (default 0.01)")
+    p.add_argument("--min-change", type=float, metavar="PCT",
+                   help="replace every metric's relative threshold by PCT %% (absolute floors stay)")
+    p.add_argument("--normalize", action="store_true",
+                   help="divide current latencies by the ratio of the runs' TCP echo calibration "
+                        "(baseline and current from different machines)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="compare the finished points of incomplete runs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): a status, not an exception
+        return int(exc.code or 0)
+    if not 0 < args.alpha < 1:
+        print("duplexbench compare: error: --alpha must be between 0 and 1", file=sys.stderr)
+        return 2
+    if args.min_change is not None and args.min_change < 0:
+        print("duplexbench compare: error: --min-change must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        base = resolve_run(args.baseline, args.allow_incomplete)
+        cur = resolve_run(args.current, args.allow_incomplete)
+        comp = compare_runs(base, cur, alpha=args.alpha, min_change=args.min_change,
+                            normalize=args.normalize)
+    except InputError as exc:
+        print(f"duplexbench compare: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_text(comp))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(format_markdown(comp), encoding="utf-8")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_json(comp), indent=2) + "\n", encoding="utf-8")
+    return 1 if comp.regressions else 0

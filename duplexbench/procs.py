@@ -1,0 +1,539 @@
+"""Child processes of a benchmark: spawn, pin to a core, sample from outside, kill the tree.
+
+Why a module of its own: the runner's figures are only as good as its process
+hygiene. A server left over from an earlier point, or a load generator floating
+onto the server's core, silently changes what is measured. So every child the
+harness starts goes through here: it is pinned (``os.sched_setaffinity``), it
+is registered so that an ``atexit`` hook and SIGTERM/SIGHUP handlers can kill
+its whole tree (psutil, recursive) whatever way the harness ends, and it is
+asked by the kernel to die with the harness (``PR_SET_PDEATHSIG``) for the one
+way no hook survives: the harness being SIGKILLed.
+
+The :class:`Sampler` watches processes from the outside — from the runner's
+process, never from inside the process under test — with psutil at 20 Hz by
+default, so a server's CPU and memory are what the server itself used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+import psutil
+
+__all__ = [
+    "LOAD_COLUMNS",
+    "PROC_SAMPLE_FIELDS",
+    "AffinityPlan",
+    "Child",
+    "ProcSample",
+    "Sampler",
+    "Terminated",
+    "install_signal_handlers",
+    "kill_all",
+    "count_socket_fds",
+    "kill_procs",
+    "kill_tree",
+    "pin",
+    "plan_affinity",
+    "raise_nofile_limit",
+    "samples_to_rows",
+    "spawn",
+    "track",
+    "untrack",
+]
+
+#: Columns of one process sample, in the order load.parquet stores them (after
+#: the point/repeat/transport/process keys that the runner adds).
+LOAD_COLUMNS = ("t_s", "cpu_user_s", "cpu_system_s", "rss_mb", "open_files", "connections", "phase")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM/SIGHUP arrived: handled exactly like Ctrl-C (stop children, mark incomplete)."""
+
+
+# ---------------------------------------------------------------------------
+# Core pinning and limits
+
+
+@dataclass(frozen=True)
+class AffinityPlan:
+    """Which core the server and the load generator get (None = not pinned)."""
+
+    server: int | None
+    loadgen: int | None
+    #: Why pinning is off, for the run's warnings; empty when pinned.
+    warning: str = ""
+
+    def to_meta(self) -> dict[str, list[int] | None]:
+        return {
+            "server": None if self.server is None else [self.server],
+            "loadgen": None if self.loadgen is None else [self.loadgen],
+        }
+
+
+def plan_affinity() -> AffinityPlan:
+    """Server on the first usable core, load generator on the second.
+
+    Uses the cores this process may run on (a container or ``taskset`` may
+    allow fewer than ``os.cpu_count()``), lowest two first.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return AffinityPlan(None, None, "this platform cannot pin processes to cores: "
+                                        "server and load generator share the CPUs, figures are noisier")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return AffinityPlan(None, None, f"only {len(cpus)} CPU available: server and load generator "
+                                        "are not pinned and compete for it; latency includes scheduling")
+    return AffinityPlan(cpus[0], cpus[1])
+
+
+def pin(pid: int, cpu: int | None, *, tree: bool = True) -> bool:
+    """Pin ``pid`` (and, by default, its current descendants) to one core."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return False
+    pids = [pid]
+    if tree:
+        try:
+            pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            pass
+    ok = False
+    for each in pids:
+        try:
+            os.sched_setaffinity(each, {cpu})
+            ok = True
+        except OSError:
+            pass
+    return ok
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Soft open-files limit up to the hard limit (children inherit it); returns (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+# ---------------------------------------------------------------------------
+# Registry of live children: whatever ends the harness, they end too
+
+#: Tracked children by pid. psutil.Process objects, not bare pids: they remember
+#: the start time, so a pid the kernel has since reused is never signalled.
+_LIVE: dict[int, psutil.Process] = {}
+_LIVE_LOCK = threading.Lock()
+_HOOKED = False
+
+
+def track(pid: int, name: str = "") -> None:
+    """Remember a child so :func:`kill_all` (atexit, signals) kills its tree."""
+    global _HOOKED
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    with _LIVE_LOCK:
+        _LIVE[pid] = proc
+        if not _HOOKED:
+            atexit.register(kill_all)
+            _HOOKED = True
+
+
+def untrack(pid: int) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(pid, None)
+
+
+def kill_all(timeout: float = 3.0) -> None:
+    """Kill every tracked child's tree (the atexit hook; also safe to call by hand)."""
+    with _LIVE_LOCK:
+        tracked = list(_LIVE.values())
+        _LIVE.clear()
+    for proc in tracked:
+        kill_tree(proc, timeout=timeout)
+
+
+def kill_tree(target: int | psutil.Process, *, timeout: float = 3.0,
+              sig: int = signal.SIGTERM) -> list[int]:
+    """Signal a process and all its descendants, SIGKILL what is left; return survivors' pids.
+
+    Descendants are listed *before* the parent goes: once it dies they are
+    re-parented and psutil can no longer find them from it. Given a
+    ``psutil.Process`` whose pid was reused by another program, does nothing.
+    """
+    try:
+        root = target if isinstance(target, psutil.Process) else psutil.Process(target)
+        if not root.is_running():
+            return []
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    return kill_procs(procs, timeout=timeout, sig=sig)
+
+
+def kill_procs(procs: list[psutil.Process], *, timeout: float = 3.0,
+               sig: int = signal.SIGTERM) -> list[int]:
+    """``sig`` to each still-running process, SIGKILL after ``timeout``; survivors' pids."""
+    procs = [p for p in procs if _running(p)]
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    # A zombie (exited, not reaped by its parent) holds nothing; only a running process survives.
+    return [p.pid for p in alive if _running(p)]
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, like Ctrl-C.
+
+    Raising (rather than exiting in the handler) lets the runner's ``finally``
+    blocks stop children in order and write an ``incomplete`` meta.json.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Terminated(f"received {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------
+# Spawning
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # not Linux: the atexit/signal hooks remain
+        pass
+
+
+class Child:
+    """A spawned, tracked child process. ``stop()`` ends its whole tree."""
+
+    def __init__(self, popen: subprocess.Popen, name: str) -> None:
+        self.popen = popen
+        self.name = name
+        #: Descendants seen so far (see :meth:`remember_descendants`).
+        self._descendants: dict[int, psutil.Process] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def remember_descendants(self) -> None:
+        """Note the current descendants (call now and then while it runs).
+
+        When a child exits first, its own children are re-parented and can no
+        longer be found from it; remembered ones can still be stopped.
+        """
+        if self.popen.poll() is not None:
+            return
+        try:
+            for proc in psutil.Process(self.pid).children(recursive=True):
+                self._descendants.setdefault(proc.pid, proc)
+        except psutil.Error:
+            pass
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM the tree, SIGKILL after ``timeout``; returns the exit code."""
+        self.remember_descendants()
+        tree = dict(self._descendants)
+        # Not yet reaped (poll() is None) means the pid is still ours to signal;
+        # once reaped it may belong to someone else, so only leftovers are killed.
+        if self.popen.poll() is None:
+            try:
+                tree[self.pid] = psutil.Process(self.pid)
+            except psutil.Error:
+                pass
+        kill_procs(list(tree.values()), timeout=timeout)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill_procs already SIGKILLed
+            self.popen.kill()
+            code = self.popen.wait()
+        untrack(self.pid)
+        return code
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    name: str,
+    cpu: int | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: int | object = subprocess.DEVNULL,
+    stderr: int | object = subprocess.DEVNULL,
+    text: bool = True,
+) -> Child:
+    """Start ``command`` in its own session, pinned to ``cpu``, tracked, dying with us.
+
+    Its own session: Ctrl-C in a terminal reaches only the harness, which then
+    stops children in order instead of everything dying at once mid-write.
+    """
+    popen = subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        text=text,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    track(popen.pid, name)
+    # Popen returns after exec: the interpreter is still starting and has no
+    # children yet, so pinning here covers everything it will spawn (inherited).
+    pin(popen.pid, cpu)
+    return Child(popen, name)
+
+
+# ---------------------------------------------------------------------------
+# Sampling from outside
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    """One observation of one process tree. CPU seconds are cumulative since it started."""
+
+    process: str
+    t_s: float  # seconds since the sampler started (monotonic clock)
+    cpu_user_s: float
+    cpu_system_s: float
+    rss_mb: float
+    open_files: int  # file descriptors, sockets included
+    connections: int  # TCP sockets (see Sampler on how they are counted)
+    phase: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROC_SAMPLE_FIELDS = tuple(f.name for f in fields(ProcSample))
+
+#: A connection count dearer than this (seconds) is taken less often, so the
+#: sampler thread stays a small, steady load next to the processes it watches.
+_CONN_BUDGET_S = 0.002
+
+
+def count_socket_fds(pid: int) -> int:
+    """Sockets among /proc/PID/fd: ~5x cheaper than psutil.net_connections on Linux."""
+    count = 0
+    base = f"/proc/{pid}/fd"
+    try:
+        with os.scandir(base) as entries:
+            for entry in entries:
+                try:
+                    if os.readlink(entry.path).startswith("socket:"):
+                        count += 1
+                except OSError:  # closed between listing and reading
+                    pass
+    except OSError:
+        return 0
+    return count
+
+
+class _Watched:
+    """Book-keeping for one named process tree."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.root = psutil.Process(pid)
+        self.procs: dict[int, psutil.Process] = {pid: self.root}
+        #: Last CPU times seen per pid: a child that exits (a Locust worker)
+        #: keeps contributing what it used, so cumulative CPU never drops.
+        self.cpu: dict[int, tuple[float, float]] = {}
+        self.connections = 0
+        self.conn_method = "net_connections"
+        self.conn_next_t = 0.0
+        self.gone = False
+
+    def refresh_children(self) -> None:
+        try:
+            for child in self.root.children(recursive=True):
+                self.procs.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+
+    def count_connections(self, now: float, interval: float) -> None:
+        if now < self.conn_next_t:
+            return  # carry the last count forward: see _CONN_BUDGET_S
+        started = time.perf_counter()
+        total = 0
+        for proc in list(self.procs.values()):
+            try:
+                if self.conn_method == "net_connections":
+                    total += len(proc.net_connections(kind="tcp"))
+                else:
+                    total += count_socket_fds(proc.pid)
+            except psutil.AccessDenied:
+                self.conn_method = "fd_scan"
+                total += count_socket_fds(proc.pid)
+            except psutil.Error:
+                pass
+        cost = time.perf_counter() - started
+        self.connections = total
+        if cost > _CONN_BUDGET_S and self.conn_method == "net_connections":
+            # Measured: net_connections costs ~20 ms per 1,000 sockets, the fd scan ~4 ms.
+            self.conn_method = "fd_scan"
+        # Spend at most ~_CONN_BUDGET_S per sampling interval, on average, on counting.
+        self.conn_next_t = now + max(0.0, (cost / _CONN_BUDGET_S - 1.0) * interval)
+
+    def sample(self, t_s: float, now: float, interval: float, phase: str) -> ProcSample | None:
+        rss = 0
+        fds = 0
+        alive = 0
+        for pid, proc in list(self.procs.items()):
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    mem = proc.memory_info()
+                    nfds = proc.num_fds()
+                    if proc.status() == psutil.STATUS_ZOMBIE:
+                        raise psutil.NoSuchProcess(pid)
+            except psutil.Error:
+                del self.procs[pid]
+                continue
+            self.cpu[pid] = (times.user, times.system)
+            rss += mem.rss
+            fds += nfds
+            alive += 1
+        if not alive:
+            self.gone = True
+            return None
+        self.count_connections(now, interval)
+        return ProcSample(
+            process=self.name,
+            t_s=round(t_s, 4),
+            cpu_user_s=sum(u for u, _ in self.cpu.values()),
+            cpu_system_s=sum(s for _, s in self.cpu.values()),
+            rss_mb=rss / 1e6,
+            open_files=fds,
+            connections=self.connections,
+            phase=phase,
+        )
+
+
+class Sampler:
+    """Samples named process trees at ``hz`` in a background thread.
+
+    ``with Sampler({"server": pid, "loadgen": pid}) as s: ... s.phase = "measure"``;
+    ``s.samples`` holds :class:`ProcSample` rows. Each tree's figures sum the
+    process and its descendants (a Locust master and its workers count as one
+    load generator). Sleeps to absolute deadlines, so the rate does not drift
+    with the cost of a sample; a late tick is skipped, not bunched.
+    """
+
+    def __init__(self, targets: Mapping[str, int], hz: float = 20.0) -> None:
+        if hz <= 0:
+            raise ValueError("hz must be positive")
+        self.interval = 1.0 / hz
+        self._watched: list[_Watched] = []
+        for name, pid in targets.items():
+            try:
+                self._watched.append(_Watched(name, pid))
+            except psutil.NoSuchProcess:
+                pass
+        #: Tag stored with every sample; the runner sets it from loadgen events.
+        self.phase = "start"
+        self.samples: list[ProcSample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="duplexbench-sampler", daemon=True)
+        self._t0 = 0.0
+
+    def add(self, name: str, pid: int) -> None:
+        """Watch another process tree from the next tick on."""
+        try:
+            self._watched.append(_Watched(name, pid))
+        except psutil.NoSuchProcess:
+            pass
+
+    def start(self) -> "Sampler":
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[ProcSample]:
+        """Take a last sample (final CPU totals) and stop; returns all samples."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        return self.samples
+
+    def _tick(self, tick: int) -> None:
+        now = time.monotonic()
+        if tick % 10 == 0:  # new children (Locust workers) show up within half a second
+            for watched in self._watched:
+                watched.refresh_children()
+        for watched in self._watched:
+            if watched.gone:
+                continue
+            sample = watched.sample(now - self._t0, now, self.interval, self.phase)
+            if sample is not None:
+                self.samples.append(sample)
+
+    def _run(self) -> None:
+        tick = 0
+        deadline = time.monotonic()
+        while True:
+            self._tick(tick)
+            tick += 1
+            deadline += self.interval
+            now = time.monotonic()
+            if now > deadline:  # fell behind: skip the missed ticks
+                deadline = now
+            if self._stop.wait(max(0.0, deadline - now)):
+                self._tick(tick)
+                return
+
+    def __enter__(self) -> "Sampler":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def samples_to_rows(samples: Iterable[ProcSample], **keys: object) -> list[dict]:
+    """Plain dicts with extra key columns first (point, repeat, transport, ...)."""
+    return [{**keys, **sample.to_dict()} for sample in samples]
+

@@ -1,0 +1,310 @@
+"""What the documents claim, measured: one row per claim, computed from the runs given.
+
+The comparison duplexbench reproduces rests on a few published numbers: RFC 6202
+§2.2's transit model for long polling (a message waits up to three network
+transits, one on average at low rates, against one for streaming and
+WebSocket), its remark that every long-poll message pays a full set of HTTP
+headers (which batching under load amortises), RFC 6455 §5.2's frame header
+sizes, and the article's statement that long polling and streaming carry an
+HTTP header per message where WebSocket does not. Each row puts the prediction
+beside the measurement, their ratio and a verdict. A claim whose data is not in
+the runs (no delayed points, no payload sweep, ...) gets no row: nothing here is
+invented.
+
+``claim_rows(runs) -> list[dict]`` with keys ``source, claim, prediction,
+measurement, ratio, verdict`` (verdict ``"confirmed"`` or ``"not confirmed"``;
+ratio = measured / predicted, or None where a ratio means nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import pandas as pd
+
+from duplexbench.contract.websocket import frame_header_size
+
+__all__ = [
+    "LONGPOLL_MAX_BAND",
+    "LONGPOLL_MEAN_BAND",
+    "PUBLISHED_POLL_HEADER_BYTES",
+    "STREAM_MAX_BAND",
+    "claim_rows",
+]
+
+RFC6202 = "RFC 6202 §2.2"
+RFC6455 = "RFC 6455 §5.2"
+ARTICLE = "Article (websocket-mechanism.md), Attachment"
+#: The published polling example: request + response headers of one poll (Lubbers & Greco,
+#: "HTML5 Web Sockets: A Quantum Leap in Scalability for the Web"), as quoted in issue 7.
+PUBLISHED_POLL_HEADER_BYTES = 871
+PUBLISHED = "Published polling example (Lubbers & Greco), issue 7"
+
+#: Verdict bands on measured / predicted. The long-poll maximum must *reach* about three
+#: transits (2.2-3.6 transits, as the test asks), a mean "near one transit" may be up to
+#: 1.5 (at low rates some messages still land in the re-poll gap), and a streaming maximum
+#: must stay under 1.8 transits. A measurement below 0.9 transits is physically impossible
+#: through the emulated network and is a measurement error, hence the lower bounds.
+LONGPOLL_MAX_BAND = (2.2 / 3, 3.6 / 3)
+LONGPOLL_MEAN_BAND = (0.9, 1.5)
+STREAM_MAX_BAND = (0.9, 1.8)
+#: A measured frame header may exceed RFC 6455's by the handshake, pings and the close
+#: frame amortised over the messages; up to one byte per message of that is tolerated.
+FRAME_SLACK_BYTES = 1.0
+STREAMING = ("sse", "ndjson", "websocket")
+
+
+def claim_rows(runs: Iterable[Any]) -> list[dict]:
+    """The claims that the given runs (duplexbench.results.Run) can speak to."""
+    frame = _combined(runs)
+    if frame.empty:
+        return []
+    rows: list[dict] = []
+    rows += _transit_rows(frame)
+    rows += _poll_header_rows(frame)
+    rows += _batching_rows(frame)
+    rows += _frame_header_rows(frame)
+    rows += _article_rows(frame)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Input: every run's summary rows, cleaned
+
+
+def _combined(runs: Iterable[Any]) -> pd.DataFrame:
+    frames = [run.summary for run in runs if getattr(run, "summary", None) is not None
+              and not run.summary.empty]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    if "transport" not in frame.columns:
+        return pd.DataFrame()
+    frame = frame.copy()
+    if "status" in frame.columns:
+        frame = frame[frame["status"].fillna("ok").astype(str) != "error"]
+    for column in ("delay_ms", "payload_bytes", "message_bytes", "rate_msgs_s", "lat_max_ms",
+                   "lat_mean_ms", "lat_samples", "overhead_down_per_msg", "overhead_up_per_msg",
+                   "http_requests_per_msg"):
+        if column not in frame.columns:
+            frame[column] = 0.0 if column == "delay_ms" else math.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["delay_ms"] = frame["delay_ms"].fillna(0.0)
+    keepalive = frame["keepalive"] if "keepalive" in frame.columns else pd.Series("", index=frame.index)
+    frame["_keepalive"] = keepalive.map(_keepalive_on)
+    upstream = frame["upstream"] if "upstream" in frame.columns else pd.Series("post", index=frame.index)
+    frame["_upstream"] = upstream.fillna("post").astype(str)
+    return frame
+
+
+def _keepalive_on(value: Any) -> bool:
+    return str(value).strip().lower() not in ("false", "0", "no", "off")
+
+
+def _row(source: str, claim: str, prediction: str, measurement: str,
+         ratio: float | None, ok: bool) -> dict:
+    return {
+        "source": source,
+        "claim": claim,
+        "prediction": prediction,
+        "measurement": measurement,
+        "ratio": None if ratio is None or not math.isfinite(ratio) else round(ratio, 2),
+        "verdict": "confirmed" if ok else "not confirmed",
+    }
+
+
+def _within(value: float, band: tuple[float, float]) -> bool:
+    return math.isfinite(value) and band[0] <= value <= band[1]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+# ---------------------------------------------------------------------------
+# RFC 6202 §2.2: network transits
+
+
+def _transit_rows(frame: pd.DataFrame) -> list[dict]:
+    delayed = frame[(frame["delay_ms"] > 0) & (frame["lat_samples"].fillna(0) > 0)]
+    rows = []
+    for delay, at_delay in sorted(delayed.groupby("delay_ms"), key=lambda kv: kv[0]):
+        polls = at_delay[(at_delay["transport"] == "longpoll") & at_delay["_keepalive"]]
+        if not polls.empty:
+            worst = float(polls["lat_max_ms"].max())
+            samples = int(polls["lat_samples"].sum())
+            ratio = worst / (3 * delay)
+            rows.append(_row(
+                RFC6202,
+                f"Long polling, one-way delay {delay:g} ms: a message that arrives just after a "
+                "response waits for it, the next request and the next response (max ≈ 3 transits)",
+                f"max ≈ 3 × {delay:g} = {_ms(3 * delay)}",
+                f"max {_ms(worst)} over {samples} deliveries",
+                ratio, _within(ratio, LONGPOLL_MAX_BAND)))
+            weights = polls["lat_samples"].fillna(0)
+            mean = float((polls["lat_mean_ms"] * weights).sum() / weights.sum())
+            ratio = mean / delay
+            rows.append(_row(
+                RFC6202,
+                f"Long polling, one-way delay {delay:g} ms, low rate: a waiting poll answers "
+                "at once (mean ≈ 1 transit)",
+                f"mean ≈ {_ms(delay)}",
+                f"mean {_ms(mean)} over {samples} deliveries",
+                ratio, _within(ratio, LONGPOLL_MEAN_BAND)))
+        for transport in STREAMING:
+            streams = at_delay[at_delay["transport"] == transport]
+            if streams.empty:
+                continue
+            worst = float(streams["lat_max_ms"].max())
+            ratio = worst / delay
+            rows.append(_row(
+                RFC6202,
+                f"{_NAMES[transport]}, one-way delay {delay:g} ms: a pushed message needs "
+                "one transit (max ≈ 1 transit)",
+                f"max ≈ {_ms(delay)}",
+                f"max {_ms(worst)} over {int(streams['lat_samples'].sum())} deliveries",
+                ratio, _within(ratio, STREAM_MAX_BAND)))
+    return rows
+
+
+_NAMES = {"longpoll": "Long polling", "sse": "SSE", "ndjson": "Chunked NDJSON", "websocket": "WebSocket"}
+
+
+# ---------------------------------------------------------------------------
+# RFC 6202 §2.2: header overhead and batching
+
+
+def _lowest_rate(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows[rows["overhead_down_per_msg"].notna() & rows["rate_msgs_s"].notna()]
+    if rows.empty:
+        return rows
+    return rows[rows["rate_msgs_s"] == rows["rate_msgs_s"].min()]
+
+
+def _poll_header_rows(frame: pd.DataFrame) -> list[dict]:
+    polls = frame[(frame["transport"] == "longpoll") & (frame["_upstream"] == "post")]
+    rows = []
+    for keepalive in (True, False):
+        low = _lowest_rate(polls[polls["_keepalive"] == keepalive])
+        if low.empty:
+            continue
+        overhead = float((low["overhead_down_per_msg"] + low["overhead_up_per_msg"].fillna(0)).median())
+        requests = float(low["http_requests_per_msg"].median())
+        ratio = overhead / PUBLISHED_POLL_HEADER_BYTES
+        # The claim is structural: about one request/response pair per message, and its
+        # headers dwarf a frame header. duplexbench's headers are leaner than a browser's
+        # (no cookies, no user agent), so the size itself is shown against 871, not judged.
+        ok = math.isfinite(requests) and requests >= 0.8 and overhead >= 100
+        rows.append(_row(
+            f"{RFC6202}; {PUBLISHED}",
+            f"Every long-poll message pays a full HTTP request + response header set "
+            f"(keep-alive {'on' if keepalive else 'off'}, {low['rate_msgs_s'].iloc[0]:g} msg/s)",
+            f"≈ 1 request per message; {PUBLISHED_POLL_HEADER_BYTES} B of headers in the published example",
+            f"{overhead:.0f} B overhead per message (up + down), {requests:.2f} requests per message",
+            ratio, ok))
+    return rows
+
+
+def _batching_rows(frame: pd.DataFrame) -> list[dict]:
+    polls = frame[(frame["transport"] == "longpoll") & (frame["_upstream"] == "post")
+                  & frame["overhead_down_per_msg"].notna() & frame["rate_msgs_s"].notna()]
+    rows = []
+    for keepalive in (True, False):
+        subset = polls[polls["_keepalive"] == keepalive]
+        if subset.empty:
+            continue
+        # Compare rates at one payload (the one with the most distinct rates).
+        by_payload = subset.groupby("payload_bytes")["rate_msgs_s"].nunique()
+        if by_payload.empty or by_payload.max() < 2:
+            continue
+        at_payload = subset[subset["payload_bytes"] == by_payload.idxmax()]
+        total = at_payload["overhead_down_per_msg"] + at_payload["overhead_up_per_msg"].fillna(0)
+        per_rate = total.groupby(at_payload["rate_msgs_s"]).median()
+        requests = at_payload.groupby("rate_msgs_s")["http_requests_per_msg"].median()
+        low_rate, high_rate = per_rate.index.min(), per_rate.index.max()
+        low, high = float(per_rate[low_rate]), float(per_rate[high_rate])
+        ratio = high / low if low else math.nan
+        rows.append(_row(
+            RFC6202,
+            f"Under load, long polling batches messages and amortises its headers "
+            f"(keep-alive {'on' if keepalive else 'off'}, payload {by_payload.idxmax():g} B)",
+            "overhead per message falls as the rate rises",
+            f"{low:.0f} B/msg at {low_rate:g} msg/s ({requests[low_rate]:.2f} req/msg) → "
+            f"{high:.0f} B/msg at {high_rate:g} msg/s ({requests[high_rate]:.2f} req/msg)",
+            ratio, math.isfinite(ratio) and ratio < 0.8))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# RFC 6455 §5.2: frame headers
+
+
+def _frame_header_rows(frame: pd.DataFrame) -> list[dict]:
+    ws = frame[(frame["transport"] == "websocket") & frame["message_bytes"].notna()
+               & frame["overhead_down_per_msg"].notna() & (frame["_upstream"] == "post")]
+    rows = []
+    for payload, group in sorted(ws.groupby("payload_bytes"), key=lambda kv: kv[0]):
+        # The highest rate carries the most messages per connection, so the handshake
+        # (counted on the wire too) is amortised furthest there.
+        group = group[group["rate_msgs_s"] == group["rate_msgs_s"].max()] if group["rate_msgs_s"].notna().any() else group
+        length = float(group["message_bytes"].median())
+        predicted = frame_header_size(int(round(length)), masked=False)
+        measured = float(group["overhead_down_per_msg"].median())
+        ok = predicted - 0.25 <= measured <= predicted + FRAME_SLACK_BYTES
+        rows.append(_row(
+            RFC6455,
+            f"Server→client frame header for a {length:.0f}-byte frame payload "
+            f"(the envelope of a {payload:g}-byte payload): 2 B below 126, 4 B below 65,536, "
+            "10 B beyond",
+            f"{predicted} B per message",
+            f"{measured:.2f} B per message on the wire (handshake and pings amortised)",
+            measured / predicted, ok))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# The article: "the Server response still has an HTTP header"
+
+
+def _article_rows(frame: pd.DataFrame) -> list[dict]:
+    """At one reference point (lowest rate, payload nearest 100 B, least delay), per transport."""
+    base = frame[(frame["_upstream"] == "post") & frame["_keepalive"]
+                 & frame["overhead_down_per_msg"].notna() & frame["http_requests_per_msg"].notna()]
+    ws = base[base["transport"] == "websocket"]
+    if ws.empty or base[base["transport"] != "websocket"].empty:
+        return []
+    delay = base["delay_ms"].min()
+    base = base[base["delay_ms"] == delay]
+    keys = base.groupby(["payload_bytes", "rate_msgs_s"])["transport"].nunique()
+    keys = keys[keys == keys.max()]
+    payload, rate = min(keys.index, key=lambda k: (k[1], abs(k[0] - 100)))
+    point = base[(base["payload_bytes"] == payload) & (base["rate_msgs_s"] == rate)]
+    by_transport = point.groupby("transport")[["overhead_down_per_msg", "http_requests_per_msg"]].median()
+    if "websocket" not in by_transport.index:
+        return []
+    ws_overhead = float(by_transport.loc["websocket", "overhead_down_per_msg"])
+    rows = []
+    for transport in ("longpoll", "sse", "ndjson", "websocket"):
+        if transport not in by_transport.index:
+            continue
+        overhead = float(by_transport.loc[transport, "overhead_down_per_msg"])
+        requests = float(by_transport.loc[transport, "http_requests_per_msg"])
+        per_message_header = requests >= 0.5
+        if transport == "websocket":
+            claim = "WebSocket carries no HTTP header per message (only a frame header)"
+            prediction = "no HTTP response per message"
+            ok = not per_message_header and overhead < 16
+        else:
+            claim = (f"{_NAMES[transport]}: the server response carries an HTTP header "
+                     "for every message")
+            prediction = "≈ 1 HTTP response (with headers) per message"
+            ok = per_message_header
+        rows.append(_row(
+            ARTICLE, f"{claim} (payload {payload:g} B, {rate:g} msg/s)", prediction,
+            f"{requests:.3f} HTTP responses per message, {overhead:.1f} B down overhead per "
+            f"message ({overhead / ws_overhead:.1f}× WebSocket's)" if ws_overhead > 0 else
+            f"{requests:.3f} HTTP responses per message, {overhead:.1f} B down overhead per message",
+            # measured / predicted responses per message (1 predicted); none for WebSocket (0).
+            None if transport == "websocket" else requests, ok))
+    return rows

@@ -1,0 +1,163 @@
+"""Per-message costs and the load point that transports are compared at.
+
+Plots, findings and tables must agree on what "server CPU per message" means and
+on which load point a sentence talks about; both are defined once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from duplexbench.report.colors import order_transports
+
+__all__ = [
+    "AXES",
+    "AXIS_LABELS",
+    "derive",
+    "combine",
+    "aggregate",
+    "swept_axes",
+    "ReferencePoint",
+    "reference_point",
+    "describe_point",
+    "at_point",
+]
+
+#: The load-point axes a scenario sweeps (transport aside), in order of importance.
+AXES = ("clients", "rate_msgs_s", "payload_bytes", "delay_ms")
+AXIS_LABELS = {
+    "clients": "subscribers",
+    "rate_msgs_s": "publish rate (messages/s)",
+    "payload_bytes": "payload (bytes)",
+    "delay_ms": "one-way network delay (ms)",
+}
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """Division that gives NaN, not inf, when nothing was delivered."""
+    denominator = denominator.where(denominator > 0)
+    return numerator / denominator
+
+
+def derive(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add the per-message / per-connection costs the report plots."""
+    frame = summary.copy()
+    frame["server_cpu_s_per_1k"] = _ratio(frame["server_cpu_s"], frame["delivered"]) * 1000
+    frame["client_cpu_s_per_1k"] = _ratio(frame["client_cpu_s"], frame["delivered"]) * 1000
+    frame["server_rss_kib_per_conn"] = _ratio(
+        frame["server_rss_mb_max"] * 1024, frame["server_connections_max"]
+    )
+    frame["bytes_per_msg"] = frame["bytes_down_per_msg"] + frame["bytes_up_per_msg"].fillna(0)
+    frame["overhead_per_msg"] = frame["overhead_down_per_msg"] + frame["overhead_up_per_msg"].fillna(0)
+    return frame
+
+
+def combine(runs) -> pd.DataFrame:
+    """One derived frame for several runs, with a `run` column holding each run's label."""
+    frames = []
+    for run in runs:
+        frame = derive(run.summary)
+        frame.insert(0, "run", run.label)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _keepalive_on(value: str) -> bool:
+    return str(value).strip().lower() not in ("false", "0", "no", "off")
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, transport, load point): the median over repeats.
+
+    A long-polling keep-alive sweep would put two rows on one point; the report's
+    comparisons use keep-alive on (the default) and leave "off" to its own figure.
+    """
+    if frame.empty:
+        return frame
+    frame = frame.copy()
+    if "run" not in frame.columns:
+        frame["run"] = ""
+    on = frame["keepalive"].map(_keepalive_on)
+    has_on = on.groupby([frame["run"], frame["transport"]]).transform("any")
+    frame = frame[on | ~has_on]
+    keys = ["run", "transport", *AXES]
+    numeric = frame.select_dtypes("number").columns.difference(keys)
+    # groupby drops NaN keys by default: an axis the run does not record must still group.
+    grouped = frame.groupby(keys, dropna=False, sort=False)
+    out = grouped[list(numeric)].median().reset_index()
+    text = grouped[["status", "warnings"]].agg(lambda s: "; ".join(sorted({x for x in s if x})))
+    return out.merge(text.reset_index(), on=keys, how="left")
+
+
+def swept_axes(frame: pd.DataFrame) -> list[str]:
+    """Axes with more than one value in the (single or combined) frame."""
+    return [axis for axis in AXES if frame[axis].dropna().nunique() > 1]
+
+
+@dataclass(frozen=True)
+class ReferencePoint:
+    """The load point transports are compared at, and which transports reached it."""
+
+    values: dict  # axis -> value (NaN when the run does not record that axis)
+    transports: tuple[str, ...]  # with a result at this point
+    missing: tuple[str, ...]  # present in the run but without a result here
+
+    def mask(self, frame: pd.DataFrame) -> pd.Series:
+        mask = pd.Series(True, index=frame.index)
+        for axis, value in self.values.items():
+            if pd.isna(value):
+                mask &= frame[axis].isna()
+            else:
+                mask &= np.isclose(frame[axis].astype(float), float(value))
+        return mask
+
+
+def reference_point(agg: pd.DataFrame, metric: str | None = None) -> ReferencePoint | None:
+    """The largest load point that the most transports reached (with `metric` measured).
+
+    "Largest" orders by subscribers, then rate, payload and delay: the point where
+    costs differ most, and the one a reader asks about ("at 1,000 subscribers").
+    """
+    frame = agg if metric is None else agg[agg[metric].notna()]
+    if frame.empty:
+        return None
+    keyed = frame.assign(**{a: frame[a].astype(float) for a in AXES})
+    counts = keyed.groupby(list(AXES), dropna=False)["transport"].nunique().reset_index()
+    counts = counts.sort_values(["transport", *AXES], ascending=False, na_position="last")
+    best = counts.iloc[0]
+    values = {axis: best[axis] for axis in AXES}
+    point = ReferencePoint(values, (), ())
+    here = frame[point.mask(frame)]
+    transports = tuple(order_transports(here["transport"].unique()))
+    missing = tuple(t for t in order_transports(agg["transport"].unique()) if t not in transports)
+    return ReferencePoint(values, transports, missing)
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3g}"
+
+
+def describe_point(point: ReferencePoint, swept: list[str]) -> str:
+    """"at 1,000 subscribers, 200 messages/s": subscribers always, other axes when swept."""
+    parts = []
+    clients = point.values.get("clients")
+    if clients is not None and not pd.isna(clients):
+        parts.append(f"{_num(clients)} subscriber{'s' if clients != 1 else ''}")
+    for axis, text in (
+        ("rate_msgs_s", "{} messages/s"),
+        ("payload_bytes", "{}-byte payloads"),
+        ("delay_ms", "{} ms one-way delay"),
+    ):
+        value = point.values.get(axis)
+        if axis in swept and value is not None and not pd.isna(value):
+            parts.append(text.format(_num(value)))
+    return "at " + ", ".join(parts) if parts else "at the only load point"
+
+
+def at_point(agg: pd.DataFrame, point: ReferencePoint) -> pd.DataFrame:
+    return agg[point.mask(agg)]

@@ -1,0 +1,306 @@
+"""Sentences computed from a run's numbers, and the warnings a reader must not miss.
+
+A report is read from its sentences; each one here is a pure function of the
+summary, so a sentence can be tested against the fixture values it was made from.
+Per metric the cheapest and the most expensive transport are compared at the
+largest load point they share; differences within 5 % are called no difference,
+because repeated runs on one machine move by about that much.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from duplexbench.report import colors
+from duplexbench.report.derived import (
+    ReferencePoint,
+    aggregate,
+    at_point,
+    combine,
+    describe_point,
+    reference_point,
+    swept_axes,
+)
+from duplexbench.report.load import ReportRun, is_complete
+
+__all__ = [
+    "TIE_TOLERANCE",
+    "Metric",
+    "METRICS",
+    "Finding",
+    "Warning_",
+    "format_ratio",
+    "number",
+    "transport_findings",
+    "run_findings",
+    "compare_runs",
+    "run_warnings",
+]
+
+#: Ratios within this of 1 are reported as "no clear difference".
+TIE_TOLERANCE = 0.05
+#: The load generator's core above this share is saturated (MEASUREMENT.md: ~90 %).
+SATURATED_PCT = 90.0
+#: p99.9 needs ~1,000 samples before it is more than the maximum in disguise.
+MIN_SAMPLES = 1000
+#: Repeats whose median latency spreads by more than this are called noisy (pyperf: 10 %).
+NOISY_CV = 0.10
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A lower-is-better quantity and the words for it."""
+
+    column: str
+    name: str  # "server CPU per delivered message"
+    less: str  # "{best} used {ratio} less server CPU per delivered message than {worst}"
+    none: str  # sentence when the cheapest transport needs none of it
+    unit: str  # unit of the values quoted in parentheses
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("server_cpu_s_per_1k", "server CPU per delivered message",
+           "{best} used {ratio} less server CPU per delivered message than {worst}",
+           "{best} used no measurable server CPU", "s of CPU per 1,000 messages"),
+    Metric("lat_p99_ms", "p99 latency", "{best} had {ratio} lower p99 latency than {worst}",
+           "{best} had zero p99 latency", "ms"),
+    Metric("lat_p50_ms", "median latency",
+           "{best} had {ratio} lower median latency than {worst}",
+           "{best} had zero median latency", "ms"),
+    Metric("bytes_per_msg", "bytes on the wire per delivered message",
+           "{best} moved {ratio} fewer bytes per delivered message than {worst}",
+           "{best} moved no bytes", "bytes"),
+    Metric("http_requests_per_msg", "HTTP requests per delivered message",
+           "{best} made {ratio} fewer HTTP requests per delivered message than {worst}",
+           "{best} made no HTTP requests per delivered message after connecting",
+           "requests per message"),
+    Metric("server_rss_kib_per_conn", "server memory per open connection",
+           "{best} used {ratio} less server memory per open connection than {worst}",
+           "{best} used no server memory per connection", "KiB"),
+    Metric("client_cpu_s_per_1k", "load-generator CPU per delivered message",
+           "{best} needed {ratio} less load-generator CPU per delivered message than {worst}",
+           "{best} needed no load-generator CPU", "s of CPU per 1,000 messages"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One computed sentence, with the numbers behind it (tests read these)."""
+
+    text: str
+    metric: str = ""  # Metric.column, "" for general sentences
+    best: str = ""  # transport
+    worst: str = ""
+    ratio: float = math.nan  # worst / best; inf when best is zero
+    kind: str = "compare"  # compare | tie | single | note | run-vs-run
+
+
+@dataclass(frozen=True)
+class Warning_:
+    """A warning for the top of the report; `loud` ones are shown in red."""
+
+    text: str
+    loud: bool = False
+
+
+def number(value: float) -> str:
+    """Three significant digits without exponents: 0.0118, 4.35, 17.6, 411, 2,370."""
+    value = float(value)
+    if math.isnan(value):
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) >= 0.001 or value == 0 else f"{value:.2e}"
+
+
+def format_ratio(ratio: float) -> str:
+    """3.1× — one decimal below 100, none above (precision the data does not have)."""
+    return f"{ratio:,.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
+
+
+def _name(transport: str, capital: bool = False) -> str:
+    text = colors.label(transport)
+    return text[0].upper() + text[1:] if capital else text
+
+
+def _values_text(metric: Metric, rows: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{_name(t)} {number(v)}" for t, v in rows)
+
+
+def transport_findings(agg: pd.DataFrame, metrics=METRICS) -> list[Finding]:
+    """Cheapest vs most expensive transport per metric, for one run's aggregated rows."""
+    findings: list[Finding] = []
+    if agg.empty:
+        return [Finding("No load point finished: nothing to compare.", kind="note")]
+    swept = swept_axes(agg)
+    transports = colors.order_transports(agg["transport"].unique())
+    if len(transports) == 1:
+        point = reference_point(agg)
+        only = transports[0]
+        row = at_point(agg, point).iloc[0]
+        parts = [f"{m.name} {number(row[m.column])} {m.unit}" for m in metrics
+                 if not pd.isna(row[m.column])]
+        findings.append(Finding(
+            f"Only {_name(only)} was measured, so transports cannot be compared; "
+            f"{describe_point(point, swept)} it showed " + "; ".join(parts) + ".",
+            best=only, worst=only, kind="single"))
+        return findings
+    for metric in metrics:
+        point = reference_point(agg, metric.column)
+        if point is None:
+            continue  # nobody measured it: say nothing rather than something vague
+        where = describe_point(point, swept)
+        rows = at_point(agg, point)
+        rows = rows[rows[metric.column].notna()]
+        values = sorted(((t, float(v)) for t, v in zip(rows["transport"], rows[metric.column])),
+                        key=lambda tv: (tv[1], colors.order_transports(transports).index(tv[0])
+                                        if tv[0] in transports else 99))
+        missing = [t for t in transports if t not in dict(values)]
+        note = (f" (no {metric.name} for {', '.join(_name(t) for t in missing)} there)"
+                if missing else "")
+        if len(values) == 1:
+            (only, v), = values
+            findings.append(Finding(
+                f"Only {_name(only)} has a {metric.name} {where} ({number(v)} "
+                f"{metric.unit}): no comparison{note}.", metric.column, only, only, kind="single"))
+            continue
+        (best, low), (worst, high) = values[0], values[-1]
+        if high <= 0:
+            findings.append(Finding(
+                f"{metric.name[0].upper() + metric.name[1:]} {where} was zero for every "
+                f"transport: no clear difference{note}.", metric.column, best, worst, 1.0, "tie"))
+            continue
+        ratio = math.inf if low <= 0 else high / low
+        if ratio <= 1 + TIE_TOLERANCE:
+            findings.append(Finding(
+                f"{metric.name[0].upper() + metric.name[1:]} {where}: within 5% across "
+                f"{len(values)} transports ({_values_text(metric, values)} {metric.unit}): "
+                f"no clear difference{note}.", metric.column, best, worst, ratio, "tie"))
+            continue
+        if math.isinf(ratio):
+            text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=_name(best)) +
+                    ", against "
+                    f"{number(high)} {metric.unit} for {_name(worst)}{note}.")
+        else:
+            text = (metric.less.format(best=_name(best, True), ratio=format_ratio(ratio),
+                                       worst=_name(worst)) +
+                    f" {where} ({number(low)} vs {number(high)} "
+                    f"{metric.unit}){note}.")
+        findings.append(Finding(text, metric.column, best, worst, ratio))
+    return findings
+
+
+def _missing_transports(run: ReportRun) -> list[str]:
+    parsed = (run.meta.get("scenario") or {}).get("parsed") or {}
+    planned = parsed.get("transports") or []
+    present = set(run.summary["transport"])
+    return [t for t in planned if t not in present]
+
+
+def run_findings(run: ReportRun) -> list[Finding]:
+    """Findings for one run, starting with what the comparison cannot cover."""
+    findings = []
+    missing = _missing_transports(run)
+    if missing:
+        findings.append(Finding(
+            f"No results for {', '.join(_name(t) for t in missing)}, although the scenario "
+            f"lists {'them' if len(missing) > 1 else 'it'}: "
+            f"{'the run ended early' if not is_complete(run.meta) else 'every point failed'}.",
+            kind="note"))
+    agg = aggregate(combine([run]))
+    return findings + transport_findings(agg)
+
+
+#: Metrics compared between runs (run B vs run A): the ones a change is judged by.
+RUN_METRICS = ("lat_p99_ms", "server_cpu_s_per_1k", "bytes_per_msg")
+
+
+def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list[Finding]:
+    """"Run B vs run A" per transport, at the largest load point both runs reached."""
+    agg = aggregate(combine([base, other]))
+    findings = []
+    by_column = {m.column: m for m in METRICS}
+    for transport in colors.order_transports(agg["transport"].unique()):
+        rows = agg[agg["transport"] == transport]
+        a, b = rows[rows["run"] == base.label], rows[rows["run"] == other.label]
+        keys = ["clients", "rate_msgs_s", "payload_bytes", "delay_ms"]
+        common = a[keys].merge(b[keys]).drop_duplicates()
+        if common.empty:
+            findings.append(Finding(
+                f"{_name(transport, True)}: no load point in both run {base.label} and run "
+                f"{other.label}; not compared.", best=transport, kind="note"))
+            continue
+        largest = common.fillna(-1).sort_values(keys, ascending=False).iloc[0]
+        point = ReferencePoint({k: (math.nan if largest[k] == -1 else largest[k]) for k in keys},
+                               (transport,), ())
+        where = describe_point(point, swept_axes(agg))
+        va, vb = at_point(a, point).iloc[0], at_point(b, point).iloc[0]
+        parts = []
+        for column in metrics:
+            metric, x, y = by_column[column], va[column], vb[column]
+            if pd.isna(x) or pd.isna(y):
+                parts.append(f"{metric.name} not measured in both")
+            elif x > 0 and y > 0 and max(x, y) / min(x, y) <= 1 + TIE_TOLERANCE:
+                parts.append(f"{metric.name} within 5% (no clear difference)")
+            elif x <= 0 or y <= 0:
+                parts.append(f"{metric.name} {number(y)} vs {number(x)}")
+            else:
+                ratio, word = (y / x, "higher") if y > x else (x / y, "lower")
+                parts.append(f"{metric.name} {format_ratio(ratio)} {word} "
+                             f"({number(y)} vs {number(x)} {metric.unit})")
+        findings.append(Finding(
+            f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: "
+            + "; ".join(parts) + ".", best=transport, kind="run-vs-run"))
+    return findings
+
+
+def _where_row(row: pd.Series) -> str:
+    return (f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, "
+            f"{row['rate_msgs_s']:,.4g} messages/s")
+
+
+def run_warnings(run: ReportRun) -> list[Warning_]:
+    """Warnings from the run itself plus those computed from its numbers."""
+    out: list[Warning_] = []
+    if not is_complete(run.meta):
+        out.append(Warning_(f"Run status is {run.meta.get('status', 'unknown')!r}"
+                            + (f": {run.meta['reason']}" if run.meta.get("reason") else "")
+                            + ". Figures and findings cover only the points that finished.", True))
+    out += [Warning_(str(text)) for text in run.meta.get("warnings") or []]
+    summary = run.summary
+    expect_loss = bool(((run.meta.get("scenario") or {}).get("parsed") or {}).get("expect_loss"))
+    for _, row in summary.iterrows():
+        if row["warnings"]:
+            out.append(Warning_(f"{_where_row(row)}: {row['warnings']}"))
+        if row["status"] and row["status"] not in ("ok", "complete", "done"):
+            out.append(Warning_(f"{_where_row(row)}: point status {row['status']!r}.", True))
+        if row["lost"] > 0 and not expect_loss:
+            out.append(Warning_(
+                f"LOST MESSAGES: {_where_row(row)} lost {row['lost']:,.0f} of "
+                f"{row['expected']:,.0f} expected messages; latency percentiles leave them out.",
+                True))
+        for kind in ("duplicated", "reordered"):
+            if row[kind] > 0:
+                out.append(Warning_(f"{_where_row(row)}: {row[kind]:,.0f} messages {kind}.", True))
+        if row["client_cpu_pct"] >= SATURATED_PCT:
+            out.append(Warning_(
+                f"SATURATED LOAD GENERATOR: {_where_row(row)} used {row['client_cpu_pct']:.0f}% "
+                "of its core: latency and throughput there measure the client, not the server; "
+                "lower the rate or add a Locust worker.", True))
+    few = summary[summary["lat_samples"] < MIN_SAMPLES]
+    if len(few):
+        out.append(Warning_(
+            f"{len(few)} load point(s) have fewer than {MIN_SAMPLES:,} latency samples "
+            f"(smallest: {few['lat_samples'].min():,.0f}): their p99.9 is close to the maximum."))
+    keys = ["transport", "clients", "rate_msgs_s", "payload_bytes", "delay_ms"]
+    repeats = summary.groupby(keys, dropna=False)["lat_p50_ms"].agg(["count", "mean", "std"])
+    noisy = repeats[(repeats["count"] > 1) & (repeats["std"] > NOISY_CV * repeats["mean"])]
+    for key, row in noisy.iterrows():
+        out.append(Warning_(
+            f"NOISY: {_name(key[0])} at {key[1]:,.0f} subscribers: median latency varies by "
+            f"{100 * row['std'] / row['mean']:.0f}% across {row['count']:.0f} repeats (>10%); "
+            "quiet the machine or add repeats before trusting a difference.", True))
+    return list(dict.fromkeys(out))  # keep order, drop repeats of the same text

@@ -1,0 +1,422 @@
+"""The results directory: ``results/<run-id>/`` written so a crash never corrupts it.
+
+Every file is written to a temporary name in the same directory, fsynced and
+renamed over the old one (``os.replace`` is atomic on POSIX), so a reader
+(the report, the notebook, a CI step) sees either the old or the new file,
+never half of one. :class:`RunWriter` rewrites ``summary.csv`` and the
+Parquet files after every load point while ``meta.json`` says ``running``:
+a run killed half-way still holds valid results for the points it finished
+and says it is not complete. :func:`load_run` is the one reader everyone uses;
+it tolerates added or missing optional columns (schema_version 1 grows by
+adding columns).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import SCHEMA_VERSION
+
+__all__ = [
+    "LOAD_COLUMNS",
+    "RUN_STATUSES",
+    "Run",
+    "RunError",
+    "RunWriter",
+    "SAMPLES_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "is_complete",
+    "load_run",
+    "new_run_id",
+    "update_latest",
+    "utc_now",
+]
+
+#: summary.csv columns, in order (DESIGN.md "Results"). Readers must tolerate more.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "run_id", "scenario", "engine", "transport", "point", "repeat", "clients",
+    "rate_msgs_s", "payload_bytes", "message_bytes", "delay_ms", "keepalive", "pattern",
+    "upstream", "duration_s", "sent", "expected", "delivered", "lost", "duplicated",
+    "reordered", "throughput_msgs_s",
+    "lat_p50_ms", "lat_p90_ms", "lat_p99_ms", "lat_p999_ms", "lat_max_ms", "lat_mean_ms",
+    "lat_samples",
+    "sent_p50_ms", "sent_p90_ms", "sent_p99_ms", "sent_p999_ms", "sent_max_ms", "sent_mean_ms",
+    "server_cpu_s", "server_cpu_pct", "server_rss_mb_max", "server_connections_max",
+    "bytes_down_per_msg", "bytes_up_per_msg", "overhead_down_per_msg", "overhead_up_per_msg",
+    "http_requests_per_msg", "pub_bytes_up_per_msg", "pub_http_requests_per_msg",
+    "reconnects", "client_cpu_s", "client_cpu_pct", "status", "warnings",
+)
+
+#: samples.parquet columns (one row per delivery).
+SAMPLES_COLUMNS: tuple[str, ...] = (
+    "point", "repeat", "transport", "subscriber", "seq", "latency_ms", "latency_sent_ms",
+    "recv_s",
+)
+
+#: load.parquet columns (process samples at >= 10 Hz).
+LOAD_COLUMNS: tuple[str, ...] = (
+    "point", "repeat", "transport", "process", "t_s", "cpu_user_s", "cpu_system_s", "rss_mb",
+    "open_files", "connections", "phase",
+)
+
+RUN_STATUSES = ("running", "complete", "incomplete", "failed")
+
+META = "meta.json"
+SUMMARY = "summary.csv"
+SAMPLES = "samples.parquet"
+LOAD = "load.parquet"
+LATEST = "latest"
+
+
+class RunError(ValueError):
+    """A directory that is not (or not yet) a duplexbench run."""
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same dir, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory: os.replace is only atomic within one file system.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """JSON with NaN/inf as null (strict JSON), numpy scalars and paths converted."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible everywhere, and optional.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    if hasattr(value, "tolist"):  # numpy arrays
+        return _jsonable(value.tolist())
+    return str(value)
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError subclass these
+        # A column mixing types (ints and text from different producers) cannot be
+        # stored as is; storing it as text beats losing every sample of the run.
+        mixed = [c for c in frame.columns if frame[c].dtype == object]
+        frame = frame.astype({c: str for c in mixed})
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# Run ids and the latest link
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with seconds, e.g. ``2026-11-24T22:35:01Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id(scenario_name: str, root: str | Path = "results",
+               now: datetime | None = None) -> str:
+    """``20261124-223501-quick``; a short random suffix when ``root/<id>`` exists."""
+    now = now or datetime.now(timezone.utc)
+    run_id = f"{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}-{scenario_name}"
+    root = Path(root)
+    candidate = run_id
+    while (root / candidate).exists():
+        candidate = f"{run_id}-{secrets.token_hex(2)}"
+    return candidate
+
+
+def update_latest(run_dir: Path) -> Path:
+    """Point ``<parent>/latest`` at ``run_dir`` (relative link, swapped atomically)."""
+    run_dir = Path(run_dir)
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.{secrets.token_hex(4)}.tmp"
+    os.symlink(run_dir.name, tmp)  # relative: the results tree can be moved or copied
+    try:
+        if link.is_dir() and not link.is_symlink():
+            raise RunError(f"{link} is a real directory; not replacing it with a link")
+        os.replace(tmp, link)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return link
+
+
+# ---------------------------------------------------------------------------
+# Writing a run
+
+
+def is_complete(meta: dict) -> bool:
+    """True only for a run that finished every point (status complete)."""
+    return meta.get("status") == "complete" and meta.get("complete") is True
+
+
+class RunWriter:
+    """Writes one run directory, point by point.
+
+    ``start()`` writes meta.json (status ``running``); ``add_point()`` appends a
+    summary row plus its samples and load series and rewrites all three data
+    files (and meta.json, still ``running``); ``finish()`` writes the final
+    status and moves the ``latest`` link. Data files are rewritten whole each
+    time: a few MB per point, and a reader never needs to merge fragments.
+    """
+
+    def __init__(self, run_dir: str | Path, meta: dict, *, latest: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.meta: dict = dict(meta)
+        #: False for baselines and fixtures, whose parent must not gain a `latest` link.
+        self.latest = latest
+        self.rows: list[dict] = []
+        self._samples: list[pd.DataFrame] = []
+        self._load: list[pd.DataFrame] = []
+        self._started = False
+        self._finished = False
+
+    @property
+    def points_done(self) -> int:
+        return len(self.rows)
+
+    def start(self) -> "RunWriter":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = self.meta
+        meta["schema_version"] = SCHEMA_VERSION
+        meta.setdefault("run_id", self.run_dir.name)
+        meta["status"] = "running"
+        meta["complete"] = False
+        meta.setdefault("reason", "")
+        meta.setdefault("started_at", utc_now())
+        meta["ended_at"] = None
+        meta.setdefault("warnings", [])
+        meta["points"] = []
+        meta["points_done"] = 0
+        self._started = True
+        self._write_meta()
+        return self
+
+    def add_point(self, row: dict, samples: pd.DataFrame | None = None,
+                  load: pd.DataFrame | None = None) -> None:
+        self._check_open()
+        row = dict(row)
+        self.rows.append(row)
+        ident = {k: row[k] for k in ("point", "repeat", "transport") if k in row}
+        if samples is not None and len(samples):
+            self._samples.append(_with_ident(samples, ident))
+        if load is not None and len(load):
+            self._load.append(_with_ident(load, ident))
+        self.meta["points"].append({k: row.get(k) for k in _POINT_KEYS if k in row})
+        self.meta["points_done"] = len(self.rows)
+        self._write_data()
+        self._write_meta()
+
+    def add_warning(self, text: str) -> None:
+        self._check_open()
+        self.meta["warnings"].append(str(text))
+        self._write_meta()
+
+    def finish(self, status: str = "complete", reason: str = "") -> Path:
+        """Final meta.json and ``latest`` link; returns the run directory."""
+        if status not in ("complete", "incomplete", "failed"):
+            raise ValueError(f"finish(status={status!r}): expected complete, incomplete or failed")
+        if not self._started:
+            self.start()
+        if not self.rows:  # a header-only summary still makes the dir loadable
+            self._write_data()
+        self.meta["status"] = status
+        self.meta["complete"] = status == "complete"
+        self.meta["reason"] = reason
+        self.meta["ended_at"] = utc_now()
+        self.meta["points_done"] = len(self.rows)
+        self._write_meta()
+        self._finished = True
+        if self.latest:
+            try:
+                update_latest(self.run_dir)
+            except (OSError, RunError) as exc:
+                # The results are safe; only the convenience link failed.
+                self.meta["warnings"].append(f"could not update the 'latest' link: {exc}")
+                self._write_meta()
+        return self.run_dir
+
+    def _check_open(self) -> None:
+        if not self._started:
+            raise RuntimeError("RunWriter.start() must be called before adding to the run")
+        if self._finished:
+            raise RuntimeError("RunWriter.finish() was already called for this run")
+
+    def _write_meta(self) -> None:
+        atomic_write_json(self.run_dir / META, self.meta)
+
+    def _write_data(self) -> None:
+        summary = pd.DataFrame(self.rows)
+        extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+        summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *extra])
+        atomic_write_text(self.run_dir / SUMMARY, summary.to_csv(index=False))
+        if self._samples:
+            atomic_write_bytes(self.run_dir / SAMPLES, _parquet_bytes(_concat(self._samples)))
+        if self._load:
+            atomic_write_bytes(self.run_dir / LOAD, _parquet_bytes(_concat(self._load)))
+
+
+#: What meta.json lists for each finished point.
+_POINT_KEYS = ("point", "repeat", "transport", "clients", "rate_msgs_s", "payload_bytes",
+               "delay_ms", "keepalive", "status")
+
+
+def _with_ident(frame: pd.DataFrame, ident: dict) -> pd.DataFrame:
+    """Add point/repeat/transport columns when the producer left them out."""
+    missing = {k: v for k, v in ident.items() if k not in frame.columns}
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for position, (key, value) in enumerate(missing.items()):
+        frame.insert(position, key, value)
+    return frame
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------
+# Reading a run
+
+
+@dataclass(frozen=True)
+class Run:
+    """One results directory, loaded. Samples and load series are read on demand."""
+
+    path: Path
+    meta: dict = field(repr=False)
+    summary: pd.DataFrame = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.path.name)
+
+    @property
+    def complete(self) -> bool:
+        return is_complete(self.meta)
+
+    def samples(self) -> pd.DataFrame:
+        """samples.parquet (an empty frame with the standard columns when absent)."""
+        return self._parquet(SAMPLES, SAMPLES_COLUMNS)
+
+    def load(self) -> pd.DataFrame:
+        """load.parquet (an empty frame with the standard columns when absent)."""
+        return self._parquet(LOAD, LOAD_COLUMNS)
+
+    def _parquet(self, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+        if name not in self._cache:
+            file = self.path / name
+            if file.exists():
+                frame = pd.read_parquet(file)
+            else:
+                frame = pd.DataFrame(columns=list(columns))
+            self._cache[name] = frame
+        return self._cache[name]
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory (or the ``latest`` link); raises :class:`RunError`."""
+    given = Path(run_dir)
+    path = given.resolve()
+    if not path.is_dir():
+        raise RunError(f"{given}: no such results directory")
+    meta_file = path / META
+    if not meta_file.exists():
+        hint = ""
+        if (path / LATEST).exists():
+            hint = f"; did you mean {given / LATEST}?"
+        raise RunError(f"{given}: not a duplexbench run (no {META}){hint}")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{given}: {META} is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        raise RunError(f"{given}: {META} is not duplexbench metadata (no schema_version)")
+    summary_file = path / SUMMARY
+    if summary_file.exists() and summary_file.stat().st_size:
+        summary = pd.read_csv(summary_file)
+    else:
+        summary = pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    return Run(path=path, meta=meta, summary=_normalise_summary(summary))
+
+
+def _normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Standard columns first (missing ones as NA), extra columns kept after them."""
+    extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+    summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *extra])
+    for text_column in ("warnings", "status"):
+        # An empty CSV cell reads back as NaN; these columns are text.
+        summary[text_column] = summary[text_column].astype(object).where(
+            summary[text_column].notna(), "")
+    return summary

@@ -1,0 +1,485 @@
+"""Scenarios: load and validate ``scenarios/*.toml`` into frozen dataclasses.
+
+A scenario is the shared workload every transport is measured with, so one
+parser checks it once, up front: a typo found after ten minutes of
+benchmarking costs ten minutes. Every error names the file, the key and what
+was expected; unknown keys are errors too (with a did-you-mean), because a
+misspelt ``duraton_s`` silently falling back to the default is a wrong result.
+
+:meth:`Scenario.points` expands the sweep (lists of clients, rates, payload
+sizes, delays, keep-alive modes) into :class:`LoadPoint` objects, repeats
+outermost so a regression run interleaves transports across repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "ARRIVALS",
+    "NETWORK_MODES",
+    "PATTERNS",
+    "TRANSPORTS",
+    "UPSTREAMS",
+    "LoadPoint",
+    "LongPollOptions",
+    "NetworkOptions",
+    "Scenario",
+    "ScenarioError",
+    "ServerOptions",
+    "load_scenario",
+    "parse_scenario",
+]
+
+#: Order matters: it is the order transports run in and appear in tables.
+TRANSPORTS = ("longpoll", "sse", "ndjson", "websocket")
+PATTERNS = ("fanout", "echo", "chat")
+UPSTREAMS = ("post", "transport")
+ARRIVALS = ("uniform", "poisson")
+NETWORK_MODES = ("proxy", "netem")
+
+# Scenario names become part of run ids and directory names.
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+class ScenarioError(ValueError):
+    """A scenario file (or override) that cannot be run; the message says why."""
+
+
+# ---------------------------------------------------------------------------
+# The dataclasses
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Options passed to ``python -m servers`` (see DESIGN.md "Servers")."""
+
+    queue_limit: int = 1000        # per-connection queue before a slow consumer is dropped
+    heartbeat_s: float = 15.0      # SSE comment / NDJSON blank line interval
+    ping_interval_s: float = 20.0  # WebSocket ping interval
+    retention: int = 10000         # messages kept per topic for resume
+    uvloop: bool = True
+
+    def to_args(self) -> list[str]:
+        """Command-line flags for ``python -m servers``."""
+        args = [
+            "--queue-limit", str(self.queue_limit),
+            "--heartbeat", _fmt(self.heartbeat_s),
+            "--ping-interval", _fmt(self.ping_interval_s),
+            "--retention", str(self.retention),
+        ]
+        if self.uvloop:
+            args.append("--uvloop")
+        return args
+
+
+@dataclass(frozen=True)
+class LongPollOptions:
+    """Long-polling client options; ``keepalive`` is a sweep (False = Connection: close)."""
+
+    keepalive: tuple[bool, ...] = (True,)
+    max_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """An emulated network between subscribers and server (duplexbench/netem)."""
+
+    delay_ms: tuple[float, ...] = (0.0,)  # one-way delay; a sweep
+    jitter_ms: float = 0.0
+    bandwidth_kbps: float = 0.0           # 0 = unlimited
+    loss_pct: float = 0.0
+    mode: str = "proxy"                   # proxy | netem
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """One measurement: one transport at one load, one repeat."""
+
+    index: int          # position in Scenario.points(); the `point` column
+    repeat: int         # 0-based
+    transport: str
+    clients: int
+    rate: float
+    payload_bytes: int
+    delay_ms: float = 0.0
+    keepalive: bool = True
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``websocket c=100 r=200/s p=64B``."""
+        text = f"{self.transport} c={self.clients} r={_fmt(self.rate)}/s p={self.payload_bytes}B"
+        if self.delay_ms:
+            text += f" d={_fmt(self.delay_ms)}ms"
+        if not self.keepalive:
+            text += " keepalive=off"
+        if self.repeat:
+            text += f" #{self.repeat + 1}"
+        return text
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the load point across repeats and runs (for comparisons)."""
+        return (self.transport, self.clients, self.rate, self.payload_bytes,
+                self.delay_ms, self.keepalive)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str                                  # file it came from ("" when built in code)
+    description: str = ""
+    transports: tuple[str, ...] = TRANSPORTS
+    pattern: str = "fanout"
+    clients: tuple[int, ...] = (20, 100)
+    rate: tuple[float, ...] = (200.0,)
+    payload_bytes: tuple[int, ...] = (64,)
+    topics: int = 1
+    upstream: str = "post"
+    arrival: str = "uniform"
+    warmup_s: float = 2.0
+    duration_s: float = 8.0
+    drain_s: float = 3.0
+    repeats: int = 1
+    expect_loss: bool = False
+    seed: int = 1
+    server: ServerOptions = field(default_factory=ServerOptions)
+    longpoll: LongPollOptions = field(default_factory=LongPollOptions)
+    network: NetworkOptions | None = None
+    #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
+    engine_options: dict = field(default_factory=dict, hash=False)
+
+    def points(self) -> list[LoadPoint]:
+        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive."""
+        delays = self.network.delay_ms if self.network else (0.0,)
+        points: list[LoadPoint] = []
+        for repeat in range(self.repeats):
+            for transport in self.transports:
+                # Keep-alive is a long-polling knob; other transports run once.
+                keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
+                for clients, rate, payload, delay, keepalive in itertools.product(
+                    self.clients, self.rate, self.payload_bytes, delays, keepalives
+                ):
+                    points.append(LoadPoint(
+                        index=len(points), repeat=repeat, transport=transport,
+                        clients=clients, rate=rate, payload_bytes=payload,
+                        delay_ms=delay, keepalive=keepalive,
+                    ))
+        return points
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, TOML-shaped dict (``parse_scenario(s.to_dict())`` gives ``s`` back)."""
+        data = dataclasses.asdict(self)
+        data["engine"] = data.pop("engine_options")
+        if data["network"] is None:
+            del data["network"]
+        return _lists(data)
+
+    def with_overrides(self, **changes: Any) -> "Scenario":
+        """A copy with fields replaced, validated like a file (``transports=["sse"]``)."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            if key == "engine_options":
+                key = "engine"
+            if key not in data and key not in _TOP_KEYS:
+                raise ScenarioError(
+                    f"{self.path or self.name}: override {key!r}: not a scenario field"
+                    + _did_you_mean(key, [*_TOP_KEYS, "engine_options"])
+                )
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = _lists(value)
+        return parse_scenario(data, path=self.path)
+
+
+def _lists(value: Any) -> Any:
+    """Tuples to lists, recursively (JSON and TOML have lists only)."""
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _fmt(number: float) -> str:
+    return f"{number:g}"
+
+
+# ---------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raises :class:`ScenarioError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    data.setdefault("name", path.stem)
+    return parse_scenario(data, path=str(path))
+
+
+def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
+    """Validate a TOML-shaped dict (as :func:`tomllib.load` returns) into a Scenario."""
+    checker = _Checker(path or str(data.get("name", "<scenario>")), data)
+    defaults = Scenario(name="_", path="")
+    c = checker
+    c.unknown(_TOP_KEYS, "")
+    name = c.get("name", _name, "a name of letters, digits, '_', '.', '-'", None)
+    if name is None:
+        if not path:
+            raise ScenarioError(f"{c.source}: key 'name': expected a scenario name, got nothing")
+        name = Path(path).stem
+    transports = c.get("transports", _choices_list(TRANSPORTS),
+                       f"a non-empty list of transports from {list(TRANSPORTS)}, each once",
+                       defaults.transports)
+    pattern = c.get("pattern", _choice(PATTERNS), _one_of(PATTERNS), defaults.pattern)
+    clients = c.get("clients", _list_of(_pos_int), "a positive integer or a list of them",
+                    defaults.clients)
+    rate = c.get("rate", _list_of(_pos_float), "a positive number or a list of them",
+                 defaults.rate)
+    payload = c.get("payload_bytes", _list_of(_pos_int),
+                    "a positive integer or a list of them", defaults.payload_bytes)
+    topics = c.get("topics", _pos_int, "a positive integer", defaults.topics)
+    upstream = c.get("upstream", _choice(UPSTREAMS), _one_of(UPSTREAMS), defaults.upstream)
+    arrival = c.get("arrival", _choice(ARRIVALS), _one_of(ARRIVALS), defaults.arrival)
+    warmup = c.get("warmup_s", _nonneg_float, "a number of seconds >= 0", defaults.warmup_s)
+    duration = c.get("duration_s", _pos_float, "a number of seconds > 0", defaults.duration_s)
+    drain = c.get("drain_s", _nonneg_float, "a number of seconds >= 0", defaults.drain_s)
+    repeats = c.get("repeats", _pos_int, "a positive integer", defaults.repeats)
+    expect_loss = c.get("expect_loss", _bool, "true or false", defaults.expect_loss)
+    seed = c.get("seed", _int, "an integer", defaults.seed)
+    description = c.get("description", _str, "a string", defaults.description)
+
+    server = _server(c.table("server"))
+    longpoll = _longpoll(c.table("longpoll"))
+    net_table = c.table("network", default=None)
+    network = _network(net_table) if net_table is not None else None
+    engine = c.table("engine")
+    engine_options = dict(engine.data) if engine is not None else {}
+
+    if pattern == "chat":
+        too_few = [n for n in clients if n < topics]
+        if too_few:
+            raise ScenarioError(
+                f"{c.source}: key 'clients': expected at least one client per room "
+                f"(topics = {topics}) for pattern 'chat', got {too_few[0]}"
+            )
+    return Scenario(
+        name=name, path=path, description=description, transports=transports,
+        pattern=pattern, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
+        upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
+        drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
+        server=server, longpoll=longpoll, network=network, engine_options=engine_options,
+    )
+
+
+_TOP_KEYS = (
+    "name", "path", "description", "transports", "pattern", "clients", "rate",
+    "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
+    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "engine",
+)
+
+
+def _server(c: "_Checker | None") -> ServerOptions:
+    d = ServerOptions()
+    if c is None:
+        return d
+    c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop"), "server.")
+    return ServerOptions(
+        queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
+        heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
+        ping_interval_s=c.get("ping_interval_s", _pos_float, "a number of seconds > 0",
+                              d.ping_interval_s),
+        retention=c.get("retention", _pos_int, "a positive integer", d.retention),
+        uvloop=c.get("uvloop", _bool, "true or false", d.uvloop),
+    )
+
+
+def _longpoll(c: "_Checker | None") -> LongPollOptions:
+    d = LongPollOptions()
+    if c is None:
+        return d
+    c.unknown(("keepalive", "max_batch"), "longpoll.")
+    keepalive = c.get("keepalive", _list_of(_bool), "true, false or a list of them",
+                      d.keepalive)
+    if len(set(keepalive)) != len(keepalive):
+        raise ScenarioError(f"{c.source}: key 'longpoll.keepalive': expected each value once, "
+                            f"got {list(keepalive)}")
+    return LongPollOptions(
+        keepalive=keepalive,
+        max_batch=c.get("max_batch", _pos_int, "a positive integer", d.max_batch),
+    )
+
+
+def _network(c: "_Checker") -> NetworkOptions:
+    d = NetworkOptions()
+    c.unknown(("delay_ms", "jitter_ms", "bandwidth_kbps", "loss_pct", "mode"), "network.")
+    return NetworkOptions(
+        delay_ms=c.get("delay_ms", _list_of(_nonneg_float),
+                       "a number of milliseconds >= 0 or a list of them", d.delay_ms),
+        jitter_ms=c.get("jitter_ms", _nonneg_float, "a number of milliseconds >= 0",
+                        d.jitter_ms),
+        bandwidth_kbps=c.get("bandwidth_kbps", _nonneg_float,
+                             "a number of kbit/s >= 0 (0 = unlimited)", d.bandwidth_kbps),
+        loss_pct=c.get("loss_pct", _percent, "a percentage from 0 to 100", d.loss_pct),
+        mode=c.get("mode", _choice(NETWORK_MODES), _one_of(NETWORK_MODES), d.mode),
+    )
+
+
+class _Invalid(Exception):
+    """Raised by a converter; the checker turns it into a ScenarioError."""
+
+
+class _Checker:
+    """Reads keys from one table, turning bad values into ScenarioError messages."""
+
+    def __init__(self, source: str, data: Any, prefix: str = "") -> None:
+        self.source = source
+        self.data = data
+        self.prefix = prefix
+
+    def unknown(self, known: tuple[str, ...], prefix: str) -> None:
+        for key in self.data:
+            if key not in known:
+                raise ScenarioError(
+                    f"{self.source}: unknown key '{prefix}{key}'"
+                    + _did_you_mean(key, known)
+                    + f" (known keys: {', '.join(k for k in known if k != 'path')})"
+                )
+
+    def get(self, key: str, convert: Callable[[Any], Any], expected: str, default: Any) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        try:
+            return convert(value)
+        except _Invalid:
+            # An empty list is a sweep over nothing: say so rather than just "got []".
+            hint = " (an empty list sweeps nothing)" if value == [] else ""
+            raise ScenarioError(
+                f"{self.source}: key '{self.prefix}{key}': expected {expected}, "
+                f"got {value!r}{hint}"
+            ) from None
+
+    def table(self, key: str, default: Any = "empty") -> "_Checker | None":
+        if key not in self.data:
+            return None if default is None else _Checker(self.source, {}, f"{key}.")
+        value = self.data[key]
+        if not isinstance(value, dict):
+            raise ScenarioError(
+                f"{self.source}: key '{key}': expected a table ([{key}]), got {value!r}"
+            )
+        return _Checker(self.source, value, f"{key}.")
+
+
+def _did_you_mean(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(repr(c) for c in choices)
+
+
+# Converters: return the clean value or raise _Invalid. TOML booleans are Python
+# bools, which are ints too, so numbers reject bools explicitly.
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid
+    return value
+
+
+def _pos_int(value: Any) -> int:
+    if _int(value) <= 0:
+        raise _Invalid
+    return value
+
+
+def _pos_float(value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise _Invalid
+    return float(value)
+
+
+def _nonneg_float(value: Any) -> float:
+    if not _is_number(value) or value < 0:
+        raise _Invalid
+    return float(value)
+
+
+def _percent(value: Any) -> float:
+    if _nonneg_float(value) > 100:
+        raise _Invalid
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise _Invalid
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise _Invalid
+        return value
+    return convert
+
+
+def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple]:
+    """A scalar or a non-empty list of scalars -> tuple (a list is a sweep)."""
+    def convert(value: Any) -> tuple:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values:
+            raise _Invalid
+        return tuple(item(v) for v in values)
+    return convert
+
+
+def _choices_list(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
+    one = _choice(choices)
+
+    def convert(value: Any) -> tuple[str, ...]:
+        values = _list_of(one)(value)
+        if len(set(values)) != len(values):
+            raise _Invalid
+        return values
+    return convert

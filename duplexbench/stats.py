@@ -1,0 +1,259 @@
+"""Pure statistics for the regression gate: is a change real, big enough, and which way?
+
+A benchmark gate on shared, noisy machines fails in two ways: it cries wolf on noise, or it
+misses a real slowdown. No single test avoids both, so a change is called only when three
+independent conditions hold (pyperf ``compare_to`` uses the first two, asv the raw-sample test):
+
+1. **Minimum change** — the point estimate moved by at least a relative *and* an absolute amount
+   (``Threshold``). Raw latency samples number in the tens of thousands and are autocorrelated
+   (one slow moment delays many deliveries), so any test on them finds tiny shifts "significant";
+   the minimum change says which shifts matter.
+2. **Significance** — Mann-Whitney U on the raw samples (thinned to a bounded count, which both
+   caps the cost and reduces the autocorrelation between neighbouring samples), p < alpha.
+3. **Consistency across repeats** — a hierarchical bootstrap (resample repeats, then samples within
+   each repeat; fixed seed, so the verdict is reproducible) gives a confidence interval of the
+   ratio current/baseline of the statistic; it must exclude 1. With few repeats this amounts to
+   "every current repeat lies beyond every baseline repeat", so one disturbed repeat (a neighbour's
+   job, a GC storm) cannot fail the build on its own.
+
+Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
+counts that should be zero (lost messages) use a rule of their own. No I/O here: arrays in,
+``Verdict`` out, so every rule is tested on synthetic data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as _sps
+
+__all__ = [
+    "BETTER",
+    "SAME",
+    "WORSE",
+    "Threshold",
+    "Verdict",
+    "bootstrap_ratio_ci",
+    "compare_counts",
+    "compare_repeats",
+    "compare_samples",
+    "mann_whitney_p",
+    "thin",
+]
+
+BETTER, SAME, WORSE = "better", "same", "worse"
+
+#: Fixed seed: the same two runs must always get the same verdict.
+DEFAULT_SEED = 6202
+#: Raw samples kept per side for the U test; more adds cost, not information (see module doc).
+MAX_TEST_SAMPLES = 5000
+#: Samples kept per repeat inside the bootstrap: bounds memory at n_boot x repeats x this.
+MAX_BOOT_SAMPLES_PER_GROUP = 1000
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How much a metric must move to matter, and which way is bad."""
+
+    rel: float  # minimum relative change, 0.10 = 10 %
+    abs: float  # minimum absolute change, in the metric's unit (ms, bytes, msgs/s, ...)
+    higher_is_worse: bool = True
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one metric: values, effect, evidence and the word that gates CI."""
+
+    verdict: str  # BETTER | SAME | WORSE
+    baseline: float
+    current: float
+    change: float  # current / baseline - 1 (nan when the baseline is 0)
+    delta: float  # current - baseline
+    p_value: float | None = None  # Mann-Whitney U, two-sided; None when not applicable
+    ci: tuple[float, float] | None = None  # CI of current/baseline (or of the per-repeat range)
+    reason: str = ""  # why SAME (which condition failed) or what made it a change
+    n_baseline: int = 0
+    n_current: int = 0
+
+
+def thin(values: np.ndarray, max_n: int) -> np.ndarray:
+    """Every k-th value so at most ``max_n`` remain, spread over the whole run.
+
+    Deterministic (no RNG) and spread evenly, so neighbouring (correlated) samples are dropped
+    rather than kept together.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) <= max_n:
+        return values
+    step = math.ceil(len(values) / max_n)
+    return values[::step]
+
+
+def mann_whitney_p(baseline: np.ndarray, current: np.ndarray, max_n: int = MAX_TEST_SAMPLES) -> float:
+    """Two-sided Mann-Whitney U p-value on thinned samples (1.0 if either side is empty)."""
+    a, b = thin(baseline, max_n), thin(current, max_n)
+    if len(a) == 0 or len(b) == 0:
+        return 1.0
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return 1.0  # identical constants: scipy would warn; nothing differs
+    return float(_sps.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic").pvalue)
+
+
+def _stack(groups: Sequence[np.ndarray], per_group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = [thin(g, per_group) for g in groups if len(g)]
+    lens = np.array([len(a) for a in arrays])
+    offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return np.concatenate(arrays), lens, offsets
+
+
+def _boot_quantiles(
+    groups: Sequence[np.ndarray], qs: Sequence[float], n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n_boot x len(qs) quantiles of hierarchical resamples (repeats, then samples within)."""
+    flat, lens, offsets = _stack(groups, MAX_BOOT_SAMPLES_PER_GROUP)
+    k = len(lens)
+    size = int(min(lens.max(), MAX_BOOT_SAMPLES_PER_GROUP))
+    # Each bootstrap world draws k repeats with replacement, then `size` samples from each.
+    chosen = rng.integers(0, k, size=(n_boot, k))
+    within = (rng.random((n_boot, k, size)) * lens[chosen][:, :, None]).astype(np.int64)
+    values = flat.astype(np.float32)[offsets[chosen][:, :, None] + within].reshape(n_boot, -1)
+    return np.quantile(values, list(qs), axis=1).T
+
+
+def bootstrap_ratio_ci(
+    baseline_groups: Sequence[np.ndarray],
+    current_groups: Sequence[np.ndarray],
+    qs: Sequence[float] = (0.5,),
+    level: float = 0.99,
+    n_boot: int = 2000,
+    seed: int = DEFAULT_SEED,
+) -> list[tuple[float, float]]:
+    """Percentile-bootstrap CI of quantile(current)/quantile(baseline), one per q.
+
+    Groups are the repeats of each side; resampling them first carries run-to-run variation
+    into the interval, which resampling pooled samples alone would hide.
+    """
+    rng = np.random.default_rng(seed)
+    base = _boot_quantiles(baseline_groups, qs, n_boot, rng)
+    cur = _boot_quantiles(current_groups, qs, n_boot, rng)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = cur / base
+    tail = (1 - level) / 2 * 100
+    out = []
+    for j in range(len(qs)):
+        lo, hi = np.nanpercentile(ratio[:, j], [tail, 100 - tail])
+        out.append((float(lo), float(hi)))
+    return out
+
+
+def _direction(delta: float, th: Threshold) -> str:
+    if delta == 0:
+        return SAME
+    return WORSE if (delta > 0) == th.higher_is_worse else BETTER
+
+
+def _relative(baseline: float, current: float) -> float:
+    return current / baseline - 1 if baseline else (0.0 if current == baseline else math.nan)
+
+
+def _big_enough(baseline: float, delta: float, th: Threshold) -> bool:
+    # A zero baseline has no relative change: the absolute threshold alone decides.
+    rel_ok = baseline == 0 or abs(delta) / abs(baseline) >= th.rel
+    return rel_ok and abs(delta) >= th.abs
+
+
+def compare_samples(
+    baseline_groups: Sequence[np.ndarray],
+    current_groups: Sequence[np.ndarray],
+    specs: Sequence[tuple[float, Threshold]],
+    alpha: float = 0.01,
+    level: float = 0.99,
+    n_boot: int = 2000,
+    seed: int = DEFAULT_SEED,
+) -> list[Verdict]:
+    """One Verdict per (quantile, threshold) in ``specs``, from raw samples grouped by repeat."""
+    base_groups = [np.asarray(g, dtype=float) for g in baseline_groups if len(g)]
+    cur_groups = [np.asarray(g, dtype=float) for g in current_groups if len(g)]
+    if not base_groups or not cur_groups:
+        raise ValueError("compare_samples needs samples on both sides")
+    base, cur = np.concatenate(base_groups), np.concatenate(cur_groups)
+    p = mann_whitney_p(base, cur)
+    qs = [q for q, _ in specs]
+    cis = bootstrap_ratio_ci(base_groups, cur_groups, qs, level=level, n_boot=n_boot, seed=seed)
+    verdicts = []
+    for (q, th), ci in zip(specs, cis):
+        b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
+        delta = c - b
+        way = _direction(delta, th)
+        excludes_one = (ci[0] > 1) if delta > 0 else (ci[1] < 1)
+        if way == SAME or not _big_enough(b, delta, th):
+            word, reason = SAME, "below minimum change"
+        elif p >= alpha:
+            word, reason = SAME, f"not significant (p={p:.2g} >= {alpha:g})"
+        elif not excludes_one:
+            word, reason = SAME, "inconsistent across repeats (CI includes 1)"
+        else:
+            word, reason = way, "significant, consistent and above minimum change"
+        verdicts.append(
+            Verdict(word, b, c, _relative(b, c), delta, p, ci, reason, len(base), len(cur))
+        )
+    return verdicts
+
+
+def compare_repeats(
+    baseline: Sequence[float], current: Sequence[float], th: Threshold
+) -> Verdict:
+    """Per-repeat values (throughput, bytes per message): means, min change, no overlap.
+
+    With 2-3 repeats a test has no power at alpha=0.01 (3 vs 3 Mann-Whitney bottoms out at
+    p=0.1), so the evidence is that the repeat ranges do not overlap at all.
+    """
+    b_arr = np.asarray([v for v in baseline if not math.isnan(v)], dtype=float)
+    c_arr = np.asarray([v for v in current if not math.isnan(v)], dtype=float)
+    if len(b_arr) == 0 or len(c_arr) == 0:
+        raise ValueError("compare_repeats needs values on both sides")
+    b, c = float(b_arr.mean()), float(c_arr.mean())
+    delta = c - b
+    way = _direction(delta, th)
+    separated = c_arr.min() > b_arr.max() if delta > 0 else c_arr.max() < b_arr.min()
+    rng = (float(c_arr.min()), float(c_arr.max()))
+    if way == SAME or not _big_enough(b, delta, th):
+        word, reason = SAME, "below minimum change"
+    elif not separated:
+        word, reason = SAME, "repeats overlap"
+    else:
+        word, reason = way, "above minimum change, repeats do not overlap"
+    return Verdict(word, b, c, _relative(b, c), delta, None, rng, reason, len(b_arr), len(c_arr))
+
+
+def compare_counts(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    baseline_total: float | None = None,
+    current_total: float | None = None,
+    higher_is_worse: bool = True,
+) -> Verdict:
+    """Counts that should be zero (lost, duplicated): any appearance from zero is a change.
+
+    When both sides are non-zero, the rate per ``*_total`` (e.g. expected deliveries) must at
+    least double, and by at least 0.1 percentage points, so a flaky one-off does not gate.
+    """
+    b, c = float(np.nansum(baseline)), float(np.nansum(current))
+    delta = c - b
+    th = Threshold(0.0, 0.0, higher_is_worse)
+    way = _direction(delta, th)
+    if b == 0 and c > 0 or c == 0 and b > 0:
+        word, reason = way, "was zero" if b == 0 else "now zero"
+    elif b == c:
+        word, reason = SAME, "unchanged"
+    else:
+        br = b / baseline_total if baseline_total else b
+        cr = c / current_total if current_total else c
+        hi, lo = max(br, cr), min(br, cr)
+        bigger = hi >= 2 * lo and (hi - lo) >= (0.001 if baseline_total else 1)
+        way = _direction(cr - br, th)  # the rate decides, not totals over different runs
+        word, reason = (way, "rate at least doubled") if bigger else (SAME, "below minimum change")
+    return Verdict(word, b, c, _relative(b, c), delta, None, None, reason, len(baseline), len(current))

@@ -1,0 +1,795 @@
+"""Locust users that speak the duplexbench wire contract, for runs beyond one machine.
+
+Why a locustfile: Locust is the load generator Python users already know (web UI,
+CSV stats, master/worker over many machines). Each delivered message fires
+Locust's ``request`` event with its delivery latency (now - the envelope's ``ts``,
+both ``time.time_ns()``: CLOCK_REALTIME, the only clock machines share), so
+Locust's statistics and charts show latency per transport; lost messages (seq
+gaps) and client errors fire failures.
+
+Kept apart from the asyncio code on purpose: importing ``locust`` monkey-patches
+the standard library with gevent. Only the pure-code ``duplexbench.contract`` is
+imported here. Run it directly (see docs/locust.md) or through
+``python -m duplexbench.locust_engine SPEC.json OUT_DIR --workers N``, which sets
+the ``--db-*`` options from a LoadSpec and collects the records written to
+``--db-out`` into the native loadgen's file formats.
+
+Sockets are plain gevent sockets with byte counters (HTTP parsed by
+geventhttpclient's parser, WebSocket framed by the contract's own frame code), so
+bytes on the wire are counted at the socket like the native clients do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import socket
+import time
+from urllib.parse import urlsplit
+
+import gevent
+from gevent.event import Event
+from geventhttpclient.response import HTTPSocketResponse
+from locust import User, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from duplexbench.contract import ContractError, decode_envelope, make_payload, payload_index
+from duplexbench.contract.http import (
+    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM, PATH_WS,
+)
+from duplexbench.contract.longpoll import decode_batch
+from duplexbench.contract.ndjson import NDJSONParser
+from duplexbench.contract.sse import SSEParser
+from duplexbench.contract.websocket import (
+    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key, encode_frame, encode_publish, parse_frame,
+)
+
+__all__ = [
+    "LongPollUser",
+    "NDJSONUser",
+    "PublisherUser",
+    "SSEUser",
+    "SUBSCRIBER_CLASSES",
+    "WebSocketUser",
+]
+
+#: Publish indices of per-client publishers (echo, chat) are ``k * INDEX_STRIDE +
+#: subscriber id``, so they stay unique across clients and map back to one sender.
+INDEX_STRIDE = 1_000_000
+
+# ---------------------------------------------------------------------------
+# Options: --db-* on the command line, in the web UI, or DUPLEXBENCH_* in the
+# environment (the defaults). The master forwards custom options to workers.
+# ---------------------------------------------------------------------------
+
+#: (option, env var, type, default, help)
+_OPTIONS = [
+    ("transport", "DUPLEXBENCH_TRANSPORT", str, "websocket",
+     "subscriber transport: longpoll | sse | ndjson | websocket"),
+    ("topic", "DUPLEXBENCH_TOPIC", str, "locust", "topic name (prefix when --db-topics > 1)"),
+    ("topics", "DUPLEXBENCH_TOPICS", int, 1, "number of topics (echo: one per client)"),
+    ("rate", "DUPLEXBENCH_RATE", float, 10.0, "messages/s published in total (open loop)"),
+    ("payload-bytes", "DUPLEXBENCH_PAYLOAD_BYTES", int, 64, "payload size in bytes"),
+    ("pattern", "DUPLEXBENCH_PATTERN", str, "fanout", "fanout | echo | chat"),
+    ("upstream", "DUPLEXBENCH_UPSTREAM", str, "post", "post | transport (WebSocket frames)"),
+    ("arrival", "DUPLEXBENCH_ARRIVAL", str, "uniform", "uniform | poisson"),
+    ("seed", "DUPLEXBENCH_SEED", int, 1, "random seed (poisson arrivals)"),
+    ("pub-host", "DUPLEXBENCH_PUB_HOST", str, "", "where publishers connect (default: --host)"),
+    ("clients", "DUPLEXBENCH_CLIENTS", int, 0,
+     "subscribers to wait for before publishing starts (0: publish at once)"),
+    ("id-stride", "DUPLEXBENCH_ID_STRIDE", int, 64, "subscriber ids: n * stride + worker index"),
+    ("warmup", "DUPLEXBENCH_WARMUP_S", float, 0.0, "seconds of publishing before measuring"),
+    ("duration", "DUPLEXBENCH_DURATION_S", float, 0.0,
+     "seconds of measured publishing, then drain and quit (0: until Locust stops)"),
+    ("drain", "DUPLEXBENCH_DRAIN_S", float, 1.0, "seconds to wait for in-flight messages"),
+    ("connect-timeout", "DUPLEXBENCH_CONNECT_TIMEOUT_S", float, 30.0,
+     "with --db-clients: give up (and quit) when not all have subscribed by then"),
+    ("keepalive", "DUPLEXBENCH_KEEPALIVE", int, 1, "long polling: 1 keep-alive, 0 close per poll"),
+    ("max-batch", "DUPLEXBENCH_MAX_BATCH", int, 1000, "long polling: max envelopes per poll"),
+    ("poll-timeout", "DUPLEXBENCH_POLL_TIMEOUT_S", float, 20.0, "long polling: hold time asked for"),
+    ("read-timeout", "DUPLEXBENCH_READ_TIMEOUT_S", float, 60.0, "stream / WebSocket read timeout"),
+    ("out", "DUPLEXBENCH_OUT", str, "", "directory for per-process delivery records (empty: none)"),
+    ("json-events", "DUPLEXBENCH_JSON_EVENTS", int, 0,
+     "master prints duplexbench JSON-line events to stdout"),
+    ("progress-interval", "DUPLEXBENCH_PROGRESS_S", float, 1.0, "seconds between progress events"),
+]
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser, **_kw) -> None:
+    group = parser.add_argument_group("duplexbench", "the workload (env var DUPLEXBENCH_* = default)")
+    for name, env, kind, default, text in _OPTIONS:
+        value = kind(os.environ.get(env, default))
+        group.add_argument(f"--db-{name}", type=kind, default=value, env_var=env, help=text)
+
+
+def _opt(environment, name: str):
+    """Option value from the parsed options (the master's, on a worker) or its default."""
+    options = environment.parsed_options
+    key = "db_" + name.replace("-", "_")
+    if options is not None and hasattr(options, key):
+        return getattr(options, key)
+    for option, env, kind, default, _ in _OPTIONS:
+        if option == name:
+            return kind(os.environ.get(env, default))
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------
+# Run state: one per process. Phases are coordinated by custom messages so they
+# work across machines: subscribers report "subscribed", the master answers
+# "go" with the start time t0 (CLOCK_REALTIME) once all are in.
+# ---------------------------------------------------------------------------
+
+
+class _Run:
+    """What every user of this process shares: start signal, ids, records, counters."""
+
+    def __init__(self) -> None:
+        self.go = Event()  # set when publishing may start
+        self.t0_ns = 0  # when publishing starts (warm-up begins)
+        self.subscribed = 0  # master: subscribers that reported in
+        self.next_local_id = 0  # per-process counter for subscriber ids
+        self.wire = {"sub": _Wire(), "pub": _Wire()}
+        self.duplicated = 0  # deliveries of a seq a subscriber already held
+        self.window: dict[str, dict] = {}  # wire snapshots at measure start / end
+        self.recorder: _Recorder | None = None
+        self.environment = None
+
+    def new_subscriber_id(self) -> int:
+        env = self.environment
+        index = max(getattr(env.runner, "worker_index", 0), 0)
+        sid = self.next_local_id * _opt(env, "id-stride") + index
+        self.next_local_id += 1
+        return sid
+
+
+class _Wire:
+    """Socket counters of one role, summed over this process's connections."""
+
+    __slots__ = ("bytes_up", "bytes_down", "http_requests", "connections", "reconnects", "errors")
+
+    def __init__(self) -> None:
+        self.bytes_up = self.bytes_down = self.http_requests = 0
+        self.connections = self.reconnects = self.errors = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class _Recorder:
+    """Buffered CSV files in --db-out, one set per process (so workers never share a file)."""
+
+    FLUSH_LINES = 2000
+
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        tag = f"{socket.gethostname()}-{os.getpid()}"
+        self.directory, self.tag = directory, tag
+        self._files = {
+            kind: open(os.path.join(directory, f"{kind}-{tag}.csv"), "a", buffering=1 << 16)
+            for kind in ("deliveries", "publishes", "subscribers")
+        }
+        self._lines: dict[str, list[str]] = {kind: [] for kind in self._files}
+
+    def add(self, kind: str, line: str) -> None:
+        lines = self._lines[kind]
+        lines.append(line)
+        if len(lines) >= self.FLUSH_LINES:
+            self.flush(kind)
+
+    def flush(self, kind: str | None = None) -> None:
+        for name in [kind] if kind else list(self._files):
+            lines, self._lines[name] = self._lines[name], []
+            if lines:
+                self._files[name].write("".join(lines))
+            self._files[name].flush()
+
+    def write_wire(self, run: "_Run") -> None:
+        final = {role: wire.as_dict() for role, wire in run.wire.items()}
+        path = os.path.join(self.directory, f"wire-{self.tag}.json")
+        with open(path + ".tmp", "w") as handle:
+            json.dump({"final": final, "duplicated": run.duplicated, **run.window}, handle)
+        os.replace(path + ".tmp", path)
+
+
+RUN = _Run()
+
+
+def _emit(event: dict) -> None:
+    """A duplexbench JSON-line event on the master's stdout (locust_engine forwards it)."""
+    if _opt(RUN.environment, "json-events"):
+        print(json.dumps(event, separators=(",", ":")), flush=True)
+
+
+@events.init.add_listener
+def _on_init(environment, runner, **_kw) -> None:
+    RUN.environment = environment
+    is_worker = isinstance(runner, WorkerRunner)
+    if not is_worker:
+        _select_user_classes(environment)
+        runner.register_message("db_subscribed", _on_subscribed)
+    if not isinstance(runner, MasterRunner):
+        runner.register_message("db_go", _on_go)
+
+
+def _select_user_classes(environment) -> None:
+    """Run only the chosen transport's subscriber (and the publisher for fanout), unless
+    the user named classes on the command line; the web UI's class picker still works."""
+    options = environment.parsed_options
+    if options is not None and (getattr(options, "user_classes", None) or
+                                getattr(options, "class_picker", False)):
+        return
+    wanted = {SUBSCRIBER_CLASSES[_opt(environment, "transport")].__name__}
+    if _opt(environment, "pattern") == "fanout":
+        wanted.add(PublisherUser.__name__)
+    environment.user_classes[:] = [c for c in environment.user_classes if c.__name__ in wanted]
+
+
+def _on_subscribed(environment, msg, **_kw) -> None:
+    RUN.subscribed += int(msg.data or 1)
+    if RUN.go.is_set() or RUN.t0_ns or RUN.subscribed < _opt(environment, "clients"):
+        return
+    t0 = time.time_ns() + 200_000_000  # a moment for "go" to reach every worker
+    RUN.t0_ns = t0
+    environment.runner.send_message("db_go", {"t0_ns": t0})
+    gevent.spawn(_conduct, environment, t0)
+
+
+def _on_go(environment, msg, **_kw) -> None:
+    RUN.t0_ns = int(msg.data["t0_ns"])
+    RUN.go.set()
+    gevent.spawn(_snapshot_window, environment, RUN.t0_ns)
+
+
+def _sleep_until(deadline_ns: int) -> None:
+    delay = (deadline_ns - time.time_ns()) / 1e9
+    if delay > 0:
+        gevent.sleep(delay)
+
+
+def _phase_bounds(environment, t0: int) -> tuple[int, int, int]:
+    """(measure start, measure end, drain end) in CLOCK_REALTIME ns."""
+    start = t0 + int(_opt(environment, "warmup") * 1e9)
+    end = start + int(_opt(environment, "duration") * 1e9)
+    return start, end, end + int(_opt(environment, "drain") * 1e9)
+
+
+def _conduct(environment, t0: int) -> None:
+    """Master (or local runner): announce phases, report progress, quit after the drain."""
+    start, end, drain_end = _phase_bounds(environment, t0)
+    _emit({"event": "ready", "subscribers": RUN.subscribed, "t0_ns": t0})
+    _sleep_until(t0)
+    _emit({"event": "phase", "phase": "warmup", "t_ns": t0})
+    progress = gevent.spawn(_progress, environment)
+    _sleep_until(start)
+    _emit({"event": "phase", "phase": "measure", "t_ns": start, "measure_start_ns": start})
+    if _opt(environment, "duration") <= 0:
+        return  # open-ended: Locust's --run-time or the user stops the test
+    _sleep_until(end)
+    _emit({"event": "phase", "phase": "drain", "t_ns": end, "measure_end_ns": end})
+    _sleep_until(drain_end)
+    progress.kill()
+    _emit({"event": "finished", "t_ns": time.time_ns()})
+    environment.runner.quit()
+
+
+def _connect_watchdog(environment) -> None:
+    """Master: a run whose subscribers cannot all connect ends with an error event
+    instead of waiting for Locust's --run-time."""
+    gevent.sleep(_opt(environment, "connect-timeout"))
+    if RUN.t0_ns:
+        return
+    _emit({"event": "error", "message": f"only {RUN.subscribed} of {_opt(environment, 'clients')} "
+           f"subscribers connected within {_opt(environment, 'connect-timeout'):g} s"})
+    environment.runner.quit()
+
+
+def _progress(environment) -> None:
+    interval = max(0.2, _opt(environment, "progress-interval"))
+    while True:
+        gevent.sleep(interval)
+        sent = delivered = 0
+        for (name, method), entry in environment.stats.entries.items():
+            if method == "PUBLISH":
+                sent += entry.num_requests
+            else:
+                delivered += entry.num_requests
+        _emit({"event": "progress", "sent": sent, "delivered": delivered})
+
+
+def _snapshot_window(environment, t0: int) -> None:
+    """Wire counters at measure start; the window reported is final minus these
+    (handshakes and warm-up traffic stay out of the per-message costs)."""
+    start = _phase_bounds(environment, t0)[0]
+    _sleep_until(start)
+    RUN.window["at_measure_start"] = {r: w.as_dict() for r, w in RUN.wire.items()}
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kw) -> None:
+    if not isinstance(environment.runner, WorkerRunner) and _opt(environment, "clients") > 0:
+        gevent.spawn(_connect_watchdog, environment)
+    out = _opt(environment, "out")
+    if out and RUN.recorder is None and not isinstance(environment.runner, MasterRunner):
+        RUN.recorder = _Recorder(out)
+    if _opt(environment, "clients") <= 0 and not RUN.go.is_set():
+        RUN.t0_ns = time.time_ns()  # interactive use: publish as soon as users run
+        RUN.go.set()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kw) -> None:
+    if RUN.recorder is not None:
+        RUN.recorder.flush()
+        RUN.recorder.write_wire(RUN)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment, **_kw) -> None:
+    _on_test_stop(environment)
+
+
+# ---------------------------------------------------------------------------
+# Connections: a gevent socket that counts bytes, HTTP requests, WebSocket.
+# ---------------------------------------------------------------------------
+
+
+class _Conn:
+    """One TCP connection; every byte in and out is added to a role's counters."""
+
+    def __init__(self, url: str, wire: _Wire, timeout: float) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.authority = f"{self.host}:{self.port}"
+        self.wire = wire
+        self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        # Nagle + delayed ACK would add tens of ms to small messages (MEASUREMENT.md).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire.connections += 1
+        self.closed = False
+
+    def sendall(self, data: bytes) -> None:
+        self.wire.bytes_up += len(data)
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        self.wire.bytes_down += len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def send_request(self, method: str, target: str, headers: dict[str, str] | None = None,
+                     body: bytes = b"") -> None:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        self.wire.http_requests += 1
+        self.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> HTTPSocketResponse:
+        self.send_request(method, target, headers, body)
+        return HTTPSocketResponse(self, method=method)
+
+
+class ClientFailure(Exception):
+    """A failure shown in Locust's failure table (lost messages, bad responses)."""
+
+
+def _fire(request_type: str, name: str, ms: float, length: int, exc: Exception | None = None):
+    RUN.environment.events.request.fire(
+        request_type=request_type, name=name, response_time=ms,
+        response_length=length, exception=exc, context={},
+    )
+
+
+# ---------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------
+
+
+class _Subscriber(User):
+    """Subscribe to one topic and receive forever; each delivery is one Locust request."""
+
+    abstract = True
+    wait_time = constant(0)
+    #: Locust request_type: the transport's column in Locust's statistics.
+    label = ""
+    transport = ""
+
+    def on_start(self) -> None:
+        env = self.environment
+        self.sid = RUN.new_subscriber_id()
+        self.pattern = _opt(env, "pattern")
+        topics = max(1, _opt(env, "topics"))
+        self.topic = _topic_name(env, self.sid if self.pattern == "echo" else self.sid % topics)
+        # Phased runs start on fresh topics at cursor 0 (every message counts);
+        # interactive runs take "from now on" (no cursor) and follow from there.
+        self.cursor: int | None = 0 if _opt(env, "clients") > 0 else None
+        self.wire = RUN.wire["sub"]
+        self.read_timeout = _opt(env, "read-timeout")
+        self.reported = False
+        self.connected_once = False
+        self.conn: _Conn | None = None
+        self.publisher = None
+        if RUN.recorder is not None:
+            RUN.recorder.add("subscribers", f"{self.sid},{self.topic}\n")
+
+    def on_stop(self) -> None:
+        if self.publisher is not None:
+            self.publisher.kill(block=False)
+        if self.conn is not None:
+            self.conn.close()
+
+    @task
+    def receive(self) -> None:
+        """Receive until stopped; reconnect from the cursor after a lost connection."""
+        backoff = 0.0
+        while True:
+            try:
+                if self.connected_once:
+                    self.wire.reconnects += 1
+                self.connected_once = True
+                self.subscribe_and_receive()
+                backoff = 0.0
+            except (OSError, ContractError, ClientFailure, ValueError) as exc:
+                self.wire.errors += 1
+                _fire(self.label, f"error {self.topic}", 0, 0, exc)
+                gevent.sleep(backoff)
+                backoff = min(1.0, backoff * 2 or 0.02)
+            finally:
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+
+    def subscribed(self) -> None:
+        """Called once the server holds the subscription: report in, maybe start publishing."""
+        if self.reported:
+            return
+        self.reported = True
+        runner = self.environment.runner
+        if _opt(self.environment, "clients") > 0:
+            runner.send_message("db_subscribed", 1)
+        if self.pattern in ("echo", "chat"):
+            self.publisher = gevent.spawn(self._publish_share)
+
+    def deliver(self, envelope, recv_ns: int, nbytes: int) -> None:
+        last = self.cursor
+        seq = envelope.seq
+        if last is not None and seq <= last:
+            RUN.duplicated += 1  # a resume overlap: not a second delivery
+            return
+        if last is not None and seq > last + 1:
+            _fire(self.label, f"lost {envelope.topic}", 0, 0,
+                  ClientFailure(f"lost {seq - last - 1} message(s) before seq {seq}"))
+        self.cursor = seq
+        _fire(self.label, f"deliver {envelope.topic}", (recv_ns - envelope.ts) / 1e6, nbytes)
+        if RUN.recorder is not None:
+            index = payload_index(envelope.data)
+            RUN.recorder.add(
+                "deliveries",
+                f"{self.sid},{seq},{envelope.topic},{'' if index is None else index},"
+                f"{envelope.ts},{recv_ns}\n",
+            )
+
+    def subscribe_and_receive(self) -> None:  # pragma: no cover - per transport
+        raise NotImplementedError
+
+    def cursor_query(self) -> str:
+        return "" if self.cursor is None else f"&cursor={self.cursor}"
+
+    # Echo / chat: every client publishes its share of the rate.
+
+    def send_upstream(self, data: str, ts: int) -> int:
+        """Publish one message; returns the seq when the transport tells it (POST)."""
+        return self._poster.publish(self.topic, data, ts)
+
+    def _publish_share(self) -> None:
+        env = self.environment
+        RUN.go.wait()
+        clients = max(1, _opt(env, "clients") or 1)
+        rate = _opt(env, "rate") / clients
+        if rate <= 0:
+            return
+        self._poster = _Poster(_pub_url(env), RUN.wire["pub"])
+        # Stagger clients over one period so their publishes do not arrive in bursts.
+        first = RUN.t0_ns + int((self.sid % clients) / clients / rate * 1e9)
+        for k, intended in enumerate(_schedule(env, first, rate, self.sid)):
+            _sleep_until(intended)
+            index = k * INDEX_STRIDE + self.sid
+            payload = make_payload(index, _opt(env, "payload-bytes"))
+            sent = time.time_ns()
+            try:
+                seq = self.send_upstream(payload, sent)
+            except (OSError, ClientFailure, ValueError) as exc:
+                RUN.wire["pub"].errors += 1
+                _fire("PUBLISH", f"publish {self.topic}", 0, 0, exc)
+                continue
+            _fire("PUBLISH", f"publish {self.topic}", (time.time_ns() - sent) / 1e6, len(payload))
+            _record_publish(index, self.topic, seq, intended, sent)
+            if _past_measure_end(env, intended):
+                return
+
+
+class LongPollUser(_Subscriber):
+    """GET /poll with the cursor, over one keep-alive connection (or one per poll)."""
+
+    label = "LONGPOLL"
+    transport = "longpoll"
+
+    def subscribe_and_receive(self) -> None:
+        env = self.environment
+        keepalive = bool(_opt(env, "keepalive"))
+        hold = _opt(env, "poll-timeout")
+        query = f"?topic={self.topic}&timeout={hold:g}&max={_opt(env, 'max-batch')}"
+        headers = {} if keepalive else {"Connection": "close"}
+        while True:
+            if self.conn is None or self.conn.closed:
+                self.conn = _Conn(self.environment.host, self.wire, hold + 10)
+            self.conn.send_request("GET", PATH_POLL + query + self.cursor_query(), headers)
+            # The first poll is on its way: with a cursor nothing published from now
+            # on can be missed, so the subscription counts as held.
+            self.subscribed()
+            response = HTTPSocketResponse(self.conn, method="GET")
+            status = response.status_code
+            body = response.read()
+            if status == 200:
+                recv_ns = time.time_ns()
+                batch = decode_batch(body)
+                size = len(body) // max(1, len(batch))
+                for envelope in batch:
+                    self.deliver(envelope, recv_ns, size)
+            elif status == 410:  # our cursor fell out of retention: count the gap, go on
+                oldest = int(json.loads(body)["oldest_seq"])
+                _fire(self.label, f"lost {self.topic}", 0, 0,
+                      ClientFailure(f"cursor {self.cursor} expired, oldest is {oldest}"))
+                self.cursor = oldest - 1
+            elif status != 204:
+                raise ClientFailure(f"poll answered {status}: {body[:200]!r}")
+            if response.should_close():
+                self.conn.close()
+
+
+class _StreamUser(_Subscriber):
+    """GET /stream; the framing (SSE or NDJSON) is picked by the Accept header."""
+
+    abstract = True
+    accept = ""
+
+    def subscribe_and_receive(self) -> None:
+        self.conn = _Conn(self.environment.host, self.wire, self.read_timeout)
+        headers = {"Accept": self.accept, "Cache-Control": "no-cache"}
+        response = self.conn.request("GET", PATH_STREAM + f"?topic={self.topic}" + self.cursor_query(),
+                                     headers)
+        if response.status_code != 200:
+            raise ClientFailure(f"stream answered {response.status_code}")
+        self.subscribed()
+        self.receive_lines(response)
+        raise ClientFailure("stream ended")  # the server closed it (e.g. slow consumer)
+
+
+class SSEUser(_StreamUser):
+    """Server-Sent Events on /stream; resumes with the cursor (the last event id)."""
+
+    label = "SSE"
+    transport = "sse"
+    accept = ACCEPT_SSE
+
+    def receive_lines(self, response) -> None:
+        parser = SSEParser()
+        while True:
+            line = response.readline(b"\n")
+            if not line:
+                return
+            recv_ns = time.time_ns()
+            for event in parser.feed(line):
+                if event.data:
+                    self.deliver(decode_envelope(event.data), recv_ns, len(event.data))
+
+
+class NDJSONUser(_StreamUser):
+    """Chunked NDJSON on /stream: one envelope per line, blank lines are heartbeats."""
+
+    label = "NDJSON"
+    transport = "ndjson"
+    accept = ACCEPT_NDJSON
+
+    def receive_lines(self, response) -> None:
+        parser = NDJSONParser()
+        while True:
+            line = response.readline(b"\n")
+            if not line:
+                return
+            recv_ns = time.time_ns()
+            for raw in parser.feed(line):
+                self.deliver(decode_envelope(raw), recv_ns, len(raw))
+
+
+class WebSocketUser(_Subscriber):
+    """GET /ws upgraded (RFC 6455), framed by the contract's code; echo/chat publish as frames."""
+
+    label = "WS"
+    transport = "websocket"
+
+    def subscribe_and_receive(self) -> None:
+        self.conn = conn = _Conn(self.environment.host, self.wire, self.read_timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        conn.send_request("GET", PATH_WS + f"?topic={self.topic}" + self.cursor_query(), {
+            "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
+        })
+        # Read the 101 by hand: frames may follow the headers in the same read, and
+        # an HTTP parser would stop at the upgrade and drop them.
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            data = conn.recv(4096)
+            if not data:
+                raise ClientFailure("connection closed during the WebSocket handshake")
+            buffer += data
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        if lines[0].split(" ")[1:2] != ["101"] or fields.get("sec-websocket-accept") != accept_key(key):
+            raise ClientFailure(f"WebSocket upgrade answered {lines[0]!r}")
+        self.subscribed()
+        while True:
+            parsed = parse_frame(buffer)
+            if parsed is None:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                continue
+            opcode, _fin, payload, used = parsed
+            buffer = buffer[used:]
+            if opcode == OP_TEXT:
+                self.deliver(decode_envelope(payload), time.time_ns(), len(payload))
+            elif opcode == OP_PING:
+                conn.sendall(encode_frame(OP_PONG, payload, mask=os.urandom(4)))
+            elif opcode == OP_CLOSE:
+                return
+
+    def send_upstream(self, data: str, ts: int) -> int:
+        if _opt(self.environment, "upstream") != "transport":
+            return super().send_upstream(data, ts)
+        if self.conn is None or self.conn.closed:
+            raise ClientFailure("WebSocket not connected")
+        frame = encode_frame(OP_TEXT, encode_publish(data, ts).encode(), mask=os.urandom(4))
+        self.conn.sendall(frame)
+        return 0  # the seq is not answered over a WebSocket
+
+
+SUBSCRIBER_CLASSES = {
+    "longpoll": LongPollUser, "sse": SSEUser, "ndjson": NDJSONUser, "websocket": WebSocketUser,
+}
+
+
+# ---------------------------------------------------------------------------
+# Publishing
+# ---------------------------------------------------------------------------
+
+
+def _topic_name(environment, k: int) -> str:
+    """``{prefix}-{k}`` as the native loadgen names topics; interactive runs with one
+    topic use the name given, so a person can watch it with curl."""
+    prefix = _opt(environment, "topic")
+    if _opt(environment, "clients") <= 0 and _opt(environment, "topics") <= 1 \
+            and _opt(environment, "pattern") == "fanout":
+        return prefix
+    return f"{prefix}-{k}"
+
+
+def _pub_url(environment) -> str:
+    return _opt(environment, "pub-host") or environment.host
+
+
+class _Poster:
+    """Keep-alive ``POST /publish``; reconnects once when the server closed the connection."""
+
+    def __init__(self, url: str, wire: _Wire) -> None:
+        self.url, self.wire = url, wire
+        self.conn: _Conn | None = None
+
+    def publish(self, topic: str, data: str, ts: int) -> int:
+        for attempt in (1, 2):
+            if self.conn is None or self.conn.closed:
+                self.conn = _Conn(self.url, self.wire, 10.0)
+            try:
+                response = self.conn.request(
+                    "POST", f"{PATH_PUBLISH}?topic={topic}&ts={ts}",
+                    {"Content-Type": "text/plain; charset=utf-8"}, data.encode())
+                body = response.read()
+            except OSError:
+                self.conn.close()
+                if attempt == 2:
+                    raise
+                continue
+            if response.should_close():
+                self.conn.close()
+            if response.status_code != 200:
+                raise ClientFailure(f"publish answered {response.status_code}: {body[:200]!r}")
+            return int(json.loads(body)["seq"])
+        raise AssertionError("unreachable")
+
+
+def _schedule(environment, first_ns: int, rate: float, salt: int):
+    """Intended send times (open loop): uniform spacing or Poisson arrivals."""
+    period = 1e9 / rate
+    if _opt(environment, "arrival") == "poisson":
+        rng = random.Random(_opt(environment, "seed") * 1_000_003 + salt)
+        t = float(first_ns)
+        while True:
+            yield int(t)
+            t += rng.expovariate(1.0) * period
+    k = 0
+    while True:
+        yield first_ns + int(k * period)
+        k += 1
+
+
+def _past_measure_end(environment, intended_ns: int) -> bool:
+    if _opt(environment, "duration") <= 0:
+        return False
+    return intended_ns >= _phase_bounds(environment, RUN.t0_ns)[1]
+
+
+def _record_publish(index: int, topic: str, seq: int, intended: int, sent: int) -> None:
+    if RUN.recorder is not None:
+        RUN.recorder.add("publishes", f"{index},{topic},{seq},{intended},{sent}\n")
+
+
+class PublisherUser(User):
+    """The fanout publisher: ``--db-rate`` messages/s over all topics, open loop.
+
+    Exactly one (``fixed_count``): the rate is the total, as in the native loadgen.
+    Each message's payload starts with its publish index and its ``ts`` is the
+    actual send time, so subscribers get a latency from the envelope alone.
+    """
+
+    fixed_count = 1
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.poster = _Poster(_pub_url(self.environment), RUN.wire["pub"])
+
+    def on_stop(self) -> None:
+        if self.poster.conn is not None:
+            self.poster.conn.close()
+
+    @task
+    def publish(self) -> None:
+        env = self.environment
+        RUN.go.wait()
+        rate = _opt(env, "rate")
+        if rate <= 0:
+            gevent.sleep(3600)
+            return
+        topics = max(1, _opt(env, "topics"))
+        size = _opt(env, "payload-bytes")
+        for index, intended in enumerate(_schedule(env, RUN.t0_ns, rate, -1)):
+            if _past_measure_end(env, intended):
+                gevent.sleep(3600)  # measured publishing is over; the master quits after the drain
+                return
+            _sleep_until(intended)
+            topic = _topic_name(env, index % topics)
+            payload = make_payload(index, size)
+            sent = time.time_ns()
+            try:
+                seq = self.poster.publish(topic, payload, sent)
+            except (OSError, ClientFailure, ValueError) as exc:
+                RUN.wire["pub"].errors += 1
+                _fire("PUBLISH", f"publish {topic}", 0, 0, exc)
+                continue
+            _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
+            _record_publish(index, topic, seq, intended, sent)

@@ -1,0 +1,106 @@
+"""``python -m servers``: start one duplexbench server, print its URL, stop on a signal.
+
+The first stdout line is the contract with whoever started us
+(duplexbench/serverproc.py parses ``listening on (http://...)``), so it is
+printed and flushed the moment the socket listens, with the real port when
+``--port 0`` asked for any free one. SIGINT/SIGTERM shut down gracefully
+(listener closed, held polls answered, streams ended, WebSockets closed 1001)
+and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+import sys
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from .app import make_app
+from .config import ConfigError, ServerConfig, parse_config
+
+__all__ = ["main", "serve"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_config(argv)
+    except ConfigError as exc:
+        print(f"python -m servers: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
+    _raise_open_files_limit()
+    loop_factory = None
+    if config.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            print("python -m servers: error: --uvloop needs the uvloop package", file=sys.stderr)
+            return 2
+        loop_factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(config))
+    except OSError as exc:
+        print(f"python -m servers: error: cannot listen on {config.host}:{config.port}: {exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(
+        make_app(config),
+        handle_signals=False,
+        access_log=None,  # a log line per request would be measured as server cost
+        shutdown_timeout=config.shutdown_timeout_s,
+        handler_cancellation=True,  # a vanished client's held poll stops holding
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        shown = f"[{config.host}]" if ":" in config.host else config.host
+        print(
+            f"duplexbench server listening on http://{shown}:{port} "
+            f"(transports: {', '.join(config.transports)})",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _quiet_bad_requests(record: logging.LogRecord) -> bool:
+    """Malformed HTTP from a client is answered 400 by aiohttp; it is not a server error."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and getattr(exc, "code", 500) < 500:
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "bad HTTP request answered %s: %s", (exc.code, exc.message)
+        return logging.getLogger("aiohttp.server").isEnabledFor(logging.INFO)
+    return True
+
+
+def _raise_open_files_limit() -> None:
+    # Thousands of connections need thousands of descriptors.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Server settings: one frozen dataclass parsed from the command line and env.
+
+Everything that changes what a server measures lives here, so a run's
+configuration is one value that can be printed, compared and tested. Invalid
+values fail at start-up with a message naming the option, never later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass
+
+__all__ = [
+    "ALL_TRANSPORTS",
+    "ConfigError",
+    "InjectConfig",
+    "MIN_PAD_BYTES",
+    "ServerConfig",
+    "build_parser",
+    "inject_from_env",
+    "parse_config",
+]
+
+#: What ``--transport all`` mounts, in the order the start-up line lists them.
+ALL_TRANSPORTS = ("longpoll", "stream", "websocket")
+
+ENV_DELAY = "DUPLEXBENCH_INJECT_DELAY_MS"
+ENV_PAD = "DUPLEXBENCH_INJECT_PAD_BYTES"
+#: ``,"pad":""`` is 9 bytes: the smallest growth the pad field can add.
+MIN_PAD_BYTES = 9
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class InjectConfig:
+    """Deliberate regressions, so the regression gate can be shown to catch them."""
+
+    delay_ms: float = 0.0  # slept before each delivery (per write batch)
+    pad_bytes: int = 0  # every delivered envelope grows by exactly this many bytes
+
+    def as_json(self) -> dict:
+        return {"delay_ms": self.delay_ms, "pad_bytes": self.pad_bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    transports: tuple[str, ...] = ALL_TRANSPORTS
+    host: str = "127.0.0.1"
+    port: int = 8080
+    uvloop: bool = False
+    retention: int = 10_000  # messages kept per topic for resume
+    retention_bytes: int = 64 * 1024 * 1024  # envelope bytes kept per topic (memory bound)
+    max_topics: int = 100_000  # topics are client-named: bound them
+    queue_limit: int = 1000  # messages queued per connection before it is dropped
+    max_payload: int = 1024 * 1024  # publish body / WS publish data, bytes
+    heartbeat_s: float = 15.0  # SSE comment / NDJSON blank line when idle
+    ping_interval_s: float = 20.0  # WebSocket ping
+    ping_timeout_s: float = 20.0  # WebSocket pong deadline
+    poll_timeout_cap_s: float = 120.0  # longest hold a poll may ask for
+    max_batch: int = 10_000  # largest ?max= a poll may ask for
+    shutdown_timeout_s: float = 5.0  # graceful close budget before handlers are cancelled
+    allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-host; "*" = any
+    inject: InjectConfig = InjectConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m servers",
+        description="duplexbench server: long polling, HTTP streaming and WebSocket on one hub.",
+        epilog=f"Env: {ENV_DELAY}=MS (sleep before each delivery), "
+        f"{ENV_PAD}=N (N >= {MIN_PAD_BYTES}: each envelope grows by N bytes).",
+    )
+    d = ServerConfig()
+    p.add_argument("--transport", choices=[*ALL_TRANSPORTS, "all"], default="all")
+    p.add_argument("--host", default=d.host)
+    p.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    p.add_argument("--retention", type=int, default=d.retention, help="messages kept per topic")
+    p.add_argument("--retention-bytes", type=int, default=d.retention_bytes)
+    p.add_argument("--max-topics", type=int, default=d.max_topics)
+    p.add_argument("--queue-limit", type=int, default=d.queue_limit, help="per-connection queue")
+    p.add_argument("--max-payload", type=int, default=d.max_payload, help="bytes per publish")
+    p.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="stream heartbeat, s")
+    p.add_argument("--ping-interval", type=float, default=d.ping_interval_s, help="WS ping, s")
+    p.add_argument("--ping-timeout", type=float, default=d.ping_timeout_s, help="WS pong wait, s")
+    p.add_argument("--poll-timeout-cap", type=float, default=d.poll_timeout_cap_s)
+    p.add_argument("--max-batch", type=int, default=d.max_batch)
+    p.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s)
+    p.add_argument(
+        "--allow-origin", action="append", default=[], metavar="ORIGIN",
+        help="WebSocket Origin to accept (repeatable; '*' = any)",
+    )
+    return p
+
+
+def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) -> ServerConfig:
+    """Parse and validate; argparse exits on syntax errors, ConfigError on bad values."""
+    args = build_parser().parse_args(argv)
+    transports = ALL_TRANSPORTS if args.transport == "all" else (args.transport,)
+    config = ServerConfig(
+        transports=transports,
+        host=args.host,
+        port=args.port,
+        uvloop=args.uvloop,
+        retention=args.retention,
+        retention_bytes=args.retention_bytes,
+        max_topics=args.max_topics,
+        queue_limit=args.queue_limit,
+        max_payload=args.max_payload,
+        heartbeat_s=args.heartbeat,
+        ping_interval_s=args.ping_interval,
+        ping_timeout_s=args.ping_timeout,
+        poll_timeout_cap_s=args.poll_timeout_cap,
+        max_batch=args.max_batch,
+        shutdown_timeout_s=args.shutdown_timeout,
+        allow_origins=tuple(o.rstrip("/").lower() for o in args.allow_origin),
+        inject=inject_from_env(os.environ if environ is None else environ),
+    )
+    _validate(config)
+    return config
+
+
+def _validate(c: ServerConfig) -> None:
+    if not 0 <= c.port <= 65535:
+        raise ConfigError(f"--port {c.port}: expected 0-65535 (0 picks a free port)")
+    for name, value in [
+        ("--retention", c.retention), ("--retention-bytes", c.retention_bytes),
+        ("--max-topics", c.max_topics), ("--queue-limit", c.queue_limit),
+        ("--max-payload", c.max_payload), ("--max-batch", c.max_batch),
+    ]:
+        if value < 1:
+            raise ConfigError(f"{name} {value}: expected a positive integer")
+    for name, value in [
+        ("--heartbeat", c.heartbeat_s), ("--ping-interval", c.ping_interval_s),
+        ("--ping-timeout", c.ping_timeout_s), ("--poll-timeout-cap", c.poll_timeout_cap_s),
+        ("--shutdown-timeout", c.shutdown_timeout_s),
+    ]:
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} {value}: expected a positive number of seconds")
+
+
+def inject_from_env(environ) -> InjectConfig:
+    delay_text = environ.get(ENV_DELAY, "").strip() or "0"
+    pad_text = environ.get(ENV_PAD, "").strip() or "0"
+    try:
+        delay = float(delay_text)
+    except ValueError:
+        raise ConfigError(f"{ENV_DELAY}={delay_text!r}: expected milliseconds (a number)") from None
+    if not (math.isfinite(delay) and delay >= 0):
+        raise ConfigError(f"{ENV_DELAY}={delay_text!r}: expected a non-negative number")
+    if not pad_text.isdigit():
+        raise ConfigError(f"{ENV_PAD}={pad_text!r}: expected a non-negative integer")
+    pad = int(pad_text)
+    if 0 < pad < MIN_PAD_BYTES:
+        raise ConfigError(
+            f"{ENV_PAD}={pad}: the pad field ,\"pad\":\"\" alone is {MIN_PAD_BYTES} bytes; "
+            f"use 0 or at least {MIN_PAD_BYTES}"
+        )
+    return InjectConfig(delay_ms=delay, pad_bytes=pad)

@@ -1,0 +1,66 @@
+"""Long polling (RFC 6202 §2): ``GET /poll?topic=T[&cursor=N][&timeout=S][&max=K]``.
+
+A small state machine per request, no per-connection queue (the hub's
+retention is the queue, and the cursor is the client's position in it):
+
+    READ   -> messages after the cursor?  yes: ANSWER 200 [batch]
+                                          no:  HOLD
+    HOLD   -> woken by a publish, the timeout or shutdown -> READ once more
+              -> 200 [batch] or 204
+
+No cursor means "from now on" (the topic's current last seq). A cursor older
+than the retention window gets 410 ``{"error","oldest_seq"}``; one ahead of the
+topic gets 400. Every answer carries ``Cache-Control: no-cache`` (§5.6).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from duplexbench.contract.http import DEFAULT_POLL_TIMEOUT_S
+from duplexbench.contract.longpoll import encode_batch
+
+from .inject import paced
+from .params import BadRequest, query_cursor, query_seconds, query_topic
+from .state import STATE
+
+__all__ = ["DEFAULT_MAX_BATCH", "handle_poll"]
+
+DEFAULT_MAX_BATCH = 1000
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+async def handle_poll(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    config, hub, metrics = state.config, state.hub, state.metrics
+    metrics.http_requests["longpoll"] += 1
+    topic = query_topic(request)
+    cursor = query_cursor(request)
+    timeout = min(query_seconds(request, "timeout", DEFAULT_POLL_TIMEOUT_S), config.poll_timeout_cap_s)
+    limit = query_cursor(request, "max")
+    if limit is None:
+        limit = min(DEFAULT_MAX_BATCH, config.max_batch)
+    elif not 1 <= limit <= config.max_batch:
+        raise BadRequest(f"bad max {limit}: expected 1-{config.max_batch}")
+
+    metrics.connections_open["longpoll"] += 1
+    try:
+        if cursor is None:
+            cursor = hub.last_seq(topic)
+        batch = hub.read_after(topic, cursor, limit)
+        if not batch and timeout > 0 and not hub.closing:
+            await hub.wait(topic, timeout)
+            batch = hub.read_after(topic, cursor, limit)
+        if not batch:
+            return web.Response(status=204, headers=_NO_CACHE)
+        delay_s = config.inject.delay_ms / 1000
+        if delay_s:
+            # One answer per poll: wait until its first message is due.
+            async for _ in paced(batch[:1], delay_s):
+                pass
+        body = encode_batch([message.body for message in batch])
+        metrics.delivered["longpoll"] += len(batch)
+        metrics.bytes_written["longpoll"] += len(body)
+        return web.Response(body=body, content_type="application/json", headers=_NO_CACHE)
+    finally:
+        metrics.connections_open["longpoll"] -= 1

@@ -1,0 +1,63 @@
+"""Request parsing shared by the handlers: every bad input becomes a 4xx with a reason.
+
+Handlers raise :class:`BadRequest` (or the hub's errors) and the app's
+middleware turns them into a small JSON body ``{"error": "..."}``; nothing a
+client sends can reach the catch-all 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aiohttp import web
+
+from duplexbench.contract import ContractError, parse_cursor, validate_topic
+
+__all__ = ["BadRequest", "error_response", "query_cursor", "query_seconds", "query_topic"]
+
+
+class BadRequest(Exception):
+    """A 4xx answer: ``status`` and a reason for the body (plus extra JSON fields)."""
+
+    def __init__(self, reason: str, status: int = 400, headers: dict | None = None, **extra) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def error_response(status: int, reason: str, headers: dict | None = None, **extra) -> web.Response:
+    body = json.dumps({"error": reason, **extra}, ensure_ascii=False)
+    return web.Response(
+        status=status, text=body, content_type="application/json",
+        headers={"Cache-Control": "no-cache", **(headers or {})},
+    )
+
+
+def query_topic(request: web.Request) -> str:
+    try:
+        return validate_topic(request.query.get("topic"))
+    except ContractError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def query_cursor(request: web.Request, name: str = "cursor") -> int | None:
+    try:
+        return parse_cursor(request.query.get(name), name)
+    except ContractError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def query_seconds(request: web.Request, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise BadRequest(f"bad {name} {text[:40]!r}: expected a non-negative number of seconds")
+    return value

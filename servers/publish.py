@@ -1,0 +1,48 @@
+"""``POST /publish?topic=T[&ts=NS]``: the upstream path of the HTTP transports.
+
+The body is the payload (UTF-8, at most ``--max-payload`` bytes); the answer is
+``200 {"seq":N}``. Mounted with every transport, since long polling and
+streaming need a second request to talk back and WebSocket echo tests use it too.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .params import BadRequest, query_cursor, query_topic
+from .state import STATE
+
+__all__ = ["handle_publish"]
+
+
+async def handle_publish(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.metrics.http_requests["publish"] += 1
+    topic = query_topic(request)
+    ts = query_cursor(request, "ts")
+    limit = state.config.max_payload
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(
+            f"payload of {request.content_length} bytes exceeds --max-payload {limit}", status=413
+        )
+    body = await _read_limited(request, limit)
+    try:
+        data = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    seq = state.hub.publish(topic, data, ts)
+    return web.Response(body=b'{"seq":%d}' % seq, content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refusing to buffer more than ``limit`` (chunked bodies have no length)."""
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"payload exceeds --max-payload {limit} bytes", status=413)
+        chunks.append(chunk)

@@ -1,0 +1,25 @@
+"""What every handler shares: settings, the hub, the counters, open WebSockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .config import ServerConfig
+from .hub import Hub
+from .metrics import Metrics
+
+__all__ = ["STATE", "ServerState"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    config: ServerConfig
+    hub: Hub
+    metrics: Metrics
+    #: Open WebSocket connections, closed with 1001 on shutdown (set is mutable on purpose).
+    websockets: set = field(default_factory=set)
+
+
+STATE = web.AppKey("duplexbench_state", ServerState)

@@ -1,0 +1,1 @@
+"""Tests of the regression gate: duplexbench.stats, .compare, .calibration."""

@@ -1,0 +1,125 @@
+"""`python -m duplexbench compare` on synthetic run directories: verdicts, output, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from duplexbench import compare
+
+from .synthetic import Model
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    status = compare.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_same_build_exits_zero_and_says_ok(make_run, capsys):
+    base, cur = make_run("base", seed=1), make_run("cur", seed=2)
+    status, out, _ = _run(capsys, base, cur)
+    assert status == 0, out
+    assert out.strip().splitlines()[-1].startswith("OK: no regression")
+    assert "websocket" in out and "lat_p50_ms" in out and "bytes_down_per_msg" in out
+
+
+def test_injected_delay_names_latency_metrics_and_transport(make_run, capsys, tmp_path):
+    base = make_run("base", seed=1)
+    cur = make_run("cur", Model(delay_ms={"websocket": 2.0}), seed=2)
+    md, js = tmp_path / "compare.md", tmp_path / "compare.json"
+    status, out, _ = _run(capsys, base, cur, "--markdown", md, "--json", js)
+    assert status == 1
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("REGRESSION: websocket lat_p50_ms +")
+    assert "(p=" in last and "sse" not in last
+    row = next(line.split() for line in out.splitlines()
+               if line.startswith("websocket") and " lat_p50_ms " in line)
+    assert row[-1] == "worse"  # the table names transport and metric on the verdict's line
+    text = md.read_text()
+    assert "FAIL" in text and "**websocket** `lat_p50_ms`" in text
+    data = json.loads(js.read_text())
+    assert data["regression"] is True
+    assert {(r["transport"], r["metric"]) for r in data["regressions"]} >= {
+        ("websocket", "lat_p50_ms"), ("websocket", "lat_p90_ms")}
+
+
+def test_hundred_byte_pad_names_bytes_metric(make_run, capsys):
+    base = make_run("base", seed=1)
+    cur = make_run("cur", Model(pad_bytes={"sse": 100, "websocket": 100}), seed=2)
+    status, out, _ = _run(capsys, base, cur)
+    assert status == 1
+    last = out.strip().splitlines()[-1]
+    assert "sse bytes_down_per_msg +" in last and "websocket bytes_down_per_msg +" in last
+    assert "lat_p50_ms" not in last
+
+
+def test_lost_messages_fail(make_run, capsys):
+    status, out, _ = _run(capsys, make_run("b", seed=1), make_run("c", Model(lost={"sse": 5}), 2))
+    assert status == 1 and "sse lost" in out.splitlines()[-1]
+
+
+def test_missing_transport_and_metric_are_reported_not_fatal(make_run, capsys):
+    base = make_run("base", Model(transports=("longpoll", "sse", "websocket")), seed=1)
+    cur = make_run("cur", Model(drop_columns=("server_rss_mb_max",)), seed=2)
+    status, out, _ = _run(capsys, base, cur)
+    assert status == 0, out
+    assert "longpoll" in out and "only in the baseline run" in out
+    rss = [line for line in out.splitlines() if "server_rss_mb_max" in line]
+    assert rss and all("missing" in line for line in rss)
+
+
+def test_incomplete_run_is_bad_input(make_run, capsys):
+    base, cur = make_run("base", seed=1), make_run("cur", Model(status="incomplete"), seed=2)
+    status, _, err = _run(capsys, base, cur)
+    assert status == 2 and "incomplete run" in err
+    assert _run(capsys, base, cur, "--allow-incomplete")[0] == 0
+
+
+def test_schema_mismatch_is_bad_input(make_run, capsys):
+    base, cur = make_run("base", seed=1), make_run("cur", Model(schema_version=2), seed=2)
+    status, _, err = _run(capsys, base, cur)
+    assert status == 2 and "schema mismatch" in err
+
+
+def test_no_common_load_points_is_bad_input(make_run, capsys):
+    base, cur = make_run("base", seed=1), make_run("cur", Model(clients=50), seed=2)
+    status, _, err = _run(capsys, base, cur)
+    assert status == 2 and "no common load points" in err and "20c" in err
+
+
+def test_missing_directory_and_bad_options_exit_two(make_run, capsys, tmp_path):
+    base = make_run("base", seed=1)
+    assert _run(capsys, base, tmp_path / "nope")[0] == 2
+    assert _run(capsys, base, base, "--alpha", "3")[0] == 2
+    assert _run(capsys, "--bogus")[0] == 2
+
+
+def test_directory_holding_one_run_is_accepted(make_run, capsys, tmp_path):
+    make_run("baselines/ci/run-1", seed=1)
+    status, _, _ = _run(capsys, tmp_path / "baselines/ci", make_run("cur", seed=2))
+    assert status == 0
+
+
+def test_normalize_forgives_a_uniformly_slower_machine(make_run, capsys):
+    # Every latency x3 on a machine whose TCP echo is x3 slower: a regression unless normalised.
+    base = make_run("base", Model(median_ms=1.0, echo_us=50.0), seed=1)
+    cur = make_run("cur", Model(median_ms=3.0, echo_us=150.0), seed=2)
+    assert _run(capsys, base, cur)[0] == 1
+    status, out, _ = _run(capsys, base, cur, "--normalize")
+    assert status == 0, out
+    assert "divided by 3.000" in out
+
+
+def test_min_change_option_overrides_relative_thresholds(make_run, capsys):
+    base = make_run("base", seed=1)
+    cur = make_run("cur", Model(pad_bytes={"sse": 100}), seed=2)
+    assert _run(capsys, base, cur, "--min-change", "200")[0] == 0
+
+
+@pytest.mark.parametrize("name", ["lat_p50_ms", "bytes_down_per_msg", "lost", "throughput_msgs_s"])
+def test_every_metric_has_a_direction_and_a_threshold(name):
+    spec = next(m for m in compare.METRICS if m.name == name)
+    assert spec.gate
+    assert spec.threshold.higher_is_worse is (name != "throughput_msgs_s")

@@ -1,0 +1,113 @@
+"""The gate against real runs: same build passes, injected delay and padding fail.
+
+Five tiny runs of a two-transport scenario (about 10-15 s each): a baseline, two more runs of
+the same build, one with ``DUPLEXBENCH_INJECT_DELAY_MS=2`` and one with
+``DUPLEXBENCH_INJECT_PAD_BYTES=100``. The three same-build runs give three pairwise trials
+(fresh runs, never a copy), and every injected run must fail naming the right metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from duplexbench import compare
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+
+pytestmark = pytest.mark.slow
+
+#: Two transports at the extremes of cost (a request per message vs a frame per message).
+SCENARIO = """\
+name = "ci-tiny"
+transports = ["longpoll", "websocket"]
+pattern = "fanout"
+clients = [5]
+rate = [100]
+payload_bytes = [64]
+warmup_s = 0.5
+duration_s = 1.5
+drain_s = 0.5
+repeats = 2
+seed = 1
+[server]
+uvloop = true
+"""
+
+
+def _runner_problem() -> str | None:
+    """Why `python -m duplexbench run` cannot work here yet, or None."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import duplexbench.runner, clients.loadgen, servers.__main__"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if probe.returncode:
+        lines = probe.stderr.strip().splitlines() or ["unknown import error"]
+        return f"the runner does not import yet ({lines[-1]})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """name -> run directory, for the five runs; skipped while the runner is unfinished."""
+    problem = _runner_problem()
+    if problem:
+        pytest.skip(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
+    root = tmp_path_factory.mktemp("e2e")
+    scenario = root / "ci-tiny.toml"
+    scenario.write_text(SCENARIO)
+    plan = {"base": {}, "same1": {}, "same2": {},
+            "delay": {"DUPLEXBENCH_INJECT_DELAY_MS": "2"},
+            "pad": {"DUPLEXBENCH_INJECT_PAD_BYTES": "100"}}
+    out = {}
+    for name, extra in plan.items():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
+        env.update(extra)
+        run_dir = root / name
+        done = subprocess.run(
+            [sys.executable, "-m", "duplexbench", "run", str(scenario), "--out", str(run_dir),
+             "--no-report", "--quiet"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120 * TIMEOUT_SCALE)
+        assert done.returncode == 0, f"run {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        out[name] = run_dir
+    return out
+
+
+def _compare(capsys, base: Path, cur: Path) -> tuple[int, str]:
+    status = compare.main([str(base), str(cur)])
+    out, err = capsys.readouterr()
+    return status, out + err
+
+
+@pytest.mark.parametrize("pair", [("base", "same1"), ("base", "same2"), ("same1", "same2")])
+def test_same_build_fresh_runs_pass(runs, capsys, pair):
+    status, out = _compare(capsys, runs[pair[0]], runs[pair[1]])
+    assert status == 0, out
+    assert out.strip().splitlines()[-1].startswith("OK: no regression")
+
+
+def _meta(run_dir: Path) -> dict:
+    return json.loads((run_dir / "meta.json").read_text())
+
+
+def test_injected_delay_fails_naming_latency(runs, capsys):
+    assert (_meta(runs["delay"]).get("inject") or {}).get("delay_ms") == 2, "inject not recorded"
+    status, out = _compare(capsys, runs["base"], runs["delay"])
+    last = out.strip().splitlines()[-1]
+    assert status == 1, out
+    for transport in ("longpoll", "websocket"):
+        assert f"{transport} lat_p50_ms +" in last, out
+
+
+def test_injected_padding_fails_naming_bytes(runs, capsys):
+    assert (_meta(runs["pad"]).get("inject") or {}).get("pad_bytes") == 100, "inject not recorded"
+    status, out = _compare(capsys, runs["base"], runs["pad"])
+    last = out.strip().splitlines()[-1]
+    assert status == 1, out
+    for transport in ("longpoll", "websocket"):
+        assert f"{transport} bytes_down_per_msg +" in last, out

@@ -1,0 +1,146 @@
+"""duplexbench.procs: no child survives kill_tree, the sampler keeps its rate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from duplexbench import procs
+
+TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIMEOUT_SCALE
+
+
+# A child that starts a grandchild in the *same* session, prints the
+# grandchild's pid, then waits: the tree kill_tree has to find and end.
+TREE = """
+import subprocess, sys, time
+g = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print(g.pid, flush=True)
+time.sleep(60)
+"""
+
+# Ignores SIGTERM: kill_tree must escalate to SIGKILL.
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+g = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+print(g.pid, flush=True)
+time.sleep(60)
+"""
+
+BUSY = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass\n"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("script", [TREE, STUBBORN], ids=["polite", "ignores-sigterm"])
+def test_kill_tree_leaves_no_survivor(script):
+    child = procs.spawn([sys.executable, "-c", script], name="tree", stdout=subprocess.PIPE)
+    try:
+        grandchild = int(child.popen.stdout.readline())
+        assert psutil.pid_exists(grandchild) and not _gone(grandchild)
+        survivors = procs.kill_tree(child.pid, timeout=scaled(1.0))
+        assert survivors == []
+        child.wait(scaled(5))
+        deadline = time.monotonic() + scaled(5)
+        while not _gone(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the grandchild is reparented; init reaps it
+        assert _gone(grandchild), f"grandchild {grandchild} survived"
+        assert _gone(child.pid)
+    finally:
+        procs.kill_tree(child.pid, timeout=0.5)
+        procs.untrack(child.pid)
+
+
+def test_child_is_pinned_when_two_cores():
+    plan = procs.plan_affinity()
+    if plan.loadgen is None:
+        pytest.skip("fewer than 2 usable CPUs")
+    child = procs.spawn([sys.executable, "-c", "import time; time.sleep(30)"], name="pinned", cpu=plan.loadgen)
+    try:
+        assert psutil.Process(child.pid).cpu_affinity() == [plan.loadgen]
+    finally:
+        child.stop(timeout=scaled(2))
+    assert child.pid not in procs._LIVE
+
+
+def test_kill_all_kills_tracked_children():
+    child = procs.spawn([sys.executable, "-c", TREE], name="tracked", stdout=subprocess.PIPE)
+    grandchild = int(child.popen.stdout.readline())
+    procs.kill_all(timeout=scaled(1))
+    child.wait(scaled(5))
+    deadline = time.monotonic() + scaled(5)
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild)
+
+
+def test_sampler_rate_and_increasing_cpu():
+    child = procs.spawn([sys.executable, "-c", BUSY], name="busy")
+    try:
+        sampler = procs.Sampler({"busy": child.pid}, hz=20).start()
+        sampler.phase = "warmup"
+        time.sleep(0.5)
+        sampler.phase = "measure"
+        time.sleep(1.5)
+        samples = sampler.stop()
+    finally:
+        child.stop(timeout=scaled(2))
+    assert samples and {s.process for s in samples} == {"busy"}
+    span = samples[-1].t_s - samples[0].t_s
+    assert span > 1.5
+    rate = (len(samples) - 1) / span
+    assert rate >= 10, f"{rate:.1f} samples/s"
+    cpu = [s.cpu_user_s + s.cpu_system_s for s in samples]
+    assert all(b >= a for a, b in zip(cpu, cpu[1:])), "cumulative CPU went down"
+    assert cpu[-1] > cpu[0], "a busy child used no CPU"
+    assert [s.phase for s in samples][0] in ("start", "warmup")
+    assert samples[-1].phase == "measure"
+    assert all(s.rss_mb > 1 and s.open_files >= 3 for s in samples)
+    times = [s.t_s for s in samples]
+    assert times == sorted(times)
+
+
+def test_sampler_counts_connections_of_a_child():
+    # A child holding 5 loopback TCP connection pairs (10 sockets + listener).
+    script = (
+        "import socket, sys, time\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+        "keep = []\n"
+        "for _ in range(5):\n"
+        "    c = socket.create_connection(s.getsockname()); a, _ = s.accept(); keep += [c, a]\n"
+        "print('ok', flush=True); time.sleep(30)\n"
+    )
+    child = procs.spawn([sys.executable, "-c", script], name="conns", stdout=subprocess.PIPE)
+    try:
+        assert child.popen.stdout.readline().strip() == "ok"
+        sampler = procs.Sampler({"conns": child.pid}, hz=20).start()
+        time.sleep(0.3)
+        samples = sampler.stop()
+    finally:
+        child.stop(timeout=scaled(2))
+    assert samples[-1].connections == 11
+    assert procs.count_socket_fds(child.pid) == 0  # gone: counts nothing, raises nothing
+
+
+def test_raise_nofile_limit():
+    soft, hard = procs.raise_nofile_limit()
+    import resource
+
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == soft
+    assert soft >= 1024 or soft == hard
