@@ -1,68 +1,32 @@
 """``python -m clients.loadgen SPEC.json OUT_DIR``: one load point, measured.
 
 The runner starts one of these per load point, pinned to the load-generator
-core. It connects every subscriber, publishes open loop at the scheduled
-times (warm-up, then the measurement window), waits up to ``drain_s`` for
-messages still in flight, and writes ``samples.parquet`` and
-``counters.json`` (docs/DESIGN.md). Progress goes to stdout as JSON lines,
-problems to stderr. SIGTERM / SIGINT stop the point early: what was measured
-is still written, with ``"complete": false``.
+core (docs/DESIGN.md). This module is the process around
+:class:`clients.point.LoadGen`: it reads the spec, raises the open-files
+limit, picks the event loop (uvloop: a Python generator is CPU-bound long
+before the server is), and turns signals into an orderly stop. Progress goes
+to stdout as JSON lines, problems to stderr.
 
-Wire bytes are snapshotted when the first measured message is due and when
-the drain ends (``"bytes_window": "measure"``), so connection handshakes and
-warm-up traffic are not in the per-message figures; ``wire_point`` has the
-whole point, handshakes included, for amortising them.
+Exit codes: 0 complete; 1 failed (counters.json still written, with the
+reason); 2 bad usage or spec; 128+N stopped by signal N (SIGTERM, SIGINT),
+with what was measured written and ``"complete": false``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import gc
-import json
 import os
 import resource
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
-from duplexbench.contract import encode_envelope, make_payload
-
-from .accounting import Samples, SubscriberLog, tally
-from .base import ClientError, Subscriber, WireSnapshot
-from .longpoll import LongPollSubscriber
-from .output import write_counters, write_samples
-from .plan import ROUTE_POST, ROUTE_WS_PUB, ROUTE_WS_SUB, Plan, make_plan
-from .publisher import HttpPublisher
-from .schedule import Schedule, make_schedule
+from .base import ClientError
+from .point import LoadGen, emit
 from .spec import LoadSpec, SpecError
-from .stream import NDJSONSubscriber, SSESubscriber
-from .websocket import WebSocketSubscriber
 
-__all__ = ["LoadGen", "main", "raise_nofile_limit"]
-
-SUBSCRIBERS: dict[str, type[Subscriber]] = {
-    "longpoll": LongPollSubscriber,
-    "sse": SSESubscriber,
-    "ndjson": NDJSONSubscriber,
-    "websocket": WebSocketSubscriber,
-}
-#: Error messages kept in counters.json (the count covers all of them).
-KEEP_ERRORS = 20
-#: Error messages also sent to stdout as events (the runner shows them).
-EMIT_ERRORS = 5
-#: Pause after everyone subscribed: a long poll is "subscribed" once sent,
-#: and the server should have registered it before the first publish.
-SETTLE_S = {"longpoll": 0.2}
-DEFAULT_SETTLE_S = 0.05
-#: The first message is due this long after the schedule is fixed.
-LEAD_NS = 20_000_000
-#: How long closing all clients may take before the process just exits.
-CLOSE_TIMEOUT_S = 5.0
+__all__ = ["main", "raise_nofile_limit"]
 
 
 def raise_nofile_limit() -> int:
@@ -78,367 +42,6 @@ def raise_nofile_limit() -> int:
     return soft
 
 
-def emit(event: str, **fields) -> None:
-    """One JSON line on stdout: the runner's view of this process."""
-    sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-class LoadGen:
-    """One load point; :meth:`run` returns counters.json's content."""
-
-    def __init__(self, spec: LoadSpec, out_dir: Path) -> None:
-        self.spec = spec
-        self.out_dir = out_dir
-        self.plan: Plan = make_plan(spec)
-        self.schedule: Schedule = make_schedule(
-            spec.rate, spec.warmup_s, spec.duration_s, spec.arrival, spec.seed
-        )
-        n = len(self.schedule)
-        self.first = self.schedule.first_measured
-        self.topic_of = self.plan.topic_of(n, spec)
-        self.sender_of = self.plan.sender_of(n, spec)
-        self.published_ok = np.zeros(n, dtype=bool)
-        self.sent_ns = np.zeros(n, dtype=np.int64)
-        self.samples = Samples()
-        self.logs = [
-            SubscriberLog(c, int(self.plan.sub_topic[c]), self.samples, self.first, n)
-            for c in range(spec.clients)
-        ]
-        self.subscribers: list[Subscriber] = []
-        self.ws_publishers: list[WebSocketSubscriber] = []
-        self.publisher: HttpPublisher | None = None
-        self.errors = 0
-        self.error_messages: list[str] = []
-        self.start_ns = 0
-        self.sent = 0  # publishes handed to the wire (warm-up included)
-        self.expected_so_far = 0  # deliveries owed for measured messages published so far
-        self.up_on_sub = 0  # measured messages sent up subscriber connections
-        self.phase = "connect"
-        self.window_start: dict[str, WireSnapshot] | None = None
-        self.window_end: dict[str, WireSnapshot] | None = None
-        self.drain_end_ns = 0
-        self.gc_note = "not frozen"
-
-    # Errors from every part end here
-
-    def note_error(self, message: str) -> None:
-        self.errors += 1
-        if len(self.error_messages) < KEEP_ERRORS:
-            self.error_messages.append(message)
-        if self.errors <= EMIT_ERRORS:
-            emit("error", message=message)
-
-    # The point, phase by phase
-
-    async def run(self) -> None:
-        await self._connect()
-        await self._publish_all()
-        await self._drain()
-
-    async def _connect(self) -> None:
-        spec, plan = self.spec, self.plan
-        if plan.route == ROUTE_POST:
-            self.publisher = HttpPublisher(spec.publish_url, pool_size=spec.publish_pool,
-                                           on_error=self.note_error)
-            await self.publisher.start()
-        elif plan.route == ROUTE_WS_PUB:
-            for topic in plan.topics:
-                sock = WebSocketSubscriber(spec.publish_url, topic, _ignore, role="pub",
-                                           subscribe=False, on_error=self.note_error)
-                await sock.start()
-                self.ws_publishers.append(sock)
-        cls = SUBSCRIBERS[spec.transport]
-        extra: dict = {}
-        if spec.transport == "longpoll":
-            extra = {"keepalive": spec.keepalive, "max_batch": spec.max_batch,
-                     "poll_timeout_s": spec.poll_timeout_s, "publisher": self.publisher}
-        elif spec.transport in ("sse", "ndjson"):
-            extra = {"publisher": self.publisher}
-        self.subscribers = [
-            cls(spec.sub_url, plan.topics[log.topic_k], log.on_message,
-                on_error=self.note_error, **extra)
-            for log in self.logs
-        ]
-        gate = asyncio.Semaphore(spec.connect_concurrency)
-
-        async def start(sub: Subscriber) -> None:
-            async with gate:
-                await sub.start()
-
-        results = await asyncio.gather(*(start(s) for s in self.subscribers), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise ClientError(
-                f"{len(failed)} of {len(results)} {spec.transport} subscribers could not "
-                f"connect to {spec.sub_url}; first: {failed[0]}"
-            )
-        await asyncio.sleep(SETTLE_S.get(spec.transport, DEFAULT_SETTLE_S))
-        # Everything allocated so far lives to the end: keep the collector off it.
-        gc.collect()
-        gc.freeze()
-        self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
-        emit("ready", clients=len(self.subscribers))
-
-    async def _publish_all(self) -> None:
-        spec, schedule = self.spec, self.schedule
-        offsets = schedule.offsets_ns.tolist()  # Python ints: no numpy scalars in the loop
-        n, first = len(offsets), self.first
-        self.start_ns = start = time.monotonic_ns() + LEAD_NS
-        send = self._sender()
-        monotonic_ns, sleep = time.monotonic_ns, asyncio.sleep
-        self._set_phase("warmup" if first > 0 else "measure")
-        if first == 0:
-            self.window_start = self._snapshot()
-        i = 0
-        while i < n:
-            now = monotonic_ns()
-            due = start + offsets[i]
-            if due > now:
-                await sleep((due - now) / 1e9)
-                continue
-            if i == first and first > 0:
-                self.window_start = self._snapshot()
-                self._set_phase("measure")
-            # Everything due by now goes out at once (open loop: no waiting on answers).
-            while i < n and start + offsets[i] <= now:
-                if i == first and self.phase != "measure":
-                    break
-                send(i)
-                i += 1
-        if self.window_start is None:  # no message in the window (rate 0 or tiny)
-            await _sleep_until(start + schedule.warmup_ns)
-            self.window_start = self._snapshot()
-            self._set_phase("measure")
-        # The window lasts duration_s even when the last message was due earlier.
-        await _sleep_until(start + schedule.total_ns)
-
-    def _sender(self):
-        """The per-message publish function for this point's route."""
-        spec, plan = self.spec, self.plan
-        topics = plan.topics
-        topic_of = self.topic_of.tolist()
-        sender_of = self.sender_of.tolist()
-        per_topic = plan.subscribers_per_topic.tolist()
-        size = spec.payload_bytes
-        first = self.first
-        monotonic_ns = time.monotonic_ns
-
-        if plan.route == ROUTE_POST:
-            publisher = self.publisher
-            assert publisher is not None
-            done = self._published
-
-            def send(i: int) -> None:
-                self.sent += 1
-                publisher.submit(topics[topic_of[i]], make_payload(i, size), functools.partial(done, i))
-
-            return send
-
-        sockets = self.ws_publishers if plan.route == ROUTE_WS_PUB else self.subscribers
-        owner = topic_of if plan.route == ROUTE_WS_PUB else sender_of
-        on_sub = plan.route == ROUTE_WS_SUB
-
-        def send_ws(i: int) -> None:
-            self.sent += 1
-            ts = monotonic_ns()
-            try:
-                sockets[owner[i]].publish_nowait(make_payload(i, size), ts)  # type: ignore[attr-defined]
-            except ClientError as exc:
-                self.note_error(f"publish {i} not sent: {exc}")
-                return
-            self.published_ok[i] = True
-            self.sent_ns[i] = ts
-            if i >= first:
-                self.expected_so_far += per_topic[topic_of[i]]
-                if on_sub:
-                    self.up_on_sub += 1
-
-        return send_ws
-
-    def _published(self, i: int, sent_ns: int, seq: int | None, error: str | None) -> None:
-        """A POST came back (the publisher already reported any error)."""
-        if seq is None:
-            return
-        self.published_ok[i] = True
-        self.sent_ns[i] = sent_ns
-        if i >= self.first:
-            self.expected_so_far += int(self.plan.subscribers_per_topic[self.topic_of[i]])
-
-    async def _drain(self) -> None:
-        self._set_phase("drain")
-        deadline = time.monotonic_ns() + round(self.spec.drain_s * 1e9)
-        samples = self.samples
-        while time.monotonic_ns() < deadline:
-            in_flight = self.publisher.in_flight if self.publisher is not None else 0
-            if not in_flight and samples.delivered >= self.expected_so_far:
-                break
-            await asyncio.sleep(0.01)
-        self._end_window()
-
-    # Bookkeeping
-
-    def _end_window(self) -> None:
-        if self.window_end is None:
-            self.window_end = self._snapshot()
-            self.drain_end_ns = time.monotonic_ns()
-
-    def _set_phase(self, phase: str) -> None:
-        self.phase = phase
-        emit("phase", phase=phase)
-
-    def _snapshot(self) -> dict[str, WireSnapshot]:
-        sub = WireSnapshot()
-        for s in self.subscribers:
-            sub = sub + s.stats.snapshot()
-        pub = WireSnapshot()
-        if self.publisher is not None:
-            pub = pub + self.publisher.stats.snapshot()
-        for s in self.ws_publishers:
-            pub = pub + s.stats.snapshot()
-        return {"sub": sub, "pub": pub}
-
-    def progress(self) -> dict:
-        return {
-            "phase": self.phase,
-            "sent": self.sent,
-            "delivered": self.samples.delivered,
-            "expected": self.expected_so_far,
-            "lost_so_far": sum(len(log.gaps) for log in self.logs),
-        }
-
-    async def report_progress(self) -> None:
-        while True:
-            await asyncio.sleep(self.spec.progress_interval_s)
-            emit("progress", **self.progress())
-
-    async def close(self) -> None:
-        clients: list = [*self.subscribers, *self.ws_publishers]
-        if self.publisher is not None:
-            clients.append(self.publisher)
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(c.close() for c in clients), return_exceptions=True),
-                CLOSE_TIMEOUT_S,
-            )
-        except asyncio.TimeoutError:
-            self.note_error(f"closing {len(clients)} clients took over {CLOSE_TIMEOUT_S:.0f} s")
-
-    # Results
-
-    def counters(self, complete: bool, reason: str | None) -> dict:
-        spec, schedule = self.spec, self.schedule
-        n, first = len(schedule), self.first
-        self._end_window()
-        totals = tally(self.logs, self.samples, self.topic_of, self.published_ok, first, n)
-        measured_ok = self.published_ok[first:]
-        point = self._snapshot()
-        window_start = self.window_start or point
-        window = {role: (self.window_end[role] - window_start[role]).as_dict()  # type: ignore[index]
-                  for role in ("sub", "pub")}
-        sizes = self._message_sizes()
-        reconnects = sum(s.stats.reconnects for s in self.subscribers)
-        reconnects += sum(s.stats.reconnects for s in self.ws_publishers)
-        nodelay = _nodelay(self)
-        return {
-            "complete": complete,
-            "reason": reason,
-            "engine": "native",
-            "transport": spec.transport,
-            "pattern": spec.pattern,
-            "clients": spec.clients,
-            "published": int(measured_ok.sum()),
-            "publish_failed": self._publish_failed(int(measured_ok.sum())),
-            "published_total": int(self.published_ok.sum()),
-            "scheduled": int(schedule.measured),
-            "expected": totals.expected,
-            "delivered": totals.delivered,
-            "lost": totals.lost,
-            "duplicated": totals.duplicated,
-            "reordered": totals.reordered,
-            "message_bytes": sizes[0],
-            "message_bytes_min": sizes[1],
-            "message_bytes_max": sizes[2],
-            "messages_up_on_sub": self.up_on_sub,
-            "bytes_window": "measure",
-            "wire": window,
-            "wire_point": {role: snap.as_dict() for role, snap in point.items()},
-            "reconnects": reconnects,
-            "errors": self.errors,
-            "error_messages": self.error_messages,
-            "measure_start_ns": self.start_ns + schedule.warmup_ns if self.start_ns else None,
-            "measure_end_ns": self.start_ns + schedule.total_ns if self.start_ns else None,
-            "drain_end_ns": self.drain_end_ns or None,
-            "clock": "CLOCK_MONOTONIC",
-            "samples": len(self.samples),
-            "tcp_nodelay": nodelay,
-            "gc": self.gc_note,
-            "spec": json.loads(spec.to_json()),
-        }
-
-    def _publish_failed(self, measured_ok: int) -> int:
-        """Measured publishes attempted that did not succeed (not sent: errors,
-        not losses); POSTs still unanswered at the end are among them."""
-        attempted = max(0, self.sent - self.first)  # messages go out in index order
-        return max(0, attempted - measured_ok)
-
-    def _message_sizes(self) -> tuple[float | None, int | None, int | None]:
-        """Mean / min / max encoded envelope of the measured messages published.
-
-        The seq of each is reconstructed as its position on its topic (exact
-        up to the order concurrent POSTs reach the hub, which changes a size
-        only where a seq gains a digit).
-        """
-        ok = np.flatnonzero(self.published_ok)
-        if not len(ok):
-            return None, None, None
-        topics = self.topic_of[ok]
-        seqs = np.zeros(len(ok), dtype=np.int64)
-        counters: dict[int, int] = {}
-        for j, k in enumerate(topics.tolist()):
-            counters[k] = counters.get(k, 0) + 1
-            seqs[j] = counters[k]
-        measured = ok >= self.first
-        if not measured.any():
-            return None, None, None
-        size = self.spec.payload_bytes
-        names = self.plan.topics
-        lengths = [
-            len(encode_envelope(int(seq), names[int(k)], int(ts), make_payload(int(i), size)))
-            for i, k, seq, ts in zip(ok[measured], topics[measured], seqs[measured],
-                                     self.sent_ns[ok[measured]])
-        ]
-        return round(float(np.mean(lengths)), 3), int(min(lengths)), int(max(lengths))
-
-    def write(self, complete: bool, reason: str | None) -> dict:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_samples(self.out_dir / "samples.parquet", self.samples, self.start_ns,
-                      self.schedule.offsets_ns)
-        counters = self.counters(complete, reason)
-        write_counters(self.out_dir / "counters.json", counters)
-        return counters
-
-
-def _ignore(envelope, recv_ns) -> None:
-    """Publish-only sockets receive nothing."""
-
-
-def _nodelay(gen: LoadGen) -> bool | None:
-    """Whether TCP_NODELAY was on for the subscribers' current connections."""
-    states = []
-    for sub in gen.subscribers[:50]:
-        conn = getattr(sub, "_conn", None)
-        if conn is not None and hasattr(conn, "nodelay"):
-            states.append(bool(conn.nodelay))
-    return all(states) if states else None
-
-
-async def _sleep_until(deadline_ns: int) -> None:
-    delay = deadline_ns - time.monotonic_ns()
-    if delay > 0:
-        await asyncio.sleep(delay / 1e9)
-
-
 # The process: signals, exit codes, output files
 
 
@@ -446,43 +49,59 @@ async def _main(spec: LoadSpec, out_dir: Path) -> int:
     gen = LoadGen(spec, out_dir)
     loop = asyncio.get_running_loop()
     body = asyncio.current_task()
+    assert body is not None
     stopped_by: list[int] = []
+    #: Whether a signal may interrupt what runs now. Never while the files are
+    #: written: a supervisor that signals twice (e.g. the process and then its
+    #: group) must still find counters.json.
+    interruptible = [True]
 
     def on_signal(signum: int) -> None:
         stopped_by.append(signum)
-        assert body is not None
-        body.cancel()
+        if interruptible[0]:
+            body.cancel()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     progress = asyncio.create_task(gen.report_progress())
     complete, reason, code = False, None, 1
     try:
-        await gen.run()
-        complete, code = True, 0
-    except asyncio.CancelledError:
-        if not stopped_by:
-            raise
-        name = signal.Signals(stopped_by[0]).name
-        reason = f"stopped by {name} during {gen.phase}"
-        code = 128 + stopped_by[0]
-        body.uncancel()  # type: ignore[union-attr]
-    except ClientError as exc:
-        reason = str(exc)
-        print(f"loadgen: {exc}", file=sys.stderr)
-    except Exception as exc:  # a bug: still leave counters behind, and the traceback
-        reason = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-        print(f"loadgen: internal error during {gen.phase}: {reason}", file=sys.stderr)
-    finally:
+        try:
+            await gen.run()
+            complete, code = True, 0
+        except asyncio.CancelledError:
+            if not stopped_by:
+                raise
+            reason = f"stopped by {signal.Signals(stopped_by[0]).name} during {gen.phase}"
+            code = 128 + stopped_by[0]
+            body.uncancel()
+            try:
+                await gen.stop_early()
+            except asyncio.CancelledError:  # another signal: no patience left
+                body.uncancel()
+        except ClientError as exc:
+            reason = str(exc)
+            print(f"loadgen: {exc}", file=sys.stderr)
+        except Exception as exc:  # a bug: still leave counters behind, and the traceback
+            reason = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            print(f"loadgen: internal error during {gen.phase}: {reason}", file=sys.stderr)
+        interruptible[0] = False
         progress.cancel()
+        counters = gen.write(complete, reason)
+        emit("progress", **gen.progress())
+        interruptible[0] = True
+        try:
+            await gen.close()
+        except asyncio.CancelledError:  # a signal while closing: the OS closes the rest
+            body.uncancel()
+        emit("done", complete=complete, delivered=counters["delivered"], lost=counters["lost"],
+             reason=reason)
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-    counters = gen.write(complete, reason)
-    emit("progress", **gen.progress())
-    await gen.close()
-    emit("done", complete=complete, delivered=counters["delivered"], lost=counters["lost"],
-         reason=reason)
+    if stopped_by and complete:
+        code = 0  # the signal came after the point was complete: nothing was lost
     return code
 
 

@@ -110,7 +110,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
-        return self.protocol.state is State.OPEN
+        # An aborted socket leaves the protocol OPEN (it never saw a close): check TCP too.
+        return self.protocol.state is State.OPEN and not self.lost
 
     async def wait_open(self) -> None:
         assert self._opened is not None

@@ -182,8 +182,15 @@ def search(session: Session, transport: str, args: argparse.Namespace, counter: 
             good = (rate, result)
         else:
             bad = (rate, verdict)
-            session.console.info(f"  not sustained: {verdict.why}"
-                                 + (" (load generator saturated)" if verdict.loadgen_bound else ""))
+            server_pct = _num(result.row.get("server_cpu_pct"))
+            note = ""
+            if verdict.loadgen_bound:
+                note = " (load generator saturated)"
+            elif result.measured and server_pct is not None and server_pct < LOADGEN_SATURATED_PCT:
+                # Latency rose with no core saturated: the machine's other load, or a
+                # concurrency limit (publisher pool, queue) rather than CPU.
+                note = f" (server at {server_pct:.0f}% CPU: not CPU-bound)"
+            session.console.info(f"  not sustained: {verdict.why}{note}")
         if bad is not None and good is not None:
             if refinements >= args.refine:
                 break

@@ -58,18 +58,21 @@ def _rep(name: str, rel: float, absolute: float, gate: bool = True, worse_up: bo
 
 #: Every compared metric, in table order. Thresholds: docs/regression.md explains each.
 METRICS: tuple[MetricSpec, ...] = (
-    # Latency from the intended send time, judged on raw samples. The tail needs larger moves:
-    # run-to-run spread grows with the percentile; p99.9 of ~10^4 samples is nearly the maximum.
-    _lat("lat_p50_ms", "latency_ms", 0.50, 0.20, 0.5, True),
-    _lat("lat_p90_ms", "latency_ms", 0.90, 0.25, 1.0, True),
-    _lat("lat_p99_ms", "latency_ms", 0.99, 0.50, 2.0, True),
-    _lat("lat_p999_ms", "latency_ms", 0.999, 1.00, 5.0, False),
-    _rep("lat_mean_ms", 0.20, 0.5, gate=False, latency=True),
+    # Latency, judged on raw samples. Only medians gate: on a shared 2-core machine two runs of
+    # the same build moved p90 by +50 % (+2 ms) and p99 by +60 %, consistently across repeats,
+    # while medians stayed within +0.8 ms. A 2 ms delay moves the median by >= 2 ms (x2 margin).
+    # The tails are reported, marked "(info)"; docs/regression.md says how to gate them.
+    _lat("lat_p50_ms", "latency_ms", 0.50, 0.25, 1.0, True),
+    _lat("lat_p90_ms", "latency_ms", 0.90, 0.50, 2.0, False),
+    _lat("lat_p99_ms", "latency_ms", 0.99, 1.00, 5.0, False),
+    _lat("lat_p999_ms", "latency_ms", 0.999, 1.00, 10.0, False),
+    _rep("lat_mean_ms", 0.25, 1.0, gate=False, latency=True),
     _rep("lat_max_ms", 1.00, 10.0, gate=False, latency=True),
-    # From the actual send time: tells a server slowdown from a late publisher.
-    _lat("sent_p50_ms", "latency_sent_ms", 0.50, 0.20, 0.5, True),
-    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.25, 1.0, False),
-    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 0.50, 2.0, False),
+    # From the actual send time: the server's share, without the publisher's own lateness
+    # (the most stable latency figure: +-0.1 ms between runs of the same build).
+    _lat("sent_p50_ms", "latency_sent_ms", 0.50, 0.25, 1.0, True),
+    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.50, 2.0, False),
+    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 1.00, 5.0, False),
     # Open-loop publishing: throughput is the offered rate unless something broke; tight.
     _rep("throughput_msgs_s", 0.03, 1.0, worse_up=False),
     # Per-message costs are nearly deterministic (heartbeats and handshakes amortised over
@@ -141,7 +144,8 @@ def resolve_run(path: str | Path, allow_incomplete: bool = False) -> Run:
     """A run directory, or a directory holding exactly one run (or a ``latest`` link)."""
     given = Path(path)
     if not given.exists():
-        raise InputError(f"{given}: no such directory")
+        hint = " (record a baseline with `make baseline`)" if "baseline" in str(given) else ""
+        raise InputError(f"{given}: no such directory{hint}")
     if given.is_dir() and not (given / "meta.json").exists():
         if (given / "latest").exists():
             given = given / "latest"
@@ -367,8 +371,11 @@ def _meta_notes(base: Run, cur: Run, normalize: bool) -> list[str]:
     if not normalize and b_cpu != c_cpu:
         notes.append(f"different CPUs ({b_cpu!r} vs {c_cpu!r}): latency differences may be the "
                      "machine; consider --normalize")
-    for text in (cur.meta.get("warnings") or [])[:5]:
+    warnings = list(cur.meta.get("warnings") or [])
+    for text in warnings[:3]:
         notes.append(f"current run warning: {text}")
+    if len(warnings) > 3:
+        notes.append(f"current run: {len(warnings) - 3} more warnings in its meta.json")
     return notes
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console as RichConsole
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -91,9 +91,8 @@ class PointProgress:
         self._phase, self._phase_started, self._phase_seconds = name, time.monotonic(), seconds
         progress = self._console._progress
         if progress is not None:
-            self._task = progress.add_task(
-                name, total=max(seconds, 0.001), counts="",
-            )
+            # No length (connecting): an indeterminate, pulsing bar.
+            self._task = progress.add_task(name, total=seconds or None, counts="", clock="")
         elif not self._console.quiet:
             length = f" {seconds:g} s" if seconds else ""
             self._console._plain(f"  {name}{length}")
@@ -111,9 +110,11 @@ class PointProgress:
         if progress is None or self._task is None:
             return
         elapsed = time.monotonic() - self._phase_started
+        length = f"/{self._phase_seconds:g}" if self._phase_seconds else ""
         progress.update(
             self._task,
-            completed=min(elapsed, self._phase_seconds or elapsed),
+            completed=min(elapsed, self._phase_seconds) if self._phase_seconds else 0,
+            clock=f"{elapsed:5.1f}{length} s",
             counts=f"sent {self._sent:,}  delivered {self._delivered:,}",
         )
 
@@ -122,7 +123,8 @@ class PointProgress:
         if progress is not None and self._task is not None:
             self.tick()
             total = next(t.total for t in progress.tasks if t.id == self._task)
-            progress.update(self._task, completed=total)  # a drain may end early: full bar
+            # A drain may end early, connecting has no length: a finished phase shows full.
+            progress.update(self._task, total=total or 1, completed=total or 1)
             progress.stop_task(self._task)
             self._task = None
         elif self._phase and not self._console.quiet and progress is None:
@@ -194,7 +196,7 @@ class Console:
             self._progress = Progress(
                 TextColumn("  {task.description:<8}"),
                 BarColumn(bar_width=30),
-                TimeElapsedColumn(),
+                TextColumn("{task.fields[clock]:>12}"),
                 TextColumn("{task.fields[counts]}"),
                 console=self._rich,
                 transient=False,
@@ -232,9 +234,10 @@ class Console:
     # The end -------------------------------------------------------------------
 
     def table(self, rows: Sequence[Mapping[str, Any]], columns: Iterable[Column] = TABLE_COLUMNS,
-              title: str = "", status: bool = True) -> None:
+              title: str = "", status: bool = True, caption: str = "") -> None:
         columns = list(columns)
-        table = Table(title=title or None, title_justify="left", header_style="bold")
+        table = Table(title=title or None, title_justify="left", header_style="bold",
+                      caption=caption or None, caption_justify="left")
         for column in columns:
             table.add_column(column.header, justify="left" if column.fmt == "{}" else "right")
         if status:

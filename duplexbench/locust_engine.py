@@ -274,7 +274,9 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
     # Bytes of one envelope as the server encodes it (same for every transport).
     if len(measured):
         row = measured.iloc[len(measured) // 2]
-        message_bytes = len(encode_envelope(int(row["seq"]), str(row["topic"]), int(row["sent_ns"]),
+        # WebSocket publishes are not answered with their seq (0): estimate it.
+        seq = int(row["seq"]) or int(row["index"]) // max(1, spec.topic_count) + 1
+        message_bytes = len(encode_envelope(seq, str(row["topic"]), int(row["sent_ns"]),
                                             make_payload(int(row["index"]), spec.payload_bytes)))
     else:
         message_bytes = 0

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -281,6 +282,7 @@ class Session:
         self.plan = procs.plan_affinity()
         self.results: list[PointResult] = []
         self.writer: RunWriter | None = None
+        self.finished = False
         self._first_server_seen = False
         #: Processes sampled besides server and loadgen (the network proxy).
         self._extra_targets: dict[str, int] = {}
@@ -347,6 +349,7 @@ class Session:
 
     def finish(self, status: str, reason: str = "") -> Path:
         assert self.writer is not None
+        self.finished = True
         return self.writer.finish(status, reason)
 
     # One point -------------------------------------------------------------------
@@ -575,10 +578,14 @@ class Session:
             self.writer.meta["clock"] = counters["clock"]
         from .metrics import summarize_point
 
-        row, samples_df = summarize_point(
-            run_id=self.run_id, scenario=self.scenario, point=point, engine=self.engine,
-            counters=counters, samples=raw, load=load_df,
-        )
+        try:
+            row, samples_df = summarize_point(
+                run_id=self.run_id, scenario=self.scenario, point=point, engine=self.engine,
+                counters=counters, samples=raw, load=load_df,
+            )
+        except Exception as exc:  # a harness bug must not take the finished points with it
+            raise _PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
+                               f"counters kept in {_display(point_dir)}") from exc
         return dict(row), samples_df, load_df
 
     def _row_warnings(self, row: dict, point: LoadPoint) -> list[str]:
@@ -722,6 +729,14 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
                 session.finish("incomplete", reason)
                 console.always(f"results (incomplete): {_display(session.run_dir)}")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug in the harness: say so, and leave a run marked failed
+        with _shielded():
+            traceback.print_exc()
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            console.error(reason)
+            if session.writer is not None and not session.finished:
+                session.finish("failed", reason)
+        return EXIT_FAILED
     failed = [r for r in session.results if not r.ok]
     if failed or reason:
         status, code = "failed", EXIT_FAILED
@@ -737,7 +752,10 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
     session.finish(status, reason if status != "complete" else ("" if code == EXIT_OK else reason))
     rows = [r.row for r in session.results]
     console.always("")
-    console.table(rows, title=f"{session.scenario.name}: {session.run_id}")
+    console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
+                  caption="p50/p99/max: latency from the intended send time (coordinated "
+                          "omission corrected); p99 sent: from the actual send time. "
+                          "CPU: % of one core in the measurement phase.")
     if report and any(r.ok for r in session.results):
         _write_report(session)
     console.summary_warnings()

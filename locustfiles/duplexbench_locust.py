@@ -136,6 +136,7 @@ class _Run:
         self.duplicated = 0  # deliveries of a seq a subscriber already held
         self.window: dict[str, dict] = {}  # wire snapshots at measure start / end
         self.recorder: _Recorder | None = None
+        self.all_classes: list = []  # every User class of this file (web UI re-picks)
         self.environment = None
 
     def new_subscriber_id(self) -> int:
@@ -205,27 +206,51 @@ def _emit(event: dict) -> None:
 
 
 @events.init.add_listener
-def _on_init(environment, runner, **_kw) -> None:
+def _on_init(environment, runner, web_ui=None, **_kw) -> None:
     RUN.environment = environment
     is_worker = isinstance(runner, WorkerRunner)
     if not is_worker:
+        RUN.all_classes = list(environment.user_classes)
         _select_user_classes(environment)
         runner.register_message("db_subscribed", _on_subscribed)
+        if web_ui is not None:
+            web_ui.app.before_request(_web_swarm_hook)
     if not isinstance(runner, MasterRunner):
         runner.register_message("db_go", _on_go)
 
 
-def _select_user_classes(environment) -> None:
+def _select_user_classes(environment, transport: str | None = None,
+                         pattern: str | None = None) -> None:
     """Run only the chosen transport's subscriber (and the publisher for fanout), unless
     the user named classes on the command line; the web UI's class picker still works."""
     options = environment.parsed_options
     if options is not None and (getattr(options, "user_classes", None) or
                                 getattr(options, "class_picker", False)):
         return
-    wanted = {SUBSCRIBER_CLASSES[_opt(environment, "transport")].__name__}
-    if _opt(environment, "pattern") == "fanout":
+    transport = transport or _opt(environment, "transport")
+    if transport not in SUBSCRIBER_CLASSES:
+        raise ValueError(f"--db-transport: expected one of {', '.join(SUBSCRIBER_CLASSES)}, "
+                         f"got {transport!r}")
+    wanted = {SUBSCRIBER_CLASSES[transport].__name__}
+    if (pattern or _opt(environment, "pattern")) == "fanout":
         wanted.add(PublisherUser.__name__)
-    environment.user_classes[:] = [c for c in environment.user_classes if c.__name__ in wanted]
+    environment.user_classes[:] = [c for c in RUN.all_classes if c.__name__ in wanted]
+
+
+def _web_swarm_hook() -> None:
+    """Web UI: a new test may name another transport in the form; pick the classes
+    before Locust builds its user dispatcher from them."""
+    from flask import request
+
+    if request.method != "POST" or not request.path.endswith("/swarm"):
+        return
+    environment = RUN.environment
+    runner = environment.runner
+    if runner is None or runner.state in ("running", "spawning"):
+        return  # a running test keeps its classes (Locust only changes the user count)
+    _select_user_classes(environment, request.form.get("db_transport") or None,
+                         request.form.get("db_pattern") or None)
+    runner._users_dispatcher = None  # rebuilt by start() with the classes chosen now
 
 
 def _on_subscribed(environment, msg, **_kw) -> None:
@@ -315,7 +340,10 @@ def _on_test_start(environment, **_kw) -> None:
     out = _opt(environment, "out")
     if out and RUN.recorder is None and not isinstance(environment.runner, MasterRunner):
         RUN.recorder = _Recorder(out)
-    if _opt(environment, "clients") <= 0 and not RUN.go.is_set():
+    # Every test (the web UI can start several) begins its own schedule.
+    RUN.go.clear()
+    RUN.t0_ns = RUN.subscribed = 0
+    if _opt(environment, "clients") <= 0:
         RUN.t0_ns = time.time_ns()  # interactive use: publish as soon as users run
         RUN.go.set()
 
@@ -623,42 +651,11 @@ class WebSocketUser(_Subscriber):
     transport = "websocket"
 
     def subscribe_and_receive(self) -> None:
-        self.conn = conn = _Conn(self.environment.host, self.wire, self.read_timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        conn.send_request("GET", PATH_WS + f"?topic={self.topic}" + self.cursor_query(), {
-            "Upgrade": "websocket", "Connection": "Upgrade",
-            "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
-        })
-        # Read the 101 by hand: frames may follow the headers in the same read, and
-        # an HTTP parser would stop at the upgrade and drop them.
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            data = conn.recv(4096)
-            if not data:
-                raise ClientFailure("connection closed during the WebSocket handshake")
-            buffer += data
-        head, _, buffer = buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-        if lines[0].split(" ")[1:2] != ["101"] or fields.get("sec-websocket-accept") != accept_key(key):
-            raise ClientFailure(f"WebSocket upgrade answered {lines[0]!r}")
+        self.conn, buffer = _ws_open(self.environment.host, f"?topic={self.topic}" + self.cursor_query(),
+                                     self.wire, self.read_timeout)
         self.subscribed()
-        while True:
-            parsed = parse_frame(buffer)
-            if parsed is None:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buffer += data
-                continue
-            opcode, _fin, payload, used = parsed
-            buffer = buffer[used:]
-            if opcode == OP_TEXT:
-                self.deliver(decode_envelope(payload), time.time_ns(), len(payload))
-            elif opcode == OP_PING:
-                conn.sendall(encode_frame(OP_PONG, payload, mask=os.urandom(4)))
-            elif opcode == OP_CLOSE:
-                return
+        for payload in _ws_messages(self.conn, buffer):
+            self.deliver(decode_envelope(payload), time.time_ns(), len(payload))
 
     def send_upstream(self, data: str, ts: int) -> int:
         if _opt(self.environment, "upstream") != "transport":
@@ -668,6 +665,62 @@ class WebSocketUser(_Subscriber):
         frame = encode_frame(OP_TEXT, encode_publish(data, ts).encode(), mask=os.urandom(4))
         self.conn.sendall(frame)
         return 0  # the seq is not answered over a WebSocket
+
+
+def _ws_open(url: str, query: str, wire: _Wire, timeout: float) -> tuple[_Conn, bytes]:
+    """Connect and upgrade ``/ws{query}``; returns the connection and any bytes that
+    followed the 101 (frames may share its read: an HTTP parser would drop them)."""
+    conn = _Conn(url, wire, timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn.send_request("GET", PATH_WS + query, {
+        "Upgrade": "websocket", "Connection": "Upgrade",
+        "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
+    })
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        data = conn.recv(4096)
+        if not data:
+            conn.close()
+            raise ClientFailure("connection closed during the WebSocket handshake")
+        buffer += data
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    if lines[0].split(" ")[1:2] != ["101"] or fields.get("sec-websocket-accept") != accept_key(key):
+        conn.close()
+        raise ClientFailure(f"WebSocket upgrade answered {lines[0]!r}")
+    return conn, buffer
+
+
+def _ws_messages(conn: _Conn, buffer: bytes):
+    """Text frame payloads until the connection closes; pings are answered here
+    (the server closes sockets that do not pong)."""
+    while True:
+        parsed = parse_frame(buffer)
+        if parsed is None:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buffer += data
+            continue
+        opcode, _fin, payload, used = parsed
+        buffer = buffer[used:]
+        if opcode == OP_TEXT:
+            yield payload
+        elif opcode == OP_PING:
+            conn.sendall(encode_frame(OP_PONG, payload, mask=os.urandom(4)))
+        elif opcode == OP_CLOSE:
+            return
+
+
+def _ws_reader(conn: _Conn, buffer: bytes) -> None:
+    """A publish-only socket still reads: to answer pings and notice a close."""
+    try:
+        for _ in _ws_messages(conn, buffer):
+            pass
+    except OSError:
+        pass
+    conn.close()
 
 
 SUBSCRIBER_CLASSES = {
@@ -761,11 +814,30 @@ class PublisherUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.poster = _Poster(_pub_url(self.environment), RUN.wire["pub"])
+        env = self.environment
+        self.poster = _Poster(_pub_url(env), RUN.wire["pub"])
+        # Fanout over WebSocket with upstream = transport: one publish-only socket per
+        # topic (?subscribe=0), as the native loadgen does, instead of POSTs.
+        self.ws_upstream = (_opt(env, "transport") == "websocket"
+                            and _opt(env, "upstream") == "transport")
+        self.sockets: dict[str, _Conn] = {}
 
     def on_stop(self) -> None:
-        if self.poster.conn is not None:
-            self.poster.conn.close()
+        for conn in [self.poster.conn, *self.sockets.values()]:
+            if conn is not None:
+                conn.close()
+
+    def _send(self, topic: str, payload: str, ts: int) -> int:
+        if not self.ws_upstream:
+            return self.poster.publish(topic, payload, ts)
+        conn = self.sockets.get(topic)
+        if conn is None or conn.closed:
+            conn, buffer = _ws_open(_pub_url(self.environment), f"?topic={topic}&subscribe=0",
+                                    RUN.wire["pub"], 3600.0)
+            self.sockets[topic] = conn
+            gevent.spawn(_ws_reader, conn, buffer)
+        conn.sendall(encode_frame(OP_TEXT, encode_publish(payload, ts).encode(), mask=os.urandom(4)))
+        return 0  # a WebSocket publish is not answered with its seq
 
     @task
     def publish(self) -> None:
@@ -786,7 +858,7 @@ class PublisherUser(User):
             payload = make_payload(index, size)
             sent = time.time_ns()
             try:
-                seq = self.poster.publish(topic, payload, sent)
+                seq = self._send(topic, payload, sent)
             except (OSError, ClientFailure, ValueError) as exc:
                 RUN.wire["pub"].errors += 1
                 _fire("PUBLISH", f"publish {topic}", 0, 0, exc)

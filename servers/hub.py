@@ -303,14 +303,16 @@ class Hub:
 
     def subscribe(self, topic_name: str, cursor: int | None) -> Subscription:
         """Register a subscriber; with a cursor, its queue starts with what it missed."""
-        topic = self._topic(topic_name)
-        ring = topic.ring
-        if cursor is None:
-            backlog: list[Message] = []
-        else:
-            if cursor > ring.last:
-                raise CursorAhead(cursor, ring.last)
-            backlog = ring.after(cursor, ring.last - cursor)
+        existing = self._topics.get(topic_name)
+        backlog: list[Message] = []
+        if cursor is not None:
+            # Refuse a bad cursor before creating anything for it.
+            last = existing.ring.last if existing is not None else 0
+            if cursor > last:
+                raise CursorAhead(cursor, last)
+            if existing is not None:
+                backlog = existing.ring.after(cursor, last - cursor)
+        topic = existing if existing is not None else self._topic(topic_name)
         subscription = Subscription(topic_name, backlog, self.queue_limit)
         topic.subscribers.add(subscription)
         return subscription

@@ -38,7 +38,7 @@ from duplexbench.contract.websocket import (
     frame_header_size,
 )
 
-from .hub import SubState, Subscription
+from .hub import Hub, HubError, SubState, Subscription
 from .inject import paced
 from .metrics import Metrics
 from .params import BadRequest, query_cursor, query_topic
@@ -192,7 +192,7 @@ def _on_leave(leave: SubState, pump: asyncio.Task, connection: WebSocketConnecti
 
 
 async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
-                topic: str, max_payload: int, hub) -> None:
+                topic: str, max_payload: int, hub: Hub) -> None:
     """Client frames are publishes; the loop ends when the socket closes."""
     async for msg in ws:
         if msg.type is WSMsgType.TEXT:
@@ -201,10 +201,15 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
             except ContractError as exc:
                 await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
                 return
-            if len(data) > max_payload and len(data.encode()) > max_payload:
+            # UTF-8 takes at most 4 bytes a character: most frames skip the encode.
+            if len(data) * 4 > max_payload and len(data.encode()) > max_payload:
                 await connection.close(CLOSE_MESSAGE_TOO_BIG, f"data exceeds {max_payload} bytes")
                 return
-            hub.publish(topic, data, ts if ts is not None else time.time_ns())
+            try:
+                hub.publish(topic, data, ts if ts is not None else time.time_ns())
+            except HubError as exc:  # e.g. too many topics: refused, not a crash
+                await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
+                return
         elif msg.type is WSMsgType.BINARY:
             await connection.close(CLOSE_POLICY_VIOLATION, "binary frames are not publishes")
             return

@@ -10,9 +10,9 @@ path never fails a run for lack of netem; it fails only if no path at all can be
 made (the proxy itself cannot start).
 
 Placement: the proxy process is pinned to the load generator's core (by
-default the highest-numbered core this process may use; the runner pins the
-server to core 0 and the generator to the other). The server's core then does
-only the server's work, so its CPU and capacity figures stay comparable with
+default the second-lowest core this process may use, as procs.plan_affinity
+plans it; the runner passes its plan's core explicitly). The server's core then
+does only the server's work, so its CPU and capacity figures stay comparable with
 runs without a network, and at the low rates of the delay scenarios the
 proxy's share of the generator core is small (its counters and the generator's
 CPU warning show when it is not).
@@ -59,11 +59,12 @@ def link_config(options: Any, delay_ms: float) -> LinkConfig:
 
 
 def default_cpu() -> int | None:
-    """The load generator's core by the runner's convention: the highest one we may use."""
+    """The load generator's core by the runner's convention (procs.plan_affinity):
+    the second-lowest core this process may use; None (unpinned) with fewer than two."""
     if not hasattr(os, "sched_getaffinity"):
         return None
     cpus = sorted(os.sched_getaffinity(0))
-    return cpus[-1] if len(cpus) > 1 else None
+    return cpus[1] if len(cpus) > 1 else None
 
 
 @dataclass

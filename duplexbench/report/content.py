@@ -248,7 +248,8 @@ def _claims(runs: list[ReportRun]) -> tuple[Table | None, str]:
     except ImportError:
         return None, ""
     try:
-        rows = module.claim_rows(runs)
+        # The canonical results.Run when the results module loaded the run (claims.py's type).
+        rows = module.claim_rows([run.source if run.source is not None else run for run in runs])
     except Exception as exc:  # a claims bug must not cost the rest of the report
         return None, f"claims could not be computed: {type(exc).__name__}: {exc}"
     if not rows:

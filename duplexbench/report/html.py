@@ -31,7 +31,8 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 24px 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 14px; max-width: 900px; }
 .verdict-confirmed, .verdict-ok { color: #006b3c; font-weight: 700; }
-.verdict-refuted, .verdict-fail { color: #b00020; font-weight: 700; }
+.verdict-refuted, .verdict-fail, .verdict-not-confirmed { color: #b00020; font-weight: 700; }
+.claims td { text-align: left; }
 .muted { color: #666; font-size: 13px; }
 """
 
@@ -58,7 +59,8 @@ def table(t: Table, *, css_class: str = "", table_id: str = "") -> str:
     for row in t.rows:
         cells = []
         for column, cell in zip(t.columns, row):
-            cls = f' class="verdict-{_e(str(cell).split()[0].lower())}"' if column == "verdict" and cell else ""
+            slug = "-".join(str(cell).lower().split())
+            cls = f' class="verdict-{_e(slug)}"' if column == "verdict" and cell else ""
             cells.append(f"<td{cls}>{_e(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table{attrs}><thead><tr>{head}</tr></thead>'

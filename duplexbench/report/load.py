@@ -83,7 +83,8 @@ def _normalise(summary: pd.DataFrame) -> pd.DataFrame:
     for column in _TEXT_COLUMNS:
         if column not in summary.columns:
             summary[column] = ""
-        summary[column] = summary[column].fillna("").astype(str)
+        values = summary[column].astype(object)  # an all-empty column reads as float NaN
+        summary[column] = values.where(values.notna(), "").astype(str)
     return summary
 
 

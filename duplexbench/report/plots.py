@@ -227,7 +227,7 @@ def latency_vs(agg: pd.DataFrame, axis: str, point: ReferencePoint | None = None
         ax.set_ylabel(f"{p} latency (ms)")
         ax.set_ylim(bottom=0)
         ax.set_title(f"{p} latency vs {AXIS_LABELS[axis].split(' (')[0]}")
-    np.atleast_1d(axes)[0].legend(loc="upper left")
+    np.atleast_1d(axes)[0].legend(loc="best")
     figure.tight_layout()
     return figure
 

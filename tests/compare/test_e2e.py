@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,11 @@ name = "ci-tiny"
 transports = ["longpoll", "websocket"]
 pattern = "fanout"
 clients = [5]
-rate = [100]
+rate = [200]
 payload_bytes = [64]
 warmup_s = 0.5
-duration_s = 1.5
-drain_s = 0.5
+duration_s = 1.0
+drain_s = 0.3
 repeats = 2
 seed = 1
 [server]
@@ -53,12 +55,21 @@ def _runner_problem() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs():
     """name -> run directory, for the five runs; skipped while the runner is unfinished."""
     problem = _runner_problem()
     if problem:
         pytest.skip(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
-    root = tmp_path_factory.mktemp("e2e")
+    # Our own temp dir, not tmp_path_factory: concurrent pytest sessions of the same user prune
+    # each other's old basetemp dirs, and these runs must outlive ~1 minute of tests.
+    root = Path(tempfile.mkdtemp(prefix="duplexbench-compare-e2e-"))
+    try:
+        yield _make_runs(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _make_runs(root: Path) -> dict[str, Path]:
     scenario = root / "ci-tiny.toml"
     scenario.write_text(SCENARIO)
     plan = {"base": {}, "same1": {}, "same2": {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,13 @@ from duplexbench.results import SUMMARY_COLUMNS
 from duplexbench.runner import make_spec
 from duplexbench.scenario import parse_scenario
 
-from ..conftest import scaled
+#: Slow CI stretches every timeout (tests/conftest.py uses the same variable).
+TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIMEOUT_SCALE
+
 
 TRANSPORTS = ["longpoll", "sse", "ndjson", "websocket"]
 SAMPLE_COLUMNS = ["subscriber", "seq", "index", "intended_ns", "sent_ns", "recv_ns"]

@@ -27,6 +27,7 @@ from clients.publisher import HttpPublisher
 from clients.stream import SSESubscriber
 from clients.websocket import WebSocketSubscriber
 from duplexbench.netem import open_network_path
+from duplexbench.serverproc import ServerProcess
 
 DELAY_MS = 25.0
 
@@ -80,10 +81,12 @@ async def _measure(server_url: str, path_url: str) -> dict[str, dict[str, list[f
     return {t: dict(v) for t, v in latencies.items()}
 
 
-@pytest.fixture
-def measured(server):
-    with open_network_path({"mode": "proxy"}, DELAY_MS, server.url, calibrate=False) as path:
-        return asyncio.run(_measure(server.url, path.url))
+@pytest.fixture(scope="module")
+def measured():
+    """Measured once for the module: the tests below read the same deliveries."""
+    with ServerProcess("all") as server:
+        with open_network_path({"mode": "proxy"}, DELAY_MS, server.url, calibrate=False) as path:
+            return asyncio.run(_measure(server.url, path.url))
 
 
 def test_long_polling_worst_case_is_three_transits(measured):
@@ -104,3 +107,9 @@ def test_streaming_and_websocket_max_is_one_transit(measured, transport):
     values = [x for v in measured[transport].values() for x in v]
     assert max(values) < 1.8 * DELAY_MS, measured[transport]
     assert min(values) >= 0.9 * DELAY_MS, measured[transport]  # the delay is really there
+
+
+if __name__ == "__main__":  # print the raw figures: python -m tests.netem.test_transits
+    with ServerProcess("all") as _server, open_network_path(None, DELAY_MS, _server.url, calibrate=False) as _path:
+        for _t, _v in asyncio.run(_measure(_server.url, _path.url)).items():
+            print(_t, {k: [round(x, 1) for x in xs] for k, xs in _v.items()})

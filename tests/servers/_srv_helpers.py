@@ -20,6 +20,7 @@ from conftest import scaled
 __all__ = [
     "http",
     "metric",
+    "wait_metric",
     "publish",
     "raw_connect",
     "recv_until",
@@ -51,6 +52,16 @@ def metric(base: str, name: str, transport: str | None = None) -> float:
     match = re.search(rf"^duplexbench_{name}{re.escape(label)} (\S+)$", body.decode(), re.M)
     assert match, f"no {name}{label} in /metrics"
     return float(match.group(1))
+
+
+def wait_metric(base: str, name: str, transport: str | None, value: float, timeout: float = 5.0) -> None:
+    """Wait until the server reports ``value`` (e.g. a poll is being held), or fail."""
+    import time
+
+    deadline = time.monotonic() + scaled(timeout)
+    while (current := metric(base, name, transport)) != value:
+        assert time.monotonic() < deadline, f"{name}{{{transport}}} stayed {current}, expected {value}"
+        time.sleep(0.02)
 
 
 def raw_connect(base: str, timeout: float = 5.0) -> socket.socket:

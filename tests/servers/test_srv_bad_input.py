@@ -7,14 +7,13 @@ import itertools
 import json
 import re
 import socket
+import struct
 import time
 
 import pytest
 
-from conftest import scaled
-from duplexbench.contract import decode_envelope
 from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, metric, publish, raw_connect, recv_until
+from _srv_helpers import http, publish, raw_connect, recv_until, wait_metric
 
 _topics = itertools.count()
 
@@ -123,6 +122,32 @@ def test_stalled_half_request_does_not_block_others(srv):
             time.sleep(0.2)
     finally:
         stalled.close()
+
+
+def test_abrupt_disconnects_release_everything(srv):
+    """Clients that vanish (TCP RST) mid-stream, mid-poll, mid-WebSocket leave nothing open."""
+    requests = [
+        b"GET /stream?topic=rst HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /stream?topic=rst HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+        b"GET /poll?topic=rst&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /ws?topic=rst HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ]
+    with well_behaved_client(srv.url):
+        socks = []
+        for request in requests:
+            sock = raw_connect(srv.url)
+            sock.sendall(request)
+            socks.append(sock)
+        for label in ("ndjson", "sse", "longpoll", "websocket"):
+            wait_metric(srv.url, "connections_open", label, 1 if label != "ndjson" else 2)
+        for sock in socks:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST, no goodbye
+        publish(srv.url, "rst", "after")
+        for label in ("sse", "longpoll", "websocket"):
+            wait_metric(srv.url, "connections_open", label, 0)
+        wait_metric(srv.url, "connections_open", "ndjson", 1)  # the well-behaved client
 
 
 def test_no_500_and_server_alive(srv):

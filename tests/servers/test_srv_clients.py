@@ -17,7 +17,7 @@ from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.sse import SSEParser
 from duplexbench.contract.websocket import encode_publish
 from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, publish
+from _srv_helpers import http, publish, wait_metric
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_aiohttp_longpoll_sse_ndjson(srv):
             base = srv.url
             # Held poll answered by a publish; no cursor = only new messages.
             publish(base, "c1", "old")
-            poll = asyncio.create_task(session.get(f"{base}/poll?topic=c1&timeout=5"))
-            await asyncio.sleep(0.3)
+            poll = asyncio.create_task(session.get(f"{base}/poll?topic=c1&timeout=10"))
+            await asyncio.to_thread(wait_metric, base, "connections_open", "longpoll", 1)
             async with session.post(f"{base}/publish?topic=c1&ts=42", data="new") as r:
                 assert r.status == 200 and await r.json() == {"seq": 2}
             response = await poll

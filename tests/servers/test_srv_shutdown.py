@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import time
 
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from conftest import scaled
 from duplexbench.serverproc import ServerProcess
+from _srv_helpers import wait_metric
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -28,7 +30,7 @@ def test_graceful_shutdown(sig):
                 poll = asyncio.create_task(session.get(f"{server.url}/poll?topic=s&timeout=60"))
                 stream = await session.get(f"{server.url}/stream?topic=s",
                                            headers={"Accept": "text/event-stream"})
-                await asyncio.sleep(0.3)  # the poll is held now
+                await asyncio.to_thread(wait_metric, server.url, "connections_open", "longpoll", 1)
                 started = time.monotonic()
                 server.process.send_signal(sig)
 
@@ -62,7 +64,6 @@ def test_stop_leaves_no_orphan(start_server):
 def test_shutdown_with_a_client_that_never_reads():
     """A stalled subscriber cannot hold the process: it exits 0 within the shutdown budget."""
     server = ServerProcess("all", args=["--queue-limit", "100000", "--shutdown-timeout", "2"]).start()
-    import socket
     host, port = server.url.split("://")[1].rsplit(":", 1)
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

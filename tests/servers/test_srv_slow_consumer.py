@@ -13,8 +13,7 @@ from websockets.asyncio.client import connect as ws_connect
 from conftest import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.websocket import OP_CLOSE, parse_frame
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import metric, raw_connect, recv_until
+from _srv_helpers import metric, recv_until
 
 MESSAGES = 200
 PAYLOAD = "x" * 50_000  # 10 MB in all: more than socket buffers can hide

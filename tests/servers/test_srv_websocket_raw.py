@@ -155,3 +155,39 @@ def test_oversize_frame_closes_1009():
             sock.sendall(encode_frame(OP_TEXT, json.dumps({"data": "x" * 1100}).encode(), mask=MASK))
             opcode, _, payload, _ = read_frame(sock, buffered)
             assert opcode == OP_CLOSE and int.from_bytes(payload[:2], "big") == 1009
+        # Bytes, not characters: 600 two-byte characters are 1200 bytes.
+        sock, _, rest = ws_handshake(server.url, "/ws?topic=big")
+        buffered = bytearray(rest)
+        with sock:
+            frame = json.dumps({"data": "\u00e9" * 600}, ensure_ascii=False).encode()
+            sock.sendall(encode_frame(OP_TEXT, frame, mask=MASK))
+            opcode, _, payload, _ = read_frame(sock, buffered)
+            assert opcode == OP_CLOSE and int.from_bytes(payload[:2], "big") == 1009
+
+
+def test_server_pings_and_drops_a_peer_that_never_pongs():
+    with ServerProcess("websocket", args=["--ping-interval", "0.3", "--ping-timeout", "0.5"]) as server:
+        sock, _, rest = ws_handshake(server.url, "/ws?topic=ping")
+        buffered = bytearray(rest)
+        with sock:
+            sock.settimeout(scaled(5))
+            opcode, _, _, _ = read_frame(sock, buffered)
+            assert opcode == OP_PING
+            # No Pong: the server gives up on us (TCP closed, possibly after a Close).
+            data = bytearray()
+            while chunk := sock.recv(4096):
+                data += chunk
+        assert http(server.url + "/healthz")[0] == 200
+
+
+def test_ponging_peer_survives_pings():
+    import asyncio
+    from websockets.asyncio.client import connect
+
+    with ServerProcess("websocket", args=["--ping-interval", "0.2", "--ping-timeout", "0.5"]) as server:
+        async def run():
+            async with connect(server.url.replace("http", "ws") + "/ws?topic=pp") as ws:
+                await asyncio.sleep(1.0)  # several ping rounds, answered by the library
+                publish(server.url, "pp", "alive")
+                assert decode_envelope(await asyncio.wait_for(ws.recv(), scaled(5))).data == "alive"
+        asyncio.run(run())

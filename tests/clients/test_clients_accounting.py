@@ -1,0 +1,55 @@
+"""Delivery accounting: duplicates, reordering, warm-up, loss vs failed publishes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clients.accounting import Samples, SubscriberLog, tally
+from duplexbench.contract import Envelope, make_payload
+
+
+def deliver(log, seq, index, topic="t-0"):
+    log.on_message(Envelope(seq, topic, 1000 + index, make_payload(index, 16)), 5000 + index)
+
+
+def test_in_order_duplicate_reordered_and_warmup():
+    samples = Samples()
+    log = SubscriberLog(0, 0, samples, first=2, end=10)
+    for seq, index in [(1, 0), (2, 1), (3, 2), (5, 4), (4, 3), (4, 3), (6, 5), (1, 0)]:
+        deliver(log, seq, index)
+    assert log.reordered == 1  # seq 4 after 5
+    assert log.duplicated == 1  # the second 4 (the warm-up duplicate of 1 is not counted)
+    assert list(samples.seq) == [3, 5, 4, 6]  # measured, first deliveries only
+    assert list(samples.index) == [2, 4, 3, 5]
+    assert list(samples.sent_ns) == [1002, 1004, 1003, 1005]
+    assert samples.delivered == 4 and not log.gaps
+
+
+def test_foreign_payloads_are_not_samples():
+    samples = Samples()
+    log = SubscriberLog(0, 0, samples, first=0, end=10)
+    log.on_message(Envelope(1, "t", 1, "hello"), 2)
+    assert log.foreign == 1 and len(samples) == 0 and log.highest == 1
+
+
+def test_tally_counts_loss_but_not_failed_publishes():
+    samples = Samples()
+    # Two topics; message i goes to topic i % 2; subscribers 0, 1 on topic 0, 2 on topic 1.
+    topic_of = np.arange(8) % 2
+    ok = np.ones(8, dtype=bool)
+    ok[6] = False  # this POST failed: not sent, so nobody expects it
+    logs = [SubscriberLog(s, k, samples, first=2, end=8) for s, k in enumerate([0, 0, 1])]
+    seq = {0: 0, 1: 0}
+    for i in range(8):
+        if not ok[i]:
+            continue
+        k = int(topic_of[i])
+        seq[k] += 1
+        for log in logs:
+            if log.topic_k == k and not (log.sid == 1 and i == 4):  # subscriber 1 misses 4
+                deliver(log, seq[k], i)
+    totals = tally(logs, samples, topic_of, ok, first=2, end=8)
+    # measured ok: topic 0 gets 2, 4 (6 failed) -> 2 subs x 2; topic 1 gets 3, 5, 7 -> 1 x 3
+    assert totals.expected == 7
+    assert totals.delivered == 6 and totals.lost == 1
+    assert totals.duplicated == 0 and totals.reordered == 0

@@ -1,0 +1,161 @@
+"""``python -m clients.loadgen SPEC.json OUT_DIR`` end to end, against a real server.
+
+Short points (about 2 s of load, few clients) per transport and pattern: both
+files written, every expected message delivered; SIGTERM mid-run leaves
+counters with ``complete: false``; a bad spec fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from clients.output import SAMPLE_COLUMNS
+from clients.spec import LoadSpec
+from duplexbench.serverproc import ServerProcess
+
+SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    with ServerProcess("all", args=["--heartbeat", "1"]) as server:
+        yield server.url
+
+
+def loadgen(spec: LoadSpec, tmp_path) -> subprocess.Popen:
+    spec_path = tmp_path / "SPEC.json"
+    spec_path.write_text(spec.to_json())
+    return subprocess.Popen(
+        [sys.executable, "-m", "clients.loadgen", str(spec_path), str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, list[dict], str]:
+    try:
+        out, err = proc.communicate(timeout=timeout * SCALE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"load generator did not finish:\n{err}")
+    return proc.returncode, [json.loads(line) for line in out.splitlines() if line], err
+
+
+def point(transport: str, url: str, **kw) -> LoadSpec:
+    values = {"transport": transport, "sub_url": url, "clients": 3, "rate": 60.0,
+              "warmup_s": 0.3, "duration_s": 1.5, "drain_s": 3.0,
+              "topic_prefix": f"lg-{transport}-{time.monotonic_ns()}", **kw}
+    return LoadSpec(**values)
+
+
+def check_complete_run(tmp_path, code, events, err) -> tuple[dict, pd.DataFrame]:
+    assert code == 0, err
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "ready" and kinds[-1] == "done" and "progress" in kinds
+    assert [e["phase"] for e in events if e["event"] == "phase"] == ["warmup", "measure", "drain"]
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    samples = pd.read_parquet(tmp_path / "out" / "samples.parquet")
+    assert counters["complete"] is True and counters["clock"] == "CLOCK_MONOTONIC"
+    assert counters["published"] == 90 and counters["publish_failed"] == 0  # 60/s x 1.5 s
+    assert counters["lost"] == 0 and counters["duplicated"] == 0 and counters["reordered"] == 0
+    assert counters["delivered"] == counters["expected"] > 0
+    assert counters["errors"] == 0, counters["error_messages"]
+    assert list(samples.columns) == list(SAMPLE_COLUMNS)
+    assert len(samples) == counters["delivered"]
+    assert (samples["intended_ns"] >= counters["measure_start_ns"]).all()
+    assert (samples["intended_ns"] < counters["measure_end_ns"]).all()
+    assert (samples["sent_ns"] >= samples["intended_ns"]).all()  # open loop: never early
+    assert (samples["recv_ns"] > samples["sent_ns"]).all()
+    assert counters["bytes_window"] == "measure" and counters["tcp_nodelay"] is True
+    assert counters["wire"]["sub"]["bytes_down"] > counters["delivered"] * counters["message_bytes"]
+    return counters, samples
+
+
+@pytest.mark.parametrize("transport", ["longpoll", "sse", "ndjson", "websocket"])
+def test_fanout_point_per_transport(server_url, tmp_path, transport):
+    code, events, err = finish(loadgen(point(transport, server_url), tmp_path))
+    counters, _ = check_complete_run(tmp_path, code, events, err)
+    assert counters["expected"] == 90 * 3
+    assert counters["wire"]["pub"]["http_requests"] == 90
+    assert counters["messages_up_on_sub"] == 0
+    if transport == "longpoll":
+        assert counters["wire"]["sub"]["http_requests"] >= 90  # a poll (at least) per batch
+
+
+def test_websocket_echo_publishes_on_the_subscriber_socket(server_url, tmp_path):
+    spec = point("websocket", server_url, pattern="echo", upstream="transport", arrival="poisson")
+    code, events, err = finish(loadgen(spec, tmp_path))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["lost"] == 0 and counters["delivered"] == counters["expected"] > 0
+    assert counters["messages_up_on_sub"] == counters["published"]
+    assert counters["wire"]["sub"]["bytes_up"] > counters["published"] * counters["message_bytes"] / 2
+    assert counters["wire_point"]["pub"] == {k: 0 for k in counters["wire_point"]["pub"]}
+
+
+def test_chat_over_long_polling_without_keepalive(server_url, tmp_path):
+    spec = point("longpoll", server_url, pattern="chat", clients=4, topics=2, keepalive=False)
+    code, events, err = finish(loadgen(spec, tmp_path))
+    counters, _ = check_complete_run(tmp_path, code, events, err)
+    assert counters["expected"] == 90 * 2  # every message reaches the 2 clients of its room
+    # Connection: close on every poll: one TCP connection per request.
+    sub = counters["wire"]["sub"]
+    assert sub["connections"] == sub["http_requests"] > 0
+
+
+def test_sigterm_writes_incomplete_counters(server_url, tmp_path):
+    proc = loadgen(point("websocket", server_url, duration_s=30.0), tmp_path)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20 * SCALE
+    for line in proc.stdout:  # wait until the measurement is under way
+        if json.loads(line).get("phase") == "measure" or time.monotonic() > deadline:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # supervisors often signal twice (process, then group)
+    code, events, err = finish(proc, timeout=15)
+    assert code == 128 + signal.SIGTERM, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["complete"] is False and "SIGTERM" in counters["reason"]
+    assert counters["delivered"] > 0
+    assert events[-1]["event"] == "done" and events[-1]["complete"] is False
+    assert (tmp_path / "out" / "samples.parquet").exists()
+
+
+def test_bad_spec_fails_with_a_clear_message(tmp_path):
+    path = tmp_path / "SPEC.json"
+    path.write_text('{"transport": "carrier-pigeon", "sub_url": "http://127.0.0.1:1"}')
+    proc = subprocess.run([sys.executable, "-m", "clients.loadgen", str(path), str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=30 * SCALE)
+    assert proc.returncode == 2
+    assert "transport: expected one of" in proc.stderr
+
+
+def test_unreachable_server_fails_and_says_where(tmp_path):
+    spec = LoadSpec(transport="sse", sub_url="http://127.0.0.1:9", clients=1, duration_s=1)
+    code, events, err = finish(loadgen(spec, tmp_path))
+    assert code == 1
+    assert "127.0.0.1:9" in err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["complete"] is False
+
+
+def test_raise_nofile_limit():
+    import resource
+
+    from clients.loadgen import raise_nofile_limit
+
+    soft = raise_nofile_limit()
+    now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == now_soft
+    assert hard == resource.RLIM_INFINITY or now_soft == hard

@@ -1,0 +1,103 @@
+"""claim_rows on a hand-made summary: the right rows, ratios and verdicts, nothing invented."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from duplexbench.report.claims import claim_rows
+
+KEYS = {"source", "claim", "prediction", "measurement", "ratio", "verdict"}
+
+
+@dataclass
+class FakeRun:
+    summary: pd.DataFrame
+
+
+def _row(transport, **values):
+    row = {"transport": transport, "delay_ms": 0, "payload_bytes": 64, "message_bytes": 110,
+           "rate_msgs_s": 5, "keepalive": True, "upstream": "post", "status": "ok",
+           "lat_samples": 100, "lat_mean_ms": 1.0, "lat_max_ms": 2.0,
+           "overhead_down_per_msg": 3.0, "overhead_up_per_msg": 0.0,
+           "http_requests_per_msg": 0.0, "clients": 2, "delivered": 2400}
+    row.update(values)
+    return row
+
+
+def _rfc6202_run():
+    low_rate = {"clients": 4, "delivered": 400}  # 100 messages per connection
+    rows = [
+        _row("longpoll", **low_rate, delay_ms=25, lat_max_ms=75.6, lat_mean_ms=27.0, lat_samples=400,
+             overhead_down_per_msg=180.0, overhead_up_per_msg=120.0, http_requests_per_msg=1.0),
+        _row("sse", **low_rate, delay_ms=25, lat_max_ms=27.5, lat_mean_ms=26.0),
+        _row("websocket", **low_rate, delay_ms=25, lat_max_ms=60.0, lat_mean_ms=26.0),  # a bad max
+        _row("longpoll", delay_ms=0, lat_max_ms=3.0),  # no transit prediction at delay 0
+    ]
+    return FakeRun(pd.DataFrame(rows))
+
+
+def _overhead_run():
+    rows = []
+    for payload, envelope, down in ((16, 70, 2.1), (1000, 1055, 4.0), (70000, 70056, 10.3)):
+        rows.append(_row("websocket", payload_bytes=payload, message_bytes=envelope,
+                         rate_msgs_s=400, overhead_down_per_msg=down))
+        rows.append(_row("websocket", payload_bytes=payload, message_bytes=envelope,
+                         rate_msgs_s=10, delivered=60, overhead_down_per_msg=down + 9))  # handshake share
+    for rate, overhead, requests in ((10, 300.0, 1.0), (400, 40.0, 0.1)):
+        rows.append(_row("longpoll", payload_bytes=100, rate_msgs_s=rate, overhead_down_per_msg=overhead * 0.6,
+                         overhead_up_per_msg=overhead * 0.4, http_requests_per_msg=requests))
+    rows.append(_row("websocket", payload_bytes=100, message_bytes=155, rate_msgs_s=10,
+                     delivered=60, overhead_down_per_msg=4.2))
+    rows.append(_row("sse", payload_bytes=100, rate_msgs_s=10, overhead_down_per_msg=21.0,
+                     http_requests_per_msg=0.01))
+    return FakeRun(pd.DataFrame(rows))
+
+
+def _find(rows, *words):
+    found = [r for r in rows if all(w in r["claim"] for w in words)]
+    assert len(found) == 1, (words, [r["claim"] for r in rows])
+    return found[0]
+
+
+def test_transit_rows_and_ratios():
+    rows = claim_rows([_rfc6202_run()])
+    assert all(set(r) == KEYS for r in rows)
+    lp_max = _find(rows, "Long polling", "25 ms", "3 transits")
+    assert lp_max["ratio"] == pytest.approx(75.6 / 75, abs=0.01) and lp_max["verdict"] == "confirmed"
+    assert lp_max["source"] == "RFC 6202 §2.2"
+    lp_mean = _find(rows, "Long polling", "25 ms", "mean")
+    assert lp_mean["ratio"] == pytest.approx(27 / 25, abs=0.01) and lp_mean["verdict"] == "confirmed"
+    sse = _find(rows, "SSE", "25 ms")
+    assert sse["ratio"] == pytest.approx(1.1) and sse["verdict"] == "confirmed"
+    ws = _find(rows, "WebSocket", "25 ms")
+    assert ws["ratio"] == pytest.approx(2.4) and ws["verdict"] == "not confirmed"
+    assert not any("0 ms" in r["claim"] for r in rows)  # delay 0 predicts nothing
+    assert not any(r["source"].startswith("RFC 6455") for r in rows)  # no payload sweep: no rows
+
+
+def test_overhead_rows():
+    rows = claim_rows([_overhead_run()])
+    frames = [r for r in rows if r["source"] == "RFC 6455 §5.2"]
+    # Payload 100 at 10 msg/s (30 messages per connection) cannot speak to the frame header.
+    assert [r["prediction"] for r in frames] == ["2 B per message", "4 B per message", "10 B per message"]
+    # The 400 msg/s rows are used: the handshake is amortised there.
+    big = _find(rows, "70056-byte")
+    assert big["ratio"] == pytest.approx(1.03) and big["verdict"] == "confirmed"
+    batching = _find(rows, "batches")
+    assert batching["ratio"] == pytest.approx(40 / 300, abs=0.01) and batching["verdict"] == "confirmed"
+    header = _find(rows, "full HTTP request", "keep-alive on")
+    assert header["ratio"] == pytest.approx(300 / 871, abs=0.01) and header["verdict"] == "confirmed"
+    article_lp = _find(rows, "Long polling: the server response")
+    assert article_lp["verdict"] == "confirmed" and article_lp["ratio"] == pytest.approx(1.0)
+    article_sse = _find(rows, "SSE: the server response")
+    assert article_sse["verdict"] == "not confirmed"  # one header per stream, not per message
+    article_ws = _find(rows, "WebSocket carries no HTTP header")
+    assert article_ws["verdict"] == "confirmed" and article_ws["ratio"] is None
+
+
+def test_no_runs_no_rows():
+    assert claim_rows([]) == []
+    assert claim_rows([FakeRun(pd.DataFrame())]) == []

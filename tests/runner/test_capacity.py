@@ -1,0 +1,96 @@
+"""The capacity search, on a simulated machine: no processes, exact answers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+from duplexbench import capacity
+from duplexbench.runner import PointResult
+from duplexbench.scenario import LoadPoint
+
+
+class FakeConsole:
+    def info(self, text: str) -> None:
+        pass
+
+
+class FakeSession:
+    """Sustains any publish rate up to ``knee``; above it p99 explodes (or messages are lost)."""
+
+    def __init__(self, knee: float, failure: str = "latency", loadgen_pct: float = 40.0) -> None:
+        self.knee, self.failure, self.loadgen_pct = knee, failure, loadgen_pct
+        self.console = FakeConsole()
+        self.rates: list[float] = []
+
+    def run_point(self, point: LoadPoint, number: int, total: int) -> PointResult:
+        self.rates.append(point.rate)
+        over = point.rate > self.knee
+        row = {"status": "ok", "lost": 0, "lat_p99_ms": 5.0,
+               "throughput_msgs_s": point.rate * point.clients,
+               "server_cpu_pct": 50.0, "client_cpu_pct": self.loadgen_pct}
+        if over and self.failure == "latency":
+            row["lat_p99_ms"] = 500.0
+        elif over and self.failure == "loss":
+            row.update(status="lost", lost=7)
+        elif over and self.failure == "crash":
+            return PointResult(point, {"status": "failed"}, measured=False, reason="boom\ntail")
+        return PointResult(point, row, measured=True)
+
+
+def args(**changes) -> argparse.Namespace:
+    ns = capacity.build_parser().parse_args([])
+    for key, value in changes.items():
+        setattr(ns, key, value)
+    return ns
+
+
+@pytest.mark.parametrize("failure", ["latency", "loss", "crash"])
+def test_search_brackets_the_knee(failure):
+    session = FakeSession(knee=1000, failure=failure)
+    result = capacity.search(session, "websocket", args(start_rate=100, refine=3), [0], 10)
+    # Steps up 100, 200, 400, 800, 1600 then bisects between 800 and 1600.
+    assert session.rates[:5] == [100, 200, 400, 800, 1600]
+    assert 800 <= result.rate_msgs_s <= 1000 < result.failed_rate_msgs_s <= 1600
+    assert result.failed_rate_msgs_s / result.rate_msgs_s < 1600 / 800  # refined
+    assert result.delivery_msgs_s == result.rate_msgs_s * 50
+    assert result.steps == len(session.rates) == 5 + 3
+    assert result.why
+
+
+def test_search_stops_at_max_rate():
+    session = FakeSession(knee=math.inf)
+    result = capacity.search(session, "sse", args(start_rate=100, max_rate=1000), [0], 10)
+    assert session.rates == [100, 200, 400, 800]
+    assert result.rate_msgs_s == 800 and math.isnan(result.failed_rate_msgs_s)
+    assert "max-rate" in result.why
+
+
+def test_search_steps_down_when_the_start_rate_fails():
+    session = FakeSession(knee=30)
+    result = capacity.search(session, "longpoll", args(start_rate=100, refine=0), [0], 10)
+    assert session.rates[:3] == [100, 50, 25]
+    assert result.rate_msgs_s == 25
+
+
+def test_nothing_sustained_reports_zero():
+    session = FakeSession(knee=0)
+    result = capacity.search(session, "longpoll", args(start_rate=100), [0], 10)
+    assert result.rate_msgs_s == 0 and result.delivery_msgs_s == 0
+    assert len(session.rates) <= 4  # gives up after stepping down a few times
+
+
+def test_loadgen_saturation_is_named():
+    session = FakeSession(knee=100, loadgen_pct=97)
+    result = capacity.search(session, "websocket", args(start_rate=100, refine=0), [0], 10)
+    assert "loadgen-bound" in result.why
+
+
+def test_next_rate():
+    assert capacity.next_rate(None, None, 10, 2, 1e9) == 10
+    assert capacity.next_rate(10, None, 10, 2, 1e9) == 20
+    assert capacity.next_rate(10, None, 10, 2, 15) is None
+    assert capacity.next_rate(None, 10, 10, 2, 1e9) == 5
+    assert capacity.next_rate(100, 400, 10, 2, 1e9) == pytest.approx(200)

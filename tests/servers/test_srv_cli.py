@@ -1,0 +1,74 @@
+"""``python -m servers`` as a program: its first line, --port 0, --transport, bad options."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import scaled
+from servers.__main__ import main
+from _srv_helpers import http
+
+LINE = re.compile(
+    r"^duplexbench server listening on http://127\.0\.0\.1:(\d+) \(transports: ([a-z, ]+)\)$"
+)
+
+
+@pytest.mark.parametrize(
+    "transport,mounted",
+    [("all", "longpoll, stream, websocket"), ("longpoll", "longpoll"), ("stream", "stream"),
+     ("websocket", "websocket")],
+)
+def test_first_line_and_mounts(start_server, transport, mounted):
+    server = start_server(transport)
+    match = LINE.match(server.output[0])
+    assert match, server.output[0]
+    assert int(match.group(1)) > 0 and match.group(2) == mounted
+    assert server.url == f"http://127.0.0.1:{match.group(1)}"
+    paths = {"longpoll": "/poll?topic=t&timeout=0", "stream": "/stream?topic=t",
+             "websocket": "/ws?topic=t"}
+    for name, path in paths.items():
+        if name == "stream" and name in mounted:
+            continue  # would stream forever
+        status = http(server.url + path)[0]
+        if name in mounted:
+            assert status in (204, 400), (name, status)  # /ws without upgrade: 400
+        else:
+            assert status == 404, (name, status)
+    assert http(server.url + "/publish?topic=t", "POST", b"x")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [(["--port", "70000"], "--port"), (["--queue-limit", "0"], "--queue-limit"),
+     (["--heartbeat", "0"], "--heartbeat"), (["--ping-timeout", "nan"], "--ping-timeout"),
+     (["--retention", "-1"], "--retention"), (["--transport", "carrier-pigeon"], "invalid choice")],
+)
+def test_bad_options_exit_2_with_reason(args, words):
+    done = subprocess.run([sys.executable, "-m", "servers", *args], capture_output=True,
+                          text=True, timeout=scaled(20))
+    assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+def test_port_in_use_is_a_clear_error(start_server):
+    server = start_server("longpoll")
+    port = server.url.rsplit(":", 1)[1]
+    done = subprocess.run([sys.executable, "-m", "servers", "--port", port], capture_output=True,
+                          text=True, timeout=scaled(20))
+    assert done.returncode == 1 and "cannot listen" in done.stderr
+
+
+def test_main_is_callable_for_duplexbench_serve(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "--queue-limit" in capsys.readouterr().out
+    assert main(["--max-payload", "0"]) == 2
+    assert "--max-payload" in capsys.readouterr().err
+
+
+def test_uvloop_flag(start_server):
+    server = start_server("all", args=["--uvloop"])
+    assert http(server.url + "/healthz")[0] == 200
