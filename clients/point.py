@@ -30,7 +30,7 @@ from .accounting import Samples, SubscriberLog, tally
 from .base import ClientError, Subscriber, WireSnapshot
 from .longpoll import LongPollSubscriber
 from .output import write_counters, write_samples
-from .plan import ROUTE_POST, ROUTE_WS_PUB, Plan, make_plan
+from .plan import ROUTE_POST, ROUTE_WS_PUB, ROUTE_WS_SUB, Plan, make_plan
 from .publisher import HttpPublisher
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec

@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, metavar="S",
                         help="warm-up seconds per step (default 1)")
     parser.add_argument("--p99-ms", type=float, default=100.0, help="latency bound (default 100)")
-    parser.add_argument("--start-rate", type=float, default=20.0,
-                        help="first publish rate, messages/s (default 20)")
+    parser.add_argument("--start-rate", type=float, default=50.0,
+                        help="first publish rate, messages/s (default 50)")
     parser.add_argument("--factor", type=float, default=2.0, help="step-up factor (default 2)")
     parser.add_argument("--max-rate", type=float, default=20000.0,
                         help="stop stepping up at this publish rate (default 20000)")

@@ -96,7 +96,11 @@ def locust_options(spec, records_dir: Path, workers: int) -> list[str]:
 
 
 def connect_timeout(spec) -> float:
-    """Seconds for every subscriber to connect: generous, but far below --run-time."""
+    """Seconds for every subscriber to connect: generous, but far below --run-time
+    (``DUPLEXBENCH_CONNECT_TIMEOUT_S`` overrides it, e.g. for tests)."""
+    override = os.environ.get("DUPLEXBENCH_CONNECT_TIMEOUT_S")
+    if override:
+        return float(override)
     return 10.0 + 2.0 * spec.clients / max(1, spec.connect_concurrency)
 
 

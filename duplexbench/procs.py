@@ -5,9 +5,9 @@ hygiene. A server left over from an earlier point, or a load generator floating
 onto the server's core, silently changes what is measured. So every child the
 harness starts goes through here: it is pinned (``os.sched_setaffinity``), it
 is registered so that an ``atexit`` hook and SIGTERM/SIGHUP handlers can kill
-its whole tree (psutil, recursive) whatever way the harness ends, and it is
-asked by the kernel to die with the harness (``PR_SET_PDEATHSIG``) for the one
-way no hook survives: the harness being SIGKILLed.
+its whole tree (psutil, recursive) whatever way the harness ends, and the
+kernel is asked to kill it should the harness die (``PR_SET_PDEATHSIG``, see
+:func:`dying_with_parent`) for the one way no hook survives: a SIGKILL.
 
 The :class:`Sampler` watches processes from the outside — from the runner's
 process, never from inside the process under test — with psutil at 20 Hz by
@@ -17,7 +17,6 @@ default, so a server's CPU and memory are what the server itself used.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import resource
 import signal
@@ -41,6 +40,7 @@ __all__ = [
     "install_signal_handlers",
     "kill_all",
     "count_socket_fds",
+    "dying_with_parent",
     "kill_procs",
     "kill_tree",
     "pin",
@@ -226,20 +226,40 @@ def install_signal_handlers() -> None:
         raise Terminated(f"received {signal.Signals(signum).name}")
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # started under nohup (or told to ignore it): keep it that way
         signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------
 # Spawning
 
-_PR_SET_PDEATHSIG = 1
+#: Runs between our fork and the real program: asks the kernel for SIGKILL when
+#: the harness dies (PR_SET_PDEATHSIG = 1, survives execve), gives up if the
+#: harness is already gone, then becomes the real program (same pid). A shim
+#: instead of ``preexec_fn``, which may deadlock in a process with threads
+#: (the runner has a sampler and pipe readers) and is not allowed by every caller.
+_DEATHSIG_SHIM = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, 9)\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(125)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # not Linux: the atexit/signal hooks remain
-        pass
+def dying_with_parent(command: Sequence[str]) -> list[str]:
+    """``command`` wrapped so the process is SIGKILLed when this process dies.
+
+    The one orphan the atexit hook and signal handlers cannot prevent is the
+    one left when the harness itself is SIGKILLed (an OOM kill, a CI timeout).
+    Linux only; elsewhere the command is returned unchanged. Spawn from a
+    thread that outlives the child (the main thread): the kernel sends the
+    signal when the spawning *thread* exits.
+    """
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    # -S: no site import; the shim needs only the standard library and must be quick.
+    return [sys.executable, "-S", "-c", _DEATHSIG_SHIM, str(os.getpid()), *command]
 
 
 class Child:
@@ -310,16 +330,16 @@ def spawn(
 
     Its own session: Ctrl-C in a terminal reaches only the harness, which then
     stops children in order instead of everything dying at once mid-write.
+    Dies with the harness (see :func:`dying_with_parent`).
     """
     popen = subprocess.Popen(
-        list(command),
+        dying_with_parent(command),
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         text=text,
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     track(popen.pid, name)
     # Popen returns after exec: the interpreter is still starting and has no

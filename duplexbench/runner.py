@@ -23,6 +23,7 @@ import json
 import math
 import os
 import queue
+import resource
 import shutil
 import signal
 import subprocess
@@ -350,6 +351,10 @@ class Session:
     def finish(self, status: str, reason: str = "") -> Path:
         assert self.writer is not None
         self.finished = True
+        # The harness's own CPU (sampler, progress, parsing) shares the machine with
+        # what it measures: record it so its share can be judged.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.writer.meta["runner_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
         return self.writer.finish(status, reason)
 
     # One point -------------------------------------------------------------------
@@ -394,6 +399,9 @@ class Session:
         try:
             server = ServerProcess(Transport(point.transport).server_mount,
                                    args=scenario.server.to_args(), cpu=self.plan.server)
+            # ServerProcess starts exactly `command`: the shim makes the server die
+            # with the runner even if the runner is SIGKILLed.
+            server.command = procs.dying_with_parent(server.command)
             try:
                 server.start()
             except ServerError as exc:
@@ -753,9 +761,9 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
     rows = [r.row for r in session.results]
     console.always("")
     console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
-                  caption="p50/p99/max: latency from the intended send time (coordinated "
-                          "omission corrected); p99 sent: from the actual send time. "
-                          "CPU: % of one core in the measurement phase.")
+                  caption="latency from the intended send time (p50/p99/max; coordinated "
+                          "omission corrected) and the actual send time (p99 sent); "
+                          "CPU = % of one core while measuring")
     if report and any(r.ok for r in session.results):
         _write_report(session)
     console.summary_warnings()

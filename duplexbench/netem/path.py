@@ -154,7 +154,8 @@ def open_network_path(network_options: Any, delay_ms: float, target_url: str, *,
     assert proxy.address is not None
     host, port = proxy.address
     info.update(
-        pid=proxy.pid, cpu=proxy.cpu, listen=f"{host}:{port}", tcp_nodelay="set on both sockets",
+        pid=proxy.pid, cpu=proxy.cpu, scheduling=proxy.scheduling, listen=f"{host}:{port}",
+        tcp_nodelay="set on both sockets",
         handshake_emulated=config.handshake, loss_model=LOSS_MODEL if config.loss_pct else None,
         placement="proxy pinned to the load generator's core; server core left to the server",
     )

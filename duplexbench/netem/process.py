@@ -39,6 +39,7 @@ class ProxyProcess:
         cpu: int | None = None,
         seed: int | None = None,
         prefix: list[str] | tuple[str, ...] = (),
+        realtime: bool = True,
         startup_timeout: float = 15.0,
     ) -> None:
         self.config = config.validate()
@@ -55,6 +56,9 @@ class ProxyProcess:
         if seed is not None:
             self.command += ["--seed", str(seed)]
         self.cpu = cpu
+        self.realtime = realtime
+        #: What priority the proxy got (see _raise_priority), for path.info.
+        self.scheduling = "not started"
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.address: tuple[str, int] | None = None
@@ -79,6 +83,7 @@ class ProxyProcess:
                 os.sched_setaffinity(self.process.pid, {self.cpu})
             except OSError:
                 self.cpu = None  # recorded as unpinned rather than failing the run
+        self.scheduling = _raise_priority(self.process.pid) if self.realtime else "default"
         found = threading.Event()
         self._reader = threading.Thread(target=self._read_output, args=(found,), daemon=True)
         self._reader.start()
@@ -132,3 +137,24 @@ class ProxyProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _raise_priority(pid: int) -> str:
+    """Put the proxy ahead of ordinary processes on its core, as far as we may.
+
+    A network's delay does not depend on who else wants the CPU; a user-space
+    proxy's does. Measured on a loaded 2-core machine (10 ms one way, 150 echoes):
+    default priority, worst round trip 29-240 ms; nice -10, 29-32 ms; SCHED_RR,
+    26 ms. The proxy sleeps between timer firings, so priority costs others
+    little; the kernel's RT throttling bounds it in any case.
+    """
+    try:
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(1))
+        return "SCHED_RR priority 1"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, -10)
+        return "nice -10"
+    except (OSError, AttributeError):
+        return "default (no permission to raise priority)"

@@ -223,8 +223,9 @@ def _figures(runs: list[ReportRun]) -> list[FigureItem]:
          "Each process on its own core: above 90% of a core the load generator, not the server, "
          "limits latency and throughput." + rest, plots.cpu_server_vs_loadgen(agg, point)),
         ("server_rss_per_connection", "Server memory per open connection",
-         "Peak server RSS divided by peak open connections; includes the server's baseline "
-         "memory, so it falls as connections grow and is most telling at the largest point." + rest,
+         "Peak server RSS against peak open connections; the slope (in the legend) is what each "
+         "added connection costs, the intercept the server's baseline. Without a subscriber "
+         "sweep: peak RSS ÷ connections, baseline included." + rest,
          plots.server_rss_per_connection(agg, point)),
         ("bytes_per_message", f"Bytes per delivered message {where}",
          f"Bytes on subscriber connections per delivered message {where}, counted at the socket "

@@ -42,14 +42,33 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return numerator / denominator
 
 
+def _rss_per_connection(frame: pd.DataFrame) -> pd.Series:
+    """Server memory per open connection, in KiB, per row.
+
+    Peak RSS ÷ connections is mostly the server's baseline at small counts (40 MB over
+    10 connections is "4 MB per connection"), so when a transport ran at two or more
+    connection counts the slope of peak RSS against connections is used instead: the
+    memory each added connection costs. Without such a sweep, the plain ratio.
+    """
+    ratio = _ratio(frame["server_rss_mb_max"] * 1024, frame["server_connections_max"])
+    out = ratio.copy()
+    keys = ["transport"] + (["run"] if "run" in frame.columns else [])
+    for _, rows in frame.groupby(keys, sort=False):
+        rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mb_max"].notna()]
+        if rows["server_connections_max"].nunique() < 2:
+            continue
+        slope = np.polyfit(rows["server_connections_max"].astype(float),
+                           rows["server_rss_mb_max"].astype(float) * 1024, 1)[0]
+        out.loc[rows.index] = max(float(slope), 0.0)
+    return out
+
+
 def derive(summary: pd.DataFrame) -> pd.DataFrame:
     """Add the per-message / per-connection costs the report plots."""
     frame = summary.copy()
     frame["server_cpu_s_per_1k"] = _ratio(frame["server_cpu_s"], frame["delivered"]) * 1000
     frame["client_cpu_s_per_1k"] = _ratio(frame["client_cpu_s"], frame["delivered"]) * 1000
-    frame["server_rss_kib_per_conn"] = _ratio(
-        frame["server_rss_mb_max"] * 1024, frame["server_connections_max"]
-    )
+    frame["server_rss_kib_per_conn"] = _rss_per_connection(frame)
     frame["bytes_per_msg"] = frame["bytes_down_per_msg"] + frame["bytes_up_per_msg"].fillna(0)
     frame["overhead_per_msg"] = frame["overhead_down_per_msg"] + frame["overhead_up_per_msg"].fillna(0)
     return frame

@@ -51,8 +51,8 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, list[dict]
 
 
 def point(transport: str, url: str, **kw) -> LoadSpec:
-    values = {"transport": transport, "sub_url": url, "clients": 3, "rate": 60.0,
-              "warmup_s": 0.3, "duration_s": 1.5, "drain_s": 3.0,
+    values = {"transport": transport, "sub_url": url, "clients": 3, "rate": 90.0,
+              "warmup_s": 0.3, "duration_s": 1.0, "drain_s": 3.0,
               "topic_prefix": f"lg-{transport}-{time.monotonic_ns()}", **kw}
     return LoadSpec(**values)
 
@@ -65,7 +65,7 @@ def check_complete_run(tmp_path, code, events, err) -> tuple[dict, pd.DataFrame]
     counters = json.loads((tmp_path / "out" / "counters.json").read_text())
     samples = pd.read_parquet(tmp_path / "out" / "samples.parquet")
     assert counters["complete"] is True and counters["clock"] == "CLOCK_MONOTONIC"
-    assert counters["published"] == 90 and counters["publish_failed"] == 0  # 60/s x 1.5 s
+    assert counters["published"] == 90 and counters["publish_failed"] == 0  # 90/s x 1 s
     assert counters["lost"] == 0 and counters["duplicated"] == 0 and counters["reordered"] == 0
     assert counters["delivered"] == counters["expected"] > 0
     assert counters["errors"] == 0, counters["error_messages"]

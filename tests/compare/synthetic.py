@@ -41,6 +41,7 @@ class Model:
     delay_ms: dict = field(default_factory=dict)  # transport -> injected latency shift
     pad_bytes: dict = field(default_factory=dict)  # transport -> extra bytes per message
     lost: dict = field(default_factory=dict)  # transport -> lost messages per repeat
+    requests: dict = field(default_factory=dict)  # transport -> HTTP requests per message
     clients: int = 20
     median_ms: float = 1.0
     status: str = "complete"
@@ -63,12 +64,14 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
             sent = lat * 0.9
             pad = model.pad_bytes.get(transport, 0)
             lost = model.lost.get(transport, 0)
+            req = model.requests.get(transport, 0.001)
+            per_request = 170 * req  # response headers, amortised over the messages of a poll
             noise = rng.normal(0, 1)
             row = {
                 "run_id": path.name, "scenario": "ci", "engine": "native",
                 "transport": transport, "point": point, "repeat": repeat,
                 "clients": model.clients, "rate_msgs_s": 200, "payload_bytes": 64,
-                "message_bytes": 118 + pad, "delay_ms": 0, "keepalive": True,
+                "message_bytes": 118, "delay_ms": 0, "keepalive": True,
                 "pattern": "fanout", "upstream": "post", "duration_s": 4.0,
                 "sent": 800, "expected": 16000, "delivered": 16000 - lost, "lost": lost,
                 "duplicated": 0, "reordered": 0,
@@ -82,9 +85,12 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                 "sent_max_ms": float(sent.max()), "sent_mean_ms": float(sent.mean()),
                 "server_cpu_s": 1.2 + 0.02 * noise, "server_cpu_pct": 30 + 0.5 * noise,
                 "server_rss_mb_max": 60 + 0.3 * noise, "server_connections_max": model.clients + 1,
-                "bytes_down_per_msg": 126 + pad + 0.3 * noise, "bytes_up_per_msg": 0.2,
-                "overhead_down_per_msg": 8 + 0.3 * noise, "overhead_up_per_msg": 0.2,
-                "http_requests_per_msg": 0.001, "pub_bytes_up_per_msg": 250,
+                # Like the real servers: the pad is not part of message_bytes, so it is overhead.
+                "bytes_down_per_msg": 126 + pad + per_request + 0.3 * noise,
+                "bytes_up_per_msg": 0.2 + 90 * req,
+                "overhead_down_per_msg": 8 + pad + per_request + 0.3 * noise,
+                "overhead_up_per_msg": 0.2 + 90 * req,
+                "http_requests_per_msg": req, "pub_bytes_up_per_msg": 250,
                 "pub_http_requests_per_msg": 1.0, "reconnects": 0,
                 "client_cpu_s": 1.0, "client_cpu_pct": 25, "status": "ok", "warnings": "",
             }

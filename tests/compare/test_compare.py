@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -55,6 +56,20 @@ def test_hundred_byte_pad_names_bytes_metric(make_run, capsys):
     assert "lat_p50_ms" not in last
 
 
+def test_long_poll_batching_is_not_a_bytes_regression_but_a_pad_is(make_run, capsys):
+    # Same build, but the current run batched less (0.93 -> 1.0 requests per message): every
+    # per-message byte figure grows by ~12 B without any response getting heavier.
+    base = make_run("base", Model(requests={"sse": 0.93}), seed=1)
+    cur = make_run("cur", Model(requests={"sse": 1.0}), seed=2)
+    status, out, _ = _run(capsys, base, cur)
+    assert status == 0, out
+    # ~0.07 more requests per message x ~180 B per request (the baseline's overhead / requests).
+    assert re.search(r"note: sse 20c 200/s 64B bytes_down_per_msg: 1[0-5]\.\d B allowed", out)
+    padded = make_run("pad", Model(requests={"sse": 1.0}, pad_bytes={"sse": 100}), seed=3)
+    status, out, _ = _run(capsys, base, padded)
+    assert status == 1 and "sse bytes_down_per_msg +" in out.splitlines()[-1]
+
+
 def test_lost_messages_fail(make_run, capsys):
     status, out, _ = _run(capsys, make_run("b", seed=1), make_run("c", Model(lost={"sse": 5}), 2))
     assert status == 1 and "sse lost" in out.splitlines()[-1]
@@ -66,8 +81,9 @@ def test_missing_transport_and_metric_are_reported_not_fatal(make_run, capsys):
     status, out, _ = _run(capsys, base, cur)
     assert status == 0, out
     assert "longpoll" in out and "only in the baseline run" in out
-    rss = [line for line in out.splitlines() if "server_rss_mb_max" in line]
-    assert rss and all("missing" in line for line in rss)
+    rss = [line for line in out.splitlines() if " server_rss_mb_max " in line]
+    assert len(rss) == 2 and all(line.endswith("missing") for line in rss)
+    assert "note: sse 20c 200/s 64B server_rss_mb_max: no value in current" in out
 
 
 def test_incomplete_run_is_bad_input(make_run, capsys):
@@ -115,7 +131,9 @@ def test_normalize_forgives_a_uniformly_slower_machine(make_run, capsys):
 def test_min_change_option_overrides_relative_thresholds(make_run, capsys):
     base = make_run("base", seed=1)
     cur = make_run("cur", Model(pad_bytes={"sse": 100}), seed=2)
-    assert _run(capsys, base, cur, "--min-change", "200")[0] == 0
+    # The pad is +79 % of bytes_down_per_msg but +1250 % of overhead_down_per_msg (8 B).
+    last = _run(capsys, base, cur, "--min-change", "200")[1].splitlines()[-1]
+    assert "sse overhead_down_per_msg" in last and "bytes_down_per_msg" not in last
 
 
 @pytest.mark.parametrize("name", ["lat_p50_ms", "bytes_down_per_msg", "lost", "throughput_msgs_s"])

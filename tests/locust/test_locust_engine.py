@@ -120,9 +120,10 @@ def test_unreachable_subscribers_fail_fast(server, tmp_path):
         [sys.executable, "-m", "duplexbench.locust_engine", str(spec_path), str(tmp_path / "out"),
          "--workers", "1"],
         capture_output=True, text=True, timeout=scaled(60),
+        env={**os.environ, "DUPLEXBENCH_CONNECT_TIMEOUT_S": "3"},
     )
     assert proc.returncode == 1, proc.stderr
-    assert "0 of 2 subscribers connected" in proc.stderr
+    assert "0 of 2 subscribers connected within 3 s" in proc.stderr
     assert not (tmp_path / "out" / "counters.json").exists()
 
 

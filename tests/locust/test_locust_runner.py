@@ -1,0 +1,55 @@
+"""`python -m duplexbench run --engine locust`: Locust output lands in the usual results.
+
+Why: reports and compare read ``summary.csv``; a Locust run must produce it in
+the standard schema, with ``engine = locust``, through the same runner as the
+native engine (server start, pinning, sampling, summary). One short point keeps
+this test cheap; tests/locust/test_locust_engine.py covers every transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from duplexbench.results import SUMMARY_COLUMNS
+
+TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+
+SCENARIO = """\
+name = "locust-runner-test"
+transports = ["sse"]
+pattern = "fanout"
+clients = [6]
+rate = [50]
+payload_bytes = [64]
+warmup_s = 0.5
+duration_s = 1.5
+drain_s = 0.5
+"""
+
+
+def test_run_engine_locust_writes_standard_summary(tmp_path: Path):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "duplexbench", "run", str(scenario), "--engine", "locust",
+         "--workers", "2", "--no-report", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=120 * TIMEOUT_SCALE,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert row["engine"] == "locust" and row["transport"] == "sse"
+    assert row["delivered"] == row["expected"] == 6 * 75  # 50/s x 1.5 s x 6 subscribers
+    assert row["lost"] == 0 and row["status"] == "ok"
+    assert row["lat_samples"] == row["delivered"] and row["bytes_down_per_msg"] > 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["engine"] == "locust" and meta["clock"] == "CLOCK_REALTIME"
