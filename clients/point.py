@@ -166,15 +166,17 @@ class LoadGen:
         emit("ready", clients=len(self.subscribers))
 
     async def _publish_all(self) -> None:
-        spec, schedule = self.spec, self.schedule
+        schedule = self.schedule
         offsets = schedule.offsets_ns.tolist()  # Python ints: no numpy scalars in the loop
         n, first = len(offsets), self.first
         self.start_ns = start = time.monotonic_ns() + LEAD_NS
         send = self._sender()
         monotonic_ns, sleep = time.monotonic_ns, asyncio.sleep
-        self._set_phase("warmup" if first > 0 else "measure")
-        if first == 0:
+        if first > 0 or (n == 0 and schedule.warmup_ns > 0):
+            self._set_phase("warmup")
+        else:
             self.window_start = self._snapshot()
+            self._set_phase("measure")
         i = 0
         while i < n:
             now = monotonic_ns()
@@ -383,7 +385,7 @@ class LoadGen:
         attempted = max(0, self.sent - self.first)  # messages go out in index order
         return max(0, attempted - measured_ok)
 
-    def _message_sizes(self) -> tuple[float | None, int | None, int | None]:
+    def _message_sizes(self) -> tuple[float, int, int]:
         """Mean / min / max encoded envelope of the measured messages published.
 
         The seq of each is reconstructed as its position on its topic (exact
@@ -391,8 +393,11 @@ class LoadGen:
         only where a seq gains a digit).
         """
         ok = np.flatnonzero(self.published_ok)
-        if not len(ok):
-            return None, None, None
+        if not (ok >= self.first).any():
+            # Nothing measured was published (e.g. rate 0): the size one would have.
+            nominal = len(encode_envelope(1, self.plan.topics[0], time.monotonic_ns(),
+                                          make_payload(self.first, self.spec.payload_bytes)))
+            return float(nominal), nominal, nominal
         topics = self.topic_of[ok]
         seqs = np.zeros(len(ok), dtype=np.int64)
         counters: dict[int, int] = {}
@@ -400,8 +405,6 @@ class LoadGen:
             counters[k] = counters.get(k, 0) + 1
             seqs[j] = counters[k]
         measured = ok >= self.first
-        if not measured.any():
-            return None, None, None
         size = self.spec.payload_bytes
         names = self.plan.topics
         lengths = [

@@ -29,7 +29,20 @@ from . import SCHEMA_VERSION
 from .results import Run, RunError, is_complete, load_run
 from .stats import BETTER, SAME, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
 
-__all__ = ["METRICS", "InputError", "MetricSpec", "Row", "compare_runs", "main"]
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "InputError",
+    "MetricSpec",
+    "Row",
+    "compare_runs",
+    "format_markdown",
+    "format_text",
+    "main",
+    "resolve_run",
+    "summary_line",
+    "to_json",
+]
 
 MISSING = "missing"
 
@@ -133,6 +146,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
+    """Everything the outputs (text, Markdown, JSON) and the exit status are made from."""
+
     baseline: Run
     current: Run
     rows: tuple[Row, ...]

@@ -311,7 +311,9 @@ class Session:
             baseline=self.baseline,
             affinity={**self.plan.to_meta(), "runner": sorted(os.sched_getaffinity(0))
                       if hasattr(os, "sched_getaffinity") else None},
-            sampler_hz=SAMPLE_HZ,
+            sampler={"hz": SAMPLE_HZ, "where": "the runner process (outside the measured ones)",
+                     "connections": "psutil net_connections(kind='tcp'); socket fds in "
+                                    "/proc/PID/fd once that costs > 2 ms per sample"},
             rlimit_nofile={"soft": soft, "hard": hard},
             gc={"loadgen": "not reported"},
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
@@ -381,10 +383,17 @@ class Session:
         finally:
             progress.close()
             shutil.rmtree(work_dir, ignore_errors=True)
+        extra = self._runner_warnings(row, load_df)
+        if extra:  # into the row too: summary.csv must carry what the terminal said
+            row["warnings"] = "; ".join([t for t in [row.get("warnings") or ""] if t] + extra)
         self.writer.add_point(row, samples_df, load_df)
         self.console.point_result(row)
-        for text in self._row_warnings(row, point):
-            self.warn(text)
+        if not result.measured:
+            self.warn(f"{point.label}: point failed: {result.reason}")
+        else:
+            for text in str(row.get("warnings") or "").split("; "):
+                if text:
+                    self.warn(f"{point.label}: {text}")
         self.results.append(result)
         return result
 
@@ -596,21 +605,32 @@ class Session:
                                f"counters kept in {_display(point_dir)}") from exc
         return dict(row), samples_df, load_df
 
-    def _row_warnings(self, row: dict, point: LoadPoint) -> list[str]:
-        """metrics.summarize_point's warnings (already in the row), plus the runner's own."""
+    def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
+        """What the runner adds to metrics.summarize_point's warnings (already in the row)."""
         if str(row.get("status", "ok")) == "failed":
-            return [f"{point.label}: point failed: {row.get('warnings', '')}"]
+            return []
         texts = [t for t in str(row.get("warnings") or "").split("; ") if t]
+        extra: list[str] = []
         cpu = _num(row.get("client_cpu_pct"))
         if cpu is not None and cpu > LOADGEN_SATURATED_PCT and not any(
                 "load generator" in t for t in texts):
-            texts.append(
+            extra.append(
                 f"the load generator used {cpu:.0f}% of a core: the server was not the "
                 "bottleneck; lower the rate or add a Locust worker (--engine locust --workers N)")
+        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]):
+            from .metrics import process_stats
+
+            proxy = _num(process_stats(load_df, "proxy")["cpu_pct"])
+            if cpu is not None and proxy is not None and cpu + proxy > LOADGEN_SATURATED_PCT:
+                # The proxy shares the load generator's core (see duplexbench/netem/path.py).
+                extra.append(
+                    f"the load generator's core was {cpu + proxy:.0f}% busy (load generator "
+                    f"{cpu:.0f}% + network proxy {proxy:.0f}%): latency includes queueing on "
+                    "that core; lower the rate or clients")
         lost = _num(row.get("lost")) or 0
         if lost > 0 and not self.scenario.expect_loss and not any("LOST" in t.upper() for t in texts):
-            texts.append(f"LOST {lost:.0f} messages: the scenario expects none")
-        return [f"{point.label}: {t}" for t in texts]
+            extra.append(f"LOST {lost:.0f} messages: the scenario expects none")
+        return extra
 
 
 def _env_float(name: str) -> float:

@@ -235,3 +235,54 @@ def test_refused_subscription_is_a_clear_error(server, transport):
         await sub.close()
 
     run(main())
+
+
+def test_long_poll_skips_an_expired_cursor_and_says_so(start_server):
+    server = start_server("all", args=["--retention", "3", *QUIET])
+
+    async def main():
+        pub = HttpPublisher(server.url, pool_size=1)
+        for i in range(10):
+            await pub.publish("retention", f"m{i}")
+        inbox, errors = Inbox(), []
+        sub = LongPollSubscriber(server.url, "retention", inbox, on_error=errors.append)
+        await sub.start()  # cursor 0 is older than the 3 messages kept: 410
+        try:
+            await wait_for(lambda: len(inbox.envelopes) >= 3)
+        finally:
+            await sub.close()
+            await pub.close()
+        assert inbox.seqs == [8, 9, 10]
+        assert sub.stats.errors == 1 and "cursor 0 expired" in errors[0]
+
+    run(main())
+
+
+@pytest.mark.parametrize("transport", ["sse", "ndjson", "websocket"])
+def test_resumes_after_the_server_drops_a_slow_consumer(start_server, transport):
+    """The server closes a connection whose queue overflows (DESIGN.md); the
+    client resumes from its cursor and still gets every message exactly once."""
+    server = start_server("all", args=["--queue-limit", "4", *QUIET])
+
+    async def main():
+        topic = f"slow-{transport}"
+        inbox = Inbox()
+        sub = SUBSCRIBERS[transport](server.url, topic, inbox)
+        pub = HttpPublisher(server.url, pool_size=4)
+        await sub.start()
+        await asyncio.sleep(0.05)
+        sub._conn.transport.pause_reading()  # a consumer that stops reading
+        try:
+            count, payload = 120, "p" * 60_000  # ~7 MB: more than the socket buffers hold
+            await asyncio.gather(*(pub.publish(topic, payload) for _ in range(count)))
+            await asyncio.sleep(0.2)
+            sub._conn.transport.resume_reading()
+            await wait_for(lambda: len(inbox.envelopes) >= count, timeout=15)
+            await asyncio.sleep(0.1)
+        finally:
+            await sub.close()
+            await pub.close()
+        assert inbox.seqs == list(range(1, count + 1))
+        assert sub.stats.reconnects >= 1
+
+    run(main(), timeout=30)
