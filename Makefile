@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SCENARIO ?= scenarios/quick.toml
 BASELINE ?= results/baselines/ci
+# e.g. COMPARE_FLAGS=--normalize when the baseline came from another machine
+COMPARE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
@@ -41,8 +43,9 @@ notebook: install
 	$(VENV)/bin/jupyter lab notebooks/analysis.ipynb
 
 ci-bench: install
+	rm -rf results/ci-current
 	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
-	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md
+	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md $(COMPARE_FLAGS)
 
 baseline: install
 	rm -rf $(BASELINE)

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import procs
-from .console import Column, Console
+from .console import Column, Console, display_path
 from .results import atomic_write_json, new_run_id
 from .runner import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, LOADGEN_SATURATED_PCT,
-                     PointResult, Session, _display, _num, _shielded)
+                     PointResult, Session)
 from .scenario import TRANSPORTS, LoadPoint, Scenario, ScenarioError, parse_scenario
 
 __all__ = ["CapacityResult", "Verdict", "build_parser", "judge", "main", "next_rate"]
@@ -59,6 +59,14 @@ class CapacityResult:
     failed_rate_msgs_s: float
     why: str
     steps: int
+
+
+def _num(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 def judge(result: PointResult, p99_limit_ms: float) -> Verdict:
@@ -251,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       workers=args.workers, command="capacity", argv=list(argv or []))
     found: list[CapacityResult] = []
     counter = [0]
-    total_hint = len(scenario.transports) * args.max_steps
+    total_hint = 0  # adaptive: the number of steps is not known in advance
     try:
         session.start()
         session.writer.meta["capacity_criteria"] = {
@@ -262,13 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for transport in scenario.transports:
             found.append(search(session, transport, args, counter, total_hint))
     except KeyboardInterrupt as exc:
-        with _shielded():
+        with procs.shielded(redeliver=False):
             reason = f"{exc or 'interrupted (Ctrl-C)'} during the capacity search"
             console.error(reason)
             if session.writer is not None:
                 session.writer.meta["capacity"] = [asdict(r) for r in found]
                 session.finish("incomplete", reason)
-                console.always(f"results (incomplete): {_display(run_dir)}")
+                console.always(f"results (incomplete): {display_path(run_dir)}")
         return EXIT_INTERRUPTED
     session.writer.meta["capacity"] = [asdict(r) for r in found]
     atomic_write_json(run_dir / "capacity.json", {
@@ -283,6 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                   title=f"capacity: fanout to {args.clients} subscribers, p99 < {args.p99_ms:g} ms, "
                         "lost = 0")
     console.summary_warnings()
-    console.always(f"results: {_display(run_dir)}")
+    console.always(f"results: {display_path(run_dir)}")
     return EXIT_FAILED if nothing else EXIT_OK
 

@@ -14,14 +14,16 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
+from rich import box
 from rich.console import Console as RichConsole
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Column", "Console", "PointProgress", "TABLE_COLUMNS", "format_value"]
+__all__ = ["Column", "Console", "PointProgress", "TABLE_COLUMNS", "display_path", "format_value"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,10 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("lat_p50_ms", "p50 ms", "{:.2f}"),
     Column("lat_p99_ms", "p99 ms", "{:.2f}"),
     Column("lat_max_ms", "max ms", "{:.2f}"),
-    Column("sent_p99_ms", "p99 sent ms", "{:.2f}"),
-    Column("server_cpu_pct", "server CPU %", "{:.0f}"),
-    Column("client_cpu_pct", "loadgen CPU %", "{:.0f}", red_above=90),
-    Column("bytes_down_per_msg", "bytes down/msg", "{:,.1f}"),
+    Column("sent_p99_ms", "p99 ms\n(sent)", "{:.2f}"),
+    Column("server_cpu_pct", "server\nCPU %", "{:.0f}"),
+    Column("client_cpu_pct", "loadgen\nCPU %", "{:.0f}", red_above=90),
+    Column("bytes_down_per_msg", "bytes\ndown/msg", "{:,.1f}"),
     Column("http_requests_per_msg", "req/msg", "{:.3f}"),
 )
 
@@ -61,6 +63,14 @@ def format_value(value: Any, fmt: str) -> str:
         return fmt.format(value)
     except (ValueError, TypeError):
         return str(value)
+
+
+def display_path(path: str | Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _number(value: Any) -> float | None:
@@ -190,7 +200,7 @@ class Console:
     # Points ------------------------------------------------------------------
 
     def point(self, label: str, number: int, total: int) -> PointProgress:
-        title = f"[{number}/{total}] {label}"
+        title = f"[{number}/{total}] {label}" if total > 0 else f"[{number}] {label}"
         if self.interactive:
             self._rich.print(Text(title, style="bold"))
             self._progress = Progress(
@@ -199,7 +209,7 @@ class Console:
                 TextColumn("{task.fields[clock]:>12}"),
                 TextColumn("{task.fields[counts]}"),
                 console=self._rich,
-                transient=False,
+                transient=True,  # like hyperfine: bars go, the result line stays
                 refresh_per_second=4,  # the runner's own CPU steals from what it measures
             )
             self._progress.start()
@@ -237,11 +247,9 @@ class Console:
               title: str = "", status: bool = True, caption: str = "") -> None:
         columns = list(columns)
         table = Table(title=title or None, title_justify="left", header_style="bold",
-                      caption=caption or None, caption_justify="left")
-        for column in columns:
-            table.add_column(column.header, justify="left" if column.fmt == "{}" else "right")
-        if status:
-            table.add_column("status")
+                      caption=caption or None, caption_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        body: list[list[Text]] = []
         for row in rows:
             cells: list[Text] = []
             for column in columns:
@@ -249,11 +257,30 @@ class Console:
                 number = _number(value)
                 red = column.red_above is not None and number is not None and number > column.red_above
                 cells.append(Text(format_value(value, column.fmt), style="bold red" if red else ""))
+            body.append(cells)
+        needed = 0
+        for index, column in enumerate(columns):
+            widest = max([len(cells[index].plain) for cells in body]
+                         + [len(line) for line in column.header.splitlines()])
+            needed += widest + 3
+            table.add_column(column.header, justify="left" if column.fmt == "{}" else "right",
+                             no_wrap=True, min_width=widest)
+        if status:
+            table.add_column("status", no_wrap=True)
+            needed += 10
+        for row, cells in zip(rows, body):
             if status:
                 text = str(row.get("status") or "ok")
                 cells.append(Text(text, style="" if text == "ok" else "bold red"))
             table.add_row(*cells)
-        self._rich.print(table)
+        # A terminal narrower than the table: print it wide and let the terminal wrap
+        # lines, rather than rich dropping columns or cutting figures to "1…".
+        width = self._rich.width
+        self._rich.width = max(width, needed)
+        try:
+            self._rich.print(table)
+        finally:
+            self._rich.width = width
 
     def summary_warnings(self) -> None:
         """Every warning again, after the table, where nobody can miss them."""

@@ -17,6 +17,7 @@ default, so a server's CPU and memory are what the server itself used.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import resource
 import signal
@@ -24,13 +25,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import psutil
 
 __all__ = [
-    "LOAD_COLUMNS",
     "PROC_SAMPLE_FIELDS",
     "AffinityPlan",
     "Child",
@@ -47,15 +47,11 @@ __all__ = [
     "plan_affinity",
     "raise_nofile_limit",
     "samples_to_rows",
+    "shielded",
     "spawn",
     "track",
     "untrack",
 ]
-
-#: Columns of one process sample, in the order load.parquet stores them (after
-#: the point/repeat/transport/process keys that the runner adds).
-LOAD_COLUMNS = ("t_s", "cpu_user_s", "cpu_system_s", "rss_mb", "open_files", "connections", "phase")
-
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM/SIGHUP arrived: handled exactly like Ctrl-C (stop children, mark incomplete)."""
@@ -229,6 +225,33 @@ def install_signal_handlers() -> None:
         if signal.getsignal(sig) is signal.SIG_IGN:
             continue  # started under nohup (or told to ignore it): keep it that way
         signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def shielded(*, redeliver: bool = True) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while children are being stopped or results written.
+
+    A Ctrl-C in the middle of cleanup would otherwise abandon a half-stopped
+    server or a half-updated meta.json. Every wait inside is bounded, so the
+    delay is short; a signal that arrived meanwhile is delivered on the way out
+    (``redeliver=False`` drops it: for the shutdown path, already stopping).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held and redeliver:
+            signal.raise_signal(held[0])  # now handled as usual (KeyboardInterrupt, Terminated)
 
 
 # ---------------------------------------------------------------------------

@@ -33,7 +33,6 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from . import procs
-from .console import Console, PointProgress
+from .console import Console, PointProgress, display_path
 from .contract import Transport
 from .results import LOAD_COLUMNS, SUMMARY_COLUMNS, RunWriter, new_run_id
 from .scenario import LoadPoint, Scenario, ScenarioError, load_scenario
@@ -53,11 +52,16 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_LOST",
     "EXIT_OK",
+    "LOADGEN_SATURATED_PCT",
+    "MAX_CONSECUTIVE_FAILURES",
     "PointResult",
     "Session",
     "build_parser",
+    "loadgen_command",
     "main",
+    "make_spec",
     "prepare_scenario",
+    "run_session",
 ]
 
 EXIT_OK = 0
@@ -200,24 +204,6 @@ def _read_lines(stream: Any, out: "queue.Queue[str | None]") -> None:
     out.put(None)  # EOF: the load generator closed stdout (it is exiting)
 
 
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM while children are being stopped.
-
-    A second Ctrl-C in the middle of cleanup would otherwise abandon a
-    half-stopped server; every wait in cleanup is bounded, so this is short.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _stop_server(server: ServerProcess | None) -> None:
     if server is None or server.process is None:
         return
@@ -323,7 +309,7 @@ class Session:
         self.writer = RunWriter(self.run_dir, meta, latest=not self.baseline).start()
         self.console.info(
             f"{self.command}: {self.scenario.name} ({len(self.scenario.transports)} transport(s)), "
-            f"engine {self.engine}, results in {_display(self.run_dir)}"
+            f"engine {self.engine}, results in {display_path(self.run_dir)}"
         )
         if self.plan.warning:
             warnings.append(self.plan.warning)
@@ -441,7 +427,7 @@ class Session:
         except subprocess.TimeoutExpired:
             raise _PointFailed("load generator did not exit after 'done'") from None
         finally:
-            with _shielded():
+            with procs.shielded():
                 if sampler is not None:
                     samples[:] = sampler.stop()
                 if loadgen is not None:
@@ -548,10 +534,10 @@ class Session:
             for pid in path.pids:
                 procs.track(pid, "proxy")
             self._extra_targets = {"proxy": pid for pid in path.pids[:1]}
-            info = dict(getattr(path, "info", {}) or {})
+            info = path.info  # the same dict: close() adds the proxy's counters to it
             self.writer.meta.setdefault("network_paths", []).append(
                 {"point": point.index, "repeat": point.repeat, "transport": point.transport,
-                 **info})
+                 "path": info})
             for text in info.get("warnings", []):
                 self.warn(f"{point.label}: network: {text}")
             try:
@@ -602,7 +588,7 @@ class Session:
             )
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise _PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
-                               f"counters kept in {_display(point_dir)}") from exc
+                               f"counters kept in {display_path(point_dir)}") from exc
         return dict(row), samples_df, load_df
 
     def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
@@ -653,13 +639,6 @@ def _parse_event(line: str) -> dict:
 
 def _last_lines(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 # ---------------------------------------------------------------------------
@@ -748,17 +727,17 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
                           f"({skipped} not run); last: {result.reason}")
                 break
     except KeyboardInterrupt as exc:
-        with _shielded():
+        with procs.shielded(redeliver=False):
             what = str(exc) or "interrupted (Ctrl-C)"
             done = len(session.results)
             reason = f"{what} after {done} of {len(points)} points"
             console.error(reason)
             if session.writer is not None:
                 session.finish("incomplete", reason)
-                console.always(f"results (incomplete): {_display(session.run_dir)}")
+                console.always(f"results (incomplete): {display_path(session.run_dir)}")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug in the harness: say so, and leave a run marked failed
-        with _shielded():
+        with procs.shielded(redeliver=False):
             traceback.print_exc()
             reason = f"internal error: {type(exc).__name__}: {exc}"
             console.error(reason)
@@ -777,7 +756,8 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         reason = (f"{sum(r.lost for r in lost)} message(s) lost in {len(lost)} point(s); "
                   "the scenario expects none")
         session.warn(reason)
-    session.finish(status, reason if status != "complete" else ("" if code == EXIT_OK else reason))
+    with procs.shielded(redeliver=False):  # a signal now would leave meta.json "running"
+        session.finish(status, reason)
     rows = [r.row for r in session.results]
     console.always("")
     console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
@@ -791,7 +771,7 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         console.error(reason)
     elif code == EXIT_LOST:
         console.always(f"LOST MESSAGES: {reason} (exit {EXIT_LOST})", style="bold red")
-    console.always(f"results: {_display(session.run_dir)}{_latest_note(session)}")
+    console.always(f"results: {display_path(session.run_dir)}{_latest_note(session)}")
     return code
 
 
@@ -801,10 +781,13 @@ def _write_report(session: Session) -> None:
         result = module.main([str(session.run_dir)])
         if result:
             session.console.warn(f"the report exited with status {result}; "
-                                 f"results are intact in {_display(session.run_dir)}")
+                                 f"results are intact in {display_path(session.run_dir)}")
     except Exception as exc:  # a report failure must not lose results
         session.console.warn(f"could not write the report ({type(exc).__name__}: {exc}); "
-                             f"results are intact in {_display(session.run_dir)}")
+                             f"results are intact in {display_path(session.run_dir)}")
+    except KeyboardInterrupt:  # the run itself is finished and saved; only the report stops
+        session.console.warn("report interrupted; the results are complete: "
+                             f"python -m duplexbench report {display_path(session.run_dir)}")
 
 
 def _latest_note(session: Session) -> str:

@@ -224,7 +224,7 @@ class _Client(_Side):
         server = self.server
         host, port = server.target
         try:
-            await server.loop.create_connection(
+            upstream, _ = await server.loop.create_connection(
                 lambda: _Side(server, self.in_pipe, self.out_pipe), host, port
             )
         except OSError:
@@ -232,8 +232,10 @@ class _Client(_Side):
             if self.transport is not None:
                 self.transport.abort()
             return
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        if self.transport is None or self.transport.is_closing():
+            upstream.close()  # the client left while we connected: leave nothing open
+            return
+        self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.stats.active -= 1

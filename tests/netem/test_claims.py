@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from duplexbench.report.claims import claim_rows
+from duplexbench.report.claims import claim_rows, gap_model_transits
 
 KEYS = {"source", "claim", "prediction", "measurement", "ratio", "verdict"}
 
@@ -34,7 +34,7 @@ def _rfc6202_run():
              overhead_down_per_msg=180.0, overhead_up_per_msg=120.0, http_requests_per_msg=1.0),
         _row("sse", **low_rate, delay_ms=25, lat_max_ms=27.5, lat_mean_ms=26.0),
         _row("websocket", **low_rate, delay_ms=25, lat_max_ms=60.0, lat_mean_ms=26.0),  # a bad max
-        _row("longpoll", delay_ms=0, lat_max_ms=3.0),  # no transit prediction at delay 0
+        _row("longpoll", delay_ms=0, lat_max_ms=3.0, lat_mean_ms=2.0),  # no transit row at delay 0
     ]
     return FakeRun(pd.DataFrame(rows))
 
@@ -69,7 +69,9 @@ def test_transit_rows_and_ratios():
     assert lp_max["ratio"] == pytest.approx(75.6 / 75, abs=0.01) and lp_max["verdict"] == "confirmed"
     assert lp_max["source"] == "RFC 6202 §2.2"
     lp_mean = _find(rows, "Long polling", "25 ms", "mean")
-    assert lp_mean["ratio"] == pytest.approx(27 / 25, abs=0.01) and lp_mean["verdict"] == "confirmed"
+    # Net of the 2 ms measured at delay 0: (27 - 2) / 25.
+    assert lp_mean["ratio"] == pytest.approx(1.0, abs=0.01) and lp_mean["verdict"] == "confirmed"
+    assert "net of the 2.0 ms" in lp_mean["measurement"]
     sse = _find(rows, "SSE", "25 ms")
     assert sse["ratio"] == pytest.approx(1.1) and sse["verdict"] == "confirmed"
     ws = _find(rows, "WebSocket", "25 ms")
@@ -101,3 +103,9 @@ def test_overhead_rows():
 def test_no_runs_no_rows():
     assert claim_rows([]) == []
     assert claim_rows([FakeRun(pd.DataFrame())]) == []
+
+
+def test_gap_model():
+    assert gap_model_transits(0.0, 25) == pytest.approx(1.0)
+    assert gap_model_transits(5, 25) == pytest.approx(1.243, abs=0.002)
+    assert gap_model_transits(5, 50) == pytest.approx(1.452, abs=0.002)

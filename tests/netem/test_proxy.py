@@ -92,3 +92,25 @@ def test_server_close_reaches_the_client(echo):
         sock.shutdown(socket.SHUT_WR)  # the echo server then closes: its FIN comes back
         assert sock.recv(10) == b""
         sock.close()
+
+
+def test_many_connections_each_get_their_own_bytes(echo):
+    with ProxyProcess(LinkConfig(delay_ms=5), echo.address) as proxy:
+        socks = [socket.create_connection(proxy.address, timeout=10) for _ in range(30)]
+        try:
+            for i, sock in enumerate(socks):
+                sock.sendall(b"conn-%03d;" % i)
+            for i, sock in enumerate(socks):
+                want = b"conn-%03d;" % i
+                got = b""
+                while len(got) < len(want):
+                    chunk = sock.recv(64)
+                    assert chunk
+                    got += chunk
+                assert got == want
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(0.1)  # the FINs cross the 5 ms link
+        proxy.stop()
+    assert proxy.stats["connections"] == 30 and proxy.stats["active"] == 0

@@ -94,3 +94,26 @@ def test_next_rate():
     assert capacity.next_rate(10, None, 10, 2, 15) is None
     assert capacity.next_rate(None, 10, 10, 2, 1e9) == 5
     assert capacity.next_rate(100, 400, 10, 2, 1e9) == pytest.approx(200)
+
+
+def test_capacity_command_writes_a_run(tmp_path, fake_engine, capsys):
+    """The command end to end on the fake engine (2 ms latency, never loses)."""
+    import json
+
+    from duplexbench.results import load_run
+
+    fake_engine("ok")
+    out = tmp_path / "cap"
+    code = capacity.main(["--transports", "sse", "--clients", "2", "--start-rate", "10",
+                          "--max-rate", "40", "--duration", "0.5", "--warmup", "0.2",
+                          "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    answer = json.loads((out / "capacity.json").read_text())
+    (result,) = answer["results"]
+    assert result["transport"] == "sse" and result["rate_msgs_s"] == 40
+    assert answer["criteria"]["p99_ms_below"] == 100
+    run = load_run(out)
+    assert run.meta["complete"] is True and run.meta["command"] == "capacity"
+    assert list(run.summary["rate_msgs_s"]) == [10, 20, 40]
+    assert "deliveries/s" in printed and "results:" in printed

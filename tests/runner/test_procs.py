@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -145,3 +146,36 @@ def test_raise_nofile_limit():
 
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == soft
     assert soft >= 1024 or soft == hard
+
+
+def test_one_cpu_means_no_pinning_and_a_warning(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    plan = procs.plan_affinity()
+    assert plan.server is None and plan.loadgen is None
+    assert "1 CPU" in plan.warning
+    assert plan.to_meta() == {"server": None, "loadgen": None}
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 2, 7})
+    plan = procs.plan_affinity()
+    assert (plan.server, plan.loadgen, plan.warning) == (2, 5, "")
+
+
+def test_dying_with_parent_shim_keeps_pid_and_arguments():
+    child = procs.spawn([sys.executable, "-c", "import os, sys; print(os.getpid(), sys.argv[1:])",
+                         "a b", "--c"], name="shim", stdout=subprocess.PIPE)
+    out, _ = child.popen.communicate(timeout=scaled(10))
+    assert out.split(maxsplit=1) == [str(child.pid), "['a b', '--c']\n"]
+    child.stop()
+
+
+def test_shielded_holds_a_signal_until_cleanup_is_done():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with procs.shielded():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("cleanup finished")  # not interrupted half-way
+    assert done == ["cleanup finished"]
+    with procs.shielded(redeliver=False):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
