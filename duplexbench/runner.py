@@ -394,9 +394,6 @@ class Session:
         try:
             server = ServerProcess(Transport(point.transport).server_mount,
                                    args=scenario.server.to_args(), cpu=self.plan.server)
-            # ServerProcess starts exactly `command`: the shim makes the server die
-            # with the runner even if the runner is SIGKILLed.
-            server.command = procs.dying_with_parent(server.command)
             try:
                 server.start()
             except ServerError as exc:

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from collections import deque
 
+from duplexbench.procs import dying_with_parent
+
 __all__ = ["ServerError", "ServerProcess"]
 
 _URL_LINE = re.compile(r"listening on (http://\S+)")
@@ -40,10 +42,11 @@ class ServerProcess:
         cpu: int | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
-        self.command = [
+        # The shim makes the server die with us even if we are SIGKILLed.
+        self.command = dying_with_parent([
             sys.executable, "-m", "servers",
             "--transport", transport, "--host", host, "--port", str(port), *args,
-        ]
+        ])
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.cpu = cpu
         self.startup_timeout = startup_timeout

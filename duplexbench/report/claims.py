@@ -78,8 +78,14 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
 
 
 def _combined(runs: Iterable[Any]) -> pd.DataFrame:
-    frames = [run.summary for run in runs if getattr(run, "summary", None) is not None
-              and not run.summary.empty]
+    frames = []
+    for run in runs:
+        summary = getattr(run, "summary", None)
+        if summary is None or summary.empty:
+            continue
+        summary = summary.copy()
+        summary["_arrival"] = _arrival(getattr(run, "meta", None))
+        frames.append(summary)
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
@@ -100,6 +106,15 @@ def _combined(runs: Iterable[Any]) -> pd.DataFrame:
     upstream = frame["upstream"] if "upstream" in frame.columns else pd.Series("post", index=frame.index)
     frame["_upstream"] = upstream.fillna("post").astype(str)
     return frame
+
+
+def _arrival(meta: Any) -> str:
+    """The run's arrival process ("poisson", "uniform"), or "" when meta does not say."""
+    if not isinstance(meta, dict):
+        return ""
+    scenario = meta.get("scenario") or {}
+    parsed = scenario.get("parsed", scenario) if isinstance(scenario, dict) else {}
+    return str(parsed.get("arrival", "")) if isinstance(parsed, dict) else ""
 
 
 def _keepalive_on(value: Any) -> bool:
@@ -131,7 +146,15 @@ def _ms(value: float) -> str:
 
 
 def _transit_rows(frame: pd.DataFrame) -> list[dict]:
-    delayed = frame[(frame["delay_ms"] > 0) & (frame["lat_samples"].fillna(0) > 0)]
+    """Only points the model speaks to: random (Poisson) arrivals, which land at every
+    phase of the poll cycle (a uniform schedule can lock onto one phase and never see
+    the worst case), and low load, where a poll is waiting most of the time (gap share
+    below one half, x·e^x < 1 with x = 2λd); above that, batching and queueing rule."""
+    x = 2 * frame["rate_msgs_s"] * frame["delay_ms"] / 1000.0
+    low_load = (x * x.map(math.exp)) < 1.0
+    random_arrivals = frame["_arrival"].isin(["poisson", ""])
+    delayed = frame[(frame["delay_ms"] > 0) & (frame["lat_samples"].fillna(0) > 0)
+                    & low_load & random_arrivals]
     rows = []
     for delay, at_delay in sorted(delayed.groupby("delay_ms"), key=lambda kv: kv[0]):
         polls = at_delay[(at_delay["transport"] == "longpoll") & at_delay["_keepalive"]]
@@ -245,18 +268,19 @@ def _poll_header_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def _batching_rows(frame: pd.DataFrame) -> list[dict]:
+    """Per keep-alive setting and delay (batching depends on rate × poll cycle, and the
+    cycle on the delay): the lowest against the highest rate, at the payload nearest 100 B
+    among those swept over at least two rates."""
     polls = frame[(frame["transport"] == "longpoll") & (frame["_upstream"] == "post")
                   & frame["overhead_down_per_msg"].notna() & frame["rate_msgs_s"].notna()]
     rows = []
-    for keepalive in (True, False):
-        subset = polls[polls["_keepalive"] == keepalive]
-        if subset.empty:
+    for (keepalive, delay), subset in polls.groupby(["_keepalive", "delay_ms"], sort=True):
+        rates = subset.groupby("payload_bytes")["rate_msgs_s"].nunique()
+        swept = rates[rates >= 2]
+        if swept.empty:
             continue
-        # Compare rates at one payload (the one with the most distinct rates).
-        by_payload = subset.groupby("payload_bytes")["rate_msgs_s"].nunique()
-        if by_payload.empty or by_payload.max() < 2:
-            continue
-        at_payload = subset[subset["payload_bytes"] == by_payload.idxmax()]
+        payload = min(swept.index, key=lambda p: (abs(p - 100), p))
+        at_payload = subset[subset["payload_bytes"] == payload]
         total = at_payload["overhead_down_per_msg"] + at_payload["overhead_up_per_msg"].fillna(0)
         per_rate = total.groupby(at_payload["rate_msgs_s"]).median()
         requests = at_payload.groupby("rate_msgs_s")["http_requests_per_msg"].median()
@@ -266,7 +290,8 @@ def _batching_rows(frame: pd.DataFrame) -> list[dict]:
         rows.append(_row(
             RFC6202,
             f"Under load, long polling batches messages and amortises its headers "
-            f"(keep-alive {'on' if keepalive else 'off'}, payload {by_payload.idxmax():g} B)",
+            f"(keep-alive {'on' if keepalive else 'off'}, one-way delay {delay:g} ms, "
+            f"payload {payload:g} B)",
             "overhead per message falls as the rate rises",
             f"{low:.0f} B/msg at {low_rate:g} msg/s ({requests[low_rate]:.2f} req/msg) → "
             f"{high:.0f} B/msg at {high_rate:g} msg/s ({requests[high_rate]:.2f} req/msg)",
