@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from duplexbench.serverproc import ServerProcess
-
-#: Slow CI can stretch every timeout the tests use (python-websockets does the same).
-TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
-
-
-def scaled(seconds: float) -> float:
-    return seconds * TIMEOUT_SCALE
 
 
 @pytest.fixture

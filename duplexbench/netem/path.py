@@ -67,7 +67,7 @@ def default_cpu() -> int | None:
     return cpus[1] if len(cpus) > 1 else None
 
 
-@dataclass
+@dataclass  # not frozen: a handle on running processes, whose info gains the proxy's counters at close
 class NetworkPath:
     """An open path: ``url`` for subscribers, ``info`` for meta.json; ``close()`` when done."""
 

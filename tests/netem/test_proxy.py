@@ -114,3 +114,15 @@ def test_many_connections_each_get_their_own_bytes(echo):
         time.sleep(0.1)  # the FINs cross the 5 ms link
         proxy.stop()
     assert proxy.stats["connections"] == 30 and proxy.stats["active"] == 0
+
+
+def test_new_connection_pays_the_handshake_round_trip(echo):
+    """First bytes of a connection leave one RTT late (SYN, SYN-ACK): 4 transits to the echo."""
+    with ProxyProcess(LinkConfig(delay_ms=20), echo.address) as proxy:
+        with socket.create_connection(proxy.address, timeout=5) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            start = time.perf_counter()
+            sock.sendall(b"h")
+            assert sock.recv(1) == b"h"
+            first = (time.perf_counter() - start) * 1000
+    assert 76.0 <= first <= 100.0, first

@@ -7,7 +7,10 @@ import json
 import pandas as pd
 
 import make_fixture
-from conftest import FIXTURES
+from pathlib import Path
+
+# Not imported from conftest: several test folders have one (see tests/_timeouts.py).
+FIXTURES = Path(__file__).resolve().parents[2] / "results" / "fixtures"
 
 
 def test_committed_fixtures_match_generator(tmp_path):

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from conftest import scaled
+from _timeouts import scaled
 
 __all__ = [
     "http",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import scaled
+from _timeouts import scaled
 from servers.__main__ import main
 from _srv_helpers import http
 

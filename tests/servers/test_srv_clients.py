@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import scaled
+from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.sse import SSEParser

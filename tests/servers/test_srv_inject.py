@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import scaled
+from _timeouts import scaled
 from duplexbench.contract import decode_envelope, encode_envelope
 from duplexbench.contract.longpoll import decode_batch
 from _srv_helpers import http, publish

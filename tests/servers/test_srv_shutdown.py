@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import scaled
+from _timeouts import scaled
 from duplexbench.serverproc import ServerProcess
 from _srv_helpers import wait_metric
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import scaled
+from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.websocket import OP_CLOSE, parse_frame
 from _srv_helpers import metric, recv_until

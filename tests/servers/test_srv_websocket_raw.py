@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import scaled
+from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.websocket import (
     OP_CLOSE,
