@@ -329,14 +329,14 @@ def row_warnings(row: dict, scenario: Scenario | None = None, *,
         expected = _number(row, "expected")
         share = f" ({lost / expected:.2%})" if expected > 0 else ""
         warnings.append(
-            f"LOST {lost:.0f} of {expected:.0f} messages{share}: the scenario expects none; "
+            f"LOST {lost:.0f} of {expected:.0f} messages{share}: the scenario expects none: "
             "check reconnects and slow-consumer drops (server queue_limit), or lower the rate"
         )
     client_pct = _number(row, "client_cpu_pct")
     if client_pct > LOADGEN_CPU_WARN_PCT:
         warnings.append(
             f"the load generator used {client_pct:.0f}% of a core: the server was not the "
-            "bottleneck; lower the rate or add a Locust worker"
+            "bottleneck, so lower the rate or add a Locust worker"
         )
     samples = _number(row, "lat_samples")
     delivered = _number(row, "delivered")

@@ -599,7 +599,7 @@ class Session:
                 "load generator" in t for t in texts):
             extra.append(
                 f"the load generator used {cpu:.0f}% of a core: the server was not the "
-                "bottleneck; lower the rate or add a Locust worker (--engine locust --workers N)")
+                "bottleneck, so lower the rate or add a Locust worker (--engine locust --workers N)")
         if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]):
             from .metrics import process_stats
 
@@ -609,7 +609,7 @@ class Session:
                 extra.append(
                     f"the load generator's core was {cpu + proxy:.0f}% busy (load generator "
                     f"{cpu:.0f}% + network proxy {proxy:.0f}%): latency includes queueing on "
-                    "that core; lower the rate or clients")
+                    "that core, so lower the rate or clients")
         lost = _num(row.get("lost")) or 0
         if lost > 0 and not self.scenario.expect_loss and not any("LOST" in t.upper() for t in texts):
             extra.append(f"LOST {lost:.0f} messages: the scenario expects none")
