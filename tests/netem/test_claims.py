@@ -77,15 +77,16 @@ def test_transit_rows_and_ratios():
     ws = _find(rows, "WebSocket", "25 ms")
     assert ws["ratio"] == pytest.approx(2.4) and ws["verdict"] == "not confirmed"
     assert not any("0 ms" in r["claim"] for r in rows)  # delay 0 predicts nothing
-    assert not any(r["source"].startswith("RFC 6455") for r in rows)  # no payload sweep: no rows
+    assert not any("batches" in r["claim"] for r in rows)  # one rate only: no batching row
+    assert not any("Chunked NDJSON" in r["claim"] for r in rows)  # no NDJSON point: no row
 
 
 def test_overhead_rows():
     rows = claim_rows([_overhead_run()])
     frames = [r for r in rows if r["source"] == "RFC 6455 §5.2"]
-    # Payload 100 at 10 msg/s (30 messages per connection) cannot speak to the frame header.
-    assert [r["prediction"] for r in frames] == ["2 B per message", "4 B per message", "10 B per message"]
-    # The 400 msg/s rows are used: the handshake is amortised there.
+    assert [r["prediction"] for r in frames] == ["2 B per message", "4 B per message", "4 B per message",
+                                                 "10 B per message"]
+    # The smallest overhead per payload is used: the 400 msg/s rows here.
     big = _find(rows, "70056-byte")
     assert big["ratio"] == pytest.approx(1.03) and big["verdict"] == "confirmed"
     batching = _find(rows, "batches")
@@ -109,3 +110,15 @@ def test_gap_model():
     assert gap_model_transits(0.0, 25) == pytest.approx(1.0)
     assert gap_model_transits(5, 25) == pytest.approx(1.243, abs=0.002)
     assert gap_model_transits(5, 50) == pytest.approx(1.452, abs=0.002)
+
+
+def test_frame_rows_skip_envelopes_that_straddle_a_boundary():
+    run = FakeRun(pd.DataFrame([_row("websocket", message_bytes=125.9, overhead_down_per_msg=3.9)]))
+    assert not [r for r in claim_rows([run]) if r["source"].startswith("RFC 6455")]
+
+
+def test_frame_rows_use_the_least_biased_point():
+    rows = [_row("websocket", payload_bytes=65536, message_bytes=65600, rate_msgs_s=rate,
+                 overhead_down_per_msg=down) for rate, down in ((10, 10.0), (1000, 162.2))]
+    (row,) = [r for r in claim_rows([FakeRun(pd.DataFrame(rows))]) if r["source"].startswith("RFC 6455")]
+    assert row["verdict"] == "confirmed" and row["ratio"] == 1.0 and "at 10 msg/s" in row["measurement"]
