@@ -16,14 +16,15 @@ from duplexbench.contract import ContractError
 from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
-from .base import Backoff, OnError, OnMessage, Subscriber
+from .base import OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
+from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
 __all__ = ["LongPollSubscriber"]
 
 
-class LongPollSubscriber(Subscriber):
+class LongPollSubscriber(HttpSubscriber):
     transport = "longpoll"
 
     def __init__(
@@ -40,16 +41,13 @@ class LongPollSubscriber(Subscriber):
         poll_timeout_s: float = 30.0,
         publisher: HttpPublisher | None = None,
     ) -> None:
-        super().__init__(base_url, topic, on_message, cursor=cursor, role=role, on_error=on_error)
+        super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
+                         on_error=on_error, publisher=publisher)
         self.keepalive = keepalive
         # The fixed part of every poll target, so a poll only formats the cursor.
         self._target_head = b"%s?topic=%s&timeout=%s&max=%d&cursor=" % (
             PATH_POLL.encode(), topic.encode(), _seconds(poll_timeout_s), max_batch,
         )
-        self._conn: HTTP11Connection | None = None
-        self._publisher = publisher
-        self._own_publisher = False
-        self._backoff = Backoff()
 
     # Public methods
 
@@ -60,28 +58,6 @@ class LongPollSubscriber(Subscriber):
             raise RuntimeError("start() called twice")
         first = await self._send_poll()
         self._task = asyncio.create_task(self._run(first), name=f"longpoll {self.topic}")
-
-    async def publish(self, data: str, ts: int) -> None:
-        """Long polling has no upstream channel: publish with a POST."""
-        if self._publisher is None:
-            self._publisher = HttpPublisher(self.base_url, pool_size=1)
-            self._own_publisher = True
-        await self._publisher.publish(self.topic, data, ts)
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._conn is not None:
-            self._conn.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._own_publisher and self._publisher is not None:
-            await self._publisher.close()
-
-    def drop_connection(self) -> None:
-        """Abort the TCP connection as a network failure would (tests)."""
-        if self._conn is not None:
-            self._conn.abort()
 
     # The poll loop
 

@@ -17,14 +17,15 @@ from duplexbench.contract.http import ACCEPT_NDJSON, ACCEPT_SSE, PATH_STREAM
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
-from .base import Backoff, ClientError, OnError, OnMessage, Subscriber
+from .base import ClientError, OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
+from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
 __all__ = ["NDJSONSubscriber", "SSESubscriber", "StreamSubscriber"]
 
 
-class StreamSubscriber(Subscriber):
+class StreamSubscriber(HttpSubscriber):
     """The shared life cycle; subclasses say how to ask, resume and parse."""
 
     accept = b""
@@ -40,11 +41,8 @@ class StreamSubscriber(Subscriber):
         on_error: OnError | None = None,
         publisher: HttpPublisher | None = None,
     ) -> None:
-        super().__init__(base_url, topic, on_message, cursor=cursor, role=role, on_error=on_error)
-        self._conn: HTTP11Connection | None = None
-        self._publisher = publisher
-        self._own_publisher = False
-        self._backoff = Backoff()
+        super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
+                         on_error=on_error, publisher=publisher)
         self._resumed = False  # whether the next request is a resumption
 
     # Per-framing hooks
@@ -65,28 +63,6 @@ class StreamSubscriber(Subscriber):
             raise RuntimeError("start() called twice")
         await self._connect()
         self._task = asyncio.create_task(self._run(), name=f"{self.transport} {self.topic}")
-
-    async def publish(self, data: str, ts: int) -> None:
-        """A stream is one-way: publish with a POST on a separate connection."""
-        if self._publisher is None:
-            self._publisher = HttpPublisher(self.base_url, pool_size=1)
-            self._own_publisher = True
-        await self._publisher.publish(self.topic, data, ts)
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._conn is not None:
-            self._conn.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._own_publisher and self._publisher is not None:
-            await self._publisher.close()
-
-    def drop_connection(self) -> None:
-        """Abort the TCP connection as a network failure would (tests)."""
-        if self._conn is not None:
-            self._conn.abort()
 
     # Internals
 
