@@ -6,10 +6,13 @@ the measurement window), waits up to ``drain_s`` for messages in flight and
 turns what it saw into ``counters.json`` and ``samples.parquet``. The process
 around it (signals, exit codes) is :mod:`clients.loadgen`.
 
-Wire bytes are snapshotted when the first measured message is due and when
-the drain ends (``"bytes_window": "measure"``), so connection handshakes and
-warm-up traffic are not in the per-message figures; ``wire_point`` has the
-whole point, handshakes included, for amortising them.
+Wire bytes are snapshotted when the measurement starts and when the drain
+ends (``"bytes_window": "measure"``), so connection handshakes and warm-up
+traffic are not in the per-message figures; ``wire_point`` has the whole
+point, handshakes included, for amortising them. Between warm-up and
+measurement publishing pauses until every warm-up message has reached every
+subscriber that expects it (bounded, see :meth:`LoadGen._settle_warmup`), so
+the window counts the bytes of the measured messages only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from duplexbench.contract import encode_envelope, make_payload
+from duplexbench.contract.websocket import encode_publish
 
 from .accounting import Samples, SubscriberLog, tally
 from .base import ClientError, Subscriber, WireSnapshot
@@ -56,6 +60,12 @@ SETTLE_S = {"longpoll": 0.2}
 DEFAULT_SETTLE_S = 0.05
 #: The first message is due this long after the schedule is fixed.
 LEAD_NS = 20_000_000
+#: Between warm-up and measurement, wait at least this long (and at least
+#: SETTLE_RTTS connection round trips) for warm-up messages still in flight.
+WARMUP_SETTLE_MIN_S = 1.0
+SETTLE_RTTS = 4
+#: How often the pause checks whether the warm-up has been delivered.
+SETTLE_POLL_S = 0.001
 #: After SIGTERM / SIGINT, wait at most this long for messages in flight.
 STOP_DRAIN_S = 0.5
 #: How long closing all clients may take before the process just exits.
@@ -101,6 +111,12 @@ class LoadGen:
         self.phase = "connect"
         self.window_start: dict[str, WireSnapshot] | None = None
         self.window_end: dict[str, WireSnapshot] | None = None
+        #: The pause between warm-up and measurement: the measured schedule starts this late.
+        self.pause_ns = 0
+        #: Why the byte window may hold more than the measured messages (None: it does not).
+        self.bytes_window_note: str | None = None
+        #: Shortest subscriber connect (TCP + upgrade / first request): >= 1 round trip.
+        self.connect_rtt_ns = 0
         self.drain_end_ns = 0
         self.gc_note = "not frozen"
         self.stopped_ns = 0  # when a signal stopped the point early (0: it was not)
@@ -147,11 +163,16 @@ class LoadGen:
         ]
         gate = asyncio.Semaphore(spec.connect_concurrency)
 
+        connect_ns: list[int] = []
+
         async def start(sub: Subscriber) -> None:
             async with gate:
+                t0 = time.monotonic_ns()
                 await sub.start()
+                connect_ns.append(time.monotonic_ns() - t0)
 
         results = await asyncio.gather(*(start(s) for s in self.subscribers), return_exceptions=True)
+        self.connect_rtt_ns = min(connect_ns, default=0)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise ClientError(
@@ -166,39 +187,78 @@ class LoadGen:
         emit("ready", clients=len(self.subscribers))
 
     async def _publish_all(self) -> None:
+        """Warm-up, a pause until the warm-up has been delivered, the measurement.
+
+        Why a pause: the byte counters are cumulative per connection, so the
+        window can only be honest if no warm-up message is on its way when it
+        opens (its bytes would be counted without its delivery: at 1,000 msg/s
+        and 64 kB payloads that inflated bytes per message by up to 150 B) and
+        no measured message has been read before it opens (snapshotting later
+        while publishing went on would lose those bytes instead). Pausing the
+        publisher gives a moment with nothing in flight: warm-up deliveries
+        complete, the window opens, then the measured schedule starts. Its
+        intended times move by the pause (``pause_ns``, in counters.json as
+        ``warmup_pause_ms``), so the pause is never counted as latency
+        (no coordinated-omission artefact); ``measure_start_ns`` / ``_end_ns``
+        move with it. At low rates the warm-up is delivered before its
+        scheduled end and the pause is 0.
+        """
         schedule = self.schedule
         offsets = schedule.offsets_ns.tolist()  # Python ints: no numpy scalars in the loop
         n, first = len(offsets), self.first
         self.start_ns = start = time.monotonic_ns() + LEAD_NS
         send = self._sender()
-        monotonic_ns, sleep = time.monotonic_ns, asyncio.sleep
-        if first > 0 or (n == 0 and schedule.warmup_ns > 0):
+        if schedule.warmup_ns > 0:
             self._set_phase("warmup")
-        else:
-            self.window_start = self._snapshot()
-            self._set_phase("measure")
-        i = 0
-        while i < n:
-            now = monotonic_ns()
-            due = start + offsets[i]
-            if due > now:
-                await sleep((due - now) / 1e9)
-                continue
-            if i == first and first > 0:
-                self.window_start = self._snapshot()
-                self._set_phase("measure")
-            # Everything due by now goes out at once (open loop: no waiting on answers).
-            while i < n and start + offsets[i] <= now:
-                if i == first and self.phase != "measure":
-                    break
-                send(i)
-                i += 1
-        if self.window_start is None:  # no message in the window (rate 0 or tiny)
+            await _send_due(send, offsets, 0, first, start)
             await _sleep_until(start + schedule.warmup_ns)
-            self.window_start = self._snapshot()
-            self._set_phase("measure")
+            await self._settle_warmup()
+            self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
+        self.window_start = self._snapshot()
+        self._set_phase("measure")
+        await _send_due(send, offsets, first, n, start + self.pause_ns)
         # The window lasts duration_s even when the last message was due earlier.
-        await _sleep_until(start + schedule.total_ns)
+        await _sleep_until(start + self.pause_ns + schedule.total_ns)
+
+    async def _settle_warmup(self) -> None:
+        """Wait until every successful warm-up publish reached every subscriber of its topic.
+
+        Topics are fresh and nothing else publishes on them, so the warm-up
+        messages of topic k hold seqs 1..w_k (w_k = its successful warm-up
+        publishes): a subscriber has them all once its highest seq is >= w_k
+        with no gap below. Bounded by max(WARMUP_SETTLE_MIN_S, SETTLE_RTTS x
+        the shortest connect); when the bound expires (a stalled or lossy
+        point) the window opens anyway and ``bytes_window_note`` says so.
+        """
+        bound_ns = max(round(WARMUP_SETTLE_MIN_S * 1e9), SETTLE_RTTS * self.connect_rtt_ns)
+        deadline = time.monotonic_ns() + bound_ns
+        publisher = self.publisher
+        owed: list[int] | None = None
+        logs = self.logs
+        k = 0  # logs[:k] hold their whole warm-up (monotone: no new seqs arrive meanwhile)
+        while True:
+            if publisher is None or not publisher.in_flight:
+                if owed is None:  # every warm-up POST answered: published_ok is final
+                    ok = self.published_ok[:self.first]
+                    owed = np.bincount(self.topic_of[:self.first][ok],
+                                       minlength=len(self.plan.topics)).tolist()
+                while k < len(logs) and logs[k].highest >= owed[logs[k].topic_k] \
+                        and not logs[k].gaps:
+                    k += 1
+                if k == len(logs):
+                    return
+            if time.monotonic_ns() >= deadline:
+                if owed is None:
+                    what = f"{publisher.in_flight if publisher else 0} warm-up POSTs unanswered"
+                else:
+                    missing = sum(1 for log in logs[k:] if log.highest < owed[log.topic_k]
+                                  or log.gaps)
+                    what = f"{missing} of {len(logs)} subscribers still owed warm-up messages"
+                self.bytes_window_note = (
+                    f"warm-up not fully delivered after {bound_ns / 1e9:.2f} s ({what}): "
+                    "the byte window may include bytes of warm-up messages")
+                return
+            await asyncio.sleep(SETTLE_POLL_S)
 
     def _sender(self):
         """The per-message publish function for this point's route."""
@@ -353,14 +413,20 @@ class LoadGen:
             "message_bytes": sizes[0],
             "message_bytes_min": sizes[1],
             "message_bytes_max": sizes[2],
+            # What one measured message costs going up, as sent: the WebSocket publish
+            # frame's payload ({"ts":..,"data":..}), or the POST body (the payload).
+            "message_bytes_up": self._message_bytes_up(),
             "messages_up_on_sub": self.up_on_sub,
             "bytes_window": "measure",
+            "bytes_window_note": self.bytes_window_note,
+            "warmup_pause_ms": round(self.pause_ns / 1e6, 3),
             "wire": window,
             "wire_point": {role: snap.as_dict() for role, snap in point.items()},
             "reconnects": reconnects,
             "errors": self.errors,
             "error_messages": self.error_messages,
-            "measure_start_ns": self.start_ns + schedule.warmup_ns if self.start_ns else None,
+            "measure_start_ns": (self.start_ns + self.pause_ns + schedule.warmup_ns
+                                 if self.start_ns else None),
             "measure_end_ns": self._measure_end_ns(),
             "drain_end_ns": self.drain_end_ns or None,
             "clock": "CLOCK_MONOTONIC",
@@ -374,9 +440,10 @@ class LoadGen:
         """The scheduled end, or when a signal cut the window short."""
         if not self.start_ns:
             return None
-        end = self.start_ns + self.schedule.total_ns
+        start = self.start_ns + self.pause_ns  # the measured schedule's origin
+        end = start + self.schedule.total_ns
         if self.stopped_ns:
-            end = max(self.start_ns + self.schedule.warmup_ns, min(end, self.stopped_ns))
+            end = max(start + self.schedule.warmup_ns, min(end, self.stopped_ns))
         return end
 
     def _publish_failed(self, measured_ok: int) -> int:
@@ -414,10 +481,31 @@ class LoadGen:
         ]
         return round(float(np.mean(lengths)), 3), int(min(lengths)), int(max(lengths))
 
+    def _message_bytes_up(self) -> float:
+        """Mean upstream size of the measured messages published (nominal when none were)."""
+        ok = np.flatnonzero(self.published_ok[self.first:]) + self.first
+        size = self.spec.payload_bytes
+        if self.plan.route == ROUTE_POST:
+            indices = ok.tolist() or [self.first]
+            lengths = [len(make_payload(i, size).encode()) for i in indices]
+        elif len(ok):
+            lengths = [len(encode_publish(make_payload(int(i), size), int(ts)).encode())
+                       for i, ts in zip(ok.tolist(), self.sent_ns[ok].tolist())]
+        else:
+            lengths = [len(encode_publish(make_payload(self.first, size),
+                                          time.monotonic_ns()).encode())]
+        return round(float(np.mean(lengths)), 3)
+
+    def intended_offsets_ns(self) -> np.ndarray:
+        """When each message was due, from ``start_ns``: the measured ones after the pause."""
+        offsets = self.schedule.offsets_ns.astype(np.int64, copy=True)
+        offsets[self.first:] += self.pause_ns
+        return offsets
+
     def write(self, complete: bool, reason: str | None) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_samples(self.out_dir / "samples.parquet", self.samples, self.start_ns,
-                      self.schedule.offsets_ns)
+                      self.intended_offsets_ns())
         counters = self.counters(complete, reason)
         write_counters(self.out_dir / "counters.json", counters)
         return counters
@@ -435,6 +523,22 @@ def _nodelay(gen: LoadGen) -> bool | None:
         if conn is not None and hasattr(conn, "nodelay"):
             states.append(bool(conn.nodelay))
     return all(states) if states else None
+
+
+async def _send_due(send, offsets: list[int], lo: int, hi: int, base_ns: int) -> None:
+    """Open loop: message i (lo <= i < hi) goes out once ``base_ns + offsets[i]`` is due."""
+    monotonic_ns, sleep = time.monotonic_ns, asyncio.sleep
+    i = lo
+    while i < hi:
+        now = monotonic_ns()
+        due = base_ns + offsets[i]
+        if due > now:
+            await sleep((due - now) / 1e9)
+            continue
+        # Everything due by now goes out at once (open loop: no waiting on answers).
+        while i < hi and base_ns + offsets[i] <= now:
+            send(i)
+            i += 1
 
 
 async def _sleep_until(deadline_ns: int) -> None:

@@ -15,6 +15,8 @@ counters.json fields read here (missing ones count as 0 / unknown)::
 
     published, expected, delivered, lost, duplicated, reordered,
     reconnects, errors (int, or a list of messages), message_bytes,
+    message_bytes_up (mean size of a measured message as sent up: the WebSocket
+        publish frame's payload, or the POST body; absent = message_bytes),
     messages_up_on_sub (messages that travelled up subscriber connections: a count,
         or true meaning every published message did),
     measure_start_ns, measure_end_ns, clock,
@@ -227,6 +229,11 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
     delivered = _count(counters.get("delivered"))
     message_bytes = counters.get("message_bytes")
     message_bytes = float(message_bytes) if message_bytes is not None else _NAN
+    # A message goes up in another form than it comes down (WebSocket: the publish
+    # frame {"ts":..,"data":..}, no seq or topic): subtract what was actually sent up.
+    # Engines that do not say (Locust output) fall back to the envelope size.
+    message_bytes_up = counters.get("message_bytes_up")
+    message_bytes_up = float(message_bytes_up) if message_bytes_up is not None else message_bytes
     sub = _wire(counters, "sub") or {}
     pub = _wire(counters, "pub")
     up_msgs = _messages_up(counters.get("messages_up_on_sub"), sent)
@@ -235,7 +242,7 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
     bytes_up = _per(sub.get("bytes_up"), delivered)
     # Message bytes that travel up a subscriber connection (WS echo/chat) are
     # payload, not overhead; amortised over deliveries like the bytes themselves.
-    up_payload = message_bytes * up_msgs / delivered if delivered and up_msgs else 0.0
+    up_payload = message_bytes_up * up_msgs / delivered if delivered and up_msgs else 0.0
     reconnects = counters.get("reconnects")
     if reconnects is None:
         reconnects = sum(_count((_wire(counters, r) or {}).get("reconnects")) for r in ("sub", "pub"))

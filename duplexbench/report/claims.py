@@ -6,7 +6,9 @@ transits, one on average at low rates, against one for streaming and
 WebSocket), its remark that every long-poll message pays a full set of HTTP
 headers (which batching under load amortises), RFC 6455 §5.2's frame header
 sizes, and the article's statement that long polling and streaming carry an
-HTTP header per message where WebSocket does not. Each row puts the prediction
+HTTP header per message where WebSocket does not. RFC 6455's header sizes are checked
+both ways: server→client frames (unmasked) on fan-out points, client→server frames
+(masked: 4 more bytes) on WebSocket echo / chat points that publish over the socket. Each row puts the prediction
 beside the measurement, their ratio and a verdict. A claim whose data is not in
 the runs (no delayed points, no payload sweep, ...) gets no row: nothing here is
 invented.
@@ -51,11 +53,13 @@ LONGPOLL_MAX_BAND = (2.2 / 3, 3.6 / 3)
 LONGPOLL_MEAN_BAND = (0.9, 1.5)
 STREAM_MAX_BAND = (0.9, 1.8)
 #: A measured frame header may exceed RFC 6455's by bytes the window caught besides the
-#: frames (handshake, pings, warm-up messages in flight); up to one byte per message.
+#: frames (pings and pongs, a poll or close at the edges); up to one byte per message.
 FRAME_SLACK_BYTES = 1.0
 #: How far one envelope's length may stray from the mean (digits of seq, ts, index).
 ENVELOPE_SPREAD = 4
 STREAMING = ("sse", "ndjson", "websocket")
+#: Patterns whose clients publish on their own socket when upstream = "transport".
+UPSTREAM_PATTERNS = ("echo", "chat")
 
 
 def claim_rows(runs: Iterable[Any]) -> list[dict]:
@@ -68,6 +72,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += _poll_header_rows(frame)
     rows += _batching_rows(frame)
     rows += _frame_header_rows(frame)
+    rows += _client_frame_header_rows(frame)
     rows += _article_rows(frame)
     return rows
 
@@ -95,7 +100,7 @@ def _combined(runs: Iterable[Any]) -> pd.DataFrame:
         frame = frame[frame["status"].fillna("ok").astype(str) != "error"]
     for column in ("delay_ms", "payload_bytes", "message_bytes", "rate_msgs_s", "lat_max_ms",
                    "lat_mean_ms", "lat_samples", "delivered", "clients", "overhead_down_per_msg", "overhead_up_per_msg",
-                   "http_requests_per_msg"):
+                   "http_requests_per_msg", "bytes_up_per_msg", "sent"):
         if column not in frame.columns:
             frame[column] = 0.0 if column == "delay_ms" else math.nan
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -104,6 +109,8 @@ def _combined(runs: Iterable[Any]) -> pd.DataFrame:
     frame["_keepalive"] = keepalive.map(_keepalive_on)
     upstream = frame["upstream"] if "upstream" in frame.columns else pd.Series("post", index=frame.index)
     frame["_upstream"] = upstream.fillna("post").astype(str)
+    pattern = frame["pattern"] if "pattern" in frame.columns else pd.Series("", index=frame.index)
+    frame["_pattern"] = pattern.fillna("").astype(str)
     return frame
 
 
@@ -306,9 +313,10 @@ def _frame_header_rows(frame: pd.DataFrame) -> list[dict]:
     """Per payload, the *smallest* overhead over the points that swept it.
 
     Every accounting bias adds bytes, never removes them: a handshake or ping counted
-    in the window, or warm-up messages still in flight when the byte window opened
-    (seen at high rates: +1 B at 1 kB, +150 B at 64 kB, 1,000 msg/s). The smallest
-    figure is therefore the tightest bound on the frame header itself.
+    in the window, or (in runs made before the load generator paused for the warm-up
+    to be delivered) warm-up messages still in flight when the byte window opened
+    (+1 B at 1 kB, +150 B at 64 kB, 1,000 msg/s). The smallest figure is therefore
+    the tightest bound on the frame header itself.
     """
     ws = frame[(frame["transport"] == "websocket") & frame["message_bytes"].notna()
                & frame["overhead_down_per_msg"].notna() & (frame["_upstream"] == "post")]
@@ -333,6 +341,53 @@ def _frame_header_rows(frame: pd.DataFrame) -> list[dict]:
             f"{predicted} B per message",
             f"{measured:.2f} B per message on the wire (at {rate:g} msg/s: the smallest of "
             f"{len(group)} point(s))",
+            measured / predicted, ok))
+    return rows
+
+
+def _client_frame_header_rows(frame: pd.DataFrame) -> list[dict]:
+    """RFC 6455 §5.2 for client→server frames, which are masked: 6 / 8 / 14 bytes.
+
+    Measured on WebSocket echo / chat points publishing over the socket: every
+    published message went up a subscriber connection as one publish frame
+    (``{"ts":..,"data":..}``, counters.json ``message_bytes_up``), and
+    ``overhead_up_per_msg`` is what went up beyond those frames' payloads, per
+    *delivered* message. Per frame sent up that is ``overhead_up × delivered / sent``
+    (echo: each message is delivered once, the factor is 1; chat: to the whole
+    room), and the frame payload is ``(bytes_up − overhead_up) × delivered / sent``.
+    Per payload, the smallest header over the points is taken (biases only add).
+    """
+    ws = frame[(frame["transport"] == "websocket") & (frame["_upstream"] == "transport")
+               & frame["_pattern"].isin(UPSTREAM_PATTERNS)
+               & frame["overhead_up_per_msg"].notna() & frame["bytes_up_per_msg"].notna()
+               & (frame["sent"] > 0) & (frame["delivered"] > 0)]
+    if ws.empty:
+        return []
+    ws = ws.copy()
+    per_frame = ws["delivered"] / ws["sent"]
+    ws["_up_header"] = ws["overhead_up_per_msg"] * per_frame
+    ws["_up_frame"] = (ws["bytes_up_per_msg"] - ws["overhead_up_per_msg"]) * per_frame
+    rows = []
+    for payload, group in sorted(ws.groupby("payload_bytes"), key=lambda kv: kv[0]):
+        best = group.loc[group["_up_header"].idxmin()]
+        length = float(best["_up_frame"])
+        # A mean again (index and ts digits): skip frames that straddle a size boundary.
+        if not math.isfinite(length) or frame_header_size(
+                int(length) - ENVELOPE_SPREAD, True) != frame_header_size(
+                int(length) + ENVELOPE_SPREAD, True):
+            continue
+        predicted = frame_header_size(round(length), masked=True)
+        measured = float(best["_up_header"])
+        ok = predicted - 0.25 <= measured <= predicted + FRAME_SLACK_BYTES
+        rate = best.get("rate_msgs_s", math.nan)
+        rows.append(_row(
+            RFC6455,
+            f"Client→server (masked) frame header for a {length:.0f}-byte frame payload "
+            f"(the publish frame of a {payload:g}-byte payload, {best['_pattern']}): "
+            "6 B below 126, 8 B below 65,536, 14 B beyond",
+            f"{predicted} B per message sent up",
+            f"{measured:.2f} B per message sent up on the wire (at {rate:g} msg/s: the "
+            f"smallest of {len(group)} point(s))",
             measured / predicted, ok))
     return rows
 

@@ -7,18 +7,22 @@ counters with ``complete: false``; a bad spec fails with a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pandas as pd
 import pytest
 
 from clients.output import SAMPLE_COLUMNS
 from clients.spec import LoadSpec
+from duplexbench.netem.link import LinkConfig
+from duplexbench.netem.process import ProxyProcess
 from duplexbench.serverproc import ServerProcess
 
 SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
@@ -159,3 +163,60 @@ def test_raise_nofile_limit():
     now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == now_soft
     assert hard == resource.RLIM_INFINITY or now_soft == hard
+
+
+@pytest.mark.parametrize("delay_ms", [0, 20])
+def test_websocket_byte_window_holds_the_measured_messages_only(server_url, tmp_path, delay_ms):
+    """At 1,000 msg/s (and behind a 20 ms one-way delay: ~20 messages per subscriber on
+    their way) warm-up messages are still in flight when the warm-up ends; the window
+    must open only once they are delivered, so every measured delivery costs exactly
+    its envelope + a 2-byte server frame header (envelope < 126 B), nothing more."""
+    with contextlib.ExitStack() as stack:
+        url = server_url
+        if delay_ms:
+            target = urllib.parse.urlsplit(server_url)
+            proxy = stack.enter_context(ProxyProcess(
+                LinkConfig(delay_ms=delay_ms), (target.hostname, target.port), realtime=False))
+            url = f"http://{proxy.address[0]}:{proxy.address[1]}"
+        spec = point("websocket", url, pub_url=server_url, clients=5, rate=1000.0, payload_bytes=16,
+                     warmup_s=0.3, duration_s=1.0,
+                     topic_prefix=f"bw{time.monotonic_ns() % 10**6}")
+        code, _, err = finish(loadgen(spec, tmp_path))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["lost"] == 0 and counters["errors"] == 0, counters["error_messages"]
+    assert counters["delivered"] == counters["expected"] == 5 * 1000
+    assert counters["bytes_window_note"] is None
+    assert counters["message_bytes_max"] < 126  # one header size: 2 bytes
+    per_msg = counters["wire"]["sub"]["bytes_down"] / counters["delivered"]
+    overhead = per_msg - counters["message_bytes"]
+    # Only amortised pings / closes may add to the 2-byte header.
+    assert 2.0 - 1e-3 <= overhead <= 2.5, (overhead, counters["warmup_pause_ms"])
+    # The pause moved the measured schedule: samples still lie inside the window.
+    samples = pd.read_parquet(tmp_path / "out" / "samples.parquet")
+    assert (samples["intended_ns"] >= counters["measure_start_ns"]).all()
+    assert (samples["intended_ns"] < counters["measure_end_ns"]).all()
+    assert (samples["sent_ns"] >= samples["intended_ns"]).all()
+
+
+def test_message_bytes_up_is_the_publish_frame_or_the_post_body(server_url, tmp_path):
+    """WebSocket echo publishes {"ts":..,"data":..} frames up the subscriber socket, not
+    envelopes: message_bytes_up is that frame's payload; a POST's is the payload itself."""
+    ws = point("websocket", server_url, pattern="echo", upstream="transport", payload_bytes=40)
+    (tmp_path / "ws").mkdir()
+    code, _, err = finish(loadgen(ws, tmp_path / "ws"))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "ws" / "out" / "counters.json").read_text())
+    up = counters["message_bytes_up"]
+    assert 40 + len('{"ts":,"data":""}') + 10 <= up <= 40 + len('{"ts":,"data":""}') + 20
+    assert up < counters["message_bytes"]  # no seq, no topic
+    sub = counters["wire"]["sub"]
+    # Each publish frame: payload + 6 bytes of masked client header (< 126 B).
+    per_frame = sub["bytes_up"] / counters["messages_up_on_sub"] - up
+    assert 6.0 - 1e-3 <= per_frame <= 6.5, per_frame
+    post = point("sse", server_url, payload_bytes=40)
+    (tmp_path / "sse").mkdir()
+    code, _, err = finish(loadgen(post, tmp_path / "sse"))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "sse" / "out" / "counters.json").read_text())
+    assert counters["message_bytes_up"] == 40.0

@@ -177,6 +177,26 @@ def test_upstream_over_the_subscriber_connection_is_not_overhead():
     assert row["overhead_up_per_msg"] == pytest.approx(106.0 - 10.0)
 
 
+def test_upstream_overhead_subtracts_the_message_as_sent_up():
+    # WebSocket echo publishes {"ts":..,"data":..} (here 70 B), not the 100-byte envelope:
+    # 76 B up per message is a 6-byte masked client frame header, not -24 B.
+    wire = {"sub": {"bytes_up": 1000 * 76, "bytes_down": 1000 * 102, "http_requests": 0}}
+    echo = counters(1000, messages_up_on_sub=1000, message_bytes_up=70.0, wire=wire)
+    row, _ = summarize(scn=scenario(pattern="echo", upstream="transport"), cnt=echo,
+                       smp=samples(1000))
+    assert row["bytes_up_per_msg"] == 76.0 and row["overhead_up_per_msg"] == pytest.approx(6.0)
+    assert row["overhead_down_per_msg"] == 2.0  # the envelope still counts going down
+    # Chat: 100 frames went up, each delivered to 10 room members.
+    wire = {"sub": {"bytes_up": 100 * 76, "bytes_down": 1000 * 102, "http_requests": 0}}
+    chat = counters(1000, messages_up_on_sub=100, message_bytes_up=70.0, wire=wire)
+    row, _ = summarize(scn=scenario(pattern="chat", topics=2, upstream="transport"),
+                       cnt=chat, smp=samples(1000))
+    assert row["overhead_up_per_msg"] == pytest.approx(0.6)
+    # Nothing went up the subscriber connection: message_bytes_up changes nothing.
+    row, _ = summarize(cnt=counters(message_bytes_up=64.0))
+    assert row["overhead_up_per_msg"] == 0.0
+
+
 def test_long_polling_requests_per_message():
     wire = {"sub": {"bytes_up": 500 * 150, "bytes_down": 2000 * 100 + 500 * 200,
                     "http_requests": 500}}

@@ -122,3 +122,53 @@ def test_frame_rows_use_the_least_biased_point():
                  overhead_down_per_msg=down) for rate, down in ((10, 10.0), (1000, 162.2))]
     (row,) = [r for r in claim_rows([FakeRun(pd.DataFrame(rows))]) if r["source"].startswith("RFC 6455")]
     assert row["verdict"] == "confirmed" and row["ratio"] == 1.0 and "at 10 msg/s" in row["measurement"]
+
+
+def _upstream_run():
+    """WebSocket echo / chat publishing over the socket: masked client frames going up."""
+    rows = []
+    # payload, publish-frame size (payload + {"ts":NS,"data":""}), header per frame.
+    for payload, up_frame, header in ((16, 53, 6.0), (1000, 1037, 8.1), (70000, 70037, 14.2)):
+        rows.append(_row("websocket", pattern="echo", upstream="transport", payload_bytes=payload,
+                         message_bytes=up_frame + 30, sent=400, delivered=400, rate_msgs_s=400,
+                         bytes_up_per_msg=up_frame + header, overhead_up_per_msg=header))
+        rows.append(_row("websocket", pattern="echo", upstream="transport", payload_bytes=payload,
+                         message_bytes=up_frame + 30, sent=10, delivered=10, rate_msgs_s=10,
+                         bytes_up_per_msg=up_frame + header + 9,
+                         overhead_up_per_msg=header + 9))  # a pong's share
+    # Chat, 4 per room: a frame's bytes are shared by the 4 deliveries of its message.
+    rows.append(_row("websocket", pattern="chat", upstream="transport", payload_bytes=64,
+                     message_bytes=131, sent=100, delivered=400, rate_msgs_s=100,
+                     bytes_up_per_msg=(101 + 6.0) / 4, overhead_up_per_msg=6.0 / 4))
+    # Fan-out publishes on publish-only sockets and POST points send nothing up: no rows.
+    rows.append(_row("websocket", pattern="fanout", upstream="transport", payload_bytes=32,
+                     sent=100, delivered=400, bytes_up_per_msg=0.1, overhead_up_per_msg=0.1))
+    rows.append(_row("websocket", pattern="echo", upstream="post", payload_bytes=48,
+                     sent=100, delivered=100, bytes_up_per_msg=0.0, overhead_up_per_msg=0.0))
+    return FakeRun(pd.DataFrame(rows))
+
+
+def test_client_frame_rows():
+    rows = [r for r in claim_rows([_upstream_run()]) if "Client→server" in r["claim"]]
+    assert all(r["source"] == "RFC 6455 §5.2" for r in rows)
+    assert [r["prediction"] for r in rows] == ["6 B per message sent up", "6 B per message sent up",
+                                               "8 B per message sent up", "14 B per message sent up"]
+    small = _find(rows, "53-byte", "echo")
+    # The smallest header per payload: the 400 msg/s point, not the one with a pong.
+    assert small["ratio"] == 1.0 and small["verdict"] == "confirmed" and "at 400 msg/s" in small["measurement"]
+    chat = _find(rows, "101-byte", "chat")  # 6 / 4 per delivery x 4 deliveries per frame
+    assert chat["ratio"] == 1.0 and chat["verdict"] == "confirmed"
+    assert _find(rows, "1037-byte")["verdict"] == "confirmed"
+    assert _find(rows, "70037-byte")["ratio"] == pytest.approx(1.01)
+    # Fan-out and POST points: nothing went up as client frames, so no row.
+    assert len(rows) == 4
+
+
+def test_client_frame_rows_fail_when_the_envelope_is_subtracted():
+    """Subtracting the envelope (seq, topic: 30 B more) instead of the publish frame
+    leaves a negative 'header': not confirmed."""
+    run = FakeRun(pd.DataFrame([_row("websocket", pattern="echo", upstream="transport",
+                                     payload_bytes=16, sent=400, delivered=400,
+                                     bytes_up_per_msg=59.0, overhead_up_per_msg=59.0 - 83)]))
+    (row,) = [r for r in claim_rows([run]) if "Client→server" in r["claim"]]
+    assert row["verdict"] == "not confirmed" and row["prediction"] == "6 B per message sent up"
