@@ -156,17 +156,23 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: Stored as float32: the ms/s values come from integer nanoseconds and float32 keeps
+#: 0.1 ns at 1 ms and 1 µs at 10 s, while halving files (baselines are committed).
+_FLOAT32_COLUMNS = ("latency_ms", "latency_sent_ms", "recv_s")
+
+
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    frame = frame.astype({c: "float32" for c in _FLOAT32_COLUMNS if c in frame.columns})
     buffer = io.BytesIO()
     try:
-        frame.to_parquet(buffer, index=False)
+        frame.to_parquet(buffer, index=False, compression="zstd")
     except (TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError subclass these
         # A column mixing types (ints and text from different producers) cannot be
         # stored as is; storing it as text beats losing every sample of the run.
         mixed = [c for c in frame.columns if frame[c].dtype == object]
         frame = frame.astype({c: str for c in mixed})
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        frame.to_parquet(buffer, index=False, compression="zstd")
     return buffer.getvalue()
 
 
