@@ -57,12 +57,14 @@ capacity: install
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
 
-# Two runs, one report: the transit claims need delays, the header claims need payload sweeps.
+# Three runs, one report: the transit claims need delays, the header claims payload sweeps,
+# the client-frame claims messages sent up the WebSocket itself.
 claims: install
-	rm -rf results/claims-rfc6202 results/claims-overhead
+	rm -rf results/claims-rfc6202 results/claims-overhead results/claims-frames
 	$(PY) -m duplexbench run scenarios/rfc6202.toml --out results/claims-rfc6202 --no-report
 	$(PY) -m duplexbench run scenarios/overhead.toml --out results/claims-overhead --no-report
-	$(PY) -m duplexbench report results/claims-rfc6202 results/claims-overhead --out results/claims-report
+	$(PY) -m duplexbench run scenarios/frames.toml --out results/claims-frames --no-report
+	$(PY) -m duplexbench report results/claims-rfc6202 results/claims-overhead results/claims-frames --out results/claims-report
 	@echo "claims report: results/claims-report/report-side-by-side.html"
 
 clean:

@@ -306,7 +306,10 @@ class Session:
                     "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
         )
         warnings = list(meta.pop("warnings", []))
-        self.writer = RunWriter(self.run_dir, meta, latest=not self.baseline).start()
+        # `latest` belongs to the results folder; a run written elsewhere (--out /tmp/x)
+        # must not drop a link into a folder the user did not hand over.
+        in_results = self.run_dir.resolve().parent == Path("results").resolve()
+        self.writer = RunWriter(self.run_dir, meta, latest=in_results and not self.baseline).start()
         self.console.info(
             f"{self.command}: {self.scenario.name} ({len(self.scenario.transports)} transport(s)), "
             f"engine {self.engine}, results in {display_path(self.run_dir)}"
@@ -792,6 +795,7 @@ def _latest_note(session: Session) -> str:
     if session.baseline or not link.is_symlink():
         return ""
     try:
-        return f" (latest -> {os.readlink(link)})"
+        target = os.readlink(link)
     except OSError:
         return ""
+    return f" (latest -> {target})" if target == session.run_dir.name else ""
