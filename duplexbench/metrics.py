@@ -340,7 +340,13 @@ def row_warnings(row: dict, scenario: Scenario | None = None, *,
             "check reconnects and slow-consumer drops (server queue_limit), or lower the rate"
         )
     client_pct = _number(row, "client_cpu_pct")
-    if client_pct > LOADGEN_CPU_WARN_PCT:
+    server_pct = _number(row, "server_cpu_pct")
+    if client_pct > LOADGEN_CPU_WARN_PCT and server_pct > LOADGEN_CPU_WARN_PCT:
+        warnings.append(
+            f"the load generator used {client_pct:.0f}% of a core and the server "
+            f"{server_pct:.0f}%: both were saturated, so this point measures neither alone"
+        )
+    elif client_pct > LOADGEN_CPU_WARN_PCT:
         warnings.append(
             f"the load generator used {client_pct:.0f}% of a core: the server was not the "
             "bottleneck, so lower the rate or add a Locust worker"

@@ -258,6 +258,13 @@ def test_saturated_load_generator():
     assert "load generator" not in row["warnings"]
 
 
+def test_both_processes_saturated_blames_neither_alone():
+    row, _ = summarize(ld=load(server_cpu_per_s=0.99, loadgen_cpu_per_s=0.97))
+    assert "the load generator used 97% of a core and the server 99%: both were saturated" \
+        in row["warnings"]
+    assert "the server was not the bottleneck" not in row["warnings"]
+
+
 def test_too_few_samples_for_a_percentile():
     row, _ = summarize(cnt=counters(600), smp=samples(600))
     assert "p99.9 from 600 samples is the maximum in disguise" in row["warnings"]
