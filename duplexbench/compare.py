@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import SCHEMA_VERSION
 from .results import Run, RunError, is_complete, load_run
-from .stats import BETTER, SAME, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
+from .stats import BETTER, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
 
 __all__ = [
     "METRICS",
