@@ -15,16 +15,17 @@ One request at a time per connection (no pipelining): keep-alive reuse, or
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
 
+from duplexbench.tcp import set_nodelay
+
 from .base import ClientError, Endpoint, WireStats
 
-__all__ = ["ConnectionLost", "HTTP11Connection", "Response", "set_nodelay"]
+__all__ = ["ConnectionLost", "HTTP11Connection", "Response"]
 
 OnBody = Callable[[bytes], None]
 
@@ -44,23 +45,6 @@ class Response:
     keep_alive: bool
     #: time.monotonic_ns() when the bytes completing the response were read.
     recv_ns: int
-
-
-def set_nodelay(transport: asyncio.BaseTransport) -> bool:
-    """Disable Nagle so small messages are not held back for delayed ACKs.
-
-    asyncio's own loop already does this for TCP; uvloop does too, but saying
-    so explicitly costs nothing and keeps latency free of 40 ms Nagle stalls.
-    Returns whether TCP_NODELAY is now on.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-    except (OSError, AttributeError):
-        return False
 
 
 class HTTP11Connection(asyncio.Protocol):

@@ -26,9 +26,9 @@ from websockets.uri import parse_uri
 from duplexbench.contract import ContractError, decode_envelope
 from duplexbench.contract.http import PATH_WS
 from duplexbench.contract.websocket import encode_publish
+from duplexbench.tcp import set_nodelay
 
 from .base import Backoff, ClientError, OnError, OnMessage, Subscriber, WireStats
-from .http11 import set_nodelay
 
 __all__ = ["WebSocketConnection", "WebSocketSubscriber"]
 

@@ -15,11 +15,12 @@ in its own thread, so it may be called from inside a running loop.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
 import numpy as np
+
+from duplexbench.tcp import set_nodelay
 
 __all__ = ["measure_tcp_echo"]
 
@@ -32,8 +33,7 @@ WARMUP_ROUND_TRIPS = 200
 class _Echo(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
@@ -49,8 +49,7 @@ class _Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.pending -= len(data)

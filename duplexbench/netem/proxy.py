@@ -23,9 +23,10 @@ import collections
 import json
 import random
 import signal
-import socket
 import sys
 import time
+
+from duplexbench.tcp import set_nodelay
 
 from .link import Direction, LinkConfig, TokenBucket
 
@@ -50,17 +51,6 @@ def parse_hostport(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _nodelay(transport: asyncio.BaseTransport) -> bool:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-    except OSError:
-        return False
 
 
 class _Stats:
@@ -183,7 +173,7 @@ class _Side(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if not _nodelay(transport):
+        if not set_nodelay(transport):
             self.server.stats.nodelay_failures += 1
         self.out_pipe.src = transport
         self.in_pipe.dst = transport
