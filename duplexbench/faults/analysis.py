@@ -139,11 +139,30 @@ def _measure_t0(load: pd.DataFrame | None) -> float | None:
     return float(measure["t_s"].min()) if len(measure) else None
 
 
-def annotate_row(row: dict, *, kind: str, driver_summary: dict, measure_ns: int,
+def _fault_status(row: dict, kind: str, unrecovered: int, driver_failed: bool) -> str:
+    """A fault point is judged by recovery and loss: the client errors a fault causes
+    (connections refused while the server is down, resets) are its expected symptoms."""
+    status = str(row.get("status") or "ok")
+    if status not in ("ok", "lost", "error"):
+        return status
+    if driver_failed:
+        return "error"
+    if unrecovered:
+        return "unrecovered"
+    if (row.get("lost") or 0) and not loss_allowed(kind):
+        return "lost"
+    return "ok"
+
+
+def annotate_row(row: dict, *, kind: str, driver_summary: dict,
                  samples: pd.DataFrame | None, load: pd.DataFrame | None,
                  counters: dict) -> dict:
-    """Add the fault columns to a summary row; adjust status and warnings. Returns details."""
+    """Add the fault columns to a summary row; adjust status and warnings.
+
+    Returns the details for meta.json (per fault; NaN as None, JSON has no NaN).
+    """
     events = list(driver_summary.get("events") or [])
+    measure_ns = int(driver_summary.get("measure_ns") or 0)
     per_fault = recovery(events, samples)
     t0 = _measure_t0(load)
     ups = []
@@ -170,19 +189,17 @@ def annotate_row(row: dict, *, kind: str, driver_summary: dict, measure_ns: int,
         warnings.append(str(driver_summary["error"]))
     if len(events) < int(driver_summary.get("count") or 0):
         warnings.append(f"only {len(events)} of {driver_summary.get('count')} faults happened")
-    if unrecovered:
-        warnings.append(f"NOT RECOVERED: {unrecovered} subscriber(s) received nothing published "
-                        f"after a {kind} fault")
-        if row.get("status") in ("ok", "lost"):
-            row["status"] = "unrecovered"
     lost = row.get("lost") or 0
     if lost and loss_allowed(kind):
         # A SIGKILL loses what the killed process had acknowledged but not written: counted, allowed.
         warnings = [w for w in warnings if not w.upper().startswith("LOST")]
-        warnings.append(f"{lost} message(s) lost across the {kind} (in flight when it was killed; "
-                        "allowed for this fault)")
-        if row.get("status") == "lost":
-            row["status"] = "ok"
+        warnings.append(f"{lost} message(s) lost across the {kind}, in flight when it was "
+                        "killed: allowed for this fault")
+    if unrecovered:
+        warnings.append(f"NOT RECOVERED: {unrecovered} subscriber(s) received nothing published "
+                        f"after a {kind} fault")
+    row["status"] = _fault_status(row, kind, unrecovered, bool(driver_summary.get("error")))
     row["warnings"] = "; ".join(dict.fromkeys(warnings))
-    return {"kind": kind, "per_fault": per_fault, "engine_recovery": engine_recovery,
-            "publish_failed": publish_failed}
+    per_fault = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                  for k, v in f.items()} for f in per_fault]
+    return {"per_fault": per_fault, "engine_recovery": engine_recovery}

@@ -125,8 +125,8 @@ class FaultDriver:
 
     def summary(self) -> dict:
         """JSON for meta.json: the plan and what happened."""
-        return {"kind": self.kind, **self.options.to_dict(), "events": self.events,
-                "error": self.error or None}
+        return {**self.options.to_dict(), "kind": self.kind, "events": self.events,
+                "measure_ns": self._measure_ns, "error": self.error or None}
 
     # The thread ------------------------------------------------------------------
 
