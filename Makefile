@@ -9,7 +9,7 @@ COMPARE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity engines claims clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity engines claims soak faults clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -20,6 +20,8 @@ help:
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
+	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
+	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
 
 install: $(STAMP)
 
@@ -66,6 +68,19 @@ claims: install
 	$(PY) -m duplexbench run scenarios/frames.toml --out results/claims-frames --no-report
 	$(PY) -m duplexbench report results/claims-rfc6202 results/claims-overhead results/claims-frames --out results/claims-report
 	@echo "claims report: results/claims-report/report-side-by-side.html"
+
+# Faults as scenarios (docs/DESIGN.md "Faults and soak").
+faults: install
+	rm -rf results/faults
+	$(PY) -m duplexbench run scenarios/faults.toml --out results/faults
+
+# SOAK_S seconds of measurement per transport. The verdict runs even when the run itself
+# reports lost messages (exit 3): judging them is the verdict's job, and its exit code is make's.
+SOAK_S ?= 600
+soak: install
+	rm -rf results/soak
+	-$(PY) -m duplexbench run scenarios/soak.toml --duration $(SOAK_S) --out results/soak
+	$(PY) -m duplexbench.soak results/soak
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,7 +2,7 @@
 
 ``spec`` parses the ``[faults]`` table (imported by the scenario loader, so kept
 light), ``driver`` carries the faults out while a point runs, ``analysis`` turns
-deliveries and process samples into recovery figures, ``soak`` judges a long run.
+deliveries and process samples into recovery figures, and duplexbench/soak.py judges a long run.
 See docs/DESIGN.md, "Faults and soak".
 """
 
