@@ -182,6 +182,11 @@ def timeseries(load: pd.DataFrame, bin_s: float = _BIN_S) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _json_safe(values: dict) -> dict:
+    """NaN (not measured) as null: JSON has no NaN."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m duplexbench.soak",
                                      description="Judge a soak run: RSS and open files after the "
@@ -204,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.run_dir / "soak.json").write_text(
         json.dumps({"bounds": {"rss_slope_mib_min": RSS_SLOPE_BOUND_MIB_MIN, "open_files": FD_BOUND,
                                "min_judged_s": args.min_judged},
-                    "verdicts": [asdict(v) for v in verdicts]}, indent=2,
-                   default=lambda x: None) + "\n", encoding="utf-8")
+                    "verdicts": [_json_safe(asdict(v)) for v in verdicts]}, indent=2)
+        + "\n", encoding="utf-8")
     timeseries(run.load()).to_csv(args.run_dir / "soak.csv", index=False)
     print(f"soak verdict (RSS slope bound {RSS_SLOPE_BOUND_MIB_MIN:g} MiB/min after the rings "
           f"are full, open files +{FD_BOUND}, lost = late = 0):")
