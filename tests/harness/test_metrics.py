@@ -330,3 +330,44 @@ def test_row_warnings_without_a_scenario():
     row, _ = summarize(cnt=counters(lost=5, expected=10_000, delivered=9995),
                        smp=samples(9995))
     assert any(text.startswith("LOST 5 of 10000") for text in row_warnings(row))
+
+
+# ---------------------------------------------------------------------------
+# Late against lost, kernel byte counts
+
+
+def test_late_is_its_own_column_and_not_lost():
+    row, _ = summarize(cnt=counters(9_990, expected=10_000, late=10, lost=0), smp=samples(9_990))
+    assert row["late"] == 10 and row["lost"] == 0
+    assert row["status"] == "ok" and row["validity"] == "late"
+    lost, _ = summarize(cnt=counters(9_990, expected=10_000, late=0, lost=10), smp=samples(9_990))
+    assert lost["late"] == 0 and lost["validity"] == "lost" and lost["status"] == "lost"
+
+
+def test_late_is_empty_not_zero_when_the_engine_does_not_report_it():
+    row, _ = summarize()
+    assert math.isnan(row["late"])
+    assert all(math.isnan(row[c]) for c in ("ip_bytes_down_per_msg", "ip_bytes_up_per_msg",
+                                             "segments_down_per_msg", "segments_up_per_msg"))
+
+
+def test_ip_bytes_add_52_bytes_per_segment_pure_acks_included():
+    tcp = {"sub": {"bytes_received": 10_000 * 102, "bytes_acked": 0,
+                   "segs_in": 10_000, "segs_out": 5_000},  # 5,000 pure ACKs went up
+           "pub": {"bytes_received": 0, "bytes_acked": 0, "segs_in": 0, "segs_out": 0}}
+    row, _ = summarize(cnt=counters(tcp=tcp))
+    assert row["ip_bytes_down_per_msg"] == pytest.approx(102 + 52)
+    assert row["ip_bytes_up_per_msg"] == pytest.approx(0.5 * 52)
+    assert row["segments_down_per_msg"] == 1 and row["segments_up_per_msg"] == 0.5
+    assert row["ip_bytes_down_per_msg"] > row["bytes_down_per_msg"]
+    other, _ = summarize(cnt=counters(tcp=tcp, ip_header_bytes=40))  # engine says: no timestamps
+    assert other["ip_bytes_down_per_msg"] == pytest.approx(142)
+
+
+def test_summary_has_the_schema_2_columns():
+    row, _ = summarize()
+    for column in ("validity", "validity_notes", "late", "ip_bytes_down_per_msg",
+                   "ip_bytes_up_per_msg", "segments_down_per_msg", "segments_up_per_msg",
+                   "server_rss_mib_max", "server_cpu_tick_s"):
+        assert column in row
+    assert "server_rss_mb_max" not in row
