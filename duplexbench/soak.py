@@ -73,6 +73,13 @@ def judge_from_s(retention: int, topics: int, rate: float) -> float:
     return 1.5 * fill + 10.0
 
 
+def _rss_mib(frame: pd.DataFrame) -> pd.Series:
+    """RSS in MiB: ``rss_mib``, or older runs' ``rss_mb`` (10^6 bytes) converted."""
+    if "rss_mib" in frame and frame["rss_mib"].notna().any():
+        return frame["rss_mib"].astype(float)
+    return frame["rss_mb"].astype(float) * 1e6 / _MIB
+
+
 def _server_series(load: pd.DataFrame, transport: str) -> pd.DataFrame:
     """The server's measure-phase samples of one transport, ``t`` from the measurement start."""
     rows = load[(load["process"] == "server") & (load["transport"] == transport)]
@@ -90,7 +97,7 @@ def _judge(series: pd.DataFrame, start: float, row: dict, transport: str,
     judged = series[series["t"] >= start]
     span = float(judged["t"].iloc[-1] - judged["t"].iloc[0]) if len(judged) > 1 else 0.0
     nan = math.nan
-    rss = judged["rss_mb"].to_numpy(float) * 1e6 / _MIB if len(judged) else np.array([])
+    rss = _rss_mib(judged).to_numpy(float) if len(judged) else np.array([])
     slope = (float(np.polyfit(judged["t"].to_numpy(float) / 60.0, rss, 1)[0])
              if len(judged) > 2 and span > 0 else nan)
     head = judged[judged["t"] <= start + _BIN_S]
@@ -167,12 +174,12 @@ def timeseries(load: pd.DataFrame, bin_s: float = _BIN_S) -> pd.DataFrame:
         if len(series) < 2:
             continue
         cpu = series["cpu_user_s"] + series["cpu_system_s"]
-        series = series.assign(bin=(series["t"] // bin_s) * bin_s, cpu=cpu)
+        series = series.assign(bin=(series["t"] // bin_s) * bin_s, cpu=cpu, rss=_rss_mib(series))
         grouped = series.groupby("bin")
         frame = pd.DataFrame({
             "transport": transport,
             "t_s": grouped["t"].min().index.to_numpy(float),
-            "rss_mib": (grouped["rss_mb"].max() * 1e6 / _MIB).to_numpy(),
+            "rss_mib": grouped["rss"].max().to_numpy(),
             "open_files": grouped["open_files"].max().to_numpy(),
             "connections": grouped["connections"].max().to_numpy(),
             "cpu_pct": ((grouped["cpu"].max() - grouped["cpu"].min())

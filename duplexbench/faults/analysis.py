@@ -56,16 +56,16 @@ def merge_server_generations(load: pd.DataFrame) -> pd.DataFrame:
         return load
     names.sort(key=lambda n: int(str(n).split("@", 1)[1]))
     frame = load.copy()
-    offset_user = offset_system = 0.0
+    cumulative = [c for c in ("cpu_user_s", "cpu_system_s", "cpu_sched_s") if c in frame]
+    offsets = dict.fromkeys(cumulative, 0.0)
     previous = frame[frame["process"] == "server"].sort_values("t_s")
     for name in names:
-        if len(previous):
-            offset_user += float(previous["cpu_user_s"].iloc[-1])
-            offset_system += float(previous["cpu_system_s"].iloc[-1])
         mask = frame["process"] == name
         current = frame[mask].sort_values("t_s")
-        frame.loc[mask, "cpu_user_s"] = frame.loc[mask, "cpu_user_s"] + offset_user
-        frame.loc[mask, "cpu_system_s"] = frame.loc[mask, "cpu_system_s"] + offset_system
+        for column in cumulative:
+            if len(previous) and previous[column].notna().any():
+                offsets[column] += float(previous[column].dropna().iloc[-1])
+            frame.loc[mask, column] = frame.loc[mask, column] + offsets[column]
         frame.loc[mask, "process"] = "server"
         previous = current
     return frame.sort_values(["process", "t_s"], kind="stable").reset_index(drop=True)
@@ -115,7 +115,11 @@ def _storm_peak(load: pd.DataFrame | None, ups_t_s: list[float]) -> float:
     if len(rows) < 2:
         return _NAN
     t = rows["t_s"].to_numpy(float)
-    cpu = (rows["cpu_user_s"] + rows["cpu_system_s"]).to_numpy(float)
+    # schedstat nanoseconds when sampled (ticks of 10 ms are coarse for 0.5 s bins)
+    if "cpu_sched_s" in rows and rows["cpu_sched_s"].notna().all():
+        cpu = rows["cpu_sched_s"].to_numpy(float)
+    else:
+        cpu = (rows["cpu_user_s"] + rows["cpu_system_s"]).to_numpy(float)
     peak = _NAN
     for up in ups_t_s:
         edges = np.arange(up, up + STORM_WINDOW_S + 1e-9, _STORM_BIN_S)

@@ -70,7 +70,7 @@ def test_status_sigkill_loss_allowed_sigterm_loss_not():
 
 def _load(process, t, cpu):
     return pd.DataFrame({"process": process, "t_s": t, "cpu_user_s": cpu, "cpu_system_s": 0.0,
-                         "rss_mb": 50.0, "open_files": 10, "connections": 5, "phase": "measure"})
+                         "rss_mib": 50.0, "open_files": 10, "connections": 5, "phase": "measure"})
 
 
 def test_generations_merge_into_one_cumulative_series_and_the_storm_peak_is_found():

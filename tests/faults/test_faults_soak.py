@@ -25,7 +25,7 @@ def _load(transport: str, minutes: float, rss_mib_per_min: float, fds_per_min: f
     rss_mib = 40 + fill + rss_mib_per_min * np.maximum(t - 40, 0) / 60
     return pd.DataFrame({
         "point": 0, "repeat": 0, "transport": transport, "process": "server", "t_s": t + 3.0,
-        "cpu_user_s": t * 0.05, "cpu_system_s": 0.0, "rss_mb": rss_mib * 1024 * 1024 / 1e6,
+        "cpu_user_s": t * 0.05, "cpu_system_s": 0.0, "rss_mib": rss_mib,
         "open_files": (70 + fds_per_min * t / 60).astype(int), "connections": 60,
         "phase": "measure"})
 
