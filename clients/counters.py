@@ -105,6 +105,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "tcp_nodelay": _nodelay(gen),
         "gc": gen.gc_note,
         "procs": gen.procs,
+        "publisher_sched": gen.publisher.sched if gen.publisher is not None else None,
         "spec": json.loads(spec.to_json()),
     }
 

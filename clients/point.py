@@ -103,6 +103,7 @@ class PublisherProcess:
         self.npz = self.dir / "published.npz"
         self.proc: asyncio.subprocess.Process | None = None
         self.tcp_window: list[int] | None = None
+        self.sched: str | None = None  # the publisher's scheduling (pubproc._priority)
 
     @property
     def pid(self) -> int | None:
@@ -120,7 +121,7 @@ class PublisherProcess:
                 os.sched_setaffinity(self.proc.pid, {self.spec.publisher_cpu})
             except OSError as exc:
                 raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
-        await self.expect("ready", 30.0)
+        self.sched = (await self.expect("ready", 30.0)).get("sched")
 
     def tell(self, **command) -> None:
         assert self.proc is not None and self.proc.stdin is not None
