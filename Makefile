@@ -18,7 +18,8 @@ help:
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
-	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
+	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
+	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
 	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
@@ -58,6 +59,7 @@ capacity: install
 
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
+	$(PY) -m duplexbench engines --latency
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

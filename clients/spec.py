@@ -92,6 +92,10 @@ class LoadSpec:
         _check_int("publish_pool", self.publish_pool, 1, 256)
         _check_number("drain_max_s", self.drain_max_s, 0.0, strict=True)
         _check_int("loadgen_procs", self.loadgen_procs, 1, 256)
+        if self.loadgen_procs > 1 and self.ws_upstream and self.pattern != "fanout":
+            raise SpecError("loadgen_procs: echo / chat with upstream = transport publish on the "
+                            "subscribers' own sockets, which a sharded point cannot time from one "
+                            "publisher; expected loadgen_procs = 1 or upstream = post")
         # JSON has no tuples: lists from a spec file become tuples (hashable, frozen).
         object.__setattr__(self, "loadgen_cpus", _int_tuple("loadgen_cpus", self.loadgen_cpus))
         object.__setattr__(self, "source_addrs", _addr_tuple(self.source_addrs))
@@ -99,6 +103,8 @@ class LoadSpec:
             _check_int("publisher_cpu", self.publisher_cpu, 0)
         if not isinstance(self.ca_file, str):
             raise SpecError(f"ca_file: expected a path, got {self.ca_file!r}")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise SpecError(f"ca_file: {self.ca_file!r} is not a readable file (a PEM CA certificate)")
         _check_number("reconnect_min_s", self.reconnect_min_s, 0.0, strict=True)
         _check_number("reconnect_max_s", self.reconnect_max_s, 0.0, strict=True)
         if self.reconnect_max_s < self.reconnect_min_s:
@@ -124,6 +130,15 @@ class LoadSpec:
 
     def topic(self, k: int) -> str:
         return f"{self.topic_prefix}-{k}"
+
+    def ssl_context(self):
+        """The client TLS context for https / wss (None for plain http): verifies the
+        server's certificate against ``ca_file`` (else the system's CAs)."""
+        if not (self.sub_url.startswith("https:") or self.publish_url.startswith("https:")
+                or self.ca_file):
+            return None
+        import ssl
+        return ssl.create_default_context(cafile=self.ca_file or None)
 
     @property
     def ws_upstream(self) -> bool:
@@ -205,7 +220,7 @@ def _addr_tuple(value: object) -> tuple[str, ...]:
 
 def _check_url(name: str, value: object) -> None:
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise SpecError(f"{name}: expected http://HOST:PORT, got {value!r}")
     try:
         parts.port

@@ -111,7 +111,8 @@ class _Procs:
         self.procs: list[subprocess.Popen] = []
         self.logs: list = []
 
-    def start(self, command: list[str], log_path: Path, stdout_pipe: bool = False) -> subprocess.Popen:
+    def start(self, command: list[str], log_path: Path, stdout_pipe: bool = False,
+              cpu: int | None = None) -> subprocess.Popen:
         log = open(log_path, "w")
         self.logs.append(log)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -123,6 +124,12 @@ class _Procs:
             text=True, env=env, preexec_fn=_die_with_parent,
         )
         self.procs.append(proc)
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            try:  # its own core: on a larger machine every worker adds a core's capacity
+                os.sched_setaffinity(proc.pid, {cpu})
+            except OSError as exc:
+                raise RuntimeError(f"loadgen_cpus: cannot pin a Locust process to core {cpu} "
+                                   f"({exc})") from None
         return proc
 
     def stop(self, grace: float) -> None:
@@ -140,6 +147,17 @@ class _Procs:
                 proc.wait()
         for log in self.logs:
             log.close()
+
+
+def _core(spec, k: int) -> int | None:
+    """The core of Locust process k (0: the master): round-robin over loadgen_cpus,
+    skipping the master's core for workers when there are cores to spare."""
+    cpus = tuple(getattr(spec, "loadgen_cpus", ()) or ())
+    if not cpus:
+        return None
+    if k and len(cpus) > 1:  # the master mostly waits: workers get the other cores first
+        return cpus[1 + (k - 1) % (len(cpus) - 1)]
+    return cpus[0]
 
 
 def run_point(spec, out_dir: Path, workers: int = 1) -> dict:
@@ -161,10 +179,13 @@ def run_point(spec, out_dir: Path, workers: int = 1) -> dict:
                 "--only-summary", "--csv", str(records / "stats"),
                 *locust_options(spec, records, workers),
             ]
-            master = procs.start(master_cmd, out_dir / "locust-master.log", stdout_pipe=True)
+            # Master on the first load-generator core, worker k on the next ones
+            # (round-robin); no loadgen_cpus: all inherit this process's affinity.
+            master = procs.start(master_cmd, out_dir / "locust-master.log", stdout_pipe=True,
+                                 cpu=_core(spec, 0))
             for k in range(workers):
                 procs.start(base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                            out_dir / f"locust-worker-{k}.log")
+                            out_dir / f"locust-worker-{k}.log", cpu=_core(spec, k + 1))
         else:  # one process, no master (Locust's LocalRunner)
             master = procs.start(
                 base + ["--headless", "--only-summary", "--csv", str(records / "stats"),
