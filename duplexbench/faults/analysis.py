@@ -36,7 +36,8 @@ __all__ = ["FAULT_COLUMNS", "STORM_WINDOW_S", "annotate_row", "merge_server_gene
 
 #: Added to summary.csv after the harness's columns (readers tolerate added columns).
 FAULT_COLUMNS = ("fault", "fault_count", "recovery_s_max", "recovery_after_up_s_max",
-                 "unrecovered", "publish_failed", "server_cpu_peak_pct")
+                 "unrecovered", "publish_failed", "server_cpu_peak_pct", "resets",
+                 "lost_across_fault")
 STORM_WINDOW_S = 10.0
 _STORM_BIN_S = 0.5
 _NAN = float("nan")
@@ -143,6 +144,10 @@ def _measure_t0(load: pd.DataFrame | None) -> float | None:
     return float(measure["t_s"].min()) if len(measure) else None
 
 
+def _count(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NAN
+
+
 def _fault_status(row: dict, kind: str, unrecovered: int, driver_failed: bool) -> str:
     """A fault point is judged by recovery and loss: the client errors a fault causes
     (connections refused while the server is down, resets) are its expected symptoms."""
@@ -187,6 +192,10 @@ def annotate_row(row: dict, *, kind: str, driver_summary: dict,
         "unrecovered": unrecovered,
         "publish_failed": int(publish_failed) if isinstance(publish_failed, (int, float)) else _NAN,
         "server_cpu_peak_pct": _storm_peak(load, ups),
+        # The engine's view (clients/counters.py), when it reports one: epoch resets the
+        # clients saw, and the gap they counted as lost across the fault.
+        "resets": _count(engine_recovery.get("resets", counters.get("resets"))),
+        "lost_across_fault": _count(engine_recovery.get("lost_across_fault")),
     })
     warnings = [w for w in str(row.get("warnings") or "").split("; ") if w]
     if driver_summary.get("error"):

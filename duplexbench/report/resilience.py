@@ -51,11 +51,13 @@ def _fault_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _fault_table(rows: pd.DataFrame):
     columns = ("transport", "fault", "recovery max (s)", "after server up (s)", "lost",
-               "publishes failed", "reconnects", "server CPU peak (%)", "mean CPU (%)", "status")
+               "publishes failed", "reconnects", "resets", "server CPU peak (%)",
+               "mean CPU (%)", "status")
     cells = tuple(
         (colors.label(str(r["transport"])), str(r["fault"]), _fmt(r.get("recovery_s_max")),
          _fmt(r.get("recovery_after_up_s_max")), _fmt(r.get("lost"), ".0f"),
          _fmt(r.get("publish_failed"), ".0f"), _fmt(r.get("reconnects"), ".0f"),
+         _fmt(r.get("resets"), ".0f"),
          _fmt(r.get("server_cpu_peak_pct"), ".0f"), _fmt(r.get("server_cpu_pct"), ".0f"),
          str(r.get("status")))
         for _, r in rows.iterrows())
