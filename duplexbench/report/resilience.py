@@ -95,8 +95,8 @@ def fault_figure(samples: pd.DataFrame, rows: pd.DataFrame, at_s: float) -> Figu
 
 
 @plots._styled
-def soak_figure(series: pd.DataFrame) -> Figure | None:
-    """Server RSS and open files over time, one line per transport."""
+def soak_figure(series: pd.DataFrame, judge_from_s: float | None = None) -> Figure | None:
+    """Server RSS and open files over time, one line per transport; judging starts at the line."""
     if series is None or not len(series):
         return None
     figure = Figure(figsize=(plots.FIGSIZE[0], 6.0))
@@ -107,6 +107,13 @@ def soak_figure(series: pd.DataFrame) -> Figure | None:
         for ax, column in ((rss_ax, "rss_mib"), (fd_ax, "open_files")):
             ax.plot(part["t_s"] / 60.0, part[column], color=style.color, marker=style.marker,
                     markersize=3, label=style.label, linewidth=1.2)
+    low, high = float(series["rss_mib"].min()), float(series["rss_mib"].max())
+    if high - low < 2.0:  # a flat line must look flat: at least 2 MiB of axis
+        middle = (low + high) / 2
+        rss_ax.set_ylim(middle - 1.0, middle + 1.0)
+    if judge_from_s is not None and judge_from_s / 60.0 < float(series["t_s"].max()) / 60.0:
+        for ax in (rss_ax, fd_ax):
+            ax.axvline(judge_from_s / 60.0, color="black", linestyle=":", linewidth=1)
     rss_ax.set_ylabel("server RSS (MiB)")
     fd_ax.set_ylabel("server open files")
     fd_ax.set_xlabel("minutes into the measurement")
@@ -174,12 +181,13 @@ def _soak_section(run) -> ExtraSection | None:
                    _fmt(v.lost, ".0f"), _fmt(v.late, ".0f"), v.reasons or "")
                   for v in verdicts)
     figures = []
-    fig = soak_figure(soak.timeseries(load))
+    fig = soak_figure(soak.timeseries(load), verdicts[0].judge_from_s if verdicts else None)
     if fig is not None:
         figures.append(("soak_rss_open_files", "Server RSS and open files over time",
                         "Highest RSS and open files per 10 s of the measurement, per transport "
-                        "(one server process each). A line that keeps rising after the rings "
-                        "are full is a leak.", plots.to_png(fig)))
+                        "(one server process each); growth is judged right of the dotted line, "
+                        "once the retention rings are full. A line that keeps rising there is a "
+                        "leak.", plots.to_png(fig)))
     return ExtraSection(f"Soak{' (run ' + run.label + ')' if run.label else ''}", tuple(text),
                         ((columns, cells),), tuple(figures))
 

@@ -28,7 +28,7 @@ def test_faults_scenario_recovers(tmp_path: Path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "duplexbench", "run", str(scenario), "--transports", "sse",
-         "--out", str(out), "--quiet", "--no-report"],
+         "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=scaled(150))
     summary = pd.read_csv(out / "summary.csv")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
@@ -43,3 +43,6 @@ def test_faults_scenario_recovers(tmp_path: Path):
     events = [f["events"][0] for f in meta["faults"]]
     assert events[0]["new_pid"] != events[0]["old_pid"] and events[0]["exit_code"] == 0
     assert (out / "points" / "000-sse-r0" / "server-restarts.log").exists()
+    report = (out / "report.md").read_text()  # the Faults section of report/resilience.py
+    assert "## Faults" in report and "2 of 2 fault points recovered" in report
+    assert "| SSE | restart-sigterm |" in report and "faults_deliveries.png" in report
