@@ -50,13 +50,15 @@ es.addEventListener("reset", (e) => { window.resets.push(JSON.parse(e.data)); })
 
 
 def _playwright():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    """(sync_playwright, chromium path), or skip saying what is missing."""
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not executable:
+        pytest.skip(f"no Chromium at {CHROMIUM} or on PATH (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    return sync_playwright
+    return sync_playwright, executable
 
 
 class _PageServer:
@@ -128,7 +130,7 @@ def _wait(predicate, seconds: float, what: str) -> None:
 
 
 def test_eventsource_survives_two_restarts():
-    sync_playwright = _playwright()
+    sync_playwright, executable = _playwright()
     with _PageServer() as pages:
         args = ["--allow-origin", pages.origin, "--heartbeat", "1"]
         server = ServerProcess("all", args=args).start()
@@ -138,7 +140,7 @@ def test_eventsource_survives_two_restarts():
         publisher.url = server.url
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
                                             headless=True)
                 try:
                     page = browser.new_page()
