@@ -111,6 +111,8 @@ class Session:
     def _spec_fields(self, point: LoadPoint) -> dict:
         fields = self.layout.spec_fields() if self.engine == "native" else {}
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
+        if self.scenario.faults is not None:  # the clients' back-off ([faults] table)
+            fields.update(self.scenario.faults.spec_fields())
         return fields
 
     # Start and finish ----------------------------------------------------------

@@ -12,6 +12,8 @@ workload, so every transport meets the same fault at the same second.
     count = 1         # how many times
     every_s = 6.0     # between repeats (count > 1)
     down_s = 0.5      # restart: seconds between the old process gone and the new one started
+    reconnect_min_s = 0.1   # the clients' back-off: exponential with full jitter,
+    reconnect_max_s = 5.0   # between these (LoadSpec fields of the same names)
 
 A restart starts a new server process on the SAME port (clients reconnect to
 the URL they know); the new process has a new epoch, so clients' cursors reset
@@ -31,7 +33,7 @@ FAULT_KINDS = ("restart-sigterm", "restart-sigkill", "cut")
 #: Only a SIGKILL may lose acknowledged messages: what the killed process had
 #: acknowledged but not yet written is gone (issue "graceful restart" point).
 _LOSSY = ("restart-sigkill",)
-_KEYS = ("kind", "at_s", "count", "every_s", "down_s")
+_KEYS = ("kind", "at_s", "count", "every_s", "down_s", "reconnect_min_s", "reconnect_max_s")
 #: A new server needs ~0.5-1 s to start (python, imports, bind, /healthz); repeats
 #: closer than this would overlap the previous restart.
 MIN_EVERY_S = 2.0
@@ -50,6 +52,8 @@ class FaultOptions:
     count: int = 1
     every_s: float = 5.0
     down_s: float = 0.5
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
 
     def times(self) -> list[float]:
         """Seconds into the measurement at which each fault happens."""
@@ -57,7 +61,12 @@ class FaultOptions:
 
     def to_dict(self) -> dict:
         return {"kind": list(self.kind), "at_s": self.at_s, "count": self.count,
-                "every_s": self.every_s, "down_s": self.down_s}
+                "every_s": self.every_s, "down_s": self.down_s,
+                "reconnect_min_s": self.reconnect_min_s, "reconnect_max_s": self.reconnect_max_s}
+
+    def spec_fields(self) -> dict:
+        """LoadSpec fields (clients/spec.py) the clients' reconnection takes from here."""
+        return {"reconnect_min_s": self.reconnect_min_s, "reconnect_max_s": self.reconnect_max_s}
 
 
 def loss_allowed(kind: str) -> bool:
@@ -96,15 +105,25 @@ def parse_faults(table: object, duration_s: float) -> FaultOptions:
         count=count,
         every_s=_number(table, "every_s", FaultOptions.every_s, positive=True),
         down_s=_number(table, "down_s", FaultOptions.down_s),
+        reconnect_min_s=_number(table, "reconnect_min_s", FaultOptions.reconnect_min_s,
+                                positive=True),
+        reconnect_max_s=_number(table, "reconnect_max_s", FaultOptions.reconnect_max_s,
+                                positive=True),
     )
+    if options.reconnect_max_s < options.reconnect_min_s:
+        raise FaultError(f"key 'faults.reconnect_max_s': expected at least reconnect_min_s "
+                         f"({options.reconnect_min_s:g}), got {options.reconnect_max_s:g}")
     if count > 1 and options.every_s < max(MIN_EVERY_S, options.down_s + MIN_EVERY_S):
         raise FaultError(f"key 'faults.every_s': expected at least down_s + {MIN_EVERY_S:g} s "
                          f"between repeated faults (a new server needs time to start), "
                          f"got {options.every_s:g}")
     last = options.times()[-1]
-    # The clients need time after the last fault to come back and be seen receiving.
-    if last + options.down_s + 1.0 > duration_s:
+    # A client may draw the longest back-off (reconnect_max_s) just before the new server is
+    # up: the measurement must still be running when it comes back, or it reads as unrecovered.
+    need = last + options.down_s + options.reconnect_max_s + 1.0
+    if need > duration_s:
         raise FaultError(f"key 'faults.at_s': the last fault (at {last:g} s, down {options.down_s:g} s) "
-                         f"must end at least 1 s before the measurement does "
-                         f"(duration_s = {duration_s:g})")
+                         f"plus the longest back-off (reconnect_max_s = {options.reconnect_max_s:g} s) "
+                         f"and 1 s must end before the measurement does: duration_s >= {need:g}, "
+                         f"got {duration_s:g}")
     return options

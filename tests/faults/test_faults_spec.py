@@ -8,9 +8,9 @@ from duplexbench.faults import FAULT_KINDS, FaultOptions, loss_allowed
 from duplexbench.scenario import ScenarioError, load_scenario, parse_scenario
 
 
-def _scenario(**faults):
-    return parse_scenario({"name": "f", "transports": ["sse"], "clients": 5, "duration_s": 10.0,
-                           "faults": faults})
+def _scenario(duration_s=10.0, **faults):
+    return parse_scenario({"name": "f", "transports": ["sse"], "clients": 5,
+                           "duration_s": duration_s, "faults": faults})
 
 
 def test_shipped_faults_scenario_sweeps_every_kind_on_every_transport():
@@ -23,9 +23,17 @@ def test_shipped_faults_scenario_sweeps_every_kind_on_every_transport():
 
 
 def test_defaults_and_times():
-    options = _scenario(kind="cut", at_s=2.0, count=3, every_s=2.5).faults
-    assert options == FaultOptions(kind=("cut",), at_s=2.0, count=3, every_s=2.5, down_s=0.5)
+    options = _scenario(kind="cut", at_s=2.0, count=3, every_s=2.5, duration_s=14.0).faults
+    assert options == FaultOptions(kind=("cut",), at_s=2.0, count=3, every_s=2.5, down_s=0.5,
+                                   reconnect_min_s=0.1, reconnect_max_s=5.0)
     assert options.times() == [2.0, 4.5, 7.0]
+    assert options.spec_fields() == {"reconnect_min_s": 0.1, "reconnect_max_s": 5.0}
+
+
+def test_the_window_after_the_last_fault_covers_the_longest_back_off():
+    with pytest.raises(ScenarioError, match=r"duration_s >= 9\.5"):
+        _scenario(at_s=3.0, duration_s=9.0)
+    assert _scenario(at_s=3.0, reconnect_max_s=2.0, duration_s=7.0).faults.reconnect_max_s == 2.0
 
 
 def test_no_table_no_fault():
@@ -43,7 +51,9 @@ def test_no_table_no_fault():
     ({"at_s": True}, "faults.at_s"),
     ({"count": 0}, "faults.count"),
     ({"down_s": "1"}, "faults.down_s"),
-    ({"at_s": 9.5}, "at least 1 s before the measurement"),
+    ({"at_s": 9.5}, "longest back-off"),
+    ({"reconnect_min_s": 0}, "faults.reconnect_min_s"),
+    ({"reconnect_min_s": 2.0, "reconnect_max_s": 1.0}, "faults.reconnect_max_s"),
     ({"count": 2, "every_s": 1.0}, "faults.every_s"),
     ({"kinds": "cut"}, "unknown key 'faults.kinds'"),
 ])
