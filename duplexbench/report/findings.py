@@ -359,6 +359,15 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
                                (transport,), ())
         where = describe_point(point, swept_axes(agg))
         va, vb = at_point(a, point).iloc[0], at_point(b, point).iloc[0]
+        bad = [f"run {label}: {row.get('validity')}" for label, row in
+               ((base.label, va), (other.label, vb))
+               if "validity" in row and row.get("validity") and not comparable(row.get("validity"))]
+        if bad:
+            findings.append(Finding(
+                f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: not compared "
+                f"({'; '.join(bad)}): the figures there do not describe the server.",
+                best=transport, kind="not-comparable"))
+            continue
         parts = []
         for column in metrics:
             metric, x, y = by_column[column], va[column], vb[column]

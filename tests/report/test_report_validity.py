@@ -71,3 +71,12 @@ def test_repeats_that_disagree_are_a_tie(model_run):
     cpu = [f for f in findings.run_findings(load_run_dir(run_dir))
            if f.metric == "server_cpu_s_per_1k"][0]
     assert cpu.kind == "tie" and "the repeats disagree" in cpu.text, cpu.text
+
+
+def test_run_vs_run_skips_a_point_that_cannot_be_compared(model_run):
+    a = load_run_dir(model_run("a"), label="A")
+    b = load_run_dir(model_run("b", client_cpu_pct={("sse", 500, 10.0): 99.0}), label="B")
+    result = {f.best: f for f in findings.compare_runs(a, b)}
+    assert result["sse"].kind == "not-comparable"
+    assert "run B: loadgen-saturated" in result["sse"].text
+    assert result["websocket"].kind == "run-vs-run"
