@@ -25,6 +25,7 @@ import pandas as pd
 
 from duplexbench.report import colors
 from duplexbench.report.derived import (
+    AXES,
     ReferencePoint,
     aggregate,
     at_point,
@@ -331,8 +332,32 @@ def run_findings(run: ReportRun) -> list[Finding]:
             frame = pd.concat([frame, noise.set_index(frame.index)], axis=1)
         except Exception:  # noise is a refinement; the 5% floor still applies
             pass
+    frame, dropped = _drop_bad_repeats(frame)
+    if dropped:
+        findings.append(Finding(
+            f"Left out of the comparisons: {dropped} (the other repeats of those points "
+            "are used).", kind="note"))
     agg = aggregate(frame)
     return findings + transport_findings(agg, frame=frame)
+
+
+def _drop_bad_repeats(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Repeats that cannot be compared, dropped where their point has a comparable repeat.
+
+    A point whose every repeat is bad keeps them: it is then named as not comparable.
+    """
+    if frame.empty or "validity" not in frame.columns or frame["repeat"].nunique() < 2:
+        return frame, ""
+    keys = ["transport", *AXES]
+    good = frame["validity"].map(comparable)
+    has_good = good.groupby([frame[k].astype(str) for k in keys]).transform("any")
+    drop = ~good & has_good
+    if not drop.any():
+        return frame, ""
+    named = "; ".join(
+        f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, repeat "
+        f"{int(row['repeat']) + 1} ({row['validity']})" for _, row in frame[drop].iterrows())
+    return frame[~drop], named
 
 
 #: Metrics compared between runs (run B vs run A): the ones a change is judged by.

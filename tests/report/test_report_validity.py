@@ -80,3 +80,18 @@ def test_run_vs_run_skips_a_point_that_cannot_be_compared(model_run):
     assert result["sse"].kind == "not-comparable"
     assert "run B: loadgen-saturated" in result["sse"].text
     assert result["websocket"].kind == "run-vs-run"
+
+
+def test_a_bad_repeat_is_left_out_and_named(model_run):
+    run_dir = model_run("rep2", transports=("longpoll", "websocket"))
+    summary = pd.read_csv(run_dir / "summary.csv")
+    again = summary.assign(repeat=1)
+    hot = (again["transport"] == "websocket") & (again["clients"] == 500)
+    again.loc[hot, "client_cpu_pct"] = 99.0
+    again.loc[hot, "server_cpu_s"] = 1000.0  # nonsense that must not reach a finding
+    pd.concat([summary, again]).to_csv(run_dir / "summary.csv", index=False)
+    result = findings.run_findings(load_run_dir(run_dir))
+    notes = [f.text for f in result if f.kind == "note"]
+    assert any("WebSocket at 500 subscribers, repeat 2 (loadgen-saturated)" in t for t in notes)
+    cpu = [f for f in result if f.metric == "server_cpu_s_per_1k"][0]
+    assert cpu.best == "websocket" and "at 500 subscribers" in cpu.text
