@@ -41,6 +41,8 @@ __all__ = [
     "compare_repeats",
     "compare_samples",
     "mann_whitney_p",
+    "repeat_spread",
+    "tail_is_stable",
     "thin",
 ]
 
@@ -257,3 +259,34 @@ def compare_counts(
         way = _direction(cr - br, th)  # the rate decides, not totals over different runs
         word, reason = (way, "rate at least doubled") if bigger else (SAME, "below minimum change")
     return Verdict(word, b, c, _relative(b, c), delta, None, None, reason, len(baseline), len(current))
+
+
+def repeat_spread(groups: Sequence[np.ndarray], q: float) -> tuple[float, float]:
+    """How far one side's repeats disagree on a quantile: (relative, absolute) spread.
+
+    The quantile of each repeat on its own; absolute = max - min, relative = that over their
+    median. Measured on the baseline side of an interleaved A/B run it is the A-vs-A noise of
+    the statistic on this machine right now.
+    """
+    per_repeat = np.array([np.quantile(g, q) for g in groups if len(g)], dtype=float)
+    if len(per_repeat) == 0:
+        return math.nan, math.nan
+    spread = float(per_repeat.max() - per_repeat.min())
+    middle = float(np.median(per_repeat))
+    return (spread / middle if middle > 0 else math.inf), spread
+
+
+#: Fewer repeats cannot tell a stable tail from a lucky one.
+MIN_REPEATS_FOR_TAIL = 3
+
+
+def tail_is_stable(groups: Sequence[np.ndarray], q: float, th: Threshold) -> tuple[bool, str]:
+    """May a tail quantile gate? Only when the baseline's own repeats agree on it better than
+    the change that would be called: relative spread < ``th.rel`` and absolute < ``th.abs``,
+    over at least ``MIN_REPEATS_FOR_TAIL`` repeats. Returns (stable, why) for the notes."""
+    n = sum(1 for g in groups if len(g))
+    if n < MIN_REPEATS_FOR_TAIL:
+        return False, f"{n} baseline repeat(s), stability needs >= {MIN_REPEATS_FOR_TAIL}"
+    rel, spread = repeat_spread(groups, q)
+    text = f"baseline repeats spread {rel * 100:.0f}% / {spread:.3g} (limit {th.rel * 100:.0f}% / {th.abs:g})"
+    return (rel < th.rel and spread < th.abs), text
