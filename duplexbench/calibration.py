@@ -49,7 +49,7 @@ WARMUP_ROUND_TRIPS = 200
 #: Paced round trips wanted at the scenario's rate (p50 from 300 samples: +-~3 % of the value);
 #: the duration follows from the rate, within these bounds (a 1 msg/s scenario must not cost
 #: minutes: its floor is then estimated from fewer samples, recorded in ``samples``).
-AT_RATE_SAMPLES = 300
+AT_RATE_SAMPLES = 250
 AT_RATE_MIN_S, AT_RATE_MAX_S = 1.0, 3.0
 #: Paced round trips dropped first (connection set-up, first wake-ups).
 AT_RATE_WARMUP = 20

@@ -15,10 +15,9 @@ compares the ones both runs have.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -26,25 +25,27 @@ import numpy as np
 import pandas as pd
 
 from . import SCHEMA_VERSION
+from .comparable import ALWAYS_JUDGED, split_repeats
 from .results import Run, RunError, is_complete, load_run
-from .stats import BETTER, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
+from .stats import (BETTER, WORSE, Threshold, Verdict, compare_counts, compare_repeats,
+                    compare_samples, tail_is_stable)
 
 __all__ = [
     "METRICS",
+    "MISSING",
+    "UNJUDGED",
     "Comparison",
     "InputError",
     "MetricSpec",
     "Row",
     "compare_runs",
-    "format_markdown",
-    "format_text",
     "main",
     "resolve_run",
-    "summary_line",
-    "to_json",
 ]
 
 MISSING = "missing"
+#: A metric whose repeats cannot carry a verdict (duplexbench/comparable.py); the row says why.
+UNJUDGED = "unjudged"
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,13 @@ class MetricSpec:
     column: str = ""  # samples.parquet column, for kind "samples"
     quantile: float = 0.5
     latency: bool = False  # scaled by --normalize
+    tail: bool = False  # gates in A/B mode where the baseline repeats show it stable
 
 
-def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool) -> MetricSpec:
-    return MetricSpec(name, "samples", Threshold(rel, abs_ms), gate, column, q, latency=True)
+def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool,
+         tail: bool = False) -> MetricSpec:
+    return MetricSpec(name, "samples", Threshold(rel, abs_ms), gate, column, q, latency=True,
+                      tail=tail)
 
 
 def _rep(name: str, rel: float, absolute: float, gate: bool = True, worse_up: bool = True,
@@ -74,18 +78,20 @@ METRICS: tuple[MetricSpec, ...] = (
     # Latency, judged on raw samples. Only medians gate: on a shared 2-core machine two runs of
     # the same build moved p90 by +50 % (+2 ms) and p99 by +60 %, consistently across repeats,
     # while medians stayed within +0.8 ms. A 2 ms delay moves the median by >= 2 ms (x2 margin).
-    # The tails are reported, marked "(info)"; docs/regression.md says how to gate them.
+    # Against a committed baseline the tails are reported, marked "(info)"; in A/B mode
+    # (duplexbench/abtest.py) p90 and p99 gate where the baseline's own repeats agree on them
+    # better than the threshold (tail=True; stats.tail_is_stable). p99.9 never: ~ the maximum.
     _lat("lat_p50_ms", "latency_ms", 0.50, 0.25, 1.0, True),
-    _lat("lat_p90_ms", "latency_ms", 0.90, 0.50, 2.0, False),
-    _lat("lat_p99_ms", "latency_ms", 0.99, 1.00, 5.0, False),
+    _lat("lat_p90_ms", "latency_ms", 0.90, 0.50, 2.0, False, tail=True),
+    _lat("lat_p99_ms", "latency_ms", 0.99, 1.00, 5.0, False, tail=True),
     _lat("lat_p999_ms", "latency_ms", 0.999, 1.00, 10.0, False),
     _rep("lat_mean_ms", 0.25, 1.0, gate=False, latency=True),
     _rep("lat_max_ms", 1.00, 10.0, gate=False, latency=True),
     # From the actual send time: the server's share, without the publisher's own lateness
     # (the most stable latency figure: +-0.1 ms between runs of the same build).
     _lat("sent_p50_ms", "latency_sent_ms", 0.50, 0.25, 1.0, True),
-    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.50, 2.0, False),
-    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 1.00, 5.0, False),
+    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.50, 2.0, False, tail=True),
+    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 1.00, 5.0, False, tail=True),
     # Open-loop publishing: throughput is the offered rate unless something broke; tight.
     _rep("throughput_msgs_s", 0.03, 1.0, worse_up=False),
     # Per-message costs are nearly deterministic (heartbeats and handshakes amortised over
@@ -102,11 +108,15 @@ METRICS: tuple[MetricSpec, ...] = (
     _rep("pub_http_requests_per_msg", 0.05, 0.05),
     # Server resources: process CPU time varies with cache and frequency contention.
     _rep("server_cpu_pct", 0.30, 5.0),
-    _rep("server_rss_mb_max", 0.25, 20.0),
+    _rep("server_rss_mib_max", 0.25, 20.0),
+    _rep("server_rss_mb_max", 0.25, 20.0),  # runs recorded before MiB (a metric on neither side is skipped)
     _rep("server_connections_max", 0.10, 2.0, gate=False),
     _rep("client_cpu_pct", 0.30, 5.0, gate=False),  # the load generator is not under test
     MetricSpec("lost", "count", Threshold(0, 0)),
     MetricSpec("duplicated", "count", Threshold(0, 0)),
+    # Arrived after the drain bound: a symptom worth showing, too noise-prone to gate alone
+    # (a point late in every current repeat and no baseline one gates as `validity`).
+    MetricSpec("late", "count", Threshold(0, 0), gate=False),
     MetricSpec("reordered", "count", Threshold(0, 0), gate=False),
     MetricSpec("reconnects", "count", Threshold(0, 0), gate=False),
 )
@@ -134,10 +144,11 @@ class Row:
     transport: str
     point: str  # load point label, e.g. "20c 200/s 64B"
     metric: str
-    status: str  # better | same | worse | missing
+    status: str  # better | same | worse | missing | unjudged
     gated: bool
     verdict: Verdict | None = None
     note: str = ""
+    why: str = ""  # for unjudged: which side's validity, e.g. "current loadgen-saturated"
 
     @property
     def regression(self) -> bool:
@@ -279,35 +290,56 @@ def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
 
 
 def _normalisation(base: Run, cur: Run) -> tuple[float, str]:
-    """Factor current latencies are divided by: ratio of the runs' TCP echo round trips."""
-    key = "tcp_echo_rtt_us_p50"
-    b = (base.meta.get("calibration") or {}).get(key)
-    c = (cur.meta.get("calibration") or {}).get(key)
-    if not b or not c:
-        side = "baseline" if not b else "current"
-        raise InputError(f"--normalize: the {side} run has no calibration "
-                         f"(meta.json calibration.{key}); re-run it with this duplexbench")
-    factor = float(c) / float(b)
-    note = (f"normalised: current latencies divided by {factor:.3f} (TCP echo p50 "
-            f"{float(c):.1f} us current vs {float(b):.1f} us baseline)")
+    """Factor current latencies are divided by: ratio of the runs' echo floors, measured in
+    the scenario's regime (its rate, its pinning; duplexbench/calibration.py). The hot-loop
+    figure of older runs describes another regime (~20 us against ~240 us at 100 msg/s), so
+    a run without the at-rate figure cannot be normalised."""
+    key = "echo_at_rate_us_p50"
+    cals = [(name, run.meta.get("calibration") or {}) for name, run in
+            (("baseline", base), ("current", cur))]
+    for side, cal in cals:
+        if not cal.get(key):
+            what = ("only the hot-loop echo (recorded before the at-rate calibration)"
+                    if cal.get("tcp_echo_rtt_us_p50") else "no calibration")
+            fix = "refresh it (make baseline)" if side == "baseline" else "re-run it"
+            raise InputError(f"--normalize: the {side} run has {what}; normalising needs "
+                             f"meta.json calibration.{key}, the echo at the scenario's rate "
+                             f"and pinning: {fix} with this duplexbench")
+    b, c = float(cals[0][1][key]), float(cals[1][1][key])
+    factor = c / b
+    note = (f"normalised: current latencies divided by {factor:.3f} (TCP echo p50 at the "
+            f"scenario's rate {c:.1f} us current vs {b:.1f} us baseline)")
+    rates = [(cal.get("echo_at_rate") or {}).get("rate_hz") for _, cal in cals]
+    if rates[0] != rates[1]:
+        note += f"; the echoes ran at different rates ({rates[0]} vs {rates[1]} Hz)"
     return factor, note
 
 
-def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
+def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
-                   factor: float) -> list[Row]:
+                   factor: float, gate_tails: bool) -> tuple[list[Row], list[str]]:
+    """Rows for one load point, and notes (left-out repeats, tails not gated)."""
+    split = split_repeats(b_all, c_all)
+    notes = [f"{transport} {label}: {n}" for n in split.notes]
     rows: dict[str, Row] = {}
 
     def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
         v = pd.to_numeric(frame[spec.name], errors="coerce").to_numpy(dtype=float)
         return v / scale if spec.latency else v
 
+    def judged_on(spec: MetricSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if spec.name in ALWAYS_JUDGED or split.why:  # unjudged rows still show all values
+            return b_all, c_all
+        return split.base, split.current
+
+    specs = [s for s in specs if s.name in b_all or s.name in c_all or s.kind == "samples"]
     # Latency quantiles of one samples column share one bootstrap (same resamples).
     by_column: dict[str, list[MetricSpec]] = {}
     for spec in specs:
         if spec.kind == "samples":
             by_column.setdefault(spec.column, []).append(spec)
     for column, group in by_column.items():
+        b_rows, c_rows = judged_on(group[0])
         b_groups = _sample_groups(base, b_rows, column, 1.0)
         c_groups = _sample_groups(cur, c_rows, column, factor)
         if b_groups is None or c_groups is None:
@@ -315,11 +347,17 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_
         verdicts = compare_samples(b_groups, c_groups, [(s.quantile, s.threshold) for s in group],
                                    alpha=alpha)
         for spec, verdict in zip(group, verdicts):
-            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict)
+            gated, note = spec.gate, ""
+            if gate_tails and spec.tail:
+                stable, text = tail_is_stable(b_groups, spec.quantile, spec.threshold)
+                gated = stable
+                note = f"tail {'gated' if stable else 'not gated (unstable)'}: {text}"
+            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, gated, verdict, note)
 
     for spec in specs:
         if spec.name in rows:
             continue
+        b_rows, c_rows = judged_on(spec)
         if spec.name not in b_rows or spec.name not in c_rows:
             rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate, note="no column")
             continue
@@ -348,7 +386,15 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_
             if spec.kind == "samples":
                 note = "from per-repeat summary (no samples)"
         rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
-    return [rows[s.name] for s in specs]
+    out = [rows[s.name] for s in specs]
+    if split.why:  # no comparable repeat on a side: show the values, call nothing
+        out = [r if r.metric in ALWAYS_JUDGED or r.status == MISSING
+               else replace(r, status=UNJUDGED, why=split.why) for r in out]
+        notes.append(f"{transport} {label}: not judged ({split.why}): its figures describe "
+                     "something other than the server under test")
+    if split.broken:
+        out.append(Row(transport, label, "validity", WORSE, True, None, split.broken))
+    return out, notes
 
 
 def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> float:
@@ -372,8 +418,11 @@ def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataF
 
 
 def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
-                 normalize: bool = False) -> Comparison:
-    """Every metric of every load point both runs have; notes for everything else."""
+                 normalize: bool = False, gate_tails: bool = False) -> Comparison:
+    """Every metric of every load point both runs have; notes for everything else.
+
+    ``gate_tails`` (A/B mode): p90/p99 gate where the baseline's repeats show them stable.
+    """
     notes: list[str] = []
     specs = [_apply_min_change(s, min_change) for s in METRICS]
     factor = 1.0
@@ -397,7 +446,10 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             notes.append(f"{transport} {label}: only in the {side} run, not compared")
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
-        rows += _compare_point(b_index, c_index, b_rows, c_rows, transport, label, specs, alpha, factor)
+        point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
+                                                 label, specs, alpha, factor, gate_tails)
+        rows += point_rows
+        notes += point_notes
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
@@ -430,139 +482,6 @@ def _meta_notes(base: Run, cur: Run, normalize: bool) -> list[str]:
     if len(warnings) > 3:
         notes.append(f"current run: {len(warnings) - 3} more warnings in its meta.json")
     return notes
-
-
-# ---------------------------------------------------------------------------
-# Output
-
-
-def _num(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
-
-
-def _pct(row: Row) -> str:
-    v = row.verdict
-    if v is None:
-        return "-"
-    if math.isnan(v.change):
-        return f"{v.delta:+.4g}"
-    return f"{v.change * 100:+.1f}%"
-
-
-def _p(row: Row) -> str:
-    p = row.verdict.p_value if row.verdict else None
-    if p is None:
-        return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _word(row: Row) -> str:
-    if row.status in (BETTER, WORSE) and not row.gated:
-        return f"{row.status} (info)"
-    return row.status
-
-
-def _cells(row: Row) -> list[str]:
-    v = row.verdict
-    return [row.transport, row.point, row.metric, _num(v.baseline if v else None),
-            _num(v.current if v else None), _pct(row), _p(row), _word(row)]
-
-
-HEADER = ["transport", "point", "metric", "baseline", "current", "change", "p", "verdict"]
-
-
-def _p_clause(row: Row) -> str:
-    """", p=0.003" / ", p<0.001" for sample-based verdicts, "" where no test was made."""
-    text = _p(row)
-    return "" if text == "-" else (f", p{text}" if text.startswith("<") else f", p={text}")
-
-
-def _regression_text(comp: Comparison, row: Row) -> str:
-    where = f"{row.transport} [{row.point}]" if comp.multi_point else row.transport
-    v = row.verdict
-    change = _pct(row) if math.isnan(v.change) or abs(v.change) < 0.1 else f"{v.change * 100:+.0f}%"
-    p = _p_clause(row)
-    return f"{where} {row.metric} {change}" + (f" ({p[2:]})" if p else "")
-
-
-def summary_line(comp: Comparison) -> str:
-    regs = comp.regressions
-    if regs:
-        return "REGRESSION: " + "; ".join(_regression_text(comp, r) for r in regs)
-    compared = sum(1 for r in comp.rows if r.status != MISSING)
-    return f"OK: no regression ({compared} metrics compared)"
-
-
-def format_text(comp: Comparison) -> str:
-    table = [HEADER] + [_cells(r) for r in comp.rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    lines = [f"baseline: {comp.baseline.path} ({comp.baseline.run_id})",
-             f"current:  {comp.current.path} ({comp.current.run_id})", ""]
-    for line in table:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    if comp.notes:
-        lines += [""] + [f"note: {n}" for n in comp.notes]
-    lines += ["", summary_line(comp)]
-    return "\n".join(lines)
-
-
-def format_markdown(comp: Comparison) -> str:
-    regs = comp.regressions
-    head = f"{len(regs)} regression(s)" if regs else "no regression"
-    lines = [f"## duplexbench regression check: {'FAIL' if regs else 'PASS'}, {head}", "",
-             f"Baseline `{comp.baseline.run_id}` ({_git(comp.baseline)}) vs current "
-             f"`{comp.current.run_id}` ({_git(comp.current)}).", ""]
-    if regs:
-        lines += ["### Regressions", ""]
-        for r in regs:
-            v = r.verdict
-            lines.append(f"- **{r.transport}** `{r.metric}` ({r.point}): {_num(v.baseline)} -> "
-                         f"{_num(v.current)} ({_pct(r)}{_p_clause(r)}; {v.reason})")
-        lines.append("")
-    changed = [r for r in comp.rows if r.status in (BETTER, WORSE, MISSING)]
-    if changed:
-        lines += ["### Changes", "", _md_table(changed), ""]
-    lines += ["<details><summary>All metrics</summary>", "", _md_table(comp.rows), "",
-              "</details>", ""]
-    if comp.notes:
-        lines += ["### Notes", ""] + [f"- {n}" for n in comp.notes] + [""]
-    lines += ["A metric is *worse* only when its change passes a minimum change, a significance "
-              "test and is consistent across repeats; `(info)` metrics never fail the check. "
-              "See docs/regression.md.", "", f"`{summary_line(comp)}`", ""]
-    return "\n".join(lines)
-
-
-def _md_table(rows: Sequence[Row]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for r in rows:
-        cells = _cells(r)
-        if r.regression:
-            cells[-1] = f"**{cells[-1]}**"
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def _git(run: Run) -> str:
-    git = run.meta.get("git") or {}
-    commit = str(git.get("commit") or "unknown commit")[:10]
-    return commit + (" dirty" if git.get("dirty") else "")
-
-
-def to_json(comp: Comparison) -> dict:
-    def row(r: Row) -> dict:
-        d = {"transport": r.transport, "point": r.point, "metric": r.metric, "status": r.status,
-             "gated": r.gated, "regression": r.regression, "note": r.note}
-        if r.verdict:
-            d.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                      for k, v in asdict(r.verdict).items() if k != "verdict"})
-        return d
-
-    return {"baseline": str(comp.baseline.path), "current": str(comp.current.path),
-            "regression": bool(comp.regressions), "summary": summary_line(comp),
-            "regressions": [row(r) for r in comp.regressions],
-            "rows": [row(r) for r in comp.rows], "notes": list(comp.notes)}
 
 
 # ---------------------------------------------------------------------------
@@ -609,11 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"duplexbench compare: error: {exc}", file=sys.stderr)
         return 2
+    from .compare_output import format_text, write_outputs  # it imports this module
+
     print(format_text(comp))
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(format_markdown(comp), encoding="utf-8")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(to_json(comp), indent=2) + "\n", encoding="utf-8")
+    write_outputs(comp, args.markdown, args.json)
     return 1 if comp.regressions else 0
