@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         comp = compare_runs(resolve_run(out / "base"), resolve_run(out / "current"),
-                            alpha=args.alpha, min_change=args.min_change, gate_tails=True)
+                            alpha=args.alpha, min_change=args.min_change, paired=True)
     except InputError as exc:
         console.error(f"duplexbench ab: cannot compare: {exc}")
         return EXIT_INPUT

@@ -27,8 +27,8 @@ import pandas as pd
 from . import SCHEMA_VERSION
 from .comparable import ALWAYS_JUDGED, split_repeats
 from .results import Run, RunError, is_complete, load_run
-from .stats import (BETTER, WORSE, Threshold, Verdict, compare_counts, compare_repeats,
-                    compare_samples, tail_is_stable)
+from .stats import (BETTER, WORSE, Threshold, Verdict, compare_counts, compare_paired,
+                    compare_repeats, compare_samples, tail_is_stable)
 
 __all__ = [
     "METRICS",
@@ -317,10 +317,18 @@ def _normalisation(base: Run, cur: Run) -> tuple[float, str]:
 
 def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
-                   factor: float, gate_tails: bool) -> tuple[list[Row], list[str]]:
+                   factor: float, paired: bool) -> tuple[list[Row], list[str]]:
     """Rows for one load point, and notes (left-out repeats, tails not gated)."""
     split = split_repeats(b_all, c_all)
     notes = [f"{transport} {label}: {n}" for n in split.notes]
+    if paired and not split.why and "repeat" in b_all and "repeat" in c_all:
+        # Pairs stay pairs: a repeat left out on one side takes its partner with it.
+        common = set(split.base["repeat"]) & set(split.current["repeat"])
+        if common:
+            split = replace(split, base=split.base[split.base["repeat"].isin(common)].sort_values("repeat"),
+                            current=split.current[split.current["repeat"].isin(common)].sort_values("repeat"))
+        else:
+            split = replace(split, why="no repeat pair comparable on both sides")
     rows: dict[str, Row] = {}
 
     def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
@@ -344,11 +352,14 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
         c_groups = _sample_groups(cur, c_rows, column, factor)
         if b_groups is None or c_groups is None:
             continue  # falls back to the per-repeat summary values below
-        verdicts = compare_samples(b_groups, c_groups, [(s.quantile, s.threshold) for s in group],
-                                   alpha=alpha)
+        wanted = [(s.quantile, s.threshold) for s in group]
+        if paired and len(b_groups) == len(c_groups):  # A/B: repeat i of both sides adjacent
+            verdicts = compare_paired(b_groups, c_groups, wanted, alpha=alpha)
+        else:
+            verdicts = compare_samples(b_groups, c_groups, wanted, alpha=alpha)
         for spec, verdict in zip(group, verdicts):
             gated, note = spec.gate, ""
-            if gate_tails and spec.tail:
+            if paired and spec.tail:
                 stable, text = tail_is_stable(b_groups, spec.quantile, spec.threshold)
                 gated = stable
                 note = f"tail {'gated' if stable else 'not gated (unstable)'}: {text}"
@@ -418,10 +429,12 @@ def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataF
 
 
 def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
-                 normalize: bool = False, gate_tails: bool = False) -> Comparison:
+                 normalize: bool = False, paired: bool = False) -> Comparison:
     """Every metric of every load point both runs have; notes for everything else.
 
-    ``gate_tails`` (A/B mode): p90/p99 gate where the baseline's repeats show them stable.
+    ``paired`` (A/B mode, interleaved runs): repeat i of both sides ran back to back, so
+    latency consistency is judged pair by pair (stats.compare_paired), and p90/p99 gate where
+    the baseline's repeats show them stable (stats.tail_is_stable).
     """
     notes: list[str] = []
     specs = [_apply_min_change(s, min_change) for s in METRICS]
@@ -447,7 +460,7 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
         point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
-                                                 label, specs, alpha, factor, gate_tails)
+                                                 label, specs, alpha, factor, paired)
         rows += point_rows
         notes += point_notes
         if min(len(b_rows), len(c_rows)) < 2:

@@ -66,7 +66,7 @@ def test_lost_messages_are_judged_whatever_the_validity(make_run):
 
 def test_tails_carry_their_stability_in_ab_mode(make_run):
     comp = compare_runs(resolve_run(make_run("base", seed=1)), resolve_run(make_run("cur", seed=2)),
-                        gate_tails=True)
+                        paired=True)
     assert not comp.regressions
     for metric in ("lat_p90_ms", "lat_p99_ms", "sent_p90_ms", "sent_p99_ms"):
         row = _rows(comp, "sse", metric)[0]
