@@ -3,10 +3,11 @@
 A figure from a point whose load generator was saturated describes the client; one from a
 point that lost messages or measured an empty window describes a failure. The gate must not
 call such a figure "worse" (a false alarm) or "better" (a false improvement) silently. Each
-summary row carries ``validity`` (one classifier, ``duplexbench/validity.py``; runs recorded
-before it existed are classified here through the same function when it is available):
+summary row carries ``validity`` (one classifier, ``duplexbench/validity.py``, which also
+classifies runs recorded before the column existed):
 
-- repeats whose validity is in ``COMPARABLE`` are judged as usual;
+- repeats whose validity is comparable (``validity.COMPARABLE``: ok, server-saturated) are
+  judged as usual;
 - the others are left out of the judgement of every metric except those in ``ALWAYS_JUDGED``
   (lost, duplicated, late: they *are* the evidence), and the notes say which repeats and why;
 - a metric left with no repeat on a side is ``unjudged`` with the reason in the verdict cell;
@@ -23,41 +24,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .validity import COMPARABLE, validity_column
+
 __all__ = ["ALWAYS_JUDGED", "BROKEN", "COMPARABLE", "Split", "split_repeats", "validities"]
 
-#: Validity classes whose figures describe the server under test.
-COMPARABLE = ("ok", "server-saturated")
 #: Present in every current repeat and no baseline repeat: a regression by itself.
 BROKEN = ("failed", "empty", "lost", "late")
 #: Judged on every repeat whatever its validity: they are the validity evidence.
 ALWAYS_JUDGED = ("lost", "duplicated", "late")
 
 
-def _classify(row: pd.Series) -> str:
-    """Validity of a row recorded without the column (an older run), or "ok" if unknown."""
-    try:
-        from . import validity  # the harness's classifier
-    except ImportError:
-        return "ok"
-    classify = getattr(validity, "classify_row", None) or getattr(validity, "classify", None)
-    if classify is None:
-        return "ok"
-    try:
-        result = classify(row.to_dict())
-    except Exception:  # an old row may lack what the classifier reads: judge it as before
-        return "ok"
-    value = result[0] if isinstance(result, tuple) else getattr(result, "validity", result)
-    return str(value or "ok")
-
-
 def validities(rows: pd.DataFrame) -> list[str]:
-    """One validity per summary row: the recorded column, else the classifier."""
-    out = []
-    for _, row in rows.iterrows():
-        value = row.get("validity")
-        text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
-        out.append(text.strip() or _classify(row))
-    return out
+    """One validity per summary row: the recorded column, else the same classifier."""
+    return [str(v) for v in validity_column(rows)]
 
 
 @dataclass(frozen=True)

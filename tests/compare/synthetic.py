@@ -82,7 +82,7 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                 "message_bytes": 118, "delay_ms": 0, "keepalive": True,
                 "pattern": "fanout", "upstream": "post", "duration_s": 4.0,
                 "sent": 800, "expected": 16000, "delivered": 16000 - lost, "lost": lost,
-                "duplicated": 0, "reordered": 0,
+                "duplicated": 0, "reordered": 0, "late": 0,
                 "throughput_msgs_s": 4000 + 5 * noise,
                 **{f"lat_p{k}_ms": float(np.percentile(lat, q))
                    for k, q in (("50", 50), ("90", 90), ("99", 99), ("999", 99.9))},
@@ -92,7 +92,7 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                    for k, q in (("50", 50), ("90", 90), ("99", 99), ("999", 99.9))},
                 "sent_max_ms": float(sent.max()), "sent_mean_ms": float(sent.mean()),
                 "server_cpu_s": 1.2 + 0.02 * noise, "server_cpu_pct": 30 + 0.5 * noise,
-                "server_rss_mb_max": 60 + 0.3 * noise, "server_connections_max": model.clients + 1,
+                "server_rss_mib_max": 60 + 0.3 * noise, "server_connections_max": model.clients + 1,
                 # Like the real servers: the pad is not part of message_bytes, so it is overhead.
                 "bytes_down_per_msg": 126 + pad + per_request + 0.3 * noise,
                 "bytes_up_per_msg": 0.2 + 90 * req,

@@ -77,13 +77,13 @@ def test_lost_messages_fail(make_run, capsys):
 
 def test_missing_transport_and_metric_are_reported_not_fatal(make_run, capsys):
     base = make_run("base", Model(transports=("longpoll", "sse", "websocket")), seed=1)
-    cur = make_run("cur", Model(drop_columns=("server_rss_mb_max",)), seed=2)
+    cur = make_run("cur", Model(drop_columns=("server_rss_mib_max",)), seed=2)
     status, out, _ = _run(capsys, base, cur)
     assert status == 0, out
     assert "longpoll" in out and "only in the baseline run" in out
-    rss = [line for line in out.splitlines() if " server_rss_mb_max " in line]
+    rss = [line for line in out.splitlines() if " server_rss_mib_max " in line]
     assert len(rss) == 2 and all(line.endswith("missing") for line in rss)
-    assert "note: sse 20c 200/s 64B server_rss_mb_max: no value in current" in out
+    assert "note: sse 20c 200/s 64B server_rss_mib_max: no value in current" in out
 
 
 def test_incomplete_run_is_bad_input(make_run, capsys):
@@ -94,7 +94,7 @@ def test_incomplete_run_is_bad_input(make_run, capsys):
 
 
 def test_schema_mismatch_is_bad_input(make_run, capsys):
-    base, cur = make_run("base", seed=1), make_run("cur", Model(schema_version=2), seed=2)
+    base, cur = make_run("base", seed=1), make_run("cur", Model(schema_version=99), seed=2)
     status, _, err = _run(capsys, base, cur)
     assert status == 2 and "schema mismatch" in err
 
