@@ -375,6 +375,8 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
             continue
         b, c = values(b_rows, spec, 1.0), values(c_rows, spec, factor)
         b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+        if len(b) == 0 and len(c) == 0:
+            continue  # reported by neither run (an optional column): nothing to say
         if len(b) == 0 or len(c) == 0:
             side = "baseline" if len(b) == 0 else "current"
             rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate,
@@ -398,7 +400,7 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
             if spec.kind == "samples":
                 note = "from per-repeat summary (no samples)"
         rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
-    out = [rows[s.name] for s in specs]
+    out = [rows[s.name] for s in specs if s.name in rows]
     if split.why:  # no comparable repeat on a side: show the values, call nothing
         out = [r if r.metric in ALWAYS_JUDGED or r.status == MISSING
                else replace(r, status=UNJUDGED, why=split.why) for r in out]

@@ -25,7 +25,8 @@ from tests._timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+#: Each A/B run takes ~50 s here; pytest's default 120 s timeout is too close on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(240))]
 
 SCENARIO = """\
 name = "ab-tiny"
@@ -84,7 +85,7 @@ def _ab(repo: Path, base: str, out: Path) -> tuple[int, str]:
     done = subprocess.run(
         [sys.executable, "-m", "duplexbench", "ab", base, "--scenario", "ab-tiny.toml",
          "--out", str(out), "--quiet"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=scaled(180))
+        cwd=repo, env=env, capture_output=True, text=True, timeout=scaled(200))
     return done.returncode, done.stdout + done.stderr
 
 
