@@ -180,17 +180,13 @@ def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Co
             side.session.start()
             side.session.writer.meta["ab"] = {**info, "role": side.role}
         a.session.writer.meta["git"] = {"commit": commit, "dirty": False, "rev": base_rev}
-        stopped, in_a_row = "", 0
-        total = 2 * len(points)
-        for number, point in enumerate(points):
-            order = (a, b) if point.repeat % 2 == 0 else (b, a)
-            for k, side in enumerate(order):
-                console.info(f"{side.name} ({side.role}):")
-                result = side.session.run_point(point, 2 * number + k + 1, total)
-                in_a_row = 0 if result.measured else in_a_row + 1
-            if in_a_row >= MAX_CONSECUTIVE_FAILURES:
-                stopped = f"stopped after {in_a_row} failed points in a row"
-                break
+        try:
+            stopped = _interleave(a, b, points, console)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: both runs say so, then go
+            with procs.shielded(redeliver=False):
+                for side in (a, b):
+                    side.session.finish("incomplete", f"{exc or 'interrupted'} (A/B run)")
+            raise
         for side in (a, b):
             bad = side.failures
             status = "failed" if bad or stopped else "complete"
@@ -199,6 +195,21 @@ def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Co
             with procs.shielded(redeliver=False):
                 side.session.finish(status, reason)
     return a, b, stopped
+
+
+def _interleave(a: Side, b: Side, points: Sequence, console: Console) -> str:
+    """Each point for A and B back to back, A first in even repeats; "" or why it stopped."""
+    in_a_row = 0
+    total = 2 * len(points)
+    for number, point in enumerate(points):
+        order = (a, b) if point.repeat % 2 == 0 else (b, a)
+        for k, side in enumerate(order):
+            console.info(f"{side.name} ({side.role}):")
+            result = side.session.run_point(point, 2 * number + k + 1, total)
+            in_a_row = 0 if result.measured else in_a_row + 1
+        if in_a_row >= MAX_CONSECUTIVE_FAILURES:
+            return f"stopped after {in_a_row} failed points in a row"
+    return ""
 
 
 def _failure_verdict(a: Side, b: Side, stopped: str) -> tuple[int, str]:
