@@ -1,4 +1,4 @@
-"""`python -m duplexbench compare BASELINE CURRENT`: the regression gate CI runs.
+"""`python -m duplexbench compare BASELINE CURRENT`: the regression gate's verdicts.
 
 Compares two run directories metric by metric, per transport and load point, and says for each
 whether it got better, stayed the same or got worse; exits 1 when a gated metric got worse, so a
@@ -9,7 +9,10 @@ are in docs/regression.md, which must change with ``METRICS``).
 
 Load points are matched by their parameters (transport, clients, rate, payload, delay,
 keepalive, pattern, upstream), not by their index, so a scenario that gained a point still
-compares the ones both runs have.
+compares the ones both runs have. Used directly against a committed baseline, and by the A/B
+mode (``duplexbench/abtest.py``, ``paired=True``). Repeats whose validity cannot carry a
+verdict are left out (``duplexbench/comparable.py``); outputs are in ``compare_output``,
+run-level notes in ``compare_notes``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import pandas as pd
 
 from . import SCHEMA_VERSION
 from .comparable import ALWAYS_JUDGED, split_repeats
+from .compare_notes import meta_notes, normalisation
 from .results import Run, RunError, is_complete, load_run
-from .stats import (BETTER, WORSE, Threshold, Verdict, compare_counts, compare_paired,
+from .stats import (WORSE, Threshold, Verdict, compare_counts, compare_paired,
                     compare_repeats, compare_samples, tail_is_stable)
 
 __all__ = [
@@ -290,32 +294,6 @@ def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
     return replace(spec, threshold=replace(spec.threshold, rel=min_change / 100.0))
 
 
-def _normalisation(base: Run, cur: Run) -> tuple[float, str]:
-    """Factor current latencies are divided by: ratio of the runs' echo floors, measured in
-    the scenario's regime (its rate, its pinning; duplexbench/calibration.py). The hot-loop
-    figure of older runs describes another regime (~20 us against ~240 us at 100 msg/s), so
-    a run without the at-rate figure cannot be normalised."""
-    key = "echo_at_rate_us_p50"
-    cals = [(name, run.meta.get("calibration") or {}) for name, run in
-            (("baseline", base), ("current", cur))]
-    for side, cal in cals:
-        if not cal.get(key):
-            what = ("only the hot-loop echo (recorded before the at-rate calibration)"
-                    if cal.get("tcp_echo_rtt_us_p50") else "no calibration")
-            fix = "refresh it (make baseline)" if side == "baseline" else "re-run it"
-            raise InputError(f"--normalize: the {side} run has {what}; normalising needs "
-                             f"meta.json calibration.{key}, the echo at the scenario's rate "
-                             f"and pinning: {fix} with this duplexbench")
-    b, c = float(cals[0][1][key]), float(cals[1][1][key])
-    factor = c / b
-    note = (f"normalised: current latencies divided by {factor:.3f} (TCP echo p50 at the "
-            f"scenario's rate {c:.1f} us current vs {b:.1f} us baseline)")
-    rates = [(cal.get("echo_at_rate") or {}).get("rate_hz") for _, cal in cals]
-    if rates[0] != rates[1]:
-        note += f"; the echoes ran at different rates ({rates[0]} vs {rates[1]} Hz)"
-    return factor, note
-
-
 def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
                    factor: float, paired: bool) -> tuple[list[Row], list[str]]:
@@ -443,7 +421,10 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
     specs = [_apply_min_change(s, min_change) for s in METRICS]
     factor = 1.0
     if normalize:
-        factor, note = _normalisation(base, cur)
+        try:
+            factor, note = normalisation(base, cur)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         notes.append(note)
     keys = [c for c in KEY_COLUMNS if c in base.summary and c in cur.summary]
     b_points, c_points = _points(base, keys), _points(cur, keys)
@@ -471,33 +452,9 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
     notes += [f"{r.transport} {r.point} {r.metric}: {r.note}" for r in rows
               if r.note and r.metric != "*"]
-    notes += _meta_notes(base, cur, normalize)
+    notes += meta_notes(base, cur, normalize)
     multi = len({label for _, label in common}) > 1
     return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi)
-
-
-def _meta_notes(base: Run, cur: Run, normalize: bool) -> list[str]:
-    """What a reader must know before trusting the verdicts."""
-    notes = []
-    b_inj, c_inj = base.meta.get("inject") or {}, cur.meta.get("inject") or {}
-    if any(v for v in c_inj.values()):
-        notes.append(f"current run has an injected regression: {c_inj} (DUPLEXBENCH_INJECT_*)")
-    if any(v for v in b_inj.values()):
-        notes.append(f"baseline has an injected regression: {b_inj}; refresh it (make baseline)")
-    b_name = (base.meta.get("scenario") or {}).get("name")
-    c_name = (cur.meta.get("scenario") or {}).get("name")
-    if b_name != c_name:
-        notes.append(f"different scenarios: baseline {b_name!r}, current {c_name!r}")
-    b_cpu, c_cpu = base.meta.get("cpu_model"), cur.meta.get("cpu_model")
-    if not normalize and b_cpu != c_cpu:
-        notes.append(f"different CPUs ({b_cpu!r} vs {c_cpu!r}): latency differences may be the "
-                     "machine; consider --normalize")
-    warnings = list(cur.meta.get("warnings") or [])
-    for text in warnings[:3]:
-        notes.append(f"current run warning: {text}")
-    if len(warnings) > 3:
-        notes.append(f"current run: {len(warnings) - 3} more warnings in its meta.json")
-    return notes
 
 
 # ---------------------------------------------------------------------------
