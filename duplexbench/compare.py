@@ -167,6 +167,7 @@ class Comparison:
     rows: tuple[Row, ...]
     notes: tuple[str, ...]
     multi_point: bool  # several load points per transport: name the point in the summary
+    paired: bool = False  # A/B mode: interleaved repeats, pairwise consistency, stable tails
 
     @property
     def regressions(self) -> list[Row]:
@@ -454,7 +455,7 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
               if r.note and r.metric != "*"]
     notes += meta_notes(base, cur, normalize)
     multi = len({label for _, label in common}) > 1
-    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi)
+    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi, paired)
 
 
 # ---------------------------------------------------------------------------

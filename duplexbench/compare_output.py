@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .compare import MISSING, UNJUDGED, Comparison, Row
+from .results import Run
 from .stats import BETTER, WORSE
 
 __all__ = ["HEADER", "format_markdown", "format_text", "summary_line", "to_json", "write_outputs"]
@@ -123,8 +124,13 @@ def format_markdown(comp: Comparison) -> str:
               "</details>", ""]
     if comp.notes:
         lines += ["### Notes", ""] + [f"- {n}" for n in comp.notes] + [""]
+    if comp.paired:
+        lines += ["A/B mode: both versions' servers ran on this machine, interleaved (A B B A ...), "
+                  "with one load generator; consistency is judged per repeat pair, and p90/p99 "
+                  "gate only where the base's own repeats agree on them (stable tails).", ""]
     lines += ["A metric is *worse* only when its change passes a minimum change, a significance "
-              "test and is consistent across repeats; `(info)` metrics never fail the check. "
+              "test and is consistent across repeats; `(info)` metrics never fail the check; "
+              "`unjudged` rows come from points whose validity cannot carry a verdict. "
               "See docs/regression.md.", "", f"`{summary_line(comp)}`", ""]
     return "\n".join(lines)
 
@@ -142,7 +148,8 @@ def _md_table(rows: Sequence[Row]) -> str:
 def _git(run: Run) -> str:
     git = run.meta.get("git") or {}
     commit = str(git.get("commit") or "unknown commit")[:10]
-    return commit + (" dirty" if git.get("dirty") else "")
+    rev = (run.meta.get("ab") or {}).get("base", {}).get("rev") if git.get("rev") else None
+    return commit + (" dirty" if git.get("dirty") else "") + (f" = {rev}" if rev else "")
 
 
 def to_json(comp: Comparison) -> dict:
