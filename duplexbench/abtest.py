@@ -152,7 +152,7 @@ def _session(scenario: Scenario, out: Path, console: Console, role: str, argv: S
     target = SpawnedTarget(args=scenario.server.to_args(), cpu=plan.server, env=env,
                            src=str(src) if src is not None else None)
     return Session(scenario, out / role, console=console, command="ab", argv=argv,
-                   target=target)
+                   target=target, loadgen_procs=scenario.engine_options.get("loadgen_procs"))
 
 
 def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Console,
