@@ -16,6 +16,11 @@ independent conditions hold (pyperf ``compare_to`` uses the first two, asv the r
    "every current repeat lies beyond every baseline repeat", so one disturbed repeat (a neighbour's
    job, a GC storm) cannot fail the build on its own.
 
+Interleaved A/B runs (``compare_paired``) judge condition 3 pair by pair instead: repeat i of
+both sides ran back to back, and the change must show in two thirds of the pairs. Tail
+quantiles may gate there only where the baseline's own repeats agree on them
+(``tail_is_stable``).
+
 Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
 counts that should be zero (lost messages) use a rule of their own. No I/O here: arrays in,
 ``Verdict`` out, so every rule is tested on synthetic data.
