@@ -301,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         console.error(f"duplexbench ab: cannot compare: {exc}")
         return EXIT_INPUT
-    print(format_text(comp))
     write_outputs(comp, out / "compare.md", out / "compare.json")
     console.always(f"A/B results: {display_path(out)} (compare.md, compare.json, base/, current/)")
+    print(format_text(comp))  # last: its final line is the verdict CI logs are grepped for
     return EXIT_REGRESSION if comp.regressions else EXIT_OK
 
