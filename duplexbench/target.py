@@ -95,11 +95,13 @@ class SpawnedTarget:
     args: Sequence[str] = ()
     cpu: int | None = None
     env: dict[str, str] | None = None
+    #: Another source tree whose servers to run (A/B runs: duplexbench/abtest.py).
+    src: str | None = None
 
     @contextlib.contextmanager
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         server = ServerProcess(Transport(point.transport).server_mount,
-                               args=list(self.args), env=self.env, cpu=self.cpu)
+                               args=list(self.args), env=self.env, cpu=self.cpu, src=self.src)
         try:
             try:
                 server.start()

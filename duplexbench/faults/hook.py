@@ -48,8 +48,10 @@ class PointFaults:
                                   "(not an external --url server)")
 
             def make_server(port: int) -> ServerProcess:
+                # the same server the target started: same options, core and source tree
                 return ServerProcess(Transport(point.transport).server_mount, port=port,
-                                     args=list(target.args), env=target.env, cpu=target.cpu)
+                                     args=list(target.args), env=target.env, cpu=target.cpu,
+                                     src=getattr(target, "src", None))
         else:
             cut = getattr(opened, "cut", None)
             if cut is None:
