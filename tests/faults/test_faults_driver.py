@@ -116,3 +116,22 @@ def test_a_restart_needs_a_way_to_start_servers():
         FaultDriver("restart-sigterm", FaultOptions(), object())
     with pytest.raises(ValueError):
         FaultDriver("cut", FaultOptions(), object())
+
+
+def test_the_hook_refuses_what_it_cannot_do():
+    """A restart needs a server the harness started; a cut needs the proxy in the path."""
+    from types import SimpleNamespace
+
+    from duplexbench.faults.hook import PointFaults
+    from duplexbench.outcome import PointFailed
+    from duplexbench.scenario import load_scenario
+
+    scenario = load_scenario("scenarios/faults.toml")
+    restart, _, cut = scenario.points()[:3]
+    external = SimpleNamespace(url="http://127.0.0.1:1", process=None)
+    with pytest.raises(PointFailed, match="server the harness started"):
+        PointFaults.open(scenario, restart, external, SimpleNamespace(cut=None), object(), None)
+    with pytest.raises(PointFailed, match="network proxy"):
+        PointFaults.open(scenario, cut, external, SimpleNamespace(cut=None), object(), None)
+    healthy = restart.__class__(**{**restart.__dict__, "fault": ""})
+    assert PointFaults.open(scenario, healthy, external, None, object(), None) is None
