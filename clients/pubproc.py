@@ -38,7 +38,6 @@ import ssl
 import sys
 import time
 from collections import deque
-from pathlib import Path
 
 import httptools
 import numpy as np

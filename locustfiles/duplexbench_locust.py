@@ -28,7 +28,6 @@ import os
 import random
 import socket
 import time
-from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import Event
@@ -39,7 +38,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from duplexbench.contract import ContractError, decode_envelope, make_payload, payload_index
 from duplexbench.contract.http import (
-    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM, PATH_WS,
+    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM,
 )
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.ndjson import NDJSONParser
