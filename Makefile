@@ -6,10 +6,12 @@ SCENARIO ?= scenarios/quick.toml
 BASELINE ?= results/baselines/ci
 # e.g. COMPARE_FLAGS=--normalize when the baseline came from another machine
 COMPARE_FLAGS ?=
+# make stacks STACKS_SCENARIO=scenarios/stacks-quick.toml for a quick side-by-side check
+STACKS_SCENARIO ?= scenarios/stacks.toml
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity engines claims clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity engines claims node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -20,6 +22,8 @@ help:
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
+	@echo "make node       install the Node.js reference server (servers/node, npm ci)"
+	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
 
 install: $(STAMP)
 
@@ -66,6 +70,15 @@ claims: install
 	$(PY) -m duplexbench run scenarios/frames.toml --out results/claims-frames --no-report
 	$(PY) -m duplexbench report results/claims-rfc6202 results/claims-overhead results/claims-frames --out results/claims-report
 	@echo "claims report: results/claims-report/report-side-by-side.html"
+
+# The Node.js reference server (a second stack): its own dependency, npm's lock file pinned.
+node: servers/node/node_modules/.package-lock.json
+
+servers/node/node_modules/.package-lock.json: servers/node/package.json servers/node/package-lock.json
+	npm ci --prefix servers/node --no-audit --no-fund
+
+stacks: install node
+	$(PY) -m duplexbench stacks $(STACKS_SCENARIO)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
