@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("duplexbench.compare", "compare two runs; exit 1 on a regression"),
     "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
+    "probe": ("duplexbench.probe", "check a server (any implementation) against the wire contract"),
 }
 
 
