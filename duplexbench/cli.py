@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
     "stacks": ("duplexbench.stacks", "one scenario on the aiohttp servers and the Node reference"),
+    "probe": ("duplexbench.probe", "check a server (any implementation) against the wire contract"),
 }
 
 
