@@ -538,7 +538,9 @@ function endStream(res, why) {
 
 // ---------------------------------------------------------------- GET /ws (RFC 6455)
 
-const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, maxPayload: OPT['max-payload'] + 256 });
+// No subprotocol (ws would pick the first one offered) and no compression: every transport
+// carries the same bytes.
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, handleProtocols: () => false, maxPayload: OPT['max-payload'] + 256 });
 wss.on('headers', (headers, req) => { headers.push(`${EPOCH_HEADER}: ${EPOCH}`, ...req.corsLines); });
 
 function onUpgrade(req, socket, head) {

@@ -286,3 +286,16 @@ def test_sigterm_ends_streams_and_closes_websockets_1001():
         assert time.monotonic() - started < 2.5  # gone with its clients, not after --shutdown-timeout
     finally:
         server.stop()
+
+
+def test_node_reference_passes_the_probe(tmp_path):
+    """Every rule of `python -m duplexbench probe`, none skipped: the options it needs are given."""
+    args = ["--heartbeat", "0.5", "--retention", "20", "--allow-origin", "http://app.example"]
+    with NodeServerProcess("all", args=args) as server:
+        report = tmp_path / "probe.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "duplexbench", "probe", server.url, "--heartbeat", "0.5",
+             "--retention", "20", "--allowed-origin", "http://app.example", "--json", str(report)],
+            capture_output=True, text=True, timeout=scaled(120))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 fail, 0 skip" in proc.stdout, proc.stdout[-3000:]
