@@ -15,314 +15,19 @@
 'use strict';
 
 const http = require('node:http');
-const crypto = require('node:crypto');
 const { WebSocketServer } = require('ws');
+const OPT = require('./options');
+const {
+  EPOCH, HttpError, HEARTBEATS, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
+  metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
+  subscribe, tickClock, topics, wsFrame,
+} = require('./hub');
 
-// ---------------------------------------------------------------- options
-
-const TRANSPORTS = ['longpoll', 'stream', 'websocket'];
-const DEFAULTS = {
-  transport: 'all', host: '127.0.0.1', port: 8080, retention: 10000,
-  'retention-bytes': 64 * 1024 * 1024, 'max-topics': 100000, 'queue-limit': 1000,
-  'max-payload': 1024 * 1024, heartbeat: 15, 'ping-interval': 20, 'ping-timeout': 20,
-  'poll-timeout-cap': 120, 'max-batch': 10000, 'shutdown-timeout': 5, 'slow-grace': 2,
-};
-const INTEGERS = ['port', 'retention', 'retention-bytes', 'max-topics', 'queue-limit', 'max-payload', 'max-batch'];
-const SECONDS = ['heartbeat', 'ping-interval', 'ping-timeout', 'poll-timeout-cap', 'shutdown-timeout', 'slow-grace'];
-
-function usageExit(message) {
-  process.stderr.write(`node server.js: error: ${message}\n`);
-  process.exit(2);
-}
-
-function parseOptions(argv) {
-  const opts = { ...DEFAULTS, 'allow-origin': [] };
-  for (let i = 0; i < argv.length; i++) {
-    let [name, value] = argv[i].replace(/^--/, '').split(/=(.*)/s);
-    if (!argv[i].startsWith('--')) usageExit(`unexpected argument ${argv[i]}`);
-    if (name === 'uvloop') continue; // accepted so `python -m servers` flags work here too
-    if (!(name in opts)) usageExit(`unknown option --${name}`);
-    if (value === undefined) value = argv[++i];
-    if (value === undefined) usageExit(`--${name} needs a value`);
-    if (name === 'allow-origin') opts[name].push(value.trim().replace(/\/$/, '').toLowerCase());
-    else opts[name] = value;
-  }
-  for (const name of INTEGERS) {
-    const n = Number(opts[name]);
-    const low = name === 'port' ? 0 : 1;
-    if (!Number.isInteger(n) || n < low || (name === 'port' && n > 65535)) usageExit(`--${name} ${opts[name]}: expected an integer >= ${low}`);
-    opts[name] = n;
-  }
-  for (const name of SECONDS) {
-    const n = Number(opts[name]);
-    if (!Number.isFinite(n) || n <= 0) usageExit(`--${name} ${opts[name]}: expected a positive number of seconds`);
-    opts[name] = n;
-  }
-  if (opts.transport !== 'all' && !TRANSPORTS.includes(opts.transport)) usageExit(`--transport ${opts.transport}: expected one of ${TRANSPORTS.join(', ')}, all`);
-  // The injected regressions of the regression gate are a Python-server feature: refusing
-  // them is better than silently measuring an un-injected server.
-  for (const env of ['DUPLEXBENCH_INJECT_DELAY_MS', 'DUPLEXBENCH_INJECT_PAD_BYTES']) {
-    const v = (process.env[env] || '').trim();
-    if (v && Number(v) !== 0) usageExit(`${env}=${v}: injected regressions are not supported by the Node reference`);
-  }
-  return opts;
-}
-
-const OPT = parseOptions(process.argv.slice(2));
-const MOUNTED = OPT.transport === 'all' ? TRANSPORTS : [OPT.transport];
+const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
 const ALLOW_ANY_ORIGIN = OPT['allow-origin'].includes('*');
 const ALLOWED_ORIGINS = new Set(OPT['allow-origin']);
-
-// ---------------------------------------------------------------- identity and clock
-
-// The epoch names this server instance: cursors of another instance are never served as ours.
-const EPOCH = crypto.randomBytes(5).toString('hex').slice(0, 8);
-// Wall-clock nanoseconds as a BigInt (ts exceeds 2^53; a Number would round it).
-const NS_OFFSET = BigInt(Date.now()) * 1000000n - process.hrtime.bigint();
-const nowNs = () => process.hrtime.bigint() + NS_OFFSET;
-const TS_LIMIT = 1n << 63n;
-// A coarse clock (ms) for heartbeats and slow-consumer timing, updated by the tick: a
-// Date.now() per delivery would cost more than the rest of the bookkeeping.
-let clock = Date.now();
-
-// ---------------------------------------------------------------- metrics
-
-const LABELS = ['longpoll', 'sse', 'ndjson', 'websocket', 'publish', 'other'];
-const counters = () => Object.fromEntries(LABELS.map((l) => [l, 0]));
-const metrics = { open: counters(), requests: counters(), published: 0, delivered: counters(), bytes: counters(), slow: counters() };
-
-function renderMetrics() {
-  const out = [];
-  const family = (name, kind, help, values) => {
-    out.push(`# HELP duplexbench_${name} ${help}`, `# TYPE duplexbench_${name} ${kind}`);
-    for (const l of LABELS) if (values[l] || (l !== 'publish' && l !== 'other')) out.push(`duplexbench_${name}{transport="${l}"} ${values[l]}`);
-  };
-  family('connections_open', 'gauge', 'Open subscriber connections.', metrics.open);
-  family('http_requests_total', 'counter', 'HTTP requests (upgrades included).', metrics.requests);
-  out.push('# HELP duplexbench_messages_published_total Messages accepted by the hub.',
-    '# TYPE duplexbench_messages_published_total counter', `duplexbench_messages_published_total ${metrics.published}`);
-  family('messages_delivered_total', 'counter', 'Envelopes written to subscribers.', metrics.delivered);
-  family('bytes_written_total', 'counter', 'Body bytes written to subscribers, framing included.', metrics.bytes);
-  family('slow_consumer_drops_total', 'counter', 'Connections dropped as slow consumers.', metrics.slow);
-  return out.join('\n') + '\n';
-}
-
-// ---------------------------------------------------------------- errors
-
-class HttpError extends Error {
-  constructor(status, body, headers = {}) { super(body.error); this.status = status; this.body = body; this.headers = headers; }
-}
-const bad = (error, extra = {}) => new HttpError(400, { error, ...extra });
-const quote = (s) => JSON.stringify(String(s).slice(0, 80));
-
-// ---------------------------------------------------------------- topics and retention
-
-const TOPIC_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-const topics = new Map();
-
-class Topic {
-  constructor(name) {
-    this.name = name;
-    this.json = JSON.stringify(name); // encoded once, reused in every envelope
-    this.msgs = []; // retained {seq, body}; msgs[head] is the oldest
-    this.head = 0;
-    this.last = 0; // seq of the newest message ever published
-    this.bytes = 0;
-    this.subs = { websocket: new Set(), sse: new Set(), ndjson: new Set() };
-    this.polls = new Set(); // held long polls, answered by the next publish
-    this.full = 0; // subscribers whose queue is full: publishers wait while > 0
-    this.writableWaiters = [];
-  }
-  get oldest() { return this.head < this.msgs.length ? this.msgs[this.head].seq : this.last + 1; }
-  append(msg) {
-    this.msgs.push(msg);
-    this.last = msg.seq;
-    this.bytes += msg.body.length;
-    // Both bounds, but the newest message is always kept whatever its size.
-    while (this.msgs.length - this.head > 1 &&
-           (this.msgs.length - this.head > OPT.retention || this.bytes > OPT['retention-bytes'])) {
-      this.bytes -= this.msgs[this.head].body.length;
-      this.msgs[this.head++] = undefined;
-    }
-    if (this.head > 1024 && this.head * 2 > this.msgs.length) { this.msgs = this.msgs.slice(this.head); this.head = 0; }
-  }
-  after(cursor, limit) { // retained messages with seq > cursor, oldest first
-    const first = Math.max(cursor + 1, this.oldest);
-    const i = this.head + (first - this.oldest);
-    return this.msgs.slice(i, Math.min(this.msgs.length, i + limit));
-  }
-  idle() { return this.last === 0 && this.polls.size === 0 && !this.subs.websocket.size && !this.subs.sse.size && !this.subs.ndjson.size; }
-  whenWritable() { return this.full === 0 ? null : new Promise((resolve) => this.writableWaiters.push(resolve)); }
-  releasePublishers() {
-    if (this.full > 0) return;
-    const waiters = this.writableWaiters;
-    this.writableWaiters = [];
-    for (const resolve of waiters) resolve();
-  }
-}
-
-function getTopic(name, create) {
-  let topic = topics.get(name);
-  if (!topic && create) {
-    if (topics.size >= OPT['max-topics']) throw new HttpError(503, { error: `the server holds its maximum of ${OPT['max-topics']} topics` });
-    topic = new Topic(name);
-    topics.set(name, topic);
-  }
-  return topic;
-}
-const forgetIfIdle = (topic) => { if (topic.idle()) topics.delete(topic.name); };
-
-function checkTopic(name) {
-  if (!name) throw bad('missing topic: add ?topic=NAME');
-  if (!TOPIC_RE.test(name)) throw bad(`bad topic ${quote(name)}: use 1-64 characters of A-Z a-z 0-9 _ . -`);
-  return name;
-}
-
-// Where a client starts: {start: the last seq it holds, reset: the reset object or null}.
-// Cursors are `E-N` (seq N of epoch E) or a legacy plain N (no restart detection).
-function resolveCursor(topicName, text, name = 'cursor') {
-  const topic = topics.get(topicName);
-  const last = topic ? topic.last : 0;
-  const oldest = topic ? topic.oldest : 1;
-  if (text === null || text === undefined) return { start: last, reset: null }; // from now on
-  const m = /^(?:([a-z0-9]{1,16})-)?(\d{1,19})$/.exec(text);
-  if (!m) throw bad(`bad ${name} ${quote(text)}: expected EPOCH-SEQ or a non-negative integer`);
-  if (m[1] !== undefined && m[1] !== EPOCH) { // a cursor of another instance: a restart
-    const k = oldest - 1;
-    return { start: k, reset: { event: 'reset', epoch: EPOCH, cursor: `${EPOCH}-${k}`, last_seq: last } };
-  }
-  const seq = Number(m[2]);
-  if (seq === 0) return { start: oldest - 1, reset: null }; // from the start of what is retained
-  if (seq > last) throw bad(`cursor ${m[2]} is ahead of the topic's last seq ${last}`, { last_seq: last });
-  if (seq < oldest - 1) {
-    throw new HttpError(410, { error: `cursor ${seq} is older than the retention window: the oldest retained seq is ${oldest}`,
-      epoch: EPOCH, oldest_seq: oldest, cursor: `${EPOCH}-${oldest - 1}` });
-  }
-  return { start: seq, reset: null };
-}
-
-// ---------------------------------------------------------------- framing (once per message and transport)
-
-// The envelope: compact JSON, keys seq, topic, ts, data. ts is kept as its decimal digits so
-// it is never rounded to a double; JSON.stringify escapes exactly as Python's
-// json.dumps(ensure_ascii=False) does for well-formed text, so the bytes are the same.
-const encodeEnvelope = (seq, topic, ts, data) => Buffer.from(`{"seq":${seq},"topic":${topic.json},"ts":${ts},"data":${JSON.stringify(data)}}`);
-
-function wsFrame(payload) { // one unmasked FIN text frame (RFC 6455 5.2)
-  const n = payload.length;
-  const size = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(size + n);
-  frame[0] = 0x81;
-  if (n < 126) frame[1] = n;
-  else if (n < 65536) { frame[1] = 126; frame.writeUInt16BE(n, 2); }
-  else { frame[1] = 127; frame.writeBigUInt64BE(BigInt(n), 2); }
-  payload.copy(frame, size);
-  return frame;
-}
-const sseEvent = (msg) => Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]);
-const NL = Buffer.from('\n');
-const NL2 = Buffer.from('\n\n');
-const ndjsonLine = (msg) => Buffer.concat([msg.body, NL]);
-const FRAMERS = { websocket: (msg) => wsFrame(msg.body), sse: sseEvent, ndjson: ndjsonLine };
-const HEARTBEATS = { sse: Buffer.from(': hb\n\n'), ndjson: NL };
-
-// ---------------------------------------------------------------- subscriber connections
-
-// One streaming or WebSocket subscriber. `out` is what we write to: the raw socket of a
-// WebSocket (frames are pre-built) or the ServerResponse of a stream (node adds the chunking).
-class Subscriber {
-  constructor(kind, topic, out, drop) {
-    this.kind = kind; this.topic = topic; this.out = out; this.drop = drop;
-    this.open = true;
-    this.blocked = false; // write() returned false: the socket buffer is above its high-water mark
-    this.queued = 0; // messages written while blocked: the connection's queue
-    this.fullTimer = null;
-    this.lastWrite = clock;
-    out.on('drain', () => this.drained());
-  }
-  send(buf) {
-    if (!this.open) return;
-    const ok = this.out.write(buf);
-    this.lastWrite = clock;
-    metrics.delivered[this.kind]++;
-    metrics.bytes[this.kind] += buf.length;
-    if (this.blocked) { if (++this.queued >= OPT['queue-limit'] && !this.fullTimer) this.becameFull(); }
-    else if (!ok) this.blocked = true;
-  }
-  // Full: the topic's publishers wait (fairness under bursts); still full after --slow-grace
-  // seconds = a slow consumer, dropped so it cannot hold the others back any longer.
-  becameFull() {
-    this.topic.full++;
-    this.fullTimer = setTimeout(() => { metrics.slow[this.kind]++; this.close('slow'); }, OPT['slow-grace'] * 1000);
-  }
-  drained() {
-    this.blocked = false;
-    this.queued = 0;
-    this.clearFull();
-  }
-  clearFull() {
-    if (!this.fullTimer) return;
-    clearTimeout(this.fullTimer);
-    this.fullTimer = null;
-    this.topic.full--;
-    this.topic.releasePublishers();
-  }
-  // Leave the topic at once (no write more); `why` is 'slow', 'shutdown' or 'gone'.
-  close(why) {
-    if (!this.open) return;
-    this.open = false;
-    this.clearFull();
-    this.topic.subs[this.kind].delete(this);
-    metrics.open[this.kind]--;
-    forgetIfIdle(this.topic);
-    if (why !== 'gone') this.drop(why);
-  }
-}
-
 const streamSubs = new Set(); // for heartbeats
 const webSockets = new Set(); // every WebSocket (publish-only ones too): pings, shutdown
-
-function subscribe(topic, kind, out, drop, start, preamble) {
-  const sub = new Subscriber(kind, topic, out, drop);
-  // The resume backlog is written before the subscriber joins the topic, in the same
-  // synchronous step, so nothing is missed or doubled; it does not count against the queue.
-  const frame = FRAMERS[kind];
-  const parts = preamble ? [preamble] : [];
-  for (const msg of topic.after(start, Infinity)) parts.push(frame(msg));
-  if (parts.length) out.write(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-  topic.subs[kind].add(sub);
-  metrics.open[kind]++;
-  return sub;
-}
-
-// ---------------------------------------------------------------- publishing and fan-out
-
-function publish(topic, data, ts) {
-  const seq = topic.last + 1;
-  const msg = { seq, body: encodeEnvelope(seq, topic, ts === null ? nowNs() : ts, data) };
-  topic.append(msg);
-  metrics.published++;
-  for (const kind of ['websocket', 'sse', 'ndjson']) {
-    const subs = topic.subs[kind];
-    if (subs.size === 0) continue;
-    const framed = FRAMERS[kind](msg); // framed once, written to every subscriber
-    for (const sub of subs) sub.send(framed);
-  }
-  if (topic.polls.size) answerPolls(topic);
-  return seq;
-}
-
-// Publish a decoded message once none of the topic's subscribers has a full queue.
-async function publishWhenWritable(topic, data, ts) {
-  let wait;
-  while ((wait = topic.whenWritable()) !== null) await wait;
-  return publish(topic, data, ts);
-}
-
-function parseTs(text, what) { // decimal digits, 0 <= ts < 2^63, kept as normalised digits
-  if (!/^\d{1,19}$/.test(text) || BigInt(text) >= TS_LIMIT) throw bad(`bad ${what} ${quote(text)}: expected an integer of nanoseconds, 0 <= ts < 2^63`);
-  return BigInt(text).toString();
-}
 
 // ---------------------------------------------------------------- HTTP plumbing
 
@@ -485,6 +190,7 @@ function answerPoll(res, batch, headers, body) {
 const COMMA = Buffer.from(',');
 
 // Held polls of a topic almost all hold the same cursor: one encoded batch per (cursor, max).
+hooks.heldPolls = answerPolls;
 function answerPolls(topic) {
   const polls = topic.polls;
   const shared = new Map();
@@ -574,7 +280,7 @@ function onWebSocket(ws, socket, topic, subscribes, start, reset) {
   // Our own calls always pass a code, so an undefined one is ws echoing such a Close.
   const close = ws.close.bind(ws);
   ws.close = (code, reason) => close(code === undefined ? 1000 : code, reason);
-  const state = { ws, pingSentAt: 0, lastPing: clock, sub: null };
+  const state = { ws, pingSentAt: 0, lastPing: now(), sub: null };
   webSockets.add(state);
   if (subscribes) {
     // Data frames are pre-built and written to the raw socket (ws's own writes, pongs
@@ -605,52 +311,13 @@ function onWebSocket(ws, socket, topic, subscribes, start, reset) {
     publishWhenWritable(topic, frame.data, frame.ts ?? nowNs()).then(() => ws.resume());
   });
 }
-
-// A publish frame: {"data": "...", "ts": NS}; ts optional, a JSON integer or a string of
-// digits (JavaScript clients send String(bigint)). The integer's digits are read from the
-// text itself: JSON.parse would round anything above 2^53.
-function decodePublish(text) {
-  let obj;
-  try { obj = JSON.parse(text); } catch (err) { throw new Error(`publish frame is not JSON: ${err.message}`.slice(0, 120)); }
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj) || typeof obj.data !== 'string') throw new Error('publish frame must be {"data": "...", "ts": NS}');
-  let ts = null;
-  if (typeof obj.ts === 'string') ts = obj.ts;
-  else if (typeof obj.ts === 'number') ts = topLevelNumberText(text, 'ts');
-  else if (obj.ts !== undefined && obj.ts !== null) ts = '-';
-  if (ts !== null && (!/^\d{1,19}$/.test(ts) || BigInt(ts) >= TS_LIMIT)) throw new Error('publish frame ts must be an integer of nanoseconds, 0 <= ts < 2^63');
-  return { data: obj.data, ts: ts === null ? null : BigInt(ts).toString() };
-}
-
-// The source text of the number that a top-level key holds (the last one, as JSON.parse
-// keeps the last duplicate); `text` is known to be valid JSON.
-function topLevelNumberText(text, key) {
-  let depth = 0, found = null;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      const str = text.slice(i, j + 1);
-      i = j;
-      if (depth !== 1) continue;
-      let k = j + 1;
-      while (/\s/.test(text[k])) k++;
-      if (text[k] !== ':' || JSON.parse(str) !== key) continue;
-      const m = /^\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(text.slice(k + 1, k + 64));
-      found = m ? m[1] : null;
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-  }
-  return found;
-}
-
 // ---------------------------------------------------------------- timers: heartbeats, pings
 
 // One tick for every connection rather than a timer each: heartbeats go out after
 // --heartbeat s without any write on that connection; pings every --ping-interval s.
 const TICK_MS = Math.max(20, Math.min(1000, OPT.heartbeat * 250, OPT['ping-interval'] * 250));
 setInterval(() => {
-  clock = Date.now();
+  const clock = tickClock();
   const silence = OPT.heartbeat * 1000;
   for (const sub of streamSubs) {
     if (sub.open && !sub.blocked && clock - sub.lastWrite >= silence) {
