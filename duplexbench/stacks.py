@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import math
 import os
 import re
@@ -154,6 +155,28 @@ class StackTarget:
                 output = "\n".join(server.output)
                 stop_server(server)
                 log_path.write_text(output + "\n", encoding="utf-8")
+
+
+def stack_versions(stacks: Sequence[str], uvloop: bool = False) -> list[str]:
+    """What each stack is, for the table's note (e.g. ``node v20.20.2 + ws 8.18.3``)."""
+    import platform
+
+    import aiohttp
+
+    names = []
+    for stack in stacks:
+        if stack == "python":
+            names.append(f"python {platform.python_version()} + aiohttp {aiohttp.__version__}"
+                         + (" + uvloop" if uvloop else ""))
+            continue
+        try:
+            node = subprocess.run(["node", "--version"], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+            ws = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())["version"]
+        except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+            node, ws = "?", "?"
+        names.append(f"node {node} + ws {ws}")
+    return names
 
 
 # The side-by-side table ----------------------------------------------------------------
@@ -317,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     rows = stack_rows(out, stacks, baselines)
     command = "python -m duplexbench stacks " + " ".join(argv or [args.scenario])
-    note = (f"Scenario {scenario.name}: server pinned to CPU {cpu}, a fresh server per point; "
+    note = (f"Scenario {scenario.name}; stacks: {', '.join(stack_versions(stacks, scenario.server.uvloop))}. "
+            f"Server pinned to CPU {cpu}, a fresh server per point; "
             "CPU = server process CPU over the measurement window / deliveries; memory = "
             "(peak RSS - RSS at start) / clients. A shared or busy machine makes these noisy.")
     markdown = render_markdown(rows, command, note)
