@@ -219,6 +219,8 @@ def stack_rows(out: Path, stacks: Sequence[str],
                 "server_kib_per_conn": (rss - base) * 1024 / clients if clients else math.nan,
                 "lat_p95_ms": _p95(samples, point, repeat),
                 "lat_p99_ms": float(rec.get("lat_p99_ms", math.nan)),
+                "server_cpu_pct": float(rec.get("server_cpu_pct", math.nan)),
+                "loadgen_cpu_pct": float(rec.get("client_cpu_pct", math.nan)),
             })
     _add_ratios(rows)
     order = {t.value: i for i, t in enumerate(Transport)}
@@ -255,8 +257,8 @@ def render_markdown(rows: list[dict], command: str, note: str) -> str:
         f"`{command}`", "",
         note, "",
         "| transport | clients | stack | delivered | lost | server CPU s | CPU µs / delivery "
-        "| python / node | memory KiB / conn | p95 ms | p99 ms |",
-        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| python / node | memory KiB / conn | p95 ms | p99 ms | server / loadgen CPU % |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         ratio = ""
@@ -265,7 +267,8 @@ def render_markdown(rows: list[dict], command: str, note: str) -> str:
         lines.append(
             f"| {r['transport']} | {r['clients']:,} | {r['stack']} | {r['delivered']:,} | {r['lost']} "
             f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_msg'])} | {ratio} "
-            f"| {_fmt(r['server_kib_per_conn'])} | {_fmt(r['lat_p95_ms'])} | {_fmt(r['lat_p99_ms'])} |")
+            f"| {_fmt(r['server_kib_per_conn'])} | {_fmt(r['lat_p95_ms'])} | {_fmt(r['lat_p99_ms'])} "
+            f"| {_fmt(r['server_cpu_pct'], 0)} / {_fmt(r['loadgen_cpu_pct'], 0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = (f"Scenario {scenario.name}; stacks: {', '.join(stack_versions(stacks, scenario.server.uvloop))}. "
             f"Server pinned to CPU {cpu}, a fresh server per point; "
             "CPU = server process CPU over the measurement window / deliveries; memory = "
-            "(peak RSS - RSS at start) / clients. A shared or busy machine makes these noisy.")
+            "(peak RSS - RSS at start) / clients; CPU % = of one core while measuring (a load "
+            "generator near 100 % makes latency its own, not the server's). A shared or busy "
+            "machine makes all of these noisy.")
     markdown = render_markdown(rows, command, note)
     (out / "stacks.md").write_text(markdown, encoding="utf-8")
     _write_csv(out / "stacks.csv", rows)
