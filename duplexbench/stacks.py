@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="measurement seconds per point")
     parser.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per point")
     parser.add_argument("--repeats", type=int, metavar="N", help="repeat every point N times")
+    parser.add_argument("--clients", metavar="N[,N]", help="subscriber counts, e.g. 2000,10000")
     parser.add_argument("--no-report", action="store_true", help="skip the side-by-side report")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
@@ -321,6 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         scenario = prepare_scenario(load_scenario(args.scenario), args)
+        if args.clients:
+            try:
+                counts = [int(n) for n in args.clients.split(",") if n.strip()]
+            except ValueError:
+                raise ScenarioError(f"--clients {args.clients!r}: expected N or N,N,... "
+                                    "(subscriber counts)") from None
+            scenario = scenario.with_overrides(clients=counts)
     except ScenarioError as exc:
         console.error(str(exc))
         return 2

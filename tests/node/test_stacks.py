@@ -77,6 +77,14 @@ def test_bad_stacks_argument_is_a_usage_error(tmp_path):
     assert proc.returncode == 2 and "ruby" in proc.stdout + proc.stderr
 
 
+def test_bad_clients_override_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "duplexbench", "stacks", "--clients", "0",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=scaled(60))
+    assert proc.returncode == 2 and "clients" in proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(node_unavailable() is not None, reason=f"Node reference unavailable: {node_unavailable()}")
 def test_stacks_runs_both_stacks_side_by_side(tmp_path):
