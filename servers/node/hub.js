@@ -155,17 +155,21 @@ function wsFrame(payload) { // one unmasked FIN text frame (RFC 6455 5.2)
   payload.copy(frame, size);
   return frame;
 }
-const sseEvent = (msg) => Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]);
+// Streams are chunked (HTTP/1.1): the chunk framing is encoded once too, and the chunk is
+// written to the raw socket like a WebSocket frame (res.write would frame it per subscriber).
+const CRLF = Buffer.from('\r\n');
+const chunk = (body) => Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, CRLF]);
 const NL = Buffer.from('\n');
 const NL2 = Buffer.from('\n\n');
-const ndjsonLine = (msg) => Buffer.concat([msg.body, NL]);
+const sseEvent = (msg) => chunk(Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]));
+const ndjsonLine = (msg) => chunk(Buffer.concat([msg.body, NL]));
 const FRAMERS = { websocket: (msg) => wsFrame(msg.body), sse: sseEvent, ndjson: ndjsonLine };
-const HEARTBEATS = { sse: Buffer.from(': hb\n\n'), ndjson: NL };
+const HEARTBEATS = { sse: chunk(Buffer.from(': hb\n\n')), ndjson: chunk(NL) };
 
 // ---------------------------------------------------------------- subscriber connections
 
-// One streaming or WebSocket subscriber. `out` is what we write to: the raw socket of a
-// WebSocket (frames are pre-built) or the ServerResponse of a stream (node adds the chunking).
+// One streaming or WebSocket subscriber. `out` is the raw socket it is written to: frames
+// and chunks are pre-built, so a delivery is one socket.write of a shared Buffer.
 class Subscriber {
   constructor(kind, topic, out, drop) {
     this.kind = kind; this.topic = topic; this.out = out; this.drop = drop;
@@ -299,5 +303,5 @@ function topLevelNumberText(text, key) {
 module.exports = {
   EPOCH, HttpError, Subscriber, TS_LIMIT, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now: () => clock, parseTs, publish, publishWhenWritable, quote, renderMetrics,
-  resolveCursor, subscribe, tickClock, topics, wsFrame, HEARTBEATS,
+  resolveCursor, subscribe, tickClock, topics, wsFrame, chunk, HEARTBEATS,
 };

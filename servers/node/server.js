@@ -20,7 +20,7 @@ const OPT = require('./options');
 const {
   EPOCH, HttpError, HEARTBEATS, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
-  subscribe, tickClock, topics, wsFrame,
+  subscribe, tickClock, topics, wsFrame, chunk,
 } = require('./hub');
 
 const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
@@ -230,7 +230,8 @@ function handleStream(req, res, params, cors) {
     // cut early resumes without a gap.
     preamble = reset ? `retry: 1000\n\nevent: reset\nid: ${reset.cursor}\ndata: ${JSON.stringify(reset)}\n\n` : `retry: 1000\nid: ${EPOCH}-${start}\n\n`;
   } else if (reset) preamble = JSON.stringify(reset) + '\n';
-  const sub = subscribe(topic, kind, res, (why) => endStream(res, why), start, preamble && Buffer.from(preamble));
+  // From here on the stream is written to the raw socket, pre-chunked (hub.js); res only ends it.
+  const sub = subscribe(topic, kind, res.socket, (why) => endStream(res, why), start, preamble && chunk(Buffer.from(preamble)));
   streamSubs.add(sub);
   res.on('close', () => { streamSubs.delete(sub); sub.close('gone'); });
   res.on('error', () => {});
