@@ -182,12 +182,13 @@ function releasePoll(held) {
 
 function answerPoll(res, batch, headers, body) {
   if (!batch.length) { res.writeHead(204, headers); return res.end(); }
-  body = body || Buffer.concat([Buffer.from('['), ...batch.flatMap((m, i) => (i ? [COMMA, m.body] : [m.body])), Buffer.from(']')]);
+  body = body || encodeBatch(batch);
   metrics.delivered.longpoll += batch.length;
   metrics.bytes.longpoll += body.length;
   sendBody(res, 200, body, 'application/json', headers);
 }
-const COMMA = Buffer.from(',');
+const encodeBatch = (batch) => Buffer.concat([OPEN, ...batch.flatMap((m, i) => (i ? [COMMA, m.body] : [m.body])), CLOSE]);
+const [OPEN, COMMA, CLOSE] = ['[', ',', ']'].map((c) => Buffer.from(c));
 
 // Held polls of a topic almost all hold the same cursor: one encoded batch per (cursor, max).
 hooks.heldPolls = answerPolls;
@@ -203,7 +204,7 @@ function answerPolls(topic) {
       entry = { batch, body: null };
       shared.set(key, entry);
     }
-    if (!entry.body && entry.batch.length) entry.body = Buffer.concat([Buffer.from('['), ...entry.batch.flatMap((m, i) => (i ? [COMMA, m.body] : [m.body])), Buffer.from(']')]);
+    if (!entry.body && entry.batch.length) entry.body = encodeBatch(entry.batch);
     answerPoll(held.res, entry.batch, held.headers, entry.body);
   }
 }
