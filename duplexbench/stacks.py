@@ -39,6 +39,7 @@ from . import procs
 from .childproc import AnnouncedProcess
 from .contract import Transport
 from .outcome import PointFailed
+from .results import SAMPLES, SAMPLES_DIR, read_point_files
 from .scenario import LoadPoint, ScenarioError, load_scenario
 from .serverproc import ServerError, ServerProcess
 from .target import ServerHandle, last_lines, stop_server
@@ -202,7 +203,7 @@ def stack_rows(out: Path, stacks: Sequence[str],
         if not (run / "summary.csv").exists():
             continue
         summary = pd.read_csv(run / "summary.csv")
-        samples = pd.read_parquet(run / "samples.parquet") if (run / "samples.parquet").exists() else None
+        samples = read_point_files(run, SAMPLES, SAMPLES_DIR)
         for rec in summary.to_dict("records"):
             point, repeat = int(rec["point"]), int(rec["repeat"])
             delivered = float(rec.get("delivered") or 0)
