@@ -43,6 +43,7 @@ from .results import SAMPLES, SAMPLES_DIR, read_point_files
 from .scenario import LoadPoint, ScenarioError, load_scenario
 from .serverproc import ServerError, ServerProcess
 from .target import ServerHandle, last_lines, stop_server
+from .validity import comparable
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -213,7 +214,9 @@ def stack_rows(out: Path, stacks: Sequence[str],
             clients = int(rec["clients"])
             rows.append({
                 "transport": rec["transport"], "clients": clients, "rate_msgs_s": rec["rate_msgs_s"],
-                "stack": stack, "status": rec.get("status", ""), "delivered": int(delivered),
+                "stack": stack, "status": rec.get("status", ""),
+                "validity": "" if pd.isna(rec.get("validity")) else str(rec.get("validity", "")),
+                "delivered": int(delivered),
                 "lost": int(rec.get("lost") or 0), "server_cpu_s": cpu,
                 "server_cpu_us_per_msg": cpu / delivered * 1e6 if delivered else math.nan,
                 "server_rss_mib_max": rss,
@@ -244,6 +247,13 @@ def _add_ratios(rows: list[dict]) -> None:
             if math.isfinite(ratio):
                 ok = ratio <= row["target_ratio"] and row["lost"] == 0 and ref["lost"] == 0
                 row["within_target"] = "yes" if ok else "no"
+                if ok and not (_comparable(row) and _comparable(ref)):
+                    row["within_target"] = "yes, but not comparable"  # see the validity column
+
+
+def _comparable(row: dict) -> bool:
+    """Only points where the server, not the load generator, set the figures (validity.py)."""
+    return not row.get("validity") or comparable(row["validity"])
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -258,8 +268,8 @@ def render_markdown(rows: list[dict], command: str, note: str) -> str:
         f"`{command}`", "",
         note, "",
         "| transport | clients | stack | delivered | lost | server CPU s | CPU µs / delivery "
-        "| python / node | memory KiB / conn | p95 ms | p99 ms | server / loadgen CPU % |",
-        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| python / node | memory KiB / conn | p95 ms | p99 ms | server / loadgen CPU % | validity |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         ratio = ""
@@ -269,7 +279,7 @@ def render_markdown(rows: list[dict], command: str, note: str) -> str:
             f"| {r['transport']} | {r['clients']:,} | {r['stack']} | {r['delivered']:,} | {r['lost']} "
             f"| {_fmt(r['server_cpu_s'], 2)} | {_fmt(r['server_cpu_us_per_msg'])} | {ratio} "
             f"| {_fmt(r['server_kib_per_conn'])} | {_fmt(r['lat_p95_ms'])} | {_fmt(r['lat_p99_ms'])} "
-            f"| {_fmt(r['server_cpu_pct'], 0)} / {_fmt(r['loadgen_cpu_pct'], 0)} |")
+            f"| {_fmt(r['server_cpu_pct'], 0)} / {_fmt(r['loadgen_cpu_pct'], 0)} | {r['validity'] or '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -63,6 +63,16 @@ def test_rows_ratio_verdict_memory_and_p95(tmp_path):
     assert "| sse | 100 | python |" in table and "3.00× (no: ≤ 1.5×)" in table
 
 
+def test_a_generator_bound_point_is_not_a_verdict(tmp_path):
+    _fake_run(tmp_path, "python", cpu_s=0.01, rss=60.0)
+    _fake_run(tmp_path, "node", cpu_s=0.01, rss=50.0)
+    summary = pd.read_csv(tmp_path / "node" / "summary.csv").assign(validity="loadgen-saturated")
+    summary.to_csv(tmp_path / "node" / "summary.csv", index=False)
+    python, node = stack_rows(tmp_path, ["python", "node"], {})
+    assert python["within_target"] == "yes, but not comparable"
+    assert "loadgen-saturated" in render_markdown([python, node], "cmd", "note")
+
+
 def test_lost_messages_fail_the_verdict(tmp_path):
     _fake_run(tmp_path, "python", cpu_s=0.01, rss=60.0, lost=3)
     _fake_run(tmp_path, "node", cpu_s=0.01, rss=50.0)
