@@ -310,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per point")
     parser.add_argument("--repeats", type=int, metavar="N", help="repeat every point N times")
     parser.add_argument("--clients", metavar="N[,N]", help="subscriber counts, e.g. 2000,10000")
+    parser.add_argument("--loadgen-procs", type=int, default=None, metavar="N",
+                        help="subscriber processes of the load generator (as for `run`)")
     parser.add_argument("--no-report", action="store_true", help="skip the side-by-side report")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
@@ -356,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = StackTarget(stack, args=scenario.server.to_args(), cpu=cpu)
         baselines[stack] = target.baselines
         session = Session(scenario, out / stack, console=console, command="stacks",
-                          argv=[*argv, f"--stack={stack}"], target=target)
+                          argv=[*argv, f"--stack={stack}"], target=target,
+                          loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
         codes.append(run_session(session, scenario.points(), report=False))
         if codes[-1] == 130:  # interrupted: the other stack would be no comparison
             break
