@@ -65,6 +65,9 @@ class ServerConfig:
     max_batch: int = 10_000  # largest ?max= a poll may ask for
     shutdown_timeout_s: float = 5.0  # graceful close budget before handlers are cancelled
     allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-host; "*" = any
+    tls_cert: str = ""  # PEM chain: serve https / wss (with tls_key)
+    tls_key: str = ""
+    tls_dir: str = ""  # --tls without a certificate: generate one (and its CA) here
     inject: InjectConfig = InjectConfig()
 
 
@@ -95,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-origin", action="append", default=[], metavar="ORIGIN",
         help="WebSocket Origin to accept (repeatable; '*' = any)",
     )
+    p.add_argument("--tls", action="store_true",
+                   help="serve https/wss with a certificate generated at start (CA path printed)")
+    p.add_argument("--tls-cert", default="", metavar="PEM", help="certificate chain (implies TLS)")
+    p.add_argument("--tls-key", default="", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-dir", default="", metavar="DIR",
+                   help="where --tls writes ca.pem, server.pem, server.key (default: a temp dir)")
     return p
 
 
@@ -120,6 +129,9 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         shutdown_timeout_s=args.shutdown_timeout,
         allow_origins=tuple(o.rstrip("/").lower() for o in args.allow_origin),
         inject=inject_from_env(os.environ if environ is None else environ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_dir=args.tls_dir or ("-" if args.tls and not args.tls_cert else ""),
     )
     _validate(config)
     return config
@@ -135,6 +147,8 @@ def _validate(c: ServerConfig) -> None:
     ]:
         if value < 1:
             raise ConfigError(f"{name} {value}: expected a positive integer")
+    if bool(c.tls_cert) != bool(c.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     for name, value in [
         ("--heartbeat", c.heartbeat_s), ("--ping-interval", c.ping_interval_s),
         ("--ping-timeout", c.ping_timeout_s), ("--poll-timeout-cap", c.poll_timeout_cap_s),
