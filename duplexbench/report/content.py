@@ -95,7 +95,7 @@ TABLE_COLUMNS = {
     "server_cpu_pct": "server CPU (%)",
     "server_cpu_s_per_1k": "server CPU s / 1k msg",
     "client_cpu_pct": "loadgen CPU (%)",
-    "server_rss_mb_max": "server RSS (MB)",
+    "server_rss_mib_max": "server RSS (MiB)",
     "bytes_per_msg": "bytes / msg",
     "http_requests_per_msg": "HTTP req / msg",
     "status": "status",
