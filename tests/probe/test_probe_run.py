@@ -58,7 +58,7 @@ def test_outside_server_unmeasured_then_measured(start_server, tmp_path) -> None
     assert [r["transport"] for r in rows] == ["sse", "websocket"]
     for row in rows:
         assert row["lost"] == "0" and row["status"] == "ok"
-        assert row["server_cpu_pct"] == "" and row["server_rss_mb_max"] == ""  # empty, not zero
+        assert row["server_cpu_pct"] == "" and row["server_rss_mib_max"] == ""  # empty, not zero
         assert row["server_measured"] == "False" and row["tls"] == "False"
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["server"]["measured"] is False and "no --server-pid" in meta["server"]["not_measured"]
