@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import procs
+from . import external, procs
 from .console import Column, Console, display_path
 from .results import atomic_write_json, new_run_id
 from .runner import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, LOADGEN_SATURATED_PCT,
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-report", action="store_true", help="accepted for symmetry; "
                         "capacity writes no report")
     parser.add_argument("--quiet", action="store_true")
+    external.add_arguments(parser)
     return parser
 
 
@@ -254,9 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error("--start-rate and --clients must be positive and --factor above 1")
         return 2
     run_dir = args.out or Path("results") / new_run_id(scenario.name)
+    try:  # an outside server (--server-url, probed first) or TLS
+        setup = external.server_setup(args, scenario, run_dir, console)
+    except external.SetupError as exc:
+        console.error(str(exc))
+        return 2
     procs.install_signal_handlers()
-    session = Session(scenario, run_dir, console=console, engine=args.engine,
+    session = Session(setup.scenario, run_dir, console=console, engine=args.engine,
                       workers=args.workers, command="capacity", argv=list(argv or []))
+    setup.attach(session)
     found: list[CapacityResult] = []
     counter = [0]
     total_hint = 0  # adaptive: the number of steps is not known in advance

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import procs
+from . import external, procs
 from .console import Console, display_path
 from .generator import loadgen_command, make_spec
 from .limits import LimitError
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
     parser.add_argument("--quiet", action="store_true", help="no progress output; table only")
+    external.add_arguments(parser)
     return parser
 
 
@@ -140,11 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (run_dir / "meta.json").exists():
         console.error(f"{run_dir} already holds a run; choose another --out or remove it")
         return 2
+    try:  # an outside server (--server-url, probed first) or TLS
+        setup = external.server_setup(args, scenario, run_dir, console)
+    except external.SetupError as exc:
+        console.error(str(exc))
+        return 2
+    scenario = setup.scenario
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
                       command="run", argv=argv,
                       loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
+    setup.attach(session)
     return run_session(session, scenario.points(), report=not args.no_report)
 
 

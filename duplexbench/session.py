@@ -13,7 +13,7 @@ import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
         upstream=scenario.upstream, duration_s=scenario.duration_s,
         status="failed", warnings=reason,
     )
+    row.update(session.row_extra(point))
     return row
 
 
@@ -84,6 +85,9 @@ class Session:
         self.writer: RunWriter | None = None
         self.finished = False
         self._first_server_seen = False
+        #: Set by duplexbench/external.py: meta.json entries and per-point row columns.
+        self.meta_extra: dict[str, Any] = {}
+        self.row_extra: Callable[[LoadPoint], dict] = lambda point: {}
         self.points = PointRunner(
             scenario, self.plan, engine=engine, workers=workers, target=target,
             warn=self._point_warning, on_server=self._note_server, on_path=self._note_path,
@@ -147,6 +151,7 @@ class Session:
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
                     "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
         )
+        meta.update(self.meta_extra)
         warnings = list(meta.pop("warnings", []))
         # `latest` belongs to the results folder; a run written elsewhere (--out /tmp/x)
         # must not drop a link into a folder the user did not hand over.
@@ -275,7 +280,7 @@ class Session:
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
                               f"counters kept in {display_path(point_dir)}") from exc
-        return dict(row), samples_df, load_df
+        return {**row, **self.row_extra(point)}, samples_df, load_df
 
     def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
         """What the runner adds to metrics.summarize_point's warnings (already in the row)."""

@@ -95,11 +95,13 @@ class SpawnedTarget:
     args: Sequence[str] = ()
     cpu: int | None = None
     env: dict[str, str] | None = None
+    ca_file: str = ""  # verifies an https server (TLS points; duplexbench/external.py)
 
     @contextlib.contextmanager
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         server = ServerProcess(Transport(point.transport).server_mount,
-                               args=list(self.args), env=self.env, cpu=self.cpu)
+                               args=list(self.args), env=self.env, cpu=self.cpu,
+                               ca_file=self.ca_file)
         try:
             try:
                 server.start()

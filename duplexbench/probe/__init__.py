@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 
 # Imported for their rules, in the order the rules are printed.
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         report = probe(options)
+    except ssl.SSLError as exc:
+        print(f"probe: error: TLS with {args.url} failed: {exc}; a server certificate signed by "
+              "a private CA needs --ca-file CA.pem", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"probe: error: {exc}", file=sys.stderr)
         return 2

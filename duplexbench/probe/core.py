@@ -132,7 +132,7 @@ class ProbeReport:
 
 
 def short(value: object, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else "(none)" if value is None else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -291,7 +291,8 @@ async def _run_one(r: Rule, target: Target, options: Options, epoch, mounted, se
                 await r.fn(ctx)
             result = Result(r, "pass")
         except Fail as exc:
-            result = Result(r, "fail", exc.what, short(exc.expected), short(exc.got))
+            result = Result(r, "fail", exc.what, short(exc.expected) or "(nothing)",
+                            short(exc.got) or "(nothing)")
         except Skip as exc:
             result = Result(r, "skip", str(exc))
         except (TimeoutError, asyncio.TimeoutError):

@@ -19,7 +19,8 @@ from aiohttp import http_websocket, web_ws
 from servers.app import make_app
 from servers.config import parse_config
 
-__all__ = ["ALLOWED", "BREAKAGES", "HEARTBEAT_S", "RETENTION", "real_server", "ok_200_server"]
+__all__ = ["ALLOWED", "BREAKAGES", "HEARTBEAT_S", "RETENTION", "ok_200_in_thread", "ok_200_server",
+           "real_server"]
 
 ALLOWED = "http://allowed.example"
 HEARTBEAT_S = 0.5
@@ -63,6 +64,30 @@ async def ok_200_server():
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def ok_200_in_thread():
+    """:func:`ok_200_server` on its own thread, for tests that run a command against it."""
+    import threading
+
+    ready, urls, holder = threading.Event(), [], {}
+
+    async def main():
+        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        async with ok_200_server() as url:
+            urls.append(url)
+            ready.set()
+            await holder["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the 200 [] server did not start"
+    try:
+        yield urls[0]
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(5)
 
 
 # -- helpers to write breakages ------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from duplexbench.probe import RULES, Options, format_report, probe
 from _timeouts import scaled
 
-from ._broken import ALLOWED, ok_200_server
+from ._broken import ALLOWED, ok_200_in_thread
 
 SERVER_ARGS = ["--heartbeat", "0.5", "--retention", "12", "--allow-origin", ALLOWED]
 
@@ -54,32 +54,8 @@ def test_cli_exit_status_and_json(start_server, tmp_path) -> None:
 
 
 def test_cli_names_broken_rules_of_a_200_server() -> None:
-    import asyncio
-    import threading
-
-    ready, stop = threading.Event(), None
-    url: list[str] = []
-
-    def serve():
-        nonlocal stop
-        async def main():
-            nonlocal stop
-            stop = asyncio.Event()
-            async with ok_200_server() as u:
-                url.append(u)
-                ready.set()
-                await stop.wait()
-        loop = asyncio.new_event_loop()
-        loop.run_until_complete(main())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        done = _cli(url[0], "--skip", "*.retention")
-    finally:
-        stop._loop.call_soon_threadsafe(stop.set) if hasattr(stop, "_loop") else None
+    with ok_200_in_thread() as url:
+        done = _cli(url)
     assert done.returncode == 1, done.stdout + done.stderr
     summary = done.stdout.strip().splitlines()[-1]
     assert "BREAKS THE CONTRACT" in summary and "http.404" in summary and "publish.seq" in summary
