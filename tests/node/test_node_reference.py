@@ -265,6 +265,54 @@ def test_slow_consumer_is_dropped_and_others_keep_receiving():
         good.close()
 
 
+def test_back_pressured_reader_gets_every_message_once_in_order():
+    """A reader slower than the publisher (its socket buffer fills, write() returns false, its
+    queue of 5 fills, the publisher waits) but not stuck: nothing dropped, every message once,
+    in order, beside a fast reader."""
+    with NodeServerProcess("all", args=["--queue-limit", "5", "--slow-grace", "3"]) as server:
+        host, port = server.url.split("://")[1].rsplit(":", 1)
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(scaled(10))
+        slow.connect((host, int(port)))
+        slow.sendall(b"GET /stream?topic=bp HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = read_until(slow, b"\r\n\r\n")
+        fast, rest = ws_open(server.url, "/ws?topic=bp")
+        got_fast: list = []
+        fast_reader = threading.Thread(
+            target=lambda: got_fast.extend(ws_frames(fast, rest.split(b"\r\n\r\n", 1)[1], 60)))
+        fast_reader.start()
+        publisher = threading.Thread(target=lambda: [  # 4.2 MB: beyond tcp_wmem, so write() says false
+            publish(server.url, "bp", f"{i}:" + "y" * 70000) for i in range(60)])
+        publisher.start()
+        body = head.split(b"\r\n\r\n", 1)[1]
+        while body.count(b'"seq":') < 60 or not body.endswith(b"\n\r\n"):  # the whole last chunk
+            time.sleep(0.0005)  # a slow reader
+            chunk = slow.recv(16384)
+            assert chunk, "the slow reader was disconnected"
+            body += chunk
+        fast_reader.join(scaled(10))
+        publisher.join(scaled(10))
+        seqs = [json.loads(line)["seq"] for line in _ndjson_lines(body)]
+        assert seqs == list(range(1, 61))
+        assert [json.loads(p)["seq"] for _, p in got_fast] == list(range(1, 61))
+        assert 'slow_consumer_drops_total{transport="ndjson"} 0' in http(server.url + "/metrics")[2].decode()
+        slow.close()
+        fast.close()
+
+
+def _ndjson_lines(chunked: bytes) -> list[bytes]:
+    """De-chunk an HTTP/1.1 chunked body and split it into NDJSON lines."""
+    out, rest = b"", chunked
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2:]
+    return [line for line in out.split(b"\n") if line.strip()]
+
+
 def test_sigterm_ends_streams_and_closes_websockets_1001():
     server = NodeServerProcess("all").start()
     try:
