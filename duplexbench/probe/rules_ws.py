@@ -167,6 +167,14 @@ async def _bad_frames(ctx: Ctx) -> None:
     check(not wrong, "Close codes for bad frames", want, "; ".join(wrong))
 
 
+@rule("ws.too-big", "a publish whose data exceeds --max-payload closes 1009", WS, timeout_s=10)
+async def _too_big(ctx: Ctx) -> None:
+    ws = await ctx.ws_open(f"topic={ctx.topic('big')}&subscribe=0")
+    ws.send(OP_TEXT, json.dumps({"data": "x" * (ctx.options.max_payload + 1)}).encode())
+    got, _ = await ws.recv_close()
+    check(got == 1009, f"Close code for {ctx.options.max_payload + 1} bytes of data", 1009, got)
+
+
 @rule("ws.cursor", "cursor=E-N or N: frames after N; ahead: 400 {error, last_seq} before upgrading", WS)
 async def _cursor(ctx: Ctx) -> None:
     epoch = ctx.need_epoch()

@@ -96,6 +96,11 @@ def server_findings(run) -> list[Finding]:
         found.append(Finding(
             f"Server CPU and memory: not measured: {server.get('not_measured', 'no --server-pid')} "
             "(pass --server-pid PID to sample them; pinning is never touched).", kind="note"))
+    if server.get("kind") == "external" and server.get("measured"):
+        found.append(Finding(
+            "The outside server was sampled by its pid but not restarted between points (as "
+            "duplexbench's own servers are): its memory figures carry the heap of earlier points, "
+            "so compare them across transports with care.", kind="note"))
     for row in tls_costs(summary):
         where = (f"{int(row['clients'])} subscribers, {row['rate_msgs_s']:g} msg/s, "
                  f"{int(row['payload_bytes'])} B")

@@ -343,6 +343,14 @@ def _b_ws_binary_accepted(mp):
     patch_ws_receive(mp, change)
 
 
+def _b_close_1009_is_1008(mp):
+    original = http_websocket.WebSocketWriter.close
+
+    async def close(self, code=1000, message=b""):
+        return await original(self, 1008 if code == 1009 else code, message)
+    mp.setattr(http_websocket.WebSocketWriter, "close", close)
+
+
 def _b_subscribe_ignored(mp):
     return mw_request(lambda rq: _rewrite(rq, lambda q: q.__setitem__("subscribe", "1"))
                       if rq.path == "/ws" else rq)
@@ -413,6 +421,7 @@ BREAKAGES = [
     ("ws-binary-frames", _b_ws_binary_frames, ["ws.deliver"]),
     ("ws-string-ts-dropped", _b_ws_string_ts_dropped, ["ws.publish"]),
     ("ws-binary-accepted", _b_ws_binary_accepted, ["ws.bad-frames"]),
+    ("ws-too-big-is-1008", _b_close_1009_is_1008, ["ws.too-big"]),
     ("ws-subscribe-ignored", _b_subscribe_ignored, ["ws.subscribe0"]),
     ("ws-pong-empty", _b_pong_empty, ["ws.ping"]),
     ("ws-close-always-1000", _b_close_always_1000, ["ws.close-echo"]),
