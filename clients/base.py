@@ -11,6 +11,7 @@ framing and handshakes included), never computed from formulas.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,17 +105,22 @@ class Endpoint:
     port: int
     #: The Host header value (host:port), prepared once.
     authority: str
+    #: TLS (https / wss): the context that verifies the server, else None.
+    ssl: ssl.SSLContext | None = None
 
 
-def parse_base_url(base_url: str) -> Endpoint:
-    """``http://127.0.0.1:8080`` -> Endpoint; only plain http (ws:// is derived)."""
+def parse_base_url(base_url: str, ca_file: str = "") -> Endpoint:
+    """``http(s)://127.0.0.1:8080`` -> Endpoint (ws:// and wss:// are derived); https is
+    verified against ``ca_file`` (PEM), or the system store when it is empty."""
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "ws") or not parts.hostname:
-        raise ClientError(f"bad base URL {base_url!r}: expected http://HOST:PORT")
+    if parts.scheme not in ("http", "ws", "https", "wss") or not parts.hostname:
+        raise ClientError(f"bad base URL {base_url!r}: expected http(s)://HOST:PORT")
     if parts.path not in ("", "/"):
         raise ClientError(f"bad base URL {base_url!r}: give no path, clients add their own")
-    port = parts.port or 80
-    return Endpoint(parts.hostname, port, f"{parts.hostname}:{port}")
+    tls = parts.scheme in ("https", "wss")
+    port = parts.port or (443 if tls else 80)
+    context = ssl.create_default_context(cafile=ca_file or None) if tls else None
+    return Endpoint(parts.hostname, port, f"{parts.hostname}:{port}", context)
 
 
 class Backoff:
@@ -160,8 +166,9 @@ class Subscriber:
         on_raw: OnRaw | None = None,
         tcp=None,
         local_addr: tuple[str, int] | None = None,
+        ca_file: str = "",
     ) -> None:
-        self.endpoint = parse_base_url(base_url)
+        self.endpoint = parse_base_url(base_url, ca_file)
         #: When set, envelopes skip ``on_message`` and go here in bulk (see OnRaw).
         self.on_raw = on_raw
         #: A clients.tcpinfo.TcpTally that every connection of this client joins.

@@ -85,7 +85,7 @@ class FastWebSocketSubscriber(Subscriber):
         if self.on_raw is None:
             raise ValueError("FastWebSocketSubscriber needs on_raw (use WebSocketSubscriber otherwise)")
         self.subscribe = subscribe
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context or self.endpoint.ssl  # https base URL: wss
         self._transport = None
         self._listener: _Listener | None = None
         self._sock = None

@@ -78,7 +78,8 @@ class HTTP11Connection(asyncio.Protocol):
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: cls(endpoint, stats, tcp), endpoint.host,
-                                       endpoint.port, local_addr=local_addr),
+                                       endpoint.port, local_addr=local_addr, ssl=endpoint.ssl,
+                                       server_hostname=endpoint.host if endpoint.ssl else None),
                 timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:

@@ -261,6 +261,8 @@ class LoadGen:
             await self.publisher.start()
         cls = SUBSCRIBERS[spec.transport]
         extra: dict = {"tcp": self.tcp["sub"]}
+        if spec.ca_file:
+            extra["ca_file"] = spec.ca_file
         if spec.transport == "longpoll":
             extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
                          poll_timeout_s=spec.poll_timeout_s)

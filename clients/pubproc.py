@@ -34,6 +34,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections import deque
@@ -52,6 +53,18 @@ from .spec import LoadSpec
 from .tcpinfo import TcpTally, diff
 
 __all__ = ["main"]
+
+#: A non-blocking socket that cannot go on now; TLS sockets say so with their own errors.
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _recv(sock) -> bytes:
+    """What has arrived; a TLS socket also hands over records already decrypted
+    (select() cannot see those)."""
+    data = sock.recv(65536)
+    while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        data += sock.recv(65536)
+    return data
 
 #: How long the end of publishing waits for the last answers.
 ANSWER_WAIT_S = 5.0
@@ -105,7 +118,7 @@ class Publisher:
         self.errors: list[str] = []
         self.error_count = 0
         self.tcp = TcpTally()
-        self.endpoint = parse_base_url(spec.publish_url)
+        self.endpoint = parse_base_url(spec.publish_url, spec.ca_file)
         self.ws = self.plan.route == ROUTE_WS_PUB
         self.conns: list = []
         self.idle: deque = deque()
@@ -133,11 +146,14 @@ class Publisher:
         if self.ws:
             from .wspub import BlockingWSPublisher
             for topic in self.plan.topics:
-                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp))
+                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp,
+                                                      tls=self.endpoint.ssl))
             return
         for _ in range(self.spec.publish_pool):
             sock = socket.create_connection(addr, timeout=10.0)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.endpoint.ssl is not None:  # https: handshake while still blocking
+                sock = self.endpoint.ssl.wrap_socket(sock, server_hostname=self.endpoint.host)
             sock.setblocking(False)
             self.tcp.add(sock)
             conn = _Post(self, sock)
@@ -174,7 +190,7 @@ class Publisher:
         self.sent_ns[i] = ts
         try:
             sent = conn.sock.send(request)
-        except BlockingIOError:
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._failed(conn, f"POST {i} failed: {exc}")
@@ -227,15 +243,15 @@ class Publisher:
                 try:
                     n = conn.sock.send(conn.out)
                     conn.out = conn.out[n:]
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     pass
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")
                     continue
             if conn.sock in readable:
                 try:
-                    data = conn.sock.recv(65536)
-                except BlockingIOError:
+                    data = _recv(conn.sock)
+                except WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     data = b""
@@ -259,8 +275,8 @@ class Publisher:
         if self.in_flight:  # one recv per busy connection: cheaper than select + recv
             for conn in [c for c in self.conns if c.index >= 0 and not c.out]:
                 try:
-                    data = conn.sock.recv(65536)
-                except BlockingIOError:
+                    data = _recv(conn.sock)
+                except WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")

@@ -205,8 +205,9 @@ def _addr_tuple(value: object) -> tuple[str, ...]:
 
 def _check_url(name: str, value: object) -> None:
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise SpecError(f"{name}: expected http://HOST:PORT, got {value!r}")
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or parts.path not in ("", "/"):
+        raise SpecError(f"{name}: expected http://HOST:PORT or https://HOST:PORT, got {value!r}")
     try:
         parts.port
     except ValueError:

@@ -9,6 +9,7 @@ frames (pings, a close) are read when ``select`` says so.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from websockets.client import ClientProtocol
@@ -21,10 +22,13 @@ __all__ = ["BlockingWSPublisher"]
 
 
 class BlockingWSPublisher:
-    def __init__(self, addr: tuple[str, int], authority: str, topic: str, tcp) -> None:
+    def __init__(self, addr: tuple[str, int], authority: str, topic: str, tcp,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.protocol = ClientProtocol(parse_uri(f"ws://{authority}{PATH_WS}?topic={topic}&subscribe=0"))
         self.sock = socket.create_connection(addr, timeout=10.0)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:  # wss: the handshake happens while the socket still blocks
+            self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
         tcp.add(self.sock)
         self.protocol.send_request(self.protocol.connect())
         self._flush()
@@ -49,7 +53,9 @@ class BlockingWSPublisher:
     def receive(self) -> None:
         try:
             data = self.sock.recv(65536)
-        except BlockingIOError:
+            while data and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+                data += self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         if data:
             self.protocol.receive_data(data)

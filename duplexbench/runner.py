@@ -210,7 +210,7 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         session.finish(status, reason)
     rows = [r.row for r in session.results]
     console.always("")
-    console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
+    console.table(rows, external.table_columns(rows), title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
                           "CPU = % of one core while measuring")
