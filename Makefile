@@ -18,7 +18,8 @@ help:
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
-	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
+	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
+	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 
 install: $(STAMP)
@@ -56,6 +57,7 @@ capacity: install
 
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
+	$(PY) -m duplexbench engines --latency
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

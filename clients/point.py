@@ -103,6 +103,7 @@ class PublisherProcess:
         self.npz = self.dir / "published.npz"
         self.proc: asyncio.subprocess.Process | None = None
         self.tcp_window: list[int] | None = None
+        self.sched: str | None = None  # the publisher's scheduling (pubproc._priority)
 
     @property
     def pid(self) -> int | None:
@@ -120,7 +121,7 @@ class PublisherProcess:
                 os.sched_setaffinity(self.proc.pid, {self.spec.publisher_cpu})
             except OSError as exc:
                 raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
-        await self.expect("ready", 30.0)
+        self.sched = (await self.expect("ready", 30.0)).get("sched")
 
     def tell(self, **command) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -192,7 +193,9 @@ class PublisherProcess:
 class LoadGen:
     """One load point: ``await run()``, then ``write(complete, reason)`` and ``close()``."""
 
-    def __init__(self, spec: LoadSpec, out_dir: Path) -> None:
+    def __init__(self, spec: LoadSpec, out_dir: Path, members: list[int] | None = None) -> None:
+        """``members``: the subscribers (global numbers) this process runs; None = all
+        (a shard of a sharded point runs ``c % procs == k``, clients.shard)."""
         self.spec = spec
         self.out_dir = out_dir
         self.plan: Plan = make_plan(spec)
@@ -206,12 +209,13 @@ class LoadGen:
         self.published_ok = np.zeros(n, dtype=bool)
         self.sent_ns = np.zeros(n, dtype=np.int64)
         self.samples = Samples()
+        self.members = list(range(spec.clients)) if members is None else members
         self.logs = [
             SubscriberLog(c, int(self.plan.sub_topic[c]), self.samples, self.first, n)
-            for c in range(spec.clients)
+            for c in self.members
         ]
         #: Each subscriber's reads, kept raw in the window (accounting.RawLog).
-        limit = min(RAW_LIMIT_MAX, max(RAW_LIMIT_MIN, RAW_BUDGET // spec.clients))
+        limit = min(RAW_LIMIT_MAX, max(RAW_LIMIT_MIN, RAW_BUDGET // max(1, len(self.members))))
         self.raws = [RawLog(log, DELIMITERS.get(spec.transport), limit) for log in self.logs]
         self.subscribers: list[Subscriber] = []
         self.publisher: PublisherProcess | None = None
@@ -266,9 +270,21 @@ class LoadGen:
 
     async def _connect(self) -> None:
         spec, plan = self.spec, self.plan
-        if plan.route != ROUTE_WS_SUB:
+        if plan.route != ROUTE_WS_SUB and self.is_conductor:
             self.publisher = PublisherProcess(spec)
             await self.publisher.start()
+        await self._connect_subscribers()
+        # Everything allocated so far lives to the end: keep the collector off it.
+        gc.collect()
+        gc.freeze()
+        self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
+        emit("ready", clients=spec.clients, procs=self.procs)
+
+    #: Whether this process runs the point (publisher, phases); a shard does not.
+    is_conductor = True
+
+    async def _connect_subscribers(self) -> None:
+        spec, plan = self.spec, self.plan
         cls = SUBSCRIBERS[spec.transport]
         extra: dict = {"tcp": self.tcp["sub"]}
         if spec.ca_file:
@@ -279,9 +295,9 @@ class LoadGen:
         addrs = spec.source_addrs
         self.subscribers = [
             cls(spec.sub_url, plan.topics[log.topic_k], _ignore, on_error=self.note_error,
-                on_raw=self.raws[c], local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
+                on_raw=self.raws[j], local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
                 **extra)
-            for c, log in enumerate(self.logs)
+            for j, (c, log) in enumerate(zip(self.members, self.logs))
         ]
         gate = asyncio.Semaphore(spec.connect_concurrency)
         connect_ns: list[int] = []
@@ -301,11 +317,6 @@ class LoadGen:
                 f"connect to {spec.sub_url}; first: {failed[0]}"
             )
         await asyncio.sleep(SETTLE_S.get(spec.transport, DEFAULT_SETTLE_S))
-        # Everything allocated so far lives to the end: keep the collector off it.
-        gc.collect()
-        gc.freeze()
-        self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
-        emit("ready", clients=len(self.subscribers), procs=self.procs)
 
     async def _publish_all(self) -> None:
         """Warm-up, a pause until the warm-up has been delivered, the measurement.
@@ -332,7 +343,7 @@ class LoadGen:
         self.sent = first
         await self._settle_warmup(done["ok_per_topic"])
         self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
-        self.window_start = self._snapshot()
+        self.window_start = await self.snapshot()
         self._set_phase("measure")
         pub.tell(cmd="measure", pause_ns=self.pause_ns)
         await _sleep_until(start + self.pause_ns + schedule.total_ns)
@@ -369,7 +380,7 @@ class LoadGen:
             owed = np.bincount(self.topic_of[:first][ok], minlength=len(self.plan.topics)).tolist()
             await self._settle_warmup(owed)
         self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
-        self.window_start = self._snapshot()
+        self.window_start = await self.snapshot()
         self._set_phase("measure")
         await _send_due(send, offsets, first, n, start + self.pause_ns)
         await _sleep_until(start + self.pause_ns + schedule.total_ns)
@@ -443,24 +454,36 @@ class LoadGen:
         subscriber, or past the late bound (deliveries after it are late)."""
         self._set_phase("drain")
         spec = self.spec
-        self.flush()
         now = time.monotonic_ns()
         end = self._measure_end_ns() or now
         samples = self.samples
-        latencies = (np.frombuffer(samples.recv_ns, dtype=np.int64)
-                     - np.frombuffer(samples.sent_ns, dtype=np.int64))
-        self.drain_bound_s = drain_bound_s(latencies, spec.drain_max_s)
+        self.drain_bound_s = drain_bound_s(await self.latencies_ns(), spec.drain_max_s)
         self.late_after_ns = end + round(self.drain_bound_s * 1e9)
         listen = listen_s(self.drain_bound_s, spec.drain_s, spec.drain_max_s)
         if seconds is not None:
             listen = seconds
         deadline = max(now, end) + round(listen * 1e9) if seconds is None else now + round(listen * 1e9)
-        while time.monotonic_ns() < deadline:
-            self.flush()
-            if samples.delivered >= self.expected_so_far:
-                break
-            await asyncio.sleep(0.005)
+        await self.wait_delivered(deadline)
         await self._end_window()
+
+    async def latencies_ns(self) -> np.ndarray:
+        """Send-to-receive latencies of the measured deliveries so far."""
+        self.flush()
+        samples = self.samples
+        return (np.frombuffer(samples.recv_ns, dtype=np.int64)
+                - np.frombuffer(samples.sent_ns, dtype=np.int64))
+
+    def owed(self) -> int:
+        """Deliveries of measured messages owed to this process's subscribers."""
+        return self.expected_so_far
+
+    async def wait_delivered(self, deadline_ns: int) -> None:
+        """Until every owed delivery is in, or the deadline."""
+        while time.monotonic_ns() < deadline_ns:
+            self.flush()
+            if self.samples.delivered >= self.owed():
+                return
+            await asyncio.sleep(0.005)
 
     # Bookkeeping
 
@@ -471,7 +494,7 @@ class LoadGen:
 
     async def _end_window(self) -> None:
         if self.window_end is None:
-            self.window_end = self._snapshot()
+            self.window_end = await self.snapshot()
             self.drain_end_ns = time.monotonic_ns()
             if self.publisher is not None:
                 await self.publisher.finish()
@@ -479,6 +502,18 @@ class LoadGen:
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         emit("phase", phase=phase)
+
+    async def collect(self) -> None:
+        """Before writing: gather what other processes saw (a sharded point)."""
+
+    async def snapshot(self) -> dict:
+        return self._snapshot()
+
+    def last_snapshot(self) -> dict:
+        """A snapshot without waiting (after a signal: shards may be gone)."""
+        return self._snapshot()
+
+    is_sharded = False
 
     def _snapshot(self) -> dict:
         """Cumulative counts now: kernel bytes per role, client counters."""
