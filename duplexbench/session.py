@@ -112,7 +112,9 @@ class Session:
                     spec_fields=known)
 
     def _spec_fields(self, point: LoadPoint) -> dict:
-        fields = self.layout.spec_fields() if self.engine == "native" else {}
+        fields = self.layout.spec_fields()
+        if self.engine != "native":  # Locust's processes are its workers (--workers)
+            fields.pop("loadgen_procs")
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
         return fields
 

@@ -327,6 +327,7 @@ def _poll_header_rows(frame: pd.DataFrame) -> list[dict]:
         ip = _ip_overhead(low)
         ip_text = (f"; {ip:.0f} B at the IP level (TCP/IP headers of every segment, pure ACKs "
                    f"included)" if math.isfinite(ip) else "")
+        payload_level = overhead
         if math.isfinite(ip):
             overhead = ip  # the kernel's count: what the wire carried beyond the messages
         ratio = overhead / PUBLISHED_POLL_HEADER_BYTES
@@ -340,8 +341,8 @@ def _poll_header_rows(frame: pd.DataFrame) -> list[dict]:
             f"(keep-alive {'on' if keepalive else 'off'}, {low['rate_msgs_s'].iloc[0]:g} msg/s, "
             f"payload {low['payload_bytes'].iloc[0]:g} B)",
             f"≈ 1 request per message; {PUBLISHED_POLL_HEADER_BYTES} B of headers in the published example",
-            f"{overhead:.0f} B overhead per message (up + down), {requests:.2f} requests per "
-            f"message{ip_text}",
+            f"{payload_level:.0f} B overhead per message in TCP payload (up + down), "
+            f"{requests:.2f} requests per message{ip_text}",
             ratio, ok))
     return rows
 
