@@ -5,7 +5,6 @@ reset for another epoch, heartbeats after silence, 400/410 before streaming."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from .core import Ctx, check, expect_error, parse_json, rule, soon
