@@ -9,7 +9,7 @@ COMPARE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity engines claims clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity engines claims fuzz clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -20,6 +20,7 @@ help:
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
+	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 
 install: $(STAMP)
 
@@ -56,6 +57,11 @@ capacity: install
 
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
+
+# FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
+FUZZ_FLAGS ?=
+fuzz: install
+	$(PY) -m duplexbench fuzz $(FUZZ_FLAGS)
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.
