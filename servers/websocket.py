@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: A publish frame may exceed --max-payload by this much: the JSON around the data.
 PUBLISH_FRAME_OVERHEAD = 256
+#: Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry), echoed as they are.
+_ECHOABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+CLOSE_PROTOCOL_ERROR = 1002
 #: How long a close handshake may take before the socket is aborted.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -184,8 +187,13 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
     while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.CLOSE:
-            # Echo the client's code (0 = its Close had none: answer 1000).
-            await connection.close(msg.data or CLOSE_NORMAL, "", drain=False)
+            # Echo the client's code (0 = its Close had none: answer 1000); a code no
+            # endpoint may send (1005, 1006, 1015, unassigned) is a protocol error.
+            code = msg.data or CLOSE_NORMAL
+            if code not in _ECHOABLE and not 3000 <= code <= 4999:
+                await connection.close(CLOSE_PROTOCOL_ERROR, "invalid close code", drain=False)
+            else:
+                await connection.close(code, "", drain=False)
             return
         if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return  # ERROR: aiohttp has already closed with 1009 / 1007 / 1002

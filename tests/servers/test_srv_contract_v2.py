@@ -169,7 +169,8 @@ def _frames(sock: socket.socket, rest: bytes, count: int) -> list[tuple[int, byt
 
 
 @pytest.mark.parametrize("sent,echoed", [(struct.pack("!H", 4000) + b"bye", 4000),
-                                         (struct.pack("!H", 1001), 1001), (b"", 1000)])
+                                         (struct.pack("!H", 1001), 1001), (b"", 1000),
+                                         (struct.pack("!H", 1006), 1002)])  # 1006 may not be sent
 def test_close_echoes_the_clients_code(srv, sent, echoed):
     sock, head, rest = ws_handshake(srv.url, "/ws?topic=close")
     with sock:
