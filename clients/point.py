@@ -286,9 +286,8 @@ class LoadGen:
     async def _connect_subscribers(self) -> None:
         spec, plan = self.spec, self.plan
         cls = SUBSCRIBERS[spec.transport]
-        extra: dict = {"tcp": self.tcp["sub"]}
-        if spec.ca_file:
-            extra["ca_file"] = spec.ca_file
+        extra: dict = {"tcp": self.tcp["sub"], "ssl_context": spec.ssl_context(),
+                       "backoff": (spec.reconnect_min_s, spec.reconnect_max_s)}
         if spec.transport == "longpoll":
             extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
                          poll_timeout_s=spec.poll_timeout_s)
@@ -502,6 +501,12 @@ class LoadGen:
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         emit("phase", phase=phase)
+
+    def fault_stats(self) -> list[tuple[int, int, int, int, bool]]:
+        """Per subscriber: (log position, disconnects, longest recovery ns, resets,
+        still down at the end)."""
+        return [(j, raw.disconnects, raw.recovery_ns_max, raw.resets, bool(raw.down_since))
+                for j, raw in enumerate(self.raws)]
 
     async def collect(self) -> None:
         """Before writing: gather what other processes saw (a sharded point)."""

@@ -54,17 +54,8 @@ from .tcpinfo import TcpTally, diff
 
 __all__ = ["main"]
 
-#: A non-blocking socket that cannot go on now; TLS sockets say so with their own errors.
-WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-def _recv(sock) -> bytes:
-    """What has arrived; a TLS socket also hands over records already decrypted
-    (select() cannot see those)."""
-    data = sock.recv(65536)
-    while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
-        data += sock.recv(65536)
-    return data
+#: A non-blocking socket (plain or TLS) with nothing to read / no room to write.
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 #: How long the end of publishing waits for the last answers.
 ANSWER_WAIT_S = 5.0
@@ -140,7 +131,7 @@ class Publisher:
         self.errors: list[str] = []
         self.error_count = 0
         self.tcp = TcpTally()
-        self.endpoint = parse_base_url(spec.publish_url, spec.ca_file)
+        self.endpoint = parse_base_url(spec.publish_url)
         self.ws = self.plan.route == ROUTE_WS_PUB
         self.conns: list = []
         self.idle: deque = deque()
@@ -169,33 +160,56 @@ class Publisher:
             from .wspub import BlockingWSPublisher
             for topic in self.plan.topics:
                 self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp,
-                                                      tls=self.endpoint.ssl))
+                                                      self.spec.ssl_context()))
             return
         for _ in range(self.spec.publish_pool):
-            sock = socket.create_connection(addr, timeout=10.0)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.endpoint.ssl is not None:  # https: handshake while still blocking
-                sock = self.endpoint.ssl.wrap_socket(sock, server_hostname=self.endpoint.host)
-            sock.setblocking(False)
-            self.tcp.add(sock)
-            conn = _Post(self, sock)
-            self.conns.append(conn)
-            self.idle.append(conn)
+            self._open_post(10.0)
+
+    def _open_post(self, timeout: float) -> None:
+        sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = self.spec.ssl_context()
+        if ctx is not None:  # https: verify the server against ca_file
+            sock = ctx.wrap_socket(sock, server_hostname=self.endpoint.host)
+        sock.setblocking(False)
+        self.tcp.add(sock)
+        conn = _Post(self, sock)
+        self.conns.append(conn)
+        self.idle.append(conn)
 
     # Sending
 
     def send(self, i: int) -> None:
         if self.ws:
             ts = time.monotonic_ns()
+            k = self.topic_of[i]
             try:
-                self.conns[self.topic_of[i]].send(self.payloads[i], ts)
+                if self.conns[k] is None:  # lost earlier: reconnect (fails fast while down)
+                    from .wspub import BlockingWSPublisher
+                    self.conns[k] = BlockingWSPublisher(
+                        (self.endpoint.host, self.endpoint.port), self.endpoint.authority,
+                        self.plan.topics[k], self.tcp, self.spec.ssl_context())
+                self.conns[k].send(self.payloads[i], ts)
             except OSError as exc:
+                self.sent += 1  # attempted: counted as publish_failed, not as lost
                 self.error(f"publish {i} not sent: {exc}")
+                if self.conns[k] is not None:
+                    self.tcp.retire(self.conns[k].sock)
+                    self.conns[k].sock.close()
+                    self.conns[k] = None
                 return
             self.sent += 1
             self.sent_ns[i] = ts
             self.ok[i] = True
             return
+        if not self.idle and len(self.conns) < self.spec.publish_pool:
+            try:  # a connection was lost (e.g. a server restart): open another
+                self._open_post(1.0)
+            except OSError as exc:
+                if not self.conns:
+                    self.sent += 1  # attempted: counted as publish_failed, not as lost
+                    self.error(f"publish {i} not sent: {exc}")
+                    return
         if not self.idle:
             self.waiting.append(i)
             return
@@ -212,7 +226,7 @@ class Publisher:
         self.sent_ns[i] = ts
         try:
             sent = conn.sock.send(request)
-        except WOULD_BLOCK:
+        except _WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._failed(conn, f"POST {i} failed: {exc}")
@@ -250,12 +264,14 @@ class Publisher:
     def pump(self, timeout: float) -> None:
         """Wait up to ``timeout`` s, handling answers (and pongs) meanwhile."""
         if self.ws:
-            socks = [c.sock for c in self.conns]
-            readable, _, _ = select.select(socks, [], [], max(0.0, timeout))
-            for sock in readable:
-                for c in self.conns:
-                    if c.sock is sock:
+            live = [c for c in self.conns if c is not None]
+            readable, _, _ = select.select([c.sock for c in live], [], [], max(0.0, timeout))
+            for c in live:
+                if c.sock in readable:
+                    try:
                         c.receive()
+                    except OSError:
+                        pass  # the next send finds out and reconnects
             return
         socks = [c.sock for c in self.conns]
         writers = [c.sock for c in self.conns if c.out]
@@ -265,15 +281,15 @@ class Publisher:
                 try:
                     n = conn.sock.send(conn.out)
                     conn.out = conn.out[n:]
-                except WOULD_BLOCK:
+                except _WOULD_BLOCK:
                     pass
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")
                     continue
             if conn.sock in readable:
                 try:
-                    data = _recv(conn.sock)
-                except WOULD_BLOCK:
+                    data = conn.sock.recv(65536)
+                except _WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     data = b""
@@ -297,8 +313,8 @@ class Publisher:
         if self.in_flight:  # one recv per busy connection: cheaper than select + recv
             for conn in [c for c in self.conns if c.index >= 0 and not c.out]:
                 try:
-                    data = _recv(conn.sock)
-                except WOULD_BLOCK:
+                    data = conn.sock.recv(65536)
+                except _WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")
@@ -409,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     _read()  # "end": the drain is over
     _say("done", tcp=list(diff(pub.tcp.total(), tcp_start)), unreadable=pub.tcp.unreadable)
     for conn in pub.conns:
-        conn.sock.close()
+        if conn is not None:
+            conn.sock.close()
     return 0
 
 

@@ -79,6 +79,10 @@ class ShardedLoadGen(LoadGen):
         self.shards: list[_Shard] = []
         self._last: dict | None = None
         self.shard_nodelay: list = []
+        self._faults: list[tuple] = []
+
+    def fault_stats(self) -> list[tuple[int, int, int, int, bool]]:
+        return self._faults
 
     @property
     def procs(self) -> list[int]:
@@ -171,6 +175,7 @@ class ShardedLoadGen(LoadGen):
             for message in part["error_messages"]:
                 if len(self.error_messages) < 20:
                     self.error_messages.append(f"shard {s.k}: {message}")
+            self._faults.extend(tuple(f) for f in part["faults"])
             for sid, dup, reo, highest in part["logs"]:
                 log = self.logs[sid]
                 log.duplicated, log.reordered, log.highest = dup, reo, highest
@@ -241,7 +246,8 @@ async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
             from .counters import _nodelay
             emit("written", delivered=s.delivered, errors=gen.errors, nodelay=_nodelay(gen),
                  error_messages=gen.error_messages,
-                 logs=[[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs])
+                 logs=[[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs],
+                 faults=[[gen.members[j], d, r, z, down] for j, d, r, z, down in gen.fault_stats()])
         elif kind == "close":
             await gen.close()
             return 0

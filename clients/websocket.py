@@ -226,7 +226,7 @@ class WebSocketSubscriber(Subscriber):
 
     def _uri(self) -> str:
         e = self.endpoint
-        uri = f"{'wss' if e.ssl else 'ws'}://{e.authority}{PATH_WS}?topic={self.topic}"
+        uri = f"ws://{e.authority}{PATH_WS}?topic={self.topic}"
         return uri + (f"&cursor={self.cursor}" if self.subscribe else "&subscribe=0")
 
     async def _connect(self) -> None:
@@ -235,7 +235,7 @@ class WebSocketSubscriber(Subscriber):
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(
                 lambda: WebSocketConnection(self._uri(), self.stats, self._on_text, self._on_conn_lost),
-                e.host, e.port, ssl=e.ssl, server_hostname=e.host if e.ssl else None,
+                e.host, e.port,
             ), 10.0)
         except (OSError, asyncio.TimeoutError) as exc:
             raise ClientError(f"cannot connect to {e.authority}: {exc or type(exc).__name__}") from None

@@ -23,12 +23,13 @@ __all__ = ["BlockingWSPublisher"]
 
 class BlockingWSPublisher:
     def __init__(self, addr: tuple[str, int], authority: str, topic: str, tcp,
-                 tls: ssl.SSLContext | None = None) -> None:
-        self.protocol = ClientProtocol(parse_uri(f"ws://{authority}{PATH_WS}?topic={topic}&subscribe=0"))
+                 ssl_context=None) -> None:
+        scheme = "wss" if ssl_context is not None else "ws"
+        self.protocol = ClientProtocol(parse_uri(f"{scheme}://{authority}{PATH_WS}?topic={topic}&subscribe=0"))
         self.sock = socket.create_connection(addr, timeout=10.0)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls is not None:  # wss: the handshake happens while the socket still blocks
-            self.sock = tls.wrap_socket(self.sock, server_hostname=addr[0])
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=addr[0])
         tcp.add(self.sock)
         self.protocol.send_request(self.protocol.connect())
         self._flush()
@@ -53,9 +54,7 @@ class BlockingWSPublisher:
     def receive(self) -> None:
         try:
             data = self.sock.recv(65536)
-            while data and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-                data += self.sock.recv(65536)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        except (BlockingIOError, ssl.SSLWantReadError):
             return
         if data:
             self.protocol.receive_data(data)
