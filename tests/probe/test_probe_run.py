@@ -121,7 +121,10 @@ def test_tls_costs_per_transport() -> None:
     (row,) = tls_costs(frame)
     assert row["server_us_extra"] == pytest.approx(5.0) and row["client_us_extra"] == pytest.approx(1.0)
     assert row["ip_bytes_down_per_msg_extra"] == pytest.approx(30.0)
+    assert row["not_comparable"] == ""
     assert tls_costs(frame[frame["tls"] == False]) == []  # noqa: E712
+    (row,) = tls_costs(frame.assign(validity=["ok", "loadgen-saturated"]))
+    assert row["not_comparable"] == "loadgen-saturated"
 
 
 def test_tls_sweep_spawned_servers(tmp_path) -> None:
