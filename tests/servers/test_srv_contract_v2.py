@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import struct
+import time
 
 import pytest
 
@@ -75,9 +76,26 @@ def test_max_is_capped_and_zero_refused(srv):
     assert http(f"{srv.url}/poll?topic=cap&cursor=0&max=0")[0] == 400
 
 
-def test_heartbeat_after_silence(srv):
-    data = raw_get(srv.url, "/stream?topic=hb", "Accept: text/event-stream\r\n", marker=b": hb\n\n")
-    assert data.endswith(b": hb\n\n\r\n") or b": hb\n\n" in data
+def test_heartbeat_only_after_silence(srv):
+    """--heartbeat 0.5: none while messages flow every 0.2 s, one once they stop."""
+    sock = raw_connect(srv.url)
+    with sock:
+        sock.sendall(b"GET /stream?topic=hb HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        data = recv_until(sock, b"\n\n")
+        for i in range(8):
+            publish(srv.url, "hb", f"m{i}")
+            time.sleep(0.2)
+        sock.settimeout(0.05)
+        try:
+            while True:
+                data += sock.recv(65536)
+        except TimeoutError:
+            pass
+        assert b'"data":"m7"' in data and b": hb" not in data  # never silent for 0.5 s
+        silent = time.monotonic()
+        sock.settimeout(5)
+        data = recv_until(sock, b": hb\n\n")
+        assert time.monotonic() - silent <= 2.0
 
 
 # -- Origin policy --
