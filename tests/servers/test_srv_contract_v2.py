@@ -213,3 +213,31 @@ def test_no_accel_buffering_header_option():
     with ServerProcess("stream", args=["--no-accel-buffering-header"]) as server:
         head = raw_get(server.url, "/stream?topic=t", "Accept: text/event-stream\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"X-Accel-Buffering" not in head
+
+
+def test_no_data_frame_after_the_servers_close(srv):
+    """aiohttp closes 1007 by itself on invalid UTF-8; the hub writes frames straight to
+    the socket, so it must stop before that Close, while a publisher keeps going."""
+    sock, head, rest = ws_handshake(srv.url, "/ws?topic=after")
+    with sock:
+        assert b" 101 " in head
+        publisher, _, _ = ws_handshake(srv.url, "/ws?topic=after&subscribe=0")
+        with publisher:
+            def flood(n):
+                publisher.sendall(b"".join(encode_frame(OP_TEXT, b'{"data":"x"}', mask=b"abcd")
+                                           for _ in range(n)))
+            flood(20)
+            sock.sendall(encode_frame(OP_TEXT, b"\xff\xfe", mask=b"abcd"))  # invalid UTF-8
+            for _ in range(20):  # keep publishing while the server waits for our Close reply
+                flood(20)
+                time.sleep(0.02)
+            sock.settimeout(5)
+            data = rest
+            while (chunk := sock.recv(65536)):
+                data += chunk
+    frames, offset = [], 0
+    while (parsed := parse_frame(data[offset:])) is not None:
+        frames.append(parsed[0])
+        offset += parsed[3]
+    assert OP_CLOSE in frames
+    assert frames.index(OP_CLOSE) == len(frames) - 1, "data frames after the Close"
