@@ -76,11 +76,13 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
         return response  # retention moved while the headers left: the reconnect gets the 410
     metrics.connections_open[label] += 1
     try:
-        left = await sink.done
-        if left is SinkState.OVERFLOWED or request.transport is None:
-            _abort(request)  # a slow consumer's stream just stops; it resumes from its cursor
-            return response
-        await _end(request, response)
+        left = await sink.done  # shutdown (after the flush), slow consumer, or client gone
+        if left is SinkState.OVERFLOWED:
+            # A slow consumer cannot take even the last chunk: the socket goes (the
+            # client resumes from its cursor); a keep-alive close would wait forever.
+            _abort(request)
+        elif request.transport is not None:
+            await _end(request, response)
         return response
     finally:
         hub.unsubscribe(sink)
