@@ -121,6 +121,8 @@ class Sink:
             transport.write(data)
 
     def enqueue(self, item: tuple[bytes, int, float]) -> None:
+        if self.state is not SinkState.OPEN:
+            return  # dropped or closing: not fed any more
         queue = self.queue
         queue.append(item)
         n = len(queue)

@@ -116,6 +116,10 @@ class Hub:
         self._streams: set[Sink] = set()
         self._ticker: asyncio.Task | None = None
 
+    def reserve(self, name: str) -> None:
+        """Create the topic now (TooManyTopics -> 503 before a 200 / 101 is sent)."""
+        self._topic(name)
+
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
         if topic is None:

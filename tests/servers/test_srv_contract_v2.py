@@ -241,3 +241,14 @@ def test_no_data_frame_after_the_servers_close(srv):
         offset += parsed[3]
     assert OP_CLOSE in frames
     assert frames.index(OP_CLOSE) == len(frames) - 1, "data frames after the Close"
+
+
+def test_too_many_topics_is_503_before_streaming_or_upgrading():
+    with ServerProcess("all", args=["--max-topics", "1"]) as server:
+        publish(server.url, "only", "x")
+        head = raw_get(server.url, "/stream?topic=another", "Accept: text/event-stream\r\n", marker=b"}")
+        assert head.startswith(b"HTTP/1.1 503") and b"maximum" in head
+        sock, head, _ = ws_handshake(server.url, "/ws?topic=another")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 503")
+        assert http(server.url + "/healthz")[0] == 200
