@@ -111,10 +111,14 @@ class Hub:
         #: This instance's epoch: cursors are ``epoch-seq``.
         self.epoch = epoch or new_epoch()
         self._epoch_bytes = self.epoch.encode()
-        #: Coarse loop time (set by the ticker): when a sink last got a write.
+        #: Loop time of the last publish or tick: when a sink last got a write.
         self.clock = 0.0
         self._streams: set[Sink] = set()
         self._ticker: asyncio.Task | None = None
+
+    def reserve(self, name: str) -> None:
+        """Create the topic now (TooManyTopics -> 503 before a 200 / 101 is sent)."""
+        self._topic(name)
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -140,7 +144,9 @@ class Hub:
         metrics.published += 1
         if topic.batches:
             topic.batches.clear()
-        paced, clock, epoch = self.delay_s > 0, self.clock, self._epoch_bytes
+        # One clock read per publish (not per delivery): when each sink last got a write.
+        self.clock = now
+        paced, clock, epoch = self.delay_s > 0, now, self._epoch_bytes
         for kind, sinks in enumerate(topic.sinks):
             if not sinks:
                 continue

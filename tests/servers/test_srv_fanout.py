@@ -30,9 +30,11 @@ from _srv_helpers import metric, publish, raw_connect, recv_until, ws_handshake
 BURST = 10_000
 
 
-@pytest.fixture(scope="module")
-def srv():
-    with ServerProcess("all") as server:  # default --queue-limit 1000, --slow-grace 2
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def srv(request):
+    # The direct-write path reads the transport's flow control: check both event loops.
+    args = ["--uvloop"] if request.param == "uvloop" else []
+    with ServerProcess("all", args=args) as server:  # default --queue-limit 1000, --slow-grace 2
         yield server
 
 
