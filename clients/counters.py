@@ -55,6 +55,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
                           spec.payload_bytes, now)
     recv = np.frombuffer(gen.samples.recv_ns, dtype=np.int64)
     late = count_late(recv, gen.late_after_ns) if gen.late_after_ns else 0
+    negative = int((recv < np.frombuffer(gen.samples.sent_ns, dtype=np.int64)).sum())
     reconnects = sum(s.stats.reconnects for s in gen.subscribers)
     faults = gen.fault_stats()
     return {
@@ -72,6 +73,8 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "delivered": totals.delivered,
         "lost": totals.lost,
         "late": late,
+        # recv before ts: impossible on one monotonic clock; counted, never dropped.
+        "negative_latencies": negative,
         "drain_bound_s": round(gen.drain_bound_s, 6),
         "duplicated": totals.duplicated,
         "reordered": totals.reordered,

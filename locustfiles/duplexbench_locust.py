@@ -14,14 +14,15 @@ imported here. Run it directly (see docs/locust.md) or through
 the ``--db-*`` options from a LoadSpec and collects the records written to
 ``--db-out`` into the native loadgen's file formats.
 
-Sockets are plain gevent sockets with byte counters (HTTP parsed by
-geventhttpclient's parser, WebSocket framed by the contract's own frame code), so
-bytes on the wire are counted at the socket like the native clients do.
+Sockets are plain gevent sockets with byte counters (locustfiles/dbwire.py: HTTP
+parsed by geventhttpclient's parser, WebSocket by the ``websockets`` sans-I/O
+protocol), so bytes on the wire are counted at the socket like the native clients do.
+After the run the engine core (clients.core / clients.accounting) turns the records
+into the native engine's figures (duplicated, reordered, late, message sizes).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import Event
+from gevent.queue import Queue
 from geventhttpclient.response import HTTPSocketResponse
 from locust import User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
@@ -42,9 +44,12 @@ from duplexbench.contract.http import (
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
-from duplexbench.contract.websocket import (
-    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key, encode_frame, encode_publish, parse_frame,
-)
+from duplexbench.contract.websocket import encode_publish
+
+try:  # Locust puts the locustfile's folder on sys.path
+    from dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
+except ImportError:  # imported as a package module
+    from locustfiles.dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
 
 __all__ = [
     "LongPollUser",
@@ -134,6 +139,7 @@ class _Run:
         self.next_local_id = 0  # per-process counter for subscriber ids
         self.wire = {"sub": _Wire(), "pub": _Wire()}
         self.duplicated = 0  # deliveries of a seq a subscriber already held
+        self.negative = 0  # deliveries received "before" their ts (clock skew)
         self.window: dict[str, dict] = {}  # wire snapshots at measure start / end
         self.recorder: _Recorder | None = None
         self.all_classes: list = []  # every User class of this file (web UI re-picks)
@@ -145,19 +151,6 @@ class _Run:
         sid = self.next_local_id * _opt(env, "id-stride") + index
         self.next_local_id += 1
         return sid
-
-
-class _Wire:
-    """Socket counters of one role, summed over this process's connections."""
-
-    __slots__ = ("bytes_up", "bytes_down", "http_requests", "connections", "reconnects", "errors")
-
-    def __init__(self) -> None:
-        self.bytes_up = self.bytes_down = self.http_requests = 0
-        self.connections = self.reconnects = self.errors = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class _Recorder:
@@ -192,7 +185,8 @@ class _Recorder:
         final = {role: wire.as_dict() for role, wire in run.wire.items()}
         path = os.path.join(self.directory, f"wire-{self.tag}.json")
         with open(path + ".tmp", "w") as handle:
-            json.dump({"final": final, "duplicated": run.duplicated, **run.window}, handle)
+            json.dump({"final": final, "duplicated": run.duplicated, "negative": run.negative,
+                       **run.window}, handle)
         os.replace(path + ".tmp", path)
 
 
@@ -360,61 +354,6 @@ def _on_quitting(environment, **_kw) -> None:
     _on_test_stop(environment)
 
 
-# ---------------------------------------------------------------------------
-# Connections: a gevent socket that counts bytes, HTTP requests, WebSocket.
-# ---------------------------------------------------------------------------
-
-
-class _Conn:
-    """One TCP connection; every byte in and out is added to a role's counters."""
-
-    def __init__(self, url: str, wire: _Wire, timeout: float) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.authority = f"{self.host}:{self.port}"
-        self.wire = wire
-        self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        # Nagle + delayed ACK would add tens of ms to small messages (MEASUREMENT.md).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wire.connections += 1
-        self.closed = False
-
-    def sendall(self, data: bytes) -> None:
-        self.wire.bytes_up += len(data)
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        data = self.sock.recv(size)
-        self.wire.bytes_down += len(data)
-        return data
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def send_request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                     body: bytes = b"") -> None:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        self.wire.http_requests += 1
-        self.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> HTTPSocketResponse:
-        self.send_request(method, target, headers, body)
-        return HTTPSocketResponse(self, method=method)
-
-
-class ClientFailure(Exception):
-    """A failure shown in Locust's failure table (lost messages, bad responses)."""
-
-
 def _fire(request_type: str, name: str, ms: float, length: int, exc: Exception | None = None):
     RUN.environment.events.request.fire(
         request_type=request_type, name=name, response_time=ms,
@@ -493,16 +432,19 @@ class _Subscriber(User):
             self.publisher = gevent.spawn(self._publish_share)
 
     def deliver(self, envelope, recv_ns: int, nbytes: int) -> None:
+        """Every delivery is recorded (the engine core replays them after the run:
+        duplicated and reordered are counted there, as for the native engine)."""
         last = self.cursor
         seq = envelope.seq
-        if last is not None and seq <= last:
-            RUN.duplicated += 1  # a resume overlap: not a second delivery
-            return
         if last is not None and seq > last + 1:
             _fire(self.label, f"lost {envelope.topic}", 0, 0,
                   ClientFailure(f"lost {seq - last - 1} message(s) before seq {seq}"))
-        self.cursor = seq
-        _fire(self.label, f"deliver {envelope.topic}", (recv_ns - envelope.ts) / 1e6, nbytes)
+        if last is None or seq > last:
+            self.cursor = seq
+        ms = (recv_ns - envelope.ts) / 1e6
+        if ms < 0:  # clock skew between machines: counted (counters.negative_latencies)
+            RUN.negative += 1
+        _fire(self.label, f"deliver {envelope.topic}", max(0.0, ms), nbytes)
         if RUN.recorder is not None:
             index = payload_index(envelope.data)
             RUN.recorder.add(
@@ -651,10 +593,10 @@ class WebSocketUser(_Subscriber):
     transport = "websocket"
 
     def subscribe_and_receive(self) -> None:
-        self.conn, buffer = _ws_open(self.environment.host, f"?topic={self.topic}" + self.cursor_query(),
-                                     self.wire, self.read_timeout)
+        self.conn = WSConn(self.environment.host, f"?topic={self.topic}" + self.cursor_query(),
+                           self.wire, self.read_timeout)
         self.subscribed()
-        for payload in _ws_messages(self.conn, buffer):
+        for payload in self.conn.messages():
             self.deliver(decode_envelope(payload), time.time_ns(), len(payload))
 
     def send_upstream(self, data: str, ts: int) -> int:
@@ -662,65 +604,18 @@ class WebSocketUser(_Subscriber):
             return super().send_upstream(data, ts)
         if self.conn is None or self.conn.closed:
             raise ClientFailure("WebSocket not connected")
-        frame = encode_frame(OP_TEXT, encode_publish(data, ts).encode(), mask=os.urandom(4))
-        self.conn.sendall(frame)
+        self.conn.send_text(encode_publish(data, ts).encode())
         return 0  # the seq is not answered over a WebSocket
 
 
-def _ws_open(url: str, query: str, wire: _Wire, timeout: float) -> tuple[_Conn, bytes]:
-    """Connect and upgrade ``/ws{query}``; returns the connection and any bytes that
-    followed the 101 (frames may share its read: an HTTP parser would drop them)."""
-    conn = _Conn(url, wire, timeout)
-    key = base64.b64encode(os.urandom(16)).decode()
-    conn.send_request("GET", PATH_WS + query, {
-        "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
-    })
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        data = conn.recv(4096)
-        if not data:
-            conn.close()
-            raise ClientFailure("connection closed during the WebSocket handshake")
-        buffer += data
-    head, _, buffer = buffer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    if lines[0].split(" ")[1:2] != ["101"] or fields.get("sec-websocket-accept") != accept_key(key):
-        conn.close()
-        raise ClientFailure(f"WebSocket upgrade answered {lines[0]!r}")
-    return conn, buffer
-
-
-def _ws_messages(conn: _Conn, buffer: bytes):
-    """Text frame payloads until the connection closes; pings are answered here
-    (the server closes sockets that do not pong)."""
-    while True:
-        parsed = parse_frame(buffer)
-        if parsed is None:
-            data = conn.recv(65536)
-            if not data:
-                return
-            buffer += data
-            continue
-        opcode, _fin, payload, used = parsed
-        buffer = buffer[used:]
-        if opcode == OP_TEXT:
-            yield payload
-        elif opcode == OP_PING:
-            conn.sendall(encode_frame(OP_PONG, payload, mask=os.urandom(4)))
-        elif opcode == OP_CLOSE:
-            return
-
-
-def _ws_reader(conn: _Conn, buffer: bytes) -> None:
+def _ws_reader(ws: WSConn) -> None:
     """A publish-only socket still reads: to answer pings and notice a close."""
     try:
-        for _ in _ws_messages(conn, buffer):
+        for _ in ws.messages():
             pass
     except OSError:
         pass
-    conn.close()
+    ws.close()
 
 
 SUBSCRIBER_CLASSES = {
@@ -813,9 +708,19 @@ class PublisherUser(User):
     fixed_count = 1
     wait_time = constant(0)
 
+    #: POSTs in flight at once (keep-alive connections), as the native publish_pool.
+    POOL = 8
+
     def on_start(self) -> None:
         env = self.environment
         self.poster = _Poster(_pub_url(env), RUN.wire["pub"])
+        # Open loop: a POST waits for its answer in its own greenlet, on one of POOL
+        # keep-alive connections, so the schedule never waits for the server.
+        self.posters: Queue = Queue()
+        self.all_posters = [self.poster] + [_Poster(_pub_url(env), RUN.wire["pub"])
+                                            for _ in range(self.POOL - 1)]
+        for poster in self.all_posters:
+            self.posters.put(poster)
         # Fanout over WebSocket with upstream = transport: one publish-only socket per
         # topic (?subscribe=0), as the native loadgen does, instead of POSTs.
         self.ws_upstream = (_opt(env, "transport") == "websocket"
@@ -823,20 +728,34 @@ class PublisherUser(User):
         self.sockets: dict[str, _Conn] = {}
 
     def on_stop(self) -> None:
-        for conn in [self.poster.conn, *self.sockets.values()]:
+        for conn in [*(p.conn for p in self.all_posters), *self.sockets.values()]:
             if conn is not None:
                 conn.close()
+
+    def _post(self, index: int, topic: str, payload: str, intended: int) -> None:
+        poster = self.posters.get()  # waits only when POOL POSTs are in flight
+        sent = time.time_ns()
+        try:
+            seq = poster.publish(topic, payload, sent)
+        except (OSError, ClientFailure, ValueError) as exc:
+            RUN.wire["pub"].errors += 1
+            _fire("PUBLISH", f"publish {topic}", 0, 0, exc)
+            return
+        finally:
+            self.posters.put(poster)
+        _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
+        _record_publish(index, topic, seq, intended, sent)
 
     def _send(self, topic: str, payload: str, ts: int) -> int:
         if not self.ws_upstream:
             return self.poster.publish(topic, payload, ts)
-        conn = self.sockets.get(topic)
-        if conn is None or conn.closed:
-            conn, buffer = _ws_open(_pub_url(self.environment), f"?topic={topic}&subscribe=0",
-                                    RUN.wire["pub"], 3600.0)
-            self.sockets[topic] = conn
-            gevent.spawn(_ws_reader, conn, buffer)
-        conn.sendall(encode_frame(OP_TEXT, encode_publish(payload, ts).encode(), mask=os.urandom(4)))
+        ws = self.sockets.get(topic)
+        if ws is None or ws.closed:
+            ws = WSConn(_pub_url(self.environment), f"?topic={topic}&subscribe=0",
+                        RUN.wire["pub"], 3600.0)
+            self.sockets[topic] = ws
+            gevent.spawn(_ws_reader, ws)
+        ws.send_text(encode_publish(payload, ts).encode())
         return 0  # a WebSocket publish is not answered with its seq
 
     @task
@@ -856,6 +775,9 @@ class PublisherUser(User):
             _sleep_until(intended)
             topic = _topic_name(env, index % topics)
             payload = make_payload(index, size)
+            if not self.ws_upstream:
+                gevent.spawn(self._post, index, topic, payload, intended)
+                continue
             sent = time.time_ns()
             try:
                 seq = self._send(topic, payload, sent)

@@ -308,3 +308,13 @@ def test_server_restart_mid_point_counts_the_gap_and_recovers(tmp_path):
     # Publishes failed while the server was down are not losses; nothing is hidden either.
     assert counters["delivered"] + counters["lost"] == counters["expected"]
     assert counters["delivered"] > 0
+
+
+@pytest.mark.parametrize("transport", ["longpoll", "websocket"])
+def test_subscribers_bind_to_the_source_addresses(server_url, tmp_path, transport):
+    """source_addrs: subscribers bind round-robin to further loopback addresses (beyond
+    ~28k connections per source address); the point runs the same."""
+    spec = point(transport, server_url, clients=4, source_addrs=["127.0.0.2", "127.0.0.3"])
+    code, events, err = finish(loadgen(spec, tmp_path))
+    counters, _ = check_complete_run(tmp_path, code, events, err)
+    assert counters["spec"]["source_addrs"] == ["127.0.0.2", "127.0.0.3"]
