@@ -19,6 +19,7 @@ highest seq.
 
 from __future__ import annotations
 
+import re
 from array import array
 from dataclasses import dataclass
 
@@ -26,7 +27,15 @@ import numpy as np
 
 from duplexbench.contract import Envelope
 
-__all__ = ["DeliveryTotals", "Samples", "SubscriberLog", "tally"]
+__all__ = ["ENVELOPES", "DeliveryTotals", "RawLog", "Samples", "SubscriberLog", "tally"]
+
+#: Every envelope in a chunk, in one C call: (seq, ts, publish index or b"").
+#: The envelope's byte layout is fixed by the contract (compact, keys in order:
+#: duplexbench/contract/envelope.py) and topics never contain quotes, so a
+#: regular expression over the whole chunk replaces a JSON parse, a dataclass
+#: and a callback per message: the receive path's per-message Python work is
+#: a loop iteration with a few integer conversions and array appends.
+ENVELOPES = re.compile(rb'\{"seq":(\d+),"topic":"[^"]*","ts":(\d+),"data":"(?:(\d{1,12}):)?')
 
 
 class Samples:
@@ -70,6 +79,40 @@ class SubscriberLog:
     def set_window(self, first: int, end: int) -> None:
         self._first, self._end = first, end
 
+    def on_raw(self, matches: list[tuple[bytes, bytes, bytes]], recv_ns: int) -> int:
+        """Account every envelope of one read (``ENVELOPES.findall``); returns the
+        highest seq held (the subscriber's resume cursor)."""
+        first, end = self._first, self._end
+        s = self._samples
+        highest = self.highest
+        for seq_b, ts_b, index_b in matches:
+            seq = int(seq_b)
+            if seq > highest:
+                if seq > highest + 1:
+                    self.gaps.update(range(highest + 1, seq))
+                highest = seq
+            elif seq in self.gaps:
+                self.gaps.discard(seq)
+                if index_b and first <= int(index_b) < end:
+                    self.reordered += 1
+            else:
+                if index_b and first <= int(index_b) < end:
+                    self.duplicated += 1
+                continue
+            if not index_b:
+                self.foreign += 1
+                continue
+            index = int(index_b)
+            if first <= index < end:
+                s.subscriber.append(self.sid)
+                s.seq.append(seq)
+                s.index.append(index)
+                s.sent_ns.append(int(ts_b))
+                s.recv_ns.append(recv_ns)
+                s.delivered += 1
+        self.highest = highest
+        return highest
+
     def on_message(self, env: Envelope, recv_ns: int) -> None:
         seq = env.seq
         data = env.data
@@ -103,6 +146,85 @@ class SubscriberLog:
             s.sent_ns.append(env.ts)
             s.recv_ns.append(recv_ns)
             s.delivered += 1
+
+
+class RawLog:
+    """One subscriber's reads, kept raw during the window and accounted later.
+
+    Why: per read, the receive path then only appends the bytes and their
+    receive time (two appends), so the load generator's CPU inside the
+    measurement window is the kernel's and the client library's, not
+    bookkeeping's. :meth:`flush` runs the reads through
+    :meth:`SubscriberLog.on_raw` in arrival order (same results as accounting
+    each read at once: the receive time is the read's). It runs when asked
+    for (warm-up settle, drain, a reconnect needing the cursor, the end) or
+    when ``limit`` reads are pending, which bounds memory: the load generator
+    sets ``limit`` from a budget shared by all its subscribers.
+
+    ``delim``: None when every read holds whole envelopes (a WebSocket frame,
+    a poll body); else the end of an event on a stream (SSE ``\\n\\n``,
+    NDJSON ``\\n``): the tail after the last one waits for the next read, so
+    an event split across reads is counted once, at the read completing it.
+    """
+
+    __slots__ = ("log", "delim", "chunks", "times", "pending", "limit")
+
+    def __init__(self, log: SubscriberLog, delim: bytes | None = None, limit: int = 4096) -> None:
+        self.log = log
+        self.delim = delim
+        self.chunks: list[bytes] = []
+        self.times = array("q")
+        self.pending = b""
+        self.limit = limit
+
+    def feed(self, data: bytes, recv_ns: int) -> None:
+        self.chunks.append(data)
+        self.times.append(recv_ns)
+        if len(self.chunks) >= self.limit:
+            self.flush()
+
+    def cut(self) -> None:
+        """A new connection: a partial event of the old one is dropped."""
+        self.chunks.append(b"")
+        self.times.append(-1)
+
+    def highest(self) -> int:
+        """The highest seq held (flushes): where a resumption starts."""
+        self.flush()
+        return self.log.highest
+
+    def flush(self) -> None:
+        chunks, times = self.chunks, self.times
+        if not chunks:
+            return
+        self.chunks, self.times = [], array("q")
+        findall, on_raw, delim = ENVELOPES.findall, self.log.on_raw, self.delim
+        if delim is None:
+            for data, t in zip(chunks, times):
+                if t >= 0:
+                    matches = findall(data)
+                    if matches:
+                        on_raw(matches, t)
+            return
+        pending, step = self.pending, len(delim)
+        for data, t in zip(chunks, times):
+            if t < 0:
+                pending = b""
+                continue
+            buf = pending + data if pending else data
+            cut = buf.rfind(delim)
+            if cut < 0:
+                pending = buf
+                continue
+            pending = buf[cut + step:]
+            matches = findall(buf, 0, cut)
+            if matches:
+                on_raw(matches, t)
+        self.pending = pending
+
+    @property
+    def unflushed(self) -> int:
+        return len(self.chunks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,10 @@ class StreamSubscriber(HttpSubscriber):
         role: str = "sub",
         on_error: OnError | None = None,
         publisher: HttpPublisher | None = None,
+        **fast,
     ) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
-                         on_error=on_error, publisher=publisher)
+                         on_error=on_error, publisher=publisher, **fast)
         self._resumed = False  # whether the next request is a resumption
 
     # Per-framing hooks
@@ -67,7 +68,7 @@ class StreamSubscriber(HttpSubscriber):
     # Internals
 
     async def _connect(self) -> None:
-        conn = self._conn = await HTTP11Connection.open(self.endpoint, self.stats)
+        conn = self._conn = await self._open()
         target, headers = self._request_parts()
         response = await conn.request(
             b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers),
@@ -93,6 +94,8 @@ class StreamSubscriber(HttpSubscriber):
             self._conn.close()
             self.stats.reconnects += 1
             self._resumed = True
+            if self.on_raw is not None:
+                self.cursor = self.on_raw.highest()
             self._error(f"{reason}; resuming from seq {self.cursor}")
             while not self._closing:
                 await self._backoff.wait()
@@ -117,6 +120,8 @@ class SSESubscriber(StreamSubscriber):
         return base + b"&cursor=%d" % self.cursor, b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n\n")
         feed = SSEParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -144,6 +149,8 @@ class NDJSONSubscriber(StreamSubscriber):
         return b"%s?topic=%s&cursor=%d" % (PATH_STREAM.encode(), self.topic.encode(), self.cursor), b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n")
         feed = NDJSONParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -159,3 +166,17 @@ class NDJSONSubscriber(StreamSubscriber):
                 on_message(env, conn.recv_ns)
 
         return on_body
+
+
+def _bulk_handler(sub: StreamSubscriber, end: bytes):
+    """The fast path: each body chunk goes to the subscriber's RawLog as it is
+    (``end`` is the RawLog's event delimiter; a new connection cuts it)."""
+    raw = sub.on_raw
+    raw.cut()
+    feed = raw.feed
+    conn = sub._conn
+
+    def on_body(chunk: bytes) -> None:
+        feed(chunk, conn.recv_ns)
+
+    return on_body

@@ -67,6 +67,7 @@ class ServerOptions:
     ping_interval_s: float = 20.0  # WebSocket ping interval
     retention: int = 10000         # messages kept per topic for resume
     uvloop: bool = True
+    max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
@@ -76,6 +77,8 @@ class ServerOptions:
             "--ping-interval", _fmt(self.ping_interval_s),
             "--retention", str(self.retention),
         ]
+        if self.max_payload != ServerOptions.max_payload:  # the server's own default otherwise
+            args += ["--max-payload", str(self.max_payload)]
         if self.uvloop:
             args.append("--uvloop")
         return args
@@ -273,9 +276,23 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     longpoll = _longpoll(c.table("longpoll"))
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
-    engine = c.table("engine")
-    engine_options = dict(engine.data) if engine is not None else {}
+    engine_options = _engine(c.table("engine"))
 
+    too_big = [p for p in payload if p > server.max_payload]
+    if too_big:
+        raise ScenarioError(
+            f"{c.source}: key 'payload_bytes': {too_big[0]} is above the server's maximum "
+            f"payload of {server.max_payload} bytes (key 'server.max_payload'): every publish "
+            "would be refused (413 / close 1009)"
+        )
+    # A window that holds no scheduled message measures nothing and would read as "ok".
+    for r in rate:
+        if r * duration < 1:
+            raise ScenarioError(
+                f"{c.source}: key 'duration_s' (--duration): at rate {r:g} msg/s a measurement "
+                f"window of {duration:g} s holds {r * duration:.2f} messages: make duration_s "
+                f">= {1 / r:g} s or raise 'rate'"
+            )
     if pattern == "chat":
         too_few = [n for n in clients if n < topics]
         if too_few:
@@ -303,7 +320,8 @@ def _server(c: "_Checker | None") -> ServerOptions:
     d = ServerOptions()
     if c is None:
         return d
-    c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop"), "server.")
+    c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
+               "max_payload"), "server.")
     return ServerOptions(
         queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
@@ -311,7 +329,24 @@ def _server(c: "_Checker | None") -> ServerOptions:
                               d.ping_interval_s),
         retention=c.get("retention", _pos_int, "a positive integer", d.retention),
         uvloop=c.get("uvloop", _bool, "true or false", d.uvloop),
+        max_payload=c.get("max_payload", _pos_int, "a positive number of bytes", d.max_payload),
     )
+
+
+#: Keys of the ``[engine]`` table: Locust workers, native load-generator processes.
+_ENGINE_KEYS = ("workers", "loadgen_procs")
+
+
+def _engine(c: "_Checker | None") -> dict:
+    if c is None:
+        return {}
+    c.unknown(_ENGINE_KEYS, "engine.")
+    options = {}
+    for key in _ENGINE_KEYS:
+        value = c.get(key, _pos_int, "a positive integer", None)
+        if value is not None:
+            options[key] = value
+    return options
 
 
 def _longpoll(c: "_Checker | None") -> LongPollOptions:
