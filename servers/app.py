@@ -82,6 +82,10 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
         return error_response(exc.status, reason, {**request[HEADERS], **headers})
     except asyncio.CancelledError:
         raise
+    except ConnectionError:
+        # The client's connection went away mid-answer: nothing to log, nothing to send
+        # (aiohttp drops this answer quietly on the dead connection).
+        return error_response(400, "client connection lost", request[HEADERS])
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path_qs[:200])
         return error_response(500, "internal server error (logged)", request[HEADERS])

@@ -155,10 +155,15 @@ class Hub:
             direct = 0
             for sink in list(sinks):  # a copy: a sink may be dropped on the way
                 protocol = sink.protocol
-                if paced or sink.queue or protocol._paused or protocol.transport is None:
+                transport = protocol.transport
+                if transport is None or transport.is_closing():
+                    # The client is gone (its handler will hear soon): writing on would
+                    # only make asyncio count and log lost writes.
+                    sink.leave(SinkState.CLOSED)
+                elif paced or sink.queue or protocol._paused:
                     sink.enqueue(item)
                 else:
-                    protocol.transport.write(wire)
+                    transport.write(wire)
                     sink.last = clock
                     direct += 1
             if direct:

@@ -51,8 +51,9 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     # CursorGone / CursorAhead answer before 200; another epoch's cursor is a reset.
     start, reset = hub.position(topic, request_cursor(request))
     hub.reserve(topic)  # too many topics: 503 now, not after the 200
-    headers = request[HEADERS]
-    headers["Content-Type"] = "text/event-stream" if sse else "application/x-ndjson"
+    # A copy: an error answer after this point must not inherit the stream's Content-Type.
+    headers = {**request[HEADERS],
+               "Content-Type": "text/event-stream" if sse else "application/x-ndjson"}
     if config.accel_buffering_header:
         headers["X-Accel-Buffering"] = "no"  # tell proxies (nginx) not to buffer either
     response = web.StreamResponse(headers=headers)
@@ -61,7 +62,10 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
             encode_preamble(hub.epoch, start, RETRY_MS)
     else:
         first = reset + b"\n" if reset else b""
-    await response.prepare(request)  # headers leave now, before any message
+    try:
+        await response.prepare(request)  # headers leave now, before any message
+    except ConnectionError:
+        return response  # the client left before its headers did
     if hub.closing:
         return response
     writer = response._payload_writer  # type: ignore[attr-defined]
