@@ -17,7 +17,7 @@ from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
 from .base import OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection
+from .http11 import ConnectionLost
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 

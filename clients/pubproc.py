@@ -38,7 +38,6 @@ import ssl
 import sys
 import time
 from collections import deque
-from pathlib import Path
 
 import httptools
 import numpy as np
@@ -57,6 +56,8 @@ __all__ = ["main"]
 #: A non-blocking socket (plain or TLS) with nothing to read / no room to write.
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
+#: The early wake-up margin never exceeds this (a long stall is not the timer's).
+MARGIN_MAX_NS = 200_000
 #: How long the end of publishing waits for the last answers.
 ANSWER_WAIT_S = 5.0
 
@@ -140,6 +141,7 @@ class Publisher:
         self.next_ws_check = 0
         self.stop_requested = False
         self.interruptible = False
+        self.margin_ns = 0  # how early sleeps aim (the mean wake-up lateness)
         self.payloads = [make_payload(i, spec.payload_bytes).encode() for i in range(n)]
         host = self.endpoint.authority.encode()
         self.heads = [b"POST %s?topic=%s&ts=" % (PATH_PUBLISH.encode(), t.encode())
@@ -331,8 +333,15 @@ class Publisher:
 
     def wait_until(self, deadline_ns: int) -> None:
         """Sleep to the deadline: ``time.sleep`` (clock_nanosleep, 1 us slack)
-        when nothing needs an answer to proceed, else ``select`` on the sockets."""
-        while (left := deadline_ns - time.monotonic_ns()) > 0:
+        when nothing needs an answer to proceed, else ``select`` on the sockets.
+
+        A wake-up comes late by the kernel's wake-up latency (tens of us on a VM,
+        more on a busy core), so the sleep aims ``margin`` early, the running
+        mean of that lateness, and the rest is a short spin: on time without
+        spinning through the whole gap (spinning bills the load generator CPU).
+        """
+        target = deadline_ns - self.margin_ns
+        while (left := target - time.monotonic_ns()) > 0:
             self.interruptible = True
             try:
                 if self.stop_requested:
@@ -341,8 +350,14 @@ class Publisher:
                     self.pump(left / 1e9)  # every connection busy: an answer frees one
                 else:
                     time.sleep(left / 1e9)
+                    woke = time.monotonic_ns()
+                    late = min(MARGIN_MAX_NS, max(0, woke - target))
+                    self.margin_ns += (late - self.margin_ns) >> 3  # mean of the last ~8
             finally:
                 self.interruptible = False
+        monotonic_ns = time.monotonic_ns
+        while monotonic_ns() < deadline_ns:  # at most ~margin: the last microseconds
+            pass
 
     def on_stop_signal(self, signum, frame) -> None:
         self.stop_requested = True
@@ -354,8 +369,8 @@ class Publisher:
         offsets = self.schedule.offsets_ns[lo:hi].tolist()  # Python ints in the loop
         for i, offset in enumerate(offsets, lo):
             self.wait_until(base_ns + offset)
+            self.send(i)  # first: reading earlier answers is not time-critical
             self.collect()
-            self.send(i)
 
     def sleep_until(self, deadline_ns: int) -> None:
         self.wait_until(deadline_ns)

@@ -21,8 +21,10 @@ samples in a .npz and its per-subscriber duplicate / reorder counts;
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import signal
 import sys
 from array import array
 from pathlib import Path
@@ -263,7 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     from .loadgen import raise_nofile_limit
     from .pubproc import _tune_process
 
-    _tune_process()  # die with the conductor
+    _tune_process()
+    # The conductor decides when a shard stops (it collects the shard's samples
+    # first): a supervisor's SIGTERM / SIGINT to the whole process group is its to
+    # handle; a shard still dies at once should the conductor itself die.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     raise_nofile_limit()
     spec = LoadSpec.from_file(args[0])
     try:

@@ -18,7 +18,7 @@ from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
 from .base import ClientError, OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection
+from .http11 import ConnectionLost
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 

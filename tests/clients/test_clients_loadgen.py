@@ -267,7 +267,7 @@ def test_two_shard_processes_deliver_what_one_does(server_url, tmp_path, transpo
                      topic_prefix=f"sh{procs}-{time.monotonic_ns() % 10**6}")
         code, events, err = finish(loadgen(spec, tmp_path / str(procs)))
         results[procs] = check_complete_run(tmp_path / str(procs), code, events, err)
-    (one, one_samples), (two, two_samples) = results[1], results[2]
+    (one, _), (two, two_samples) = results[1], results[2]
     assert two["delivered"] == one["delivered"] == 6 * 90 and two["lost"] == 0
     assert len(two["procs"]) == 4 and len(set(two["procs"])) == 4
     assert sorted(two_samples["subscriber"].unique()) == list(range(6))
