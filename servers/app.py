@@ -43,7 +43,9 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
     if request.path in CORS_PATHS:
         origin = request.headers.get("Origin")
         if origin is not None:
-            decision = origin_decision(origin, request.scheme, request.host,
+            # The Host header itself: aiohttp's request.host falls back to a (blocking)
+            # getfqdn() when a request has none.
+            decision = origin_decision(origin, request.scheme, request.headers.get("Host", ""),
                                        state.config.allow_origins)
             if decision == "deny":
                 state.metrics.http_requests["other"] += 1

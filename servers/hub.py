@@ -187,9 +187,17 @@ class Hub:
         A sink congested for ``slow_grace_s`` is dropped (a slow consumer), so the
         wait is bounded; shutdown ends it too (the message is flushed)."""
         topic = self._topics.get(topic_name)
-        if topic is None:
+        if topic is None or not topic.congested:
             return
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.metrics.publisher_waits += 1
+        try:
+            await self._wait_room(topic, loop)
+        finally:
+            self.metrics.publisher_wait_seconds += loop.time() - started
+
+    async def _wait_room(self, topic: _Topic, loop: asyncio.AbstractEventLoop) -> None:
         while topic.congested and not self.closing:
             now = loop.time()
             for sink in [s for s in topic.congested if now - s.congested_at >= self.slow_grace_s]:

@@ -101,11 +101,14 @@ def test_websocket_burst_reaches_idle_subscribers_in_order(srv):
             sock.sendall(encode_frame(0x8, b"\x03\xe8", mask=b"abcd"))
             recv_until(sock, b"\x88")  # the Close echo: everything was read
 
+    waits = metric(srv.url, "publisher_waits_total")
     ws_seqs, sse_seqs = burst_subscribers(srv.url, "burst", send_burst)
     assert ws_seqs == list(range(1, BURST + 1))
     assert sse_seqs == list(range(1, BURST + 1))
     assert metric(srv.url, "slow_consumer_drops_total", "websocket") == 0
     assert metric(srv.url, "slow_consumer_drops_total", "sse") == 0
+    # The burst rule did the work: the publisher's reads paused while the queues drained.
+    assert metric(srv.url, "publisher_waits_total") > waits
 
 
 def test_pipelined_post_burst_reaches_idle_subscribers(srv):
