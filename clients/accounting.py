@@ -289,7 +289,10 @@ def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarra
     Expected = successful measured publishes to a subscriber's topic, summed
     over subscribers; a delivery counts when it is one of those.
     """
-    n_topics = int(topic_of_index.max()) + 1 if len(topic_of_index) else 1
+    # Topics: every one a message went to or a subscriber listens on (echo with
+    # more clients than messages has topics no message reached).
+    n_topics = max(int(topic_of_index.max()) + 1 if len(topic_of_index) else 1,
+                   max((log.topic_k for log in logs), default=0) + 1)
     measured = np.zeros(len(published_ok), dtype=bool)
     measured[first:end] = True
     ok = published_ok & measured

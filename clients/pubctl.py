@@ -51,6 +51,7 @@ class PublisherProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "clients.pubproc", str(spec_path), str(self.npz),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,  # "warmup_done" holds one count per topic (echo: per client)
         )
         if self.spec.publisher_cpu is not None and hasattr(os, "sched_setaffinity"):
             try:

@@ -101,7 +101,7 @@ class ShardedLoadGen(LoadGen):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "clients.shard", str(spec_path), str(out), str(k),
                 str(spec.loadgen_procs), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE)
+                stdout=asyncio.subprocess.PIPE, limit=1 << 24)
             if cpus and hasattr(os, "sched_setaffinity"):
                 try:
                     os.sched_setaffinity(proc.pid, {cpus[k % len(cpus)]})
@@ -177,8 +177,9 @@ class ShardedLoadGen(LoadGen):
             for message in part["error_messages"]:
                 if len(self.error_messages) < 20:
                     self.error_messages.append(f"shard {s.k}: {message}")
-            self._faults.extend(tuple(f) for f in part["faults"])
-            for sid, dup, reo, highest in part["logs"]:
+            per_sub = json.loads((s.out / "logs.json").read_text())
+            self._faults.extend(tuple(f) for f in per_sub["faults"])
+            for sid, dup, reo, highest in per_sub["logs"]:
                 log = self.logs[sid]
                 log.duplicated, log.reordered, log.highest = dup, reo, highest
 
@@ -209,7 +210,7 @@ def _merge(parts: list[dict], sent: int) -> dict:
 async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
     gen = LoadGen(spec, out, members=[c for c in range(spec.clients) if c % n == k])
     gen.is_conductor = False
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=1 << 24)  # per-topic lists: one int per topic
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     try:
@@ -246,10 +247,13 @@ async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
                                             for name in ("subscriber", "seq", "index", "sent_ns",
                                                          "recv_ns")})
             from .counters import _nodelay
+            # Per-subscriber figures go to a file: thousands of them make a line too long.
+            (out / "logs.json").write_text(json.dumps({
+                "logs": [[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs],
+                "faults": [[gen.members[j], d, r, z, down]
+                           for j, d, r, z, down in gen.fault_stats()]}))
             emit("written", delivered=s.delivered, errors=gen.errors, nodelay=_nodelay(gen),
-                 error_messages=gen.error_messages,
-                 logs=[[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs],
-                 faults=[[gen.members[j], d, r, z, down] for j, d, r, z, down in gen.fault_stats()])
+                 error_messages=gen.error_messages)
         elif kind == "close":
             await gen.close()
             return 0
