@@ -8,22 +8,33 @@ BASELINE ?= results/baselines/ci
 COMPARE_FLAGS ?=
 # make stacks STACKS_SCENARIO=scenarios/stacks-quick.toml for a quick side-by-side check
 STACKS_SCENARIO ?= scenarios/stacks.toml
+# A/B mode: `make ci-bench BASE=origin/main` (any commit-ish) runs BASE's servers and this
+# tree's, interleaved, with this tree's load generator (docs/regression.md); e.g.
+# AB_FLAGS="--repeats 6" or AB_FLAGS="--transports sse,websocket".
+BASE ?=
+AB_FLAGS ?=
+AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity engines claims node stacks clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
 	@echo "make test       run the test suite"
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
+	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
-	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
+	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
+	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make node       install the Node.js reference server (servers/node, npm ci)"
 	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
+	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
+	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
+	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 
 install: $(STAMP)
 
@@ -46,10 +57,17 @@ notebook: install
 	$(PY) -m pip install --quiet -e ".[notebook]"
 	$(VENV)/bin/jupyter lab notebooks/analysis.ipynb
 
+# With BASE: the A/B gate (scenarios/ab.toml, ~3 minutes; results, compare.md and
+# compare.json in $(AB_OUT)). Without: the committed baseline, for local use.
 ci-bench: install
+ifneq ($(strip $(BASE)),)
+	rm -rf $(AB_OUT)
+	$(PY) -m duplexbench ab $(BASE) --out $(AB_OUT) $(AB_FLAGS)
+else
 	rm -rf results/ci-current
 	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
 	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md $(COMPARE_FLAGS)
+endif
 
 baseline: install
 	rm -rf $(BASELINE)
@@ -58,8 +76,21 @@ baseline: install
 capacity: install
 	$(PY) -m duplexbench capacity
 
+# The websocket-shootout method: fixed rate, subscribers doubled from 1,000 (long: minutes).
+capacity-subscribers: install
+	$(PY) -m duplexbench capacity --by subscribers
+
+c10k: install
+	$(PY) -m duplexbench run scenarios/c10k.toml
+
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
+	$(PY) -m duplexbench engines --latency
+
+# FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
+FUZZ_FLAGS ?=
+fuzz: install
+	$(PY) -m duplexbench fuzz $(FUZZ_FLAGS)
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

@@ -19,6 +19,7 @@ highest seq.
 
 from __future__ import annotations
 
+import re
 from array import array
 from dataclasses import dataclass
 
@@ -26,7 +27,17 @@ import numpy as np
 
 from duplexbench.contract import Envelope
 
-__all__ = ["DeliveryTotals", "Samples", "SubscriberLog", "tally"]
+__all__ = ["ENVELOPES", "DeliveryTotals", "RawLog", "Samples", "SubscriberLog", "tally"]
+
+#: Every envelope in a chunk, in one C call: (seq, ts, publish index or b"").
+#: The envelope's byte layout is fixed by the contract (compact, keys in order:
+#: duplexbench/contract/envelope.py) and topics never contain quotes, so a
+#: regular expression over the whole chunk replaces a JSON parse, a dataclass
+#: and a callback per message: the receive path's per-message Python work is
+#: a loop iteration with a few integer conversions and array appends.
+#: The seq a reset object resumes from: its cursor "NEW-K".
+RESET_SEQ = re.compile(rb'"cursor":"[a-z0-9]{1,16}-(\d+)"')
+ENVELOPES = re.compile(rb'\{"seq":(\d+),"topic":"[^"]*","ts":(\d+),"data":"(?:(\d{1,12}):)?')
 
 
 class Samples:
@@ -70,6 +81,40 @@ class SubscriberLog:
     def set_window(self, first: int, end: int) -> None:
         self._first, self._end = first, end
 
+    def on_raw(self, matches: list[tuple[bytes, bytes, bytes]], recv_ns: int) -> int:
+        """Account every envelope of one read (``ENVELOPES.findall``); returns the
+        highest seq held (the subscriber's resume cursor)."""
+        first, end = self._first, self._end
+        s = self._samples
+        highest = self.highest
+        for seq_b, ts_b, index_b in matches:
+            seq = int(seq_b)
+            if seq > highest:
+                if seq > highest + 1:
+                    self.gaps.update(range(highest + 1, seq))
+                highest = seq
+            elif seq in self.gaps:
+                self.gaps.discard(seq)
+                if index_b and first <= int(index_b) < end:
+                    self.reordered += 1
+            else:
+                if index_b and first <= int(index_b) < end:
+                    self.duplicated += 1
+                continue
+            if not index_b:
+                self.foreign += 1
+                continue
+            index = int(index_b)
+            if first <= index < end:
+                s.subscriber.append(self.sid)
+                s.seq.append(seq)
+                s.index.append(index)
+                s.sent_ns.append(int(ts_b))
+                s.recv_ns.append(recv_ns)
+                s.delivered += 1
+        self.highest = highest
+        return highest
+
     def on_message(self, env: Envelope, recv_ns: int) -> None:
         seq = env.seq
         data = env.data
@@ -105,6 +150,125 @@ class SubscriberLog:
             s.delivered += 1
 
 
+class RawLog:
+    """One subscriber's reads, kept raw during the window and accounted later.
+
+    Why: per read, the receive path then only appends the bytes and their
+    receive time (two appends), so the load generator's CPU inside the
+    measurement window is the kernel's and the client library's, not
+    bookkeeping's. :meth:`flush` runs the reads through
+    :meth:`SubscriberLog.on_raw` in arrival order (same results as accounting
+    each read at once: the receive time is the read's). It runs when asked
+    for (warm-up settle, drain, a reconnect needing the cursor, the end) or
+    when ``limit`` reads are pending, which bounds memory: the load generator
+    sets ``limit`` from a budget shared by all its subscribers.
+
+    ``delim``: None when every read holds whole envelopes (a WebSocket frame,
+    a poll body); else the end of an event on a stream (SSE ``\\n\\n``,
+    NDJSON ``\\n``): the tail after the last one waits for the next read, so
+    an event split across reads is counted once, at the read completing it.
+    """
+
+    __slots__ = ("log", "delim", "chunks", "times", "pending", "limit", "down_since",
+                 "disconnects", "recovery_ns_max", "resets")
+
+    def __init__(self, log: SubscriberLog, delim: bytes | None = None, limit: int = 4096) -> None:
+        self.log = log
+        self.delim = delim
+        self.chunks: list[bytes] = []
+        self.times = array("q")
+        self.pending = b""
+        self.limit = limit
+        self.down_since = 0  # when the subscription was lost (0: it is up)
+        self.disconnects = 0
+        self.recovery_ns_max = 0  # longest time from a loss to the next delivery
+        self.resets = 0  # epoch resets seen (the server restarted)
+
+    def disconnected(self, now_ns: int) -> None:
+        self.disconnects += 1
+        if not self.down_since:
+            self.down_since = now_ns
+
+    def reset(self, seq: int) -> None:
+        """A reset object (contract v2: the server restarted): seqs restart after
+        ``seq``; what was never received stays expected, so it counts as lost."""
+        self.chunks.append(b"")
+        self.times.append(-2 - seq)
+
+    def feed(self, data: bytes, recv_ns: int) -> None:
+        self.chunks.append(data)
+        self.times.append(recv_ns)
+        if len(self.chunks) >= self.limit:
+            self.flush()
+
+    def cut(self) -> None:
+        """A new connection: a partial event of the old one is dropped."""
+        self.chunks.append(b"")
+        self.times.append(-1)
+
+    def highest(self) -> int:
+        """The highest seq held (flushes): where a resumption starts."""
+        self.flush()
+        return self.log.highest
+
+    def flush(self) -> None:
+        chunks, times = self.chunks, self.times
+        if not chunks:
+            return
+        self.chunks, self.times = [], array("q")
+        findall, on_raw, delim = ENVELOPES.findall, self.log.on_raw, self.delim
+        if self.down_since:
+            self._recovered(times)
+        if delim is None:
+            for data, t in zip(chunks, times):
+                if t >= 0:
+                    matches = findall(data)
+                    if matches:
+                        on_raw(matches, t)
+                elif t <= -2:
+                    self._restart(-2 - t)
+            return
+        pending, step = self.pending, len(delim)
+        for data, t in zip(chunks, times):
+            if t < 0:
+                pending = b""
+                if t <= -2:
+                    self._restart(-2 - t)
+                continue
+            if b'{"event":"reset"' in data:  # a stream's reset object (SSE / NDJSON)
+                found = RESET_SEQ.search(data)
+                if found:
+                    self._restart(int(found.group(1)))
+                pending = b""
+            buf = pending + data if pending else data
+            cut = buf.rfind(delim)
+            if cut < 0:
+                pending = buf
+                continue
+            pending = buf[cut + step:]
+            matches = findall(buf, 0, cut)
+            if matches:
+                on_raw(matches, t)
+        self.pending = pending
+
+    def _recovered(self, times) -> None:
+        for t in times:
+            if t > self.down_since:
+                self.recovery_ns_max = max(self.recovery_ns_max, t - self.down_since)
+                self.down_since = 0
+                return
+
+    def _restart(self, seq: int) -> None:
+        self.resets += 1
+        log = self.log
+        log.highest = seq
+        log.gaps.clear()
+
+    @property
+    def unflushed(self) -> int:
+        return len(self.chunks)
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryTotals:
     expected: int
@@ -112,6 +276,8 @@ class DeliveryTotals:
     lost: int
     duplicated: int
     reordered: int
+    #: lost_per_sub[j]: measured messages subscriber j (the j-th log) never received.
+    lost_per_sub: np.ndarray | None = None
 
 
 def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarray,
@@ -123,7 +289,10 @@ def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarra
     Expected = successful measured publishes to a subscriber's topic, summed
     over subscribers; a delivery counts when it is one of those.
     """
-    n_topics = int(topic_of_index.max()) + 1 if len(topic_of_index) else 1
+    # Topics: every one a message went to or a subscriber listens on (echo with
+    # more clients than messages has topics no message reached).
+    n_topics = max(int(topic_of_index.max()) + 1 if len(topic_of_index) else 1,
+                   max((log.topic_k for log in logs), default=0) + 1)
     measured = np.zeros(len(published_ok), dtype=bool)
     measured[first:end] = True
     ok = published_ok & measured
@@ -147,4 +316,5 @@ def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarra
         lost=int(lost.sum()),
         duplicated=sum(log.duplicated for log in logs),
         reordered=sum(log.reordered for log in logs),
+        lost_per_sub=lost,
     )

@@ -18,7 +18,7 @@ from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
 from .base import ClientError, OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection
+from .http11 import ConnectionLost
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
@@ -40,9 +40,10 @@ class StreamSubscriber(HttpSubscriber):
         role: str = "sub",
         on_error: OnError | None = None,
         publisher: HttpPublisher | None = None,
+        **fast,
     ) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
-                         on_error=on_error, publisher=publisher)
+                         on_error=on_error, publisher=publisher, **fast)
         self._resumed = False  # whether the next request is a resumption
 
     # Per-framing hooks
@@ -67,12 +68,13 @@ class StreamSubscriber(HttpSubscriber):
     # Internals
 
     async def _connect(self) -> None:
-        conn = self._conn = await HTTP11Connection.open(self.endpoint, self.stats)
+        conn = self._conn = await self._open()
         target, headers = self._request_parts()
         response = await conn.request(
             b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers),
             on_body=self._new_body_handler(),
         )
+        self._learn_epoch(response.headers)
         if response.status != 200:
             body = (await conn.wait_done()).body
             conn.close()
@@ -91,8 +93,11 @@ class StreamSubscriber(HttpSubscriber):
             if self._closing:
                 return
             self._conn.close()
+            self._disconnected()
             self.stats.reconnects += 1
             self._resumed = True
+            if self.on_raw is not None:
+                self.cursor = self.on_raw.highest()
             self._error(f"{reason}; resuming from seq {self.cursor}")
             while not self._closing:
                 await self._backoff.wait()
@@ -113,10 +118,12 @@ class SSESubscriber(StreamSubscriber):
         base = b"%s?topic=%s" % (PATH_STREAM.encode(), self.topic.encode())
         if self._resumed:
             # As EventSource does: same URL, the last id in a header.
-            return base, b"Last-Event-ID: %d\r\n" % self.cursor
-        return base + b"&cursor=%d" % self.cursor, b""
+            return base, b"Last-Event-ID: %s\r\n" % self.cursor_text().encode()
+        return base + b"&cursor=%s" % self.cursor_text().encode(), b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n\n")
         feed = SSEParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -141,9 +148,12 @@ class NDJSONSubscriber(StreamSubscriber):
     accept = ACCEPT_NDJSON.encode()
 
     def _request_parts(self) -> tuple[bytes, bytes]:
-        return b"%s?topic=%s&cursor=%d" % (PATH_STREAM.encode(), self.topic.encode(), self.cursor), b""
+        return b"%s?topic=%s&cursor=%s" % (PATH_STREAM.encode(), self.topic.encode(),
+                                           self.cursor_text().encode()), b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n")
         feed = NDJSONParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -159,3 +169,17 @@ class NDJSONSubscriber(StreamSubscriber):
                 on_message(env, conn.recv_ns)
 
         return on_body
+
+
+def _bulk_handler(sub: StreamSubscriber, end: bytes):
+    """The fast path: each body chunk goes to the subscriber's RawLog as it is
+    (``end`` is the RawLog's event delimiter; a new connection cuts it)."""
+    raw = sub.on_raw
+    raw.cut()
+    feed = raw.feed
+    conn = sub._conn
+
+    def on_body(chunk: bytes) -> None:
+        feed(chunk, conn.recv_ns)
+
+    return on_body

@@ -35,7 +35,7 @@ from .scenario import LoadPoint, Scenario
 from .target import ExternalTarget, ServerHandle, SpawnedTarget
 
 __all__ = ["ServerSetup", "SetupError", "TLSSpawnedTarget", "VerifiedExternalTarget",
-           "add_arguments", "server_setup"]
+           "add_arguments", "server_setup", "table_columns"]
 
 
 class SetupError(Exception):
@@ -54,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="CA certificate that signed the outside https server's certificate")
     group.add_argument("--tls", action="store_true",
                        help="spawned servers serve https/wss (certificate generated for the run)")
+
+
+def table_columns(rows) -> tuple:
+    """The final table's columns, with a ``tls`` column when some point ran over TLS."""
+    from .console import TABLE_COLUMNS, Column
+
+    if not any(str(row.get("tls")) == "True" for row in rows):
+        return TABLE_COLUMNS
+    return (TABLE_COLUMNS[0], Column("tls", "tls", "{}"), *TABLE_COLUMNS[1:])
 
 
 def _healthz(url: str, ca_file: str, timeout: float = 3.0) -> dict:

@@ -43,6 +43,7 @@ from .point import STUCK_GRACE_S
 from .results import new_run_id
 from .scenario import LoadPoint, Scenario, ScenarioError, load_scenario
 from .session import LOADGEN_SATURATED_PCT, Session
+from .target import SpawnedTarget
 
 __all__ = [
     "EXIT_FAILED",
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loadgen-procs", type=int, default=None, metavar="N",
                         help="subscriber processes of the native load generator (default: one "
                              "per allowed core other than the server's, at least 1)")
+    parser.add_argument("--server-src", type=Path, metavar="DIR",
+                        help="run the servers of another source tree (e.g. a checkout of an older "
+                             "commit) with this interpreter; `duplexbench ab` does this for A/B runs")
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
@@ -147,10 +151,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(str(exc))
         return 2
     scenario = setup.scenario
+    target = None
+    if args.server_src is not None:
+        if not (args.server_src / "servers" / "__main__.py").is_file():
+            console.error(f"--server-src {args.server_src}: no servers/__main__.py there")
+            return 2
+        if args.server_url:
+            console.error("--server-src runs our servers from another tree; --server-url measures "
+                          "a running one: choose one")
+            return 2
+        src = str(args.server_src.resolve())
+        if isinstance(setup.target, external.TLSSpawnedTarget):  # TLS points of that tree
+            setup.target.base.src = src
+        else:
+            target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
+                                   src=src)
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
-                      command="run", argv=argv,
+                      command="run", argv=argv, target=target,
                       loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
     setup.attach(session)
     return run_session(session, scenario.points(), report=not args.no_report)
@@ -210,10 +229,11 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         session.finish(status, reason)
     rows = [r.row for r in session.results]
     console.always("")
-    console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
+    console.table(rows, external.table_columns(rows), title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
-                          "CPU = % of one core while measuring")
+                          "CPU = % of one core while measuring; validity: only ok and "
+                          "server-saturated rows can compare transports (docs/DESIGN.md)")
     if report and any(r.ok for r in session.results):
         _write_report(session)
     console.summary_warnings()

@@ -27,7 +27,7 @@ from .point import SAMPLE_HZ, PointOutput, PointRunner
 from .results import LOAD_COLUMNS, SUMMARY_COLUMNS, RunWriter
 from .scenario import LoadPoint, Scenario
 from .target import ServerHandle, Target, fetch_json
-from .validity import SATURATED_PCT
+from .validity import SATURATED_PCT, classify
 
 __all__ = ["LOADGEN_SATURATED_PCT", "Session", "failed_row"]
 
@@ -45,8 +45,11 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
         clients=point.clients, rate_msgs_s=point.rate, payload_bytes=point.payload_bytes,
         delay_ms=point.delay_ms, keepalive=point.keepalive, pattern=scenario.pattern,
         upstream=scenario.upstream, duration_s=scenario.duration_s,
-        status="failed", warnings=reason,
+        status="failed", warnings=reason, loadgen_procs=session.layout.procs,
+        loadgen_cores=session.layout.cores,
     )
+    judged = classify(row)
+    row.update(validity=judged.validity, validity_notes=judged.notes)
     row.update(session.row_extra(point))
     return row
 
@@ -112,7 +115,9 @@ class Session:
                     spec_fields=known)
 
     def _spec_fields(self, point: LoadPoint) -> dict:
-        fields = self.layout.spec_fields() if self.engine == "native" else {}
+        fields = self.layout.spec_fields()
+        if self.engine != "native":  # Locust's processes are its workers (--workers)
+            fields.pop("loadgen_procs")
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
         return fields
 
@@ -174,13 +179,17 @@ class Session:
 
     def _calibrate(self) -> None:
         try:
-            from .calibration import measure_tcp_echo
+            from .calibration import calibrate
         except ImportError:
             return
-        try:
-            self.writer.meta["calibration"] = measure_tcp_echo()
+        try:  # in the scenario's regime: its (first) rate, the server's and the loadgen's cores
+            calibration = calibrate(self.scenario.rate[0], self.plan.server, self.plan.loadgen)
         except Exception as exc:
             self.warn(f"TCP echo calibration failed: {exc}")
+            return
+        self.writer.meta["calibration"] = calibration
+        if calibration.get("echo_at_rate_error"):
+            self.warn(f"TCP echo at the scenario's rate failed: {calibration['echo_at_rate_error']}")
 
     def warn(self, text: str) -> None:
         self.console.warn(text)

@@ -122,6 +122,9 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
         found.append(("loadgen-saturated", f"load generator {client:.0f}% of a core"))
     elif server_hot:
         found.append(("server-saturated", f"server {server:.0f}% of a core"))
+    unpublished = _num(row, "publish_failed")
+    if unpublished > 0:  # never published: neither delivered nor counted as lost
+        found.append(("note", f"{unpublished:.0f} publishes failed"))
     late = _num(row, "late")
     if late > 0:
         found.append(("late", f"{late:.0f} deliveries after the drain bound"))

@@ -77,8 +77,11 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option shows its default; flags say theirs in words."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.nargs == 0 or "(default:" in (action.help or ""):
-            return action.help or ""
+        text = action.help or ""
+        if "(default:" in text or action.default == argparse.SUPPRESS:  # e.g. --help
+            return text
+        if action.nargs == 0:  # a flag: say what it is when not given
+            return f"{text} (default: {'on' if action.default else 'off'})"
         return super()._get_help_string(action)
 
 
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which of /poll, /stream, /ws to mount (/publish, /healthz, /metrics always are)")
     add("--host", default=d.host, help="address to listen on")
     add("--port", type=int, default=d.port, help="port to listen on; 0 picks a free one")
-    add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop (default: off)")
+    add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     add("--retention", type=int, default=d.retention, help="messages kept per topic for resume")
     add("--retention-bytes", type=int, default=d.retention_bytes,
         help="envelope bytes kept per topic (memory bound)")

@@ -26,7 +26,7 @@ from .wire import BodyReader, Conn, Head, Response, Target, WireError, WSConn, w
 
 __all__ = [
     "Ctx", "Fail", "Options", "ProbeReport", "Result", "Rule", "RULES", "Skip",
-    "check", "rule", "run_rules",
+    "check", "rule", "run_rules", "soon",
 ]
 
 TRANSPORTS = ("longpoll", "stream", "websocket")
@@ -228,6 +228,18 @@ class Ctx:
             except Exception:  # already closed: nothing to release
                 pass
         self._conns.clear()
+
+
+#: Retained messages are sent at once: waiting longer than this for them is a failure.
+RETAINED_WAIT_S = 2.0
+
+
+async def soon(awaitable, what: str, seconds: float = RETAINED_WAIT_S):
+    """``await awaitable``, or fail saying nothing came (instead of the rule's whole time limit)."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise Fail(what, f"an answer within {seconds:g} s", "nothing") from None
 
 
 def parse_json(body: bytes | str, what: str):

@@ -22,7 +22,7 @@ async def _poll(ctx: Ctx, query: str):
 async def _batch(ctx: Ctx) -> None:
     topic = ctx.topic("batch")
     await ctx.publish_many(topic, 3)
-    resp = await _poll(ctx, f"topic={topic}&cursor=0")
+    resp = await _poll(ctx, f"topic={topic}&cursor=0&timeout=1")
     check(resp.status == 200, "poll status", 200, f"{resp.status} {short(resp.body)}")
     check((resp.get("content-type") or "").startswith("application/json"), "poll Content-Type",
           "application/json", resp.get("content-type"))
@@ -75,10 +75,10 @@ async def _from_now(ctx: Ctx) -> None:
 async def _max(ctx: Ctx) -> None:
     topic = ctx.topic("max")
     await ctx.publish_many(topic, 5)
-    resp = await _poll(ctx, f"topic={topic}&cursor=0&max=2")
+    resp = await _poll(ctx, f"topic={topic}&cursor=0&max=2&timeout=1")
     seqs = [check_envelope(r)["seq"] for r in split_array(resp.body)] if resp.status == 200 else resp.status
     check(seqs == [1, 2], "max=2 batch", [1, 2], seqs)
-    resp = await _poll(ctx, f"topic={topic}&cursor=0&max=999999999")
+    resp = await _poll(ctx, f"topic={topic}&cursor=0&max=999999999&timeout=1")
     check(resp.status == 200 and len(split_array(resp.body)) == 5, "max above the limit is capped",
           "200 with 5 messages", f"{resp.status} {short(resp.body, 60)}")
     expect_error(await _poll(ctx, f"topic={topic}&cursor=0&max=0"), 400, "max=0")
@@ -114,7 +114,7 @@ async def _epoch_cursor(ctx: Ctx) -> None:
     topic = ctx.topic("ec")
     await ctx.publish_many(topic, 3)
     for cursor in (f"{epoch}-1", "1"):
-        resp = await _poll(ctx, f"topic={topic}&cursor={cursor}")
+        resp = await _poll(ctx, f"topic={topic}&cursor={cursor}&timeout=1")
         seqs = [check_envelope(r)["seq"] for r in split_array(resp.body)] if resp.status == 200 \
             else f"{resp.status} {short(resp.body)}"
         check(seqs == [2, 3], f"poll cursor={cursor}", [2, 3], seqs)
@@ -132,7 +132,7 @@ async def _reset(ctx: Ctx) -> None:
     check(isinstance(obj.get("error"), str) and isinstance(obj.get("oldest_seq"), int),
           "reset 410 also has error and oldest_seq", "error, oldest_seq", short(obj))
     check(obj.get("last_seq") == last, "reset last_seq", last, obj.get("last_seq"))
-    resp = await _poll(ctx, f"topic={topic}&cursor={obj['cursor']}")
+    resp = await _poll(ctx, f"topic={topic}&cursor={obj['cursor']}&timeout=1")
     seqs = [check_envelope(r)["seq"] for r in split_array(resp.body)] if resp.status == 200 else resp.status
     check(seqs == list(range(k + 1, last + 1)), f"poll cursor={obj['cursor']} after the reset",
           list(range(k + 1, last + 1)), seqs)
@@ -153,7 +153,7 @@ async def _retention(ctx: Ctx) -> None:
         check(obj.get("epoch") == epoch and obj.get("cursor") == f"{epoch}-{oldest - 1}",
               "410 epoch and cursor", f"{epoch}, {epoch}-{oldest - 1}", (obj.get("epoch"), obj.get("cursor")))
     for cursor in ("0", f"{ctx.epoch}-0"):
-        resp = await _poll(ctx, f"topic={topic}&cursor={cursor}&max={retention}")
+        resp = await _poll(ctx, f"topic={topic}&cursor={cursor}&max={retention}&timeout=1")
         first = check_envelope(split_array(resp.body)[0])["seq"] if resp.status == 200 else None
         check(first == oldest, f"cursor={cursor}: from the oldest retained", f"200 starting at {oldest}",
               f"{resp.status} {first if first else short(resp.body)}")

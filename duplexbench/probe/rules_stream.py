@@ -5,10 +5,9 @@ reset for another epoch, heartbeats after silence, 400/410 before streaming."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
-from .core import Ctx, check, expect_error, parse_json, rule, short
+from .core import Ctx, check, expect_error, parse_json, rule, soon
 from .envelopes import check_envelope, check_reset
 
 __all__: list[str] = []
@@ -122,7 +121,7 @@ async def _sse_resume(ctx: Ctx) -> None:
                              (f"{epoch}-2", f"&cursor={epoch}-0", [3])):
         _, head, body = await _open(ctx, f"topic={topic}{query}", {**SSE, "Last-Event-ID": lei})
         check(head.status == 200, f"Last-Event-ID: {lei} status", 200, head.status)
-        blocks = await _blocks(body, 1 + len(want))
+        blocks = await soon(_blocks(body, 1 + len(want)), f"retained events after {lei}")
         check(_event_seqs(ctx, blocks, topic) == want, f"events after Last-Event-ID: {lei}{query}",
               want, blocks)
 
@@ -134,7 +133,7 @@ async def _sse_empty(ctx: Ctx) -> None:
     await ctx.publish_many(topic, 3)
     _, head, body = await _open(ctx, f"topic={topic}&cursor={epoch}-1", {**SSE, "Last-Event-ID": ""})
     check(head.status == 200, "status with an empty Last-Event-ID", 200, head.status)
-    blocks = await _blocks(body, 3)
+    blocks = await soon(_blocks(body, 3), "retained events after the cursor")
     check(_event_seqs(ctx, blocks, topic) == [2, 3], "events", [2, 3], blocks)
 
 
@@ -148,7 +147,7 @@ async def _nd_lines(ctx: Ctx) -> None:
     check(seqs == [1, 2], "NDJSON lines", [1, 2], seqs)
     for cursor in (f"{epoch}-1", "1"):
         _, _, body = await _open(ctx, f"topic={topic}&cursor={cursor}", NDJSON)
-        seqs = [check_envelope(x)["seq"] for x in await _lines(body, 1)]
+        seqs = [check_envelope(x)["seq"] for x in await soon(_lines(body, 1), f"NDJSON cursor={cursor}")]
         check(seqs == [2], f"NDJSON cursor={cursor}", [2], seqs)
 
 
@@ -170,13 +169,13 @@ async def _sse_reset(ctx: Ctx) -> None:
     last = await ctx.publish_many(topic, 2)
     _, head, body = await _open(ctx, f"topic={topic}&cursor={ctx.other_epoch()}-9", SSE)
     check(head.status == 200, "SSE status with another epoch's cursor", 200, head.status)
-    first, block = await _blocks(body, 2)
+    first, block = await soon(_blocks(body, 2), "the reset event")
     check(first == ["retry: 1000"] and block[:1] == ["event: reset"], "reset stream starts",
           "retry: 1000\\n\\nevent: reset\\n", (first, block[:1]))
     fields = dict(ln.split(": ", 1) for ln in block if ": " in ln)
     k = check_reset(parse_json(fields.get("data", ""), "reset data"), epoch, "SSE reset")
     check(fields.get("id") == f"{epoch}-{k}", "reset event id", f"{epoch}-{k}", fields.get("id"))
-    blocks = await _blocks(body, last - k)
+    blocks = await soon(_blocks(body, last - k), "retained events after the reset")
     check(_event_seqs(ctx, blocks, topic) == list(range(k + 1, last + 1)), "messages after the reset",
           list(range(k + 1, last + 1)), blocks)
 
@@ -188,9 +187,9 @@ async def _nd_reset(ctx: Ctx) -> None:
     last = await ctx.publish_many(topic, 2)
     _, head, body = await _open(ctx, f"topic={topic}&cursor={ctx.other_epoch()}-9", NDJSON)
     check(head.status == 200, "NDJSON status with another epoch's cursor", 200, head.status)
-    first = (await _lines(body, 1))[0]
+    first = (await soon(_lines(body, 1), "the reset line"))[0]
     k = check_reset(parse_json(first, "first NDJSON line"), epoch, "NDJSON reset")
-    lines = await _lines(body, last - k)
+    lines = await soon(_lines(body, last - k), "retained lines after the reset")
     seqs = [check_envelope(x)["seq"] for x in lines]
     check(seqs == list(range(k + 1, last + 1)), "messages after the reset", list(range(k + 1, last + 1)), seqs)
 
@@ -209,7 +208,7 @@ async def _retention(ctx: Ctx) -> None:
         check(obj.get("oldest_seq") == oldest, "410 oldest_seq", oldest, obj.get("oldest_seq"))
     _, head, body = await _open(ctx, f"topic={topic}&cursor=0", NDJSON)
     check(head.status == 200, "cursor=0 streams (never 410)", 200, head.status)
-    first = check_envelope((await _lines(body, 1))[0])["seq"]
+    first = check_envelope((await soon(_lines(body, 1), "cursor=0 lines"))[0])["seq"]
     check(first == oldest, "cursor=0 starts at the oldest retained", oldest, first)
 
 

@@ -11,7 +11,7 @@ from duplexbench.contract.websocket import (
     OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key,
 )
 
-from .core import Ctx, check, expect_error, parse_json, rule, short
+from .core import Ctx, check, expect_error, parse_json, rule, short, soon
 from .envelopes import check_envelope, check_reset
 from .wire import WSConn, ws_key
 
@@ -167,6 +167,14 @@ async def _bad_frames(ctx: Ctx) -> None:
     check(not wrong, "Close codes for bad frames", want, "; ".join(wrong))
 
 
+@rule("ws.too-big", "a publish whose data exceeds --max-payload closes 1009", WS, timeout_s=10)
+async def _too_big(ctx: Ctx) -> None:
+    ws = await ctx.ws_open(f"topic={ctx.topic('big')}&subscribe=0")
+    ws.send(OP_TEXT, json.dumps({"data": "x" * (ctx.options.max_payload + 1)}).encode())
+    got, _ = await ws.recv_close()
+    check(got == 1009, f"Close code for {ctx.options.max_payload + 1} bytes of data", 1009, got)
+
+
 @rule("ws.cursor", "cursor=E-N or N: frames after N; ahead: 400 {error, last_seq} before upgrading", WS)
 async def _cursor(ctx: Ctx) -> None:
     epoch = ctx.need_epoch()
@@ -174,7 +182,8 @@ async def _cursor(ctx: Ctx) -> None:
     last = await ctx.publish_many(topic, 3)
     for cursor in (f"{epoch}-1", "1"):
         ws = await ctx.ws_open(f"topic={topic}&cursor={cursor}")
-        seqs = [check_envelope(p)["seq"] for p in await _texts(ws, 2, f"cursor={cursor}")]
+        seqs = [check_envelope(p)["seq"] for p in await soon(_texts(ws, 2, f"cursor={cursor}"),
+                                                              f"frames after cursor={cursor}")]
         check(seqs == [2, 3], f"frames after cursor={cursor}", [2, 3], seqs)
     for cursor in (str(last + 2), f"{epoch}-{last + 2}"):
         obj = expect_error(await ctx.request("GET", f"/ws?topic={topic}&cursor={cursor}", ctx.ws_headers()),
@@ -189,10 +198,11 @@ async def _reset(ctx: Ctx) -> None:
     last = await ctx.publish_many(topic, 2)
     head, ws, conn = await ctx.ws(f"topic={topic}&cursor={ctx.other_epoch()}-9")
     check(ws is not None, "upgrade with another epoch's cursor", 101, head.status)
-    opcode, _, payload, _ = await ws.recv()
+    opcode, _, payload, _ = await soon(ws.recv(), "the reset frame")
     check(opcode == OP_TEXT, "first frame", "text", opcode)
     k = check_reset(parse_json(payload, "first frame"), epoch, "WebSocket reset")
-    seqs = [check_envelope(p)["seq"] for p in await _texts(ws, last - k, "messages after the reset")]
+    seqs = [check_envelope(p)["seq"]
+            for p in await soon(_texts(ws, last - k, "messages after the reset"), "frames after the reset")]
     check(seqs == list(range(k + 1, last + 1)), "messages after the reset", list(range(k + 1, last + 1)), seqs)
 
 
@@ -208,5 +218,5 @@ async def _retention(ctx: Ctx) -> None:
                        "/ws cursor older than retention")
     check(obj.get("oldest_seq") == oldest, "410 oldest_seq", oldest, obj.get("oldest_seq"))
     ws = await ctx.ws_open(f"topic={topic}&cursor=0")
-    first = check_envelope((await _texts(ws, 1, "cursor=0"))[0])["seq"]
+    first = check_envelope((await soon(_texts(ws, 1, "cursor=0"), "cursor=0 frames"))[0])["seq"]
     check(first == oldest, "cursor=0 starts at the oldest retained", oldest, first)

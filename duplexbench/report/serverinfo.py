@@ -66,13 +66,20 @@ def tls_costs(summary: pd.DataFrame) -> list[dict]:
     frame["client_us"] = frame["client_cpu_s"] / delivered * 1e6
     wire = next((c for c in WIRE_BYTES if c in frame.columns and frame[c].notna().any()), None)
     cols = ["server_us", "client_us"] + ([wire] if wire else [])
+    from duplexbench.validity import comparable
+
+    validity = frame["validity"] if "validity" in frame.columns else pd.Series("ok", index=frame.index)
+    frame["_bad"] = [str(v) for v in validity.where(~validity.map(comparable), "")]
     med = frame.groupby(POINT + ["tls"], dropna=False)[cols].median().reset_index()
+    bad = frame.groupby(POINT, dropna=False, sort=False)["_bad"].agg(
+        lambda s: ", ".join(sorted({x for x in s if x})))
     out = []
     for key, group in med.groupby(POINT, dropna=False, sort=False):
         on, off = group[group["tls"]], group[~group["tls"]]
         if on.empty or off.empty:
             continue
         row = dict(zip(POINT, key))
+        row["not_comparable"] = bad.get(key, "")
         for col in cols:
             a, b = float(on[col].iloc[0]), float(off[col].iloc[0])
             row[f"{col}_off"], row[f"{col}_extra"] = b, a - b
@@ -96,6 +103,11 @@ def server_findings(run) -> list[Finding]:
         found.append(Finding(
             f"Server CPU and memory: not measured: {server.get('not_measured', 'no --server-pid')} "
             "(pass --server-pid PID to sample them; pinning is never touched).", kind="note"))
+    if server.get("kind") == "external" and server.get("measured"):
+        found.append(Finding(
+            "The outside server was sampled by its pid but not restarted between points (as "
+            "duplexbench's own servers are): its memory figures carry the heap of earlier points, "
+            "so compare them across transports with care.", kind="note"))
     for row in tls_costs(summary):
         where = (f"{int(row['clients'])} subscribers, {row['rate_msgs_s']:g} msg/s, "
                  f"{int(row['payload_bytes'])} B")
@@ -106,5 +118,7 @@ def server_findings(run) -> list[Finding]:
         found.append(Finding(
             f"TLS on {row['transport']} ({where}): server CPU {_us(row['server_us_extra'], row['server_us_off'])}"
             f" and load-generator CPU {_us(row['client_us_extra'], row['client_us_off'])} per delivered "
-            f"message; {extra_bytes}.", metric="tls", kind="note"))
+            f"message; {extra_bytes}"
+            + (f" (not comparable: {row['not_comparable']}: the CPU figures do not describe the "
+               "server alone)" if row.get("not_comparable") else "") + ".", metric="tls", kind="note"))
     return found

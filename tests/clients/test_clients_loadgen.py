@@ -220,3 +220,101 @@ def test_message_bytes_up_is_the_publish_frame_or_the_post_body(server_url, tmp_
     assert code == 0, err
     counters = json.loads((tmp_path / "sse" / "out" / "counters.json").read_text())
     assert counters["message_bytes_up"] == 40.0
+
+
+def test_late_is_not_lost(server_url, tmp_path):
+    """Behind a 600 ms one-way delay with the drain bound capped at 0.3 s, the
+    messages of the window's last ~0.3 s arrive after the bound: they are counted
+    as late (and delivered), never as lost, because the drain keeps listening."""
+    target = urllib.parse.urlsplit(server_url)
+    with ProxyProcess(LinkConfig(delay_ms=600), (target.hostname, target.port),
+                      realtime=False) as proxy:
+        url = f"http://{proxy.address[0]}:{proxy.address[1]}"
+        spec = point("sse", url, pub_url=server_url, clients=2, rate=50.0, warmup_s=0.0,
+                     duration_s=1.0, drain_s=2.0, drain_max_s=0.3)
+        code, _, err = finish(loadgen(spec, tmp_path))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["drain_bound_s"] == 0.3
+    assert counters["lost"] == 0 and counters["delivered"] == counters["expected"] == 100
+    assert 0 < counters["late"] < counters["delivered"]
+    # Late = received after the bound, which starts at the window's end.
+    samples = pd.read_parquet(tmp_path / "out" / "samples.parquet")
+    after = samples["recv_ns"] > counters["measure_end_ns"] + 0.3e9
+    assert int(after.sum()) == counters["late"]
+
+
+def test_drain_bound_and_late_arithmetic():
+    """The bound: max(1 s, 4 x p99), capped by drain_max_s; the drain listens past it."""
+    import numpy as np
+
+    from clients.core import count_late, drain_bound_s, listen_s
+    assert drain_bound_s(np.array([], dtype=np.int64), 10.0) == 1.0
+    assert drain_bound_s(np.full(100, 500_000_000), 10.0) == 2.0  # 4 x p99
+    assert drain_bound_s(np.full(100, 5_000_000_000), 10.0) == 10.0  # capped
+    assert listen_s(1.0, 0.5, 10.0) == 2.0 and listen_s(1.0, 5.0, 10.0) == 5.0
+    assert count_late(np.array([1, 5, 9]), 5) == 1
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+def test_two_shard_processes_deliver_what_one_does(server_url, tmp_path, transport):
+    """loadgen_procs = 2: same files, same delivered counts as one process, nothing lost,
+    and every process (conductor, publisher, 2 shards) named in counters.procs."""
+    results = {}
+    for procs in (1, 2):
+        (tmp_path / str(procs)).mkdir()
+        spec = point(transport, server_url, clients=6, loadgen_procs=procs,
+                     topic_prefix=f"sh{procs}-{time.monotonic_ns() % 10**6}")
+        code, events, err = finish(loadgen(spec, tmp_path / str(procs)))
+        results[procs] = check_complete_run(tmp_path / str(procs), code, events, err)
+    (one, _), (two, two_samples) = results[1], results[2]
+    assert two["delivered"] == one["delivered"] == 6 * 90 and two["lost"] == 0
+    assert len(two["procs"]) == 4 and len(set(two["procs"])) == 4
+    assert sorted(two_samples["subscriber"].unique()) == list(range(6))
+    assert two["wire"]["sub"]["bytes_down"] > 0
+    assert abs(two["wire"]["sub"]["bytes_down"] - one["wire"]["sub"]["bytes_down"]) \
+        < 0.02 * one["wire"]["sub"]["bytes_down"]
+
+
+def test_server_restart_mid_point_counts_the_gap_and_recovers(tmp_path):
+    """Contract v2 across a restart: the subscribers resume with E-N cursors, get the
+    reset object from the new instance (another epoch), continue; the messages they
+    missed are lost (not hidden) and ``recovery`` says how long it took."""
+    import socket as socketlib
+
+    with socketlib.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ServerProcess("all", port=port, args=["--heartbeat", "1"]).start()
+    try:
+        spec = point("websocket", server.url, clients=3, rate=50.0, warmup_s=0.3, duration_s=3.0,
+                     drain_s=1.0, drain_max_s=1.0, reconnect_min_s=0.05, reconnect_max_s=0.2)
+        proc = loadgen(spec, tmp_path)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if json.loads(line).get("phase") == "measure":
+                break
+        time.sleep(1.0)
+        server.stop()
+        server = ServerProcess("all", port=port, args=["--heartbeat", "1"]).start()
+        code, _, err = finish(proc)
+    finally:
+        server.stop()
+    assert code == 0, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    recovery = counters["recovery"]
+    assert recovery is not None and recovery["disconnects"] >= 3 and recovery["unrecovered"] == 0
+    assert 0 < recovery["recovery_s_max"] < 5
+    # Publishes failed while the server was down are not losses; nothing is hidden either.
+    assert counters["delivered"] + counters["lost"] == counters["expected"]
+    assert counters["delivered"] > 0
+
+
+@pytest.mark.parametrize("transport", ["longpoll", "websocket"])
+def test_subscribers_bind_to_the_source_addresses(server_url, tmp_path, transport):
+    """source_addrs: subscribers bind round-robin to further loopback addresses (beyond
+    ~28k connections per source address); the point runs the same."""
+    spec = point(transport, server_url, clients=4, source_addrs=["127.0.0.2", "127.0.0.3"])
+    code, events, err = finish(loadgen(spec, tmp_path))
+    counters, _ = check_complete_run(tmp_path, code, events, err)
+    assert counters["spec"]["source_addrs"] == ["127.0.0.2", "127.0.0.3"]

@@ -297,3 +297,15 @@ def test_empty_measurement_window(tmp_path):
     scenario = load_scenario(write(tmp_path, "rate = 2\nduration_s = 1\n", "ok.toml"))
     with pytest.raises(ScenarioError, match="--duration"):
         scenario.with_overrides(duration_s=0.1)
+
+
+def test_c10k_holds_ten_thousand_per_transport_and_fits_this_machine():
+    from duplexbench.limits import check_point, loadgen_layout
+
+    scenario = load_scenario(SCENARIOS / "c10k.toml")
+    assert scenario.transports == TRANSPORTS and max(scenario.clients) == 10_000
+    assert scenario.rate == (2.0,) and scenario.payload_bytes == (64,)
+    assert len(set(scenario.clients)) >= 2  # memory per connection needs a sweep
+    layout = loadgen_layout(0, allowed=[0, 1])
+    assert check_point(10_000, transport="longpoll", layout=layout, nofile=(20_000, 20_000),
+                       ports=28_232) == {}

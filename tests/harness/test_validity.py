@@ -66,3 +66,8 @@ def test_validity_column_prefers_stored_and_fills_old_runs():
     assert list(validity_column(frame)) == ["ok", "lost"]
     stored = frame.assign(validity=["server-saturated", "lost"])
     assert list(validity_column(stored)) == ["server-saturated", "lost"]
+
+
+def test_failed_publishes_are_noted():
+    judged = classify({**GOOD, "publish_failed": 12})
+    assert judged.validity == "ok" and "12 publishes failed" in judged.notes

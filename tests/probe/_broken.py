@@ -131,15 +131,73 @@ def patch_prepare(monkeypatch, change_headers, delay_streams_s: float = 0.0):
     monkeypatch.setattr(web.StreamResponse, "prepare", prepare)
 
 
-def patch_write(monkeypatch, change):
-    original = web.StreamResponse.write
+def patch_server_writes(monkeypatch, change):
+    """Rewrite what the server's sockets send, at the asyncio transport (servers write
+    frames straight to it). Client-side transports (the probe's) are left alone."""
+    from asyncio import selector_events
 
-    async def write(self, data):
-        ctype = self.headers.get("Content-Type", "")
-        data = change(ctype, bytes(data))
+    from aiohttp.web_protocol import RequestHandler
+
+    cls = selector_events._SelectorSocketTransport
+    write, writelines = cls.write, cls.writelines
+
+    def patched_write(self, data):
+        if isinstance(self._protocol, RequestHandler):
+            data = change(bytes(data))
         if data:
-            await original(self, data)
-    monkeypatch.setattr(web.StreamResponse, "write", write)
+            write(self, data)
+
+    def patched_writelines(self, parts):
+        patched_write(self, b"".join(bytes(p) for p in parts))
+    monkeypatch.setattr(cls, "write", patched_write)
+    monkeypatch.setattr(cls, "writelines", patched_writelines)
+
+
+def map_chunks(fn):
+    """A byte rewrite that applies ``fn`` to each HTTP chunk's payload (re-chunked; a chunk
+    ``fn`` empties is left out). Anything that does not parse as chunks passes unchanged."""
+    def change(data: bytes) -> bytes:
+        head = b""
+        if data.startswith(b"HTTP/1."):
+            end = data.find(b"\r\n\r\n")
+            if end < 0 or b"chunked" not in data[:end].lower():
+                return data
+            head, data = data[: end + 4], data[end + 4:]
+        out, pos = [], 0
+        while pos < len(data):
+            eol = data.find(b"\r\n", pos)
+            try:
+                size = int(data[pos:eol], 16) if eol >= 0 else -1
+            except ValueError:
+                size = -1
+            if size < 0 or data[eol + 2 + size: eol + 4 + size] != b"\r\n":
+                return head + data
+            payload, pos = data[eol + 2: eol + 2 + size], eol + 4 + size
+            if size == 0:
+                out.append(b"0\r\n\r\n")
+                continue
+            new = fn(payload)
+            if new:
+                out.append(b"%x\r\n%s\r\n" % (len(new), new))
+        return head + b"".join(out)
+    return change
+
+
+def ws_text_as_binary(data: bytes) -> bytes:
+    """Server WebSocket frames: every text frame becomes a binary one."""
+    from duplexbench.contract.websocket import parse_frame
+
+    if not data or data[0] not in (0x81, 0x88, 0x89, 0x8A):
+        return data
+    out, pos = bytearray(data), 0
+    while pos < len(data):
+        parsed = parse_frame(data[pos:])
+        if parsed is None:
+            return data
+        if parsed[0] == 1:
+            out[pos] = (out[pos] & 0xF0) | 0x2
+        pos += parsed[3]
+    return bytes(out)
 
 
 def patch_ws_receive(monkeypatch, change):
@@ -291,17 +349,15 @@ def _b_headers_held(mp):
 
 
 def _b_sse_no_ids(mp):
-    patch_write(mp, lambda ctype, d: re.sub(rb"(?m)^id: [^\n]*\n", b"", d)
-                if ctype.startswith("text/event-stream") else d)
+    patch_server_writes(mp, map_chunks(lambda d: re.sub(rb"(?m)^id: [^\n]*\n", b"", d)))
 
 
 def _b_ndjson_crlf(mp):
-    patch_write(mp, lambda ctype, d: d.replace(b"}\n", b"}\r\n")
-                if ctype.startswith("application/x-ndjson") else d)
+    patch_server_writes(mp, map_chunks(lambda d: d.replace(b"}\n", b"}\r\n")))
 
 
 def _b_no_heartbeat(mp):
-    patch_write(mp, lambda ctype, d: b"" if d in (b"\n", b": hb\n\n") or d.startswith(b":") else d)
+    patch_server_writes(mp, map_chunks(lambda d: b"" if d == b"\n" or d.startswith(b":") else d))
 
 
 def _b_ws_extension(mp):
@@ -316,13 +372,7 @@ def _b_426_is_400(mp):
 
 
 def _b_ws_binary_frames(mp):
-    original = http_websocket.WebSocketWriter.send_frame
-
-    async def send_frame(self, message, opcode, compress=None):
-        if opcode == WSMsgType.TEXT:
-            opcode = WSMsgType.BINARY
-        return await original(self, message, opcode, compress)
-    mp.setattr(http_websocket.WebSocketWriter, "send_frame", send_frame)
+    patch_server_writes(mp, ws_text_as_binary)
 
 
 def _b_ws_string_ts_dropped(mp):
@@ -341,6 +391,14 @@ def _b_ws_binary_accepted(mp):
             return msg._replace(type=WSMsgType.TEXT, data=msg.data.decode())
         return msg
     patch_ws_receive(mp, change)
+
+
+def _b_close_1009_is_1008(mp):
+    original = http_websocket.WebSocketWriter.close
+
+    async def close(self, code=1000, message=b""):
+        return await original(self, 1008 if code == 1009 else code, message)
+    mp.setattr(http_websocket.WebSocketWriter, "close", close)
 
 
 def _b_subscribe_ignored(mp):
@@ -413,6 +471,7 @@ BREAKAGES = [
     ("ws-binary-frames", _b_ws_binary_frames, ["ws.deliver"]),
     ("ws-string-ts-dropped", _b_ws_string_ts_dropped, ["ws.publish"]),
     ("ws-binary-accepted", _b_ws_binary_accepted, ["ws.bad-frames"]),
+    ("ws-too-big-is-1008", _b_close_1009_is_1008, ["ws.too-big"]),
     ("ws-subscribe-ignored", _b_subscribe_ignored, ["ws.subscribe0"]),
     ("ws-pong-empty", _b_pong_empty, ["ws.ping"]),
     ("ws-close-always-1000", _b_close_always_1000, ["ws.close-echo"]),

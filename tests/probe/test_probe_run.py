@@ -121,4 +121,39 @@ def test_tls_costs_per_transport() -> None:
     (row,) = tls_costs(frame)
     assert row["server_us_extra"] == pytest.approx(5.0) and row["client_us_extra"] == pytest.approx(1.0)
     assert row["ip_bytes_down_per_msg_extra"] == pytest.approx(30.0)
+    assert row["not_comparable"] == ""
     assert tls_costs(frame[frame["tls"] == False]) == []  # noqa: E712
+    (row,) = tls_costs(frame.assign(validity=["ok", "loadgen-saturated"]))
+    assert row["not_comparable"] == "loadgen-saturated"
+
+
+def test_tls_sweep_spawned_servers(tmp_path) -> None:
+    """Every client kind over TLS (HTTP subscriber, picows subscriber, POST and WS publishers)."""
+    scenario = _scenario(tmp_path, ('"longpoll"', '"websocket"'),
+                         'upstream = "transport"\n[server]\ntls = [false, true]\n')
+    done = _run(str(scenario), "--out", str(tmp_path / "t"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(tmp_path / "t")
+    assert [(r["transport"], r["tls"]) for r in rows] == [
+        ("longpoll", "False"), ("longpoll", "True"), ("websocket", "False"), ("websocket", "True")]
+    assert all(r["lost"] == "0" and r["server_measured"] == "True" for r in rows)
+    assert (tmp_path / "t" / "tls" / "ca.pem").exists()
+    report = (tmp_path / "t" / "report.md").read_text()
+    assert "TLS on websocket" in report and "per delivered message" in report
+
+
+def test_outside_https_server_with_ca_file(tmp_path) -> None:
+    tls_dir = tmp_path / "tls"
+    server = ServerProcess("all", args=["--tls", "--tls-dir", str(tls_dir)],
+                           ca_file=str(tls_dir / "ca.pem")).start()
+    try:
+        done = _run(str(_scenario(tmp_path, ('"ndjson"',))), "--server-url", server.url,
+                    "--ca-file", str(tls_dir / "ca.pem"), "--out", str(tmp_path / "h"), "--no-report")
+        assert done.returncode == 0, done.stdout + done.stderr
+        (row,) = _rows(tmp_path / "h")
+        assert row["tls"] == "True" and row["lost"] == "0" and row["server_measured"] == "False"
+        done = _run(str(_scenario(tmp_path, ('"ndjson"',))), "--server-url", server.url,
+                    "--out", str(tmp_path / "n"))
+        assert done.returncode == 2 and "--ca-file" in done.stdout + done.stderr
+    finally:
+        server.stop()
