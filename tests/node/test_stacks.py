@@ -88,7 +88,7 @@ def test_bad_stacks_argument_is_a_usage_error(tmp_path):
 
 
 def test_bad_clients_override_is_a_usage_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "duplexbench", "stacks", "--clients", "0",
+    proc = subprocess.run([sys.executable, "-m", "duplexbench", "stacks", "--stacks", "python", "--clients", "0",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
                           timeout=scaled(60))
     assert proc.returncode == 2 and "clients" in proc.stdout + proc.stderr
