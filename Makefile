@@ -15,7 +15,7 @@ AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -32,6 +32,7 @@ help:
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
 	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
+	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 
 install: $(STAMP)
 
@@ -83,6 +84,11 @@ c10k: install
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
 	$(PY) -m duplexbench engines --latency
+
+# FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
+FUZZ_FLAGS ?=
+fuzz: install
+	$(PY) -m duplexbench fuzz $(FUZZ_FLAGS)
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

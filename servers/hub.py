@@ -111,10 +111,14 @@ class Hub:
         #: This instance's epoch: cursors are ``epoch-seq``.
         self.epoch = epoch or new_epoch()
         self._epoch_bytes = self.epoch.encode()
-        #: Coarse loop time (set by the ticker): when a sink last got a write.
+        #: Loop time of the last publish or tick: when a sink last got a write.
         self.clock = 0.0
         self._streams: set[Sink] = set()
         self._ticker: asyncio.Task | None = None
+
+    def reserve(self, name: str) -> None:
+        """Create the topic now (TooManyTopics -> 503 before a 200 / 101 is sent)."""
+        self._topic(name)
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -140,7 +144,9 @@ class Hub:
         metrics.published += 1
         if topic.batches:
             topic.batches.clear()
-        paced, clock, epoch = self.delay_s > 0, self.clock, self._epoch_bytes
+        # One clock read per publish (not per delivery): when each sink last got a write.
+        self.clock = now
+        paced, clock, epoch = self.delay_s > 0, now, self._epoch_bytes
         for kind, sinks in enumerate(topic.sinks):
             if not sinks:
                 continue
@@ -149,10 +155,15 @@ class Hub:
             direct = 0
             for sink in list(sinks):  # a copy: a sink may be dropped on the way
                 protocol = sink.protocol
-                if paced or sink.queue or protocol._paused or protocol.transport is None:
+                transport = protocol.transport
+                if transport is None or transport.is_closing():
+                    # The client is gone (its handler will hear soon): writing on would
+                    # only make asyncio count and log lost writes.
+                    sink.leave(SinkState.CLOSED)
+                elif paced or sink.queue or protocol._paused:
                     sink.enqueue(item)
                 else:
-                    protocol.transport.write(wire)
+                    transport.write(wire)
                     sink.last = clock
                     direct += 1
             if direct:
@@ -176,9 +187,17 @@ class Hub:
         A sink congested for ``slow_grace_s`` is dropped (a slow consumer), so the
         wait is bounded; shutdown ends it too (the message is flushed)."""
         topic = self._topics.get(topic_name)
-        if topic is None:
+        if topic is None or not topic.congested:
             return
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.metrics.publisher_waits += 1
+        try:
+            await self._wait_room(topic, loop)
+        finally:
+            self.metrics.publisher_wait_seconds += loop.time() - started
+
+    async def _wait_room(self, topic: _Topic, loop: asyncio.AbstractEventLoop) -> None:
         while topic.congested and not self.closing:
             now = loop.time()
             for sink in [s for s in topic.congested if now - s.congested_at >= self.slow_grace_s]:

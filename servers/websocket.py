@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: A publish frame may exceed --max-payload by this much: the JSON around the data.
 PUBLISH_FRAME_OVERHEAD = 256
+#: Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry), echoed as they are.
+_ECHOABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+CLOSE_PROTOCOL_ERROR = 1002
 #: How long a close handshake may take before the socket is aborted.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -68,6 +71,21 @@ def valid_key(key: str | None) -> bool:
         return len(base64.b64decode(key.strip(), validate=True)) == 16
     except (binascii.Error, ValueError):
         return False
+
+
+class _WebSocketResponse(web.WebSocketResponse):
+    """aiohttp's response, told to stop the hub's direct writes before ANY Close.
+
+    aiohttp closes by itself on protocol errors (1002, 1007, 1009...); the hub
+    writes frames straight to the transport, so the sink must go before the
+    Close frame, or data frames could follow it."""
+
+    before_close = None
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if self.before_close is not None:
+            self.before_close()
+        return await super().close(code=code, message=message, drain=drain)
 
 
 class WebSocketConnection:
@@ -91,14 +109,16 @@ class WebSocketConnection:
             self.close_task = asyncio.get_running_loop().create_task(
                 self.close(CLOSE_POLICY_VIOLATION, "slow consumer"))
 
+    def stop_deliveries(self) -> None:
+        if self.sink is not None:
+            self.hub.unsubscribe(self.sink)
+
     def abort(self) -> None:
         if self.request.transport is not None:
             self.request.transport.abort()
 
     async def close(self, code: int, reason: str, drain: bool = True) -> None:
         self._closing = True
-        if self.sink is not None:
-            self.hub.unsubscribe(self.sink)  # not one data frame after the Close
         try:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:123], drain=drain),
@@ -128,8 +148,10 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not valid_key(request.headers.get("Sec-WebSocket-Key")):
         raise BadRequest("missing or invalid Sec-WebSocket-Key")
     start, reset = hub.position(topic, cursor) if subscribe == "1" else (0, None)
+    if subscribe == "1":
+        hub.reserve(topic)  # too many topics: 503 now, not after the 101
 
-    ws = web.WebSocketResponse(
+    ws = _WebSocketResponse(
         heartbeat=config.ping_interval_s,
         max_msg_size=config.max_payload + PUBLISH_FRAME_OVERHEAD,
         compress=False,
@@ -164,6 +186,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
                 await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
                 return ws
             connection.sink.on_leave = connection.on_leave
+            ws.before_close = connection.stop_deliveries
         await _read(ws, connection, topic, config.max_payload, hub)
         return ws
     finally:
@@ -184,8 +207,13 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
     while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.CLOSE:
-            # Echo the client's code (0 = its Close had none: answer 1000).
-            await connection.close(msg.data or CLOSE_NORMAL, "", drain=False)
+            # Echo the client's code (0 = its Close had none: answer 1000); a code no
+            # endpoint may send (1005, 1006, 1015, unassigned) is a protocol error.
+            code = msg.data or CLOSE_NORMAL
+            if code not in _ECHOABLE and not 3000 <= code <= 4999:
+                await connection.close(CLOSE_PROTOCOL_ERROR, "invalid close code", drain=False)
+            else:
+                await connection.close(code, "", drain=False)
             return
         if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return  # ERROR: aiohttp has already closed with 1009 / 1007 / 1002
