@@ -67,6 +67,9 @@ class ServerConfig:
     allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-origin; "*" = any
     slow_grace_s: float = 2.0  # a full queue is tolerated this long before "slow consumer"
     accel_buffering_header: bool = True  # X-Accel-Buffering: no on streams
+    tls_cert: str = ""  # PEM chain: serve https / wss (with tls_key)
+    tls_key: str = ""
+    tls_dir: str = ""  # --tls without a certificate: generate one (and its CA) here ("-": a temp dir)
     inject: InjectConfig = InjectConfig()
 
 
@@ -126,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-accel-buffering-header", dest="accel_buffering_header", action="store_false",
         help="do not send 'X-Accel-Buffering: no' on streams, for proxy buffering "
         "experiments (default: sent)")
+    add("--tls", action="store_true",
+        help="serve https/wss with a certificate generated at start (CA path printed)")
+    add("--tls-cert", default="", metavar="PEM", help="certificate chain; serve https/wss with it (default: none)")
+    add("--tls-key", default="", metavar="PEM", help="private key of --tls-cert (default: none)")
+    add("--tls-dir", default="", metavar="DIR",
+        help="where --tls writes ca.pem, server.pem, server.key (default: a temp dir)")
     return p
 
 
@@ -153,6 +162,9 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         slow_grace_s=args.slow_grace,
         accel_buffering_header=args.accel_buffering_header,
         inject=inject_from_env(os.environ if environ is None else environ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_dir=args.tls_dir or ("-" if args.tls and not args.tls_cert else ""),
     )
     _validate(config)
     return config
@@ -168,6 +180,8 @@ def _validate(c: ServerConfig) -> None:
     ]:
         if value < 1:
             raise ConfigError(f"{name} {value}: expected a positive integer")
+    if bool(c.tls_cert) != bool(c.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     for name, value in [
         ("--heartbeat", c.heartbeat_s), ("--ping-interval", c.ping_interval_s),
         ("--ping-timeout", c.ping_timeout_s), ("--poll-timeout-cap", c.poll_timeout_cap_s),
