@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import procs
+from . import external, procs
 from .console import Console, display_path
+from .faults import loss_allowed
 from .generator import loadgen_command, make_spec
 from .limits import LimitError
 from .outcome import PointResult
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
     parser.add_argument("--quiet", action="store_true", help="no progress output; table only")
+    external.add_arguments(parser)
     return parser
 
 
@@ -144,18 +146,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (run_dir / "meta.json").exists():
         console.error(f"{run_dir} already holds a run; choose another --out or remove it")
         return 2
+    try:  # an outside server (--server-url, probed first) or TLS
+        setup = external.server_setup(args, scenario, run_dir, console)
+    except external.SetupError as exc:
+        console.error(str(exc))
+        return 2
+    scenario = setup.scenario
     target = None
     if args.server_src is not None:
         if not (args.server_src / "servers" / "__main__.py").is_file():
             console.error(f"--server-src {args.server_src}: no servers/__main__.py there")
             return 2
-        target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
-                               src=str(args.server_src.resolve()))
+        if args.server_url:
+            console.error("--server-src runs our servers from another tree; --server-url measures "
+                          "a running one: choose one")
+            return 2
+        src = str(args.server_src.resolve())
+        if isinstance(setup.target, external.TLSSpawnedTarget):  # TLS points of that tree
+            setup.target.base.src = src
+        else:
+            target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
+                                   src=src)
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
                       command="run", argv=argv, target=target,
                       loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
+    setup.attach(session)
     return run_session(session, scenario.points(), report=not args.no_report)
 
 
@@ -203,7 +220,8 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         reason = reason or (f"{len(failed)} of {len(points)} points failed "
                             f"({failed[0].status}); first: {failed[0].point.label}: "
                             f"{failed[0].reason}")
-    lost = [r for r in session.results if r.ok and r.lost > 0]
+    # A SIGKILL fault may lose what was in flight (counted in the row, not a failure).
+    lost = [r for r in session.results if r.ok and r.lost > 0 and not loss_allowed(r.point.fault)]
     if lost and not session.scenario.expect_loss and code == EXIT_OK:
         code = EXIT_LOST
         reason = (f"{sum(r.lost for r in lost)} message(s) lost in {len(lost)} point(s); "
@@ -213,7 +231,7 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         session.finish(status, reason)
     rows = [r.row for r in session.results]
     console.always("")
-    console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
+    console.table(rows, external.table_columns(rows), title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
                           "CPU = % of one core while measuring; validity: only ok and "

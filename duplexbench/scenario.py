@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .faults.spec import FaultError, FaultOptions, parse_faults
+
 __all__ = [
     "ARRIVALS",
     "NETWORK_MODES",
@@ -68,6 +70,7 @@ class ServerOptions:
     retention: int = 10000         # messages kept per topic for resume
     uvloop: bool = True
     max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
+    tls: tuple[bool, ...] = (False,)  # https/wss with a per-run certificate; a sweep
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
@@ -115,6 +118,8 @@ class LoadPoint:
     payload_bytes: int
     delay_ms: float = 0.0
     keepalive: bool = True
+    fault: str = ""     # a [faults] kind, "" = none
+    tls: bool = False
 
     @property
     def label(self) -> str:
@@ -124,6 +129,10 @@ class LoadPoint:
             text += f" d={_fmt(self.delay_ms)}ms"
         if not self.keepalive:
             text += " keepalive=off"
+        if self.fault:
+            text += f" fault={self.fault}"
+        if self.tls:
+            text += " tls"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -131,8 +140,11 @@ class LoadPoint:
     @property
     def key(self) -> tuple:
         """Identity of the load point across repeats and runs (for comparisons)."""
+        key = (self.transport, self.clients, self.rate, self.payload_bytes,
+               self.delay_ms, self.keepalive)
+        return key + (self.fault,) if self.fault else key
         return (self.transport, self.clients, self.rate, self.payload_bytes,
-                self.delay_ms, self.keepalive)
+                self.delay_ms, self.keepalive, self.tls)
 
 
 @dataclass(frozen=True)
@@ -157,24 +169,28 @@ class Scenario:
     server: ServerOptions = field(default_factory=ServerOptions)
     longpoll: LongPollOptions = field(default_factory=LongPollOptions)
     network: NetworkOptions | None = None
+    #: What goes wrong during each point (duplexbench/faults); None = nothing.
+    faults: FaultOptions | None = None
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
 
     def points(self) -> list[LoadPoint]:
-        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive."""
+        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS."""
         delays = self.network.delay_ms if self.network else (0.0,)
+        faults = self.faults.kind if self.faults else ("",)
         points: list[LoadPoint] = []
         for repeat in range(self.repeats):
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for clients, rate, payload, delay, keepalive in itertools.product(
-                    self.clients, self.rate, self.payload_bytes, delays, keepalives
+                for clients, rate, payload, delay, keepalive, tls, fault in itertools.product(
+                    self.clients, self.rate, self.payload_bytes, delays, keepalives,
+                    self.server.tls, faults,
                 ):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
-                        delay_ms=delay, keepalive=keepalive,
+                        delay_ms=delay, keepalive=keepalive, tls=tls, fault=fault,
                     ))
         return points
 
@@ -184,6 +200,8 @@ class Scenario:
         data["engine"] = data.pop("engine_options")
         if data["network"] is None:
             del data["network"]
+        if data["faults"] is None:
+            del data["faults"]
         return _lists(data)
 
     def with_overrides(self, **changes: Any) -> "Scenario":
@@ -277,6 +295,12 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
     engine_options = _engine(c.table("engine"))
+    faults = None
+    if "faults" in data:
+        try:
+            faults = parse_faults(data["faults"], duration)
+        except FaultError as exc:
+            raise ScenarioError(f"{c.source}: {exc}") from None
 
     too_big = [p for p in payload if p > server.max_payload]
     if too_big:
@@ -305,14 +329,15 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         pattern=pattern, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
         upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
-        server=server, longpoll=longpoll, network=network, engine_options=engine_options,
+        server=server, longpoll=longpoll, network=network, faults=faults,
+        engine_options=engine_options,
     )
 
 
 _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
-    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "engine",
+    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "faults", "engine",
 )
 
 
@@ -321,8 +346,12 @@ def _server(c: "_Checker | None") -> ServerOptions:
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
-               "max_payload"), "server.")
+               "max_payload", "tls"), "server.")
+    tls = c.get("tls", _list_of(_bool), "true, false or [false, true]", d.tls)
+    if len(set(tls)) != len(tls):
+        raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
     return ServerOptions(
+        tls=tls,
         queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
         ping_interval_s=c.get("ping_interval_s", _pos_float, "a number of seconds > 0",

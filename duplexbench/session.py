@@ -13,7 +13,7 @@ import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import procs
 from .console import Console, PointProgress, display_path
+from .faults.analysis import annotate_row, merge_server_generations
 from .limits import check_point, loadgen_layout
 from .outcome import PointFailed, PointResult, num
 from .point import SAMPLE_HZ, PointOutput, PointRunner
@@ -50,6 +51,7 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
     )
     judged = classify(row)
     row.update(validity=judged.validity, validity_notes=judged.notes)
+    row.update(session.row_extra(point))
     return row
 
 
@@ -87,6 +89,9 @@ class Session:
         self.writer: RunWriter | None = None
         self.finished = False
         self._first_server_seen = False
+        #: Set by duplexbench/external.py: meta.json entries and per-point row columns.
+        self.meta_extra: dict[str, Any] = {}
+        self.row_extra: Callable[[LoadPoint], dict] = lambda point: {}
         self.points = PointRunner(
             scenario, self.plan, engine=engine, workers=workers, target=target,
             warn=self._point_warning, on_server=self._note_server, on_path=self._note_path,
@@ -115,6 +120,8 @@ class Session:
         if self.engine != "native":  # Locust's processes are its workers (--workers)
             fields.pop("loadgen_procs")
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
+        if self.scenario.faults is not None:  # the clients' back-off ([faults] table)
+            fields.update(self.scenario.faults.spec_fields())
         return fields
 
     # Start and finish ----------------------------------------------------------
@@ -152,6 +159,7 @@ class Session:
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
                     "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
         )
+        meta.update(self.meta_extra)
         warnings = list(meta.pop("warnings", []))
         # `latest` belongs to the results folder; a run written elsewhere (--out /tmp/x)
         # must not drop a link into a folder the user did not hand over.
@@ -262,7 +270,8 @@ class Session:
     def _load_frame(self, point: LoadPoint, samples: list) -> pd.DataFrame:
         rows = procs.samples_to_rows(samples, point=point.index, repeat=point.repeat,
                                      transport=point.transport)
-        return pd.DataFrame(rows, columns=list(LOAD_COLUMNS))
+        # A restarted server is sampled as server@N: one continuous "server" series again.
+        return merge_server_generations(pd.DataFrame(rows, columns=list(LOAD_COLUMNS)))
 
     def _summarize(self, point: LoadPoint, point_dir: Path, output: PointOutput,
                    samples: list) -> tuple[dict, Any, Any]:
@@ -284,7 +293,14 @@ class Session:
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
                               f"counters kept in {display_path(point_dir)}") from exc
-        return dict(row), samples_df, load_df
+        row = {**row, **self.row_extra(point)}
+        if output.faults is not None:  # recovery, failed publishes, reconnect storm
+            details = annotate_row(row, kind=point.fault, driver_summary=output.faults,
+                                   samples=output.samples, load=load_df, counters=counters)
+            self.writer.meta.setdefault("faults", []).append(
+                {"point": point.index, "repeat": point.repeat, "transport": point.transport,
+                 **output.faults, **details})
+        return row, samples_df, load_df
 
     def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
         """What the runner adds to metrics.summarize_point's warnings (already in the row)."""

@@ -43,7 +43,9 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
     if request.path in CORS_PATHS:
         origin = request.headers.get("Origin")
         if origin is not None:
-            decision = origin_decision(origin, request.scheme, request.host,
+            # The Host header itself: aiohttp's request.host falls back to a (blocking)
+            # getfqdn() when a request has none.
+            decision = origin_decision(origin, request.scheme, request.headers.get("Host", ""),
                                        state.config.allow_origins)
             if decision == "deny":
                 state.metrics.http_requests["other"] += 1
@@ -82,6 +84,10 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
         return error_response(exc.status, reason, {**request[HEADERS], **headers})
     except asyncio.CancelledError:
         raise
+    except ConnectionError:
+        # The client's connection went away mid-answer: nothing to log, nothing to send
+        # (aiohttp drops this answer quietly on the dead connection).
+        return error_response(400, "client connection lost", request[HEADERS])
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path_qs[:200])
         return error_response(500, "internal server error (logged)", request[HEADERS])
@@ -108,9 +114,17 @@ async def _metrics(request: web.Request) -> web.Response:
                         charset="utf-8", headers=request[HEADERS])
 
 
+async def _on_startup(app: web.Application) -> None:
+    app[STATE].hub.start()
+
+
 async def _on_shutdown(app: web.Application) -> None:
-    """Runs after the listener stopped: answer held polls, end streams, close sockets 1001."""
+    """Runs after the listener stopped: a graceful restart. Stop reading publishes
+    and holding polls, flush every subscriber's queue (bounded), then end streams
+    and close WebSockets 1001: nothing acknowledged before the signal is lost."""
     state = app[STATE]
+    state.hub.begin_shutdown()
+    await state.hub.flush(state.config.shutdown_timeout_s)
     state.hub.shutdown()
     closes = [c.close(CLOSE_GOING_AWAY, "server shutdown") for c in list(state.websockets)]
     if closes:
@@ -126,6 +140,9 @@ def make_app(config: ServerConfig) -> web.Application:
         max_topics=config.max_topics,
         queue_limit=config.queue_limit,
         pad_bytes=config.inject.pad_bytes,
+        slow_grace_s=config.slow_grace_s,
+        delay_s=config.inject.delay_ms / 1000,
+        heartbeat_s=config.heartbeat_s,
     )
     app = web.Application(middlewares=[_policy], client_max_size=config.max_payload)
     app[STATE] = ServerState(config, hub, metrics)
@@ -138,5 +155,6 @@ def make_app(config: ServerConfig) -> web.Application:
         app.router.add_get("/stream", handle_stream, allow_head=False)
     if "websocket" in config.transports:
         app.router.add_get("/ws", handle_ws, allow_head=False)
+    app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app

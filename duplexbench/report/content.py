@@ -33,6 +33,7 @@ from duplexbench.report.findings import (
     run_warnings,
 )
 from duplexbench.report.load import ReportRun, is_complete
+from duplexbench.report.serverinfo import metadata_rows, server_findings
 
 __all__ = ["FigureItem", "Table", "RunSection", "ReportContent", "collect", "TABLE_COLUMNS"]
 
@@ -74,6 +75,8 @@ class ReportContent:
     claims: Table | None  # "What the documents claim, measured" (claims.py), if any
     claims_error: str = ""
     generated_at: str = ""
+    #: Fault and soak sections (report/resilience.py): (title, paragraphs, tables).
+    extra: tuple[tuple[str, tuple[str, ...], tuple[Table, ...]], ...] = ()
 
 
 #: summary.csv column -> heading, for the key columns of the summary table.
@@ -175,6 +178,7 @@ def _metadata_rows(meta: dict) -> dict[str, str]:
         "injected faults": (", ".join(f"{k}={v}" for k, v in inject.items()) if any(inject.values())
                             else "none"),
         "schema version": str(meta.get("schema_version", "?")),
+        **metadata_rows(meta),  # outside server, probe, TLS
     }
 
 
@@ -275,14 +279,30 @@ def collect(runs: list[ReportRun]) -> ReportContent:
     sections = tuple(
         RunSection(run.label, run.run_id, str(run.path), is_complete(run.meta),
                    str(run.meta.get("status", "unknown")), str(run.meta.get("reason") or ""),
-                   tuple(run_warnings(run)), tuple(run_findings(run)), _summary_table(run))
+                   tuple(run_warnings(run)), (*run_findings(run), *server_findings(run)),
+                   _summary_table(run))
         for run in runs)
     comparisons = tuple(f for other in runs[1:] for f in compare_runs(runs[0], other))
     claims, claims_error = _claims(runs)
+    extra, extra_figures = _extra(runs)
     if len(runs) == 1:
         title = f"duplexbench report: {runs[0].run_id}"
     else:
         title = "duplexbench report: " + " vs ".join(f"{r.label} ({r.run_id})" for r in runs)
-    return ReportContent(title, sections, _metadata(runs), comparisons, tuple(_figures(runs)),
-                         claims, claims_error,
-                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"))
+    return ReportContent(title, sections, _metadata(runs), comparisons,
+                         tuple(_figures(runs)) + extra_figures, claims, claims_error,
+                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"), extra)
+
+
+def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
+    """Fault and soak sections; a bug there must not cost the rest of the report."""
+    try:
+        from duplexbench.report.resilience import sections
+
+        built = sections(runs)
+    except Exception as exc:
+        return ((("Faults and soak", (f"could not be computed: {type(exc).__name__}: {exc}",),
+                  ()),), ())
+    extra = tuple((s.title, s.paragraphs, tuple(Table(c, r) for c, r in s.tables)) for s in built)
+    figures = tuple(FigureItem(*f) for s in built for f in s.figures)
+    return extra, figures

@@ -106,6 +106,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     on = frame["keepalive"].map(_keepalive_on)
     has_on = on.groupby([frame["run"], frame["transport"]]).transform("any")
     frame = frame[on | ~has_on]
+    if "tls" in frame.columns:  # a TLS sweep: compare transports without TLS (serverinfo.py has the cost)
+        off = ~frame["tls"].map(_keepalive_on)
+        has_off = off.groupby([frame["run"], frame["transport"]]).transform("any")
+        frame = frame[off | ~has_off]
     keys = ["run", "transport", *AXES]
     numeric = frame.select_dtypes("number").columns.difference(keys)
     # groupby drops NaN keys by default: an axis the run does not record must still group.

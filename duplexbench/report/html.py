@@ -101,6 +101,9 @@ def render(content: ReportContent) -> str:
             out.append(table(content.claims, css_class="claims"))
         if content.claims_error:
             out.append(f'<p class="muted">{_e(content.claims_error)}</p>')
+    for title, paragraphs, tables in content.extra:  # faults, soak (report/resilience.py)
+        out.append(f"<h2>{_e(title)}</h2>" + "".join(f"<p>{_e(p)}</p>" for p in paragraphs))
+        out.extend(table(t) for t in tables)
     out.append('<h2 id="summary">Summary</h2>')
     for i, run in enumerate(content.runs):
         if several:
