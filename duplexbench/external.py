@@ -131,7 +131,10 @@ class ServerSetup:
         """Hook the session: meta.json entries, row columns, LoadSpec fields."""
         session.meta_extra.update(self.meta)
         session.row_extra = self.row_extra
-        session.points.spec_extra = self.spec_extra
+        # Added to the session's own fields (load-generator layout, source addresses,
+        # back-off), not instead of them.
+        base, own = session.points.spec_extra, self.spec_extra
+        session.points.spec_extra = lambda point: {**base(point), **own(point)}
         if self.target is not None:
             if isinstance(self.target, TLSSpawnedTarget):  # its core comes from the session's plan
                 self.target.base = dataclasses.replace(self.target.base, cpu=session.plan.server)
