@@ -38,7 +38,7 @@ from .console import Column, Console, display_path
 from .limits import LimitError
 from .results import atomic_write_json, new_run_id
 from .runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PointResult, Session
-from .validity import SATURATED_PCT, loadgen_pct_per_core
+from .validity import SATURATED_PCT, loadgen_pct_per_core, publish_shortfall
 
 LOADGEN_SATURATED_PCT = SATURATED_PCT
 from .scenario import TRANSPORTS, LoadPoint, Scenario, ScenarioError, parse_scenario
@@ -116,9 +116,10 @@ def judge(result: PointResult, limit_ms: float, latency: float | None = None,
     """
     row = result.row
     pct = loadgen_pct_per_core(row)
-    bound = pct > SATURATED_PCT
     server = _num(row.get("server_cpu_pct"))
     server_bound = server is not None and server > SATURATED_PCT
+    # Same rule as validity.py: a publisher far behind its schedule is a saturated client.
+    bound = pct > SATURATED_PCT or (bool(publish_shortfall(row)) and not server_bound)
     if not result.measured:
         return Verdict(False, f"point failed: {result.reason.splitlines()[0] if result.reason else '?'}",
                        bound, server_bound)

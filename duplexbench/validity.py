@@ -25,6 +25,15 @@ process's own queueing dominates what it measures (the pyperf / wrk2 rule of
 thumb; a sampled share has ~1-2 % noise at 20 Hz over seconds). 100 samples:
 the nearest-rank p99 of fewer is the maximum (metrics.MIN_SAMPLES).
 
+A load generator that cannot produce its load is saturated too, whatever its
+CPU share says (on a machine shared with other work a saturated process may
+get well under 90 % of a core): when the publisher sent fewer messages than its
+schedule asked for in the window (``rate_msgs_s`` x ``duration_s``, less 10 %
+or 3 standard deviations of a Poisson count, whichever is more) and the server
+was not saturated and no publish failed, the point is ``loadgen-saturated``.
+(A server that back-pressures the publisher because *the load generator's
+subscribers* read too slowly is the same case: the client could not keep up.)
+
 The load generator may run on several cores (``--loadgen-procs``): its
 ``client_cpu_pct`` (% of one core, summed over its processes) is divided by
 ``loadgen_cores`` (the cores it could use, 1 when the row does not say).
@@ -46,6 +55,7 @@ __all__ = [
     "classify",
     "comparable",
     "loadgen_pct_per_core",
+    "publish_shortfall",
     "validity_column",
 ]
 
@@ -58,6 +68,10 @@ SEVERITY: tuple[str, ...] = (
 SATURATED_PCT = 90.0
 #: Fewest latency samples for a p99 that is not the maximum in disguise.
 MIN_SAMPLES = 100
+#: A publisher short of its schedule by more than this share (or 3 sd) could not keep up.
+SHORTFALL = 0.10
+#: Fewest scheduled messages for the shortfall rule (fewer: the count says too little).
+SHORTFALL_MIN_SCHEDULED = 100
 #: Validities whose figures describe the server: the only ones compared across transports.
 COMPARABLE = frozenset({"ok", "server-saturated"})
 
@@ -91,6 +105,18 @@ def loadgen_pct_per_core(row: Mapping[str, Any]) -> float:
     return pct / cores
 
 
+def publish_shortfall(row: Mapping[str, Any]) -> str:
+    """'published N of M scheduled messages' when the publisher fell behind, else ''."""
+    scheduled = _num(row, "rate_msgs_s") * _num(row, "duration_s")
+    sent = _num(row, "sent")
+    if not scheduled >= SHORTFALL_MIN_SCHEDULED or not sent >= 0 or _num(row, "publish_failed") > 0:
+        return ""
+    if sent < scheduled - max(SHORTFALL * scheduled, 3 * math.sqrt(scheduled)):
+        return (f"the publisher sent {sent:,.0f} of {scheduled:,.0f} scheduled messages: "
+                "the load generator could not produce its load")
+    return ""
+
+
 def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
     """The validity of one summary row (a dict or a pandas row); pure."""
     found: list[tuple[str, str]] = []
@@ -115,7 +141,10 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
     server = _num(row, "server_cpu_pct")
     client_hot = client > SATURATED_PCT
     server_hot = server > SATURATED_PCT
-    if client_hot and server_hot:
+    short = publish_shortfall(row)
+    if short and not server_hot and not client_hot:
+        found.append(("loadgen-saturated", short))
+    elif client_hot and server_hot:
         found.append(("both-saturated",
                       f"load generator {client:.0f}% and server {server:.0f}% of a core"))
     elif client_hot:

@@ -11,7 +11,8 @@ from duplexbench.validity import (COMPARABLE, SEVERITY, classify, comparable,
                                   validity_column)
 
 GOOD = {"status": "ok", "delivered": 5000, "expected": 5000, "lost": 0, "lat_samples": 5000,
-        "client_cpu_pct": 40.0, "server_cpu_pct": 50.0, "late": 0}
+        "client_cpu_pct": 40.0, "server_cpu_pct": 50.0, "late": 0, "sent": 500,
+        "rate_msgs_s": 100, "duration_s": 5.0}
 
 
 @pytest.mark.parametrize("changes, expected", [
@@ -71,3 +72,14 @@ def test_validity_column_prefers_stored_and_fills_old_runs():
 def test_failed_publishes_are_noted():
     judged = classify({**GOOD, "publish_failed": 12})
     assert judged.validity == "ok" and "12 publishes failed" in judged.notes
+
+
+def test_a_publisher_behind_its_schedule_is_a_saturated_load_generator():
+    judged = classify({**GOOD, "sent": 297, "rate_msgs_s": 4000, "duration_s": 1.0})
+    assert judged.validity == "loadgen-saturated"
+    assert "sent 297 of 4,000 scheduled" in judged.notes
+    # Poisson noise, tiny schedules, failed publishes and a saturated server are not it.
+    assert classify({**GOOD, "sent": 470}).validity == "ok"
+    assert classify({**GOOD, "sent": 20, "rate_msgs_s": 50, "duration_s": 1.0}).validity == "ok"
+    assert classify({**GOOD, "sent": 100, "publish_failed": 400}).validity == "ok"
+    assert classify({**GOOD, "sent": 100, "server_cpu_pct": 97}).validity == "server-saturated"

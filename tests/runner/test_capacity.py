@@ -181,3 +181,14 @@ def test_subscriber_search_stops_at_the_machine_limit():
     result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
     assert session.rates == [2.0, 2.0, 2.0]  # 1000, 2000, 4000 subscribers at 2 msg/s
     assert result.clients == 4000 and "machine limit at 8,000 subscribers" in result.why
+
+
+def test_a_publisher_behind_schedule_bounds_the_load_generator():
+    point = LoadPoint(index=0, repeat=0, transport="sse", clients=50, rate=4000.0,
+                      payload_bytes=64)
+    row = {"status": "ok", "lost": 0, "lat_p99_ms": 500.0, "server_cpu_pct": 40.0,
+           "client_cpu_pct": 60.0, "sent": 300, "rate_msgs_s": 4000.0, "duration_s": 1.0}
+    verdict = capacity.judge(PointResult(point, row, measured=True), 100.0)
+    assert not verdict.sustained and verdict.bound == "loadgen"
+    busy = capacity.judge(PointResult(point, {**row, "server_cpu_pct": 97.0}, measured=True), 100.0)
+    assert busy.bound == "server"

@@ -1,10 +1,12 @@
 """A real point driven past what the load generator can do: findings must not compare there.
 
-High rate, tiny duration, real servers and the native load generator. On a
-quiet machine the generator's core saturates (validity loadgen-saturated or
-both-saturated); on a machine busy with other work the same overload shows as
-messages lost, late or never measured. Either way the point is not
-comparable, and no finding may compare transports there without saying so.
+High rate, tiny duration, real servers, and the Locust engine as the load
+generator: per message it costs several times the server's CPU, so it is the
+one that gives out. It shows as its core above 90 %, or (on a machine busy with
+other work, where a saturated process gets less than 90 % of a core) as a
+publisher that sent far fewer messages than its schedule asked for: either way
+validity ``loadgen-saturated`` (or ``both-saturated``), and no finding may
+compare transports there without saying so.
 """
 
 from __future__ import annotations
@@ -31,15 +33,16 @@ def test_overloaded_point_is_not_compared_without_saying_so(tmp_path, no_calibra
     scenario = tmp_path / "overload.toml"
     scenario.write_text(_toml(OVERLOAD))
     out = tmp_path / "run"
-    runner.main([str(scenario), "--out", str(out), "--no-report", "--quiet"])
+    runner.main([str(scenario), "--out", str(out), "--no-report", "--quiet",
+                 "--engine", "locust", "--workers", "1"])
     capsys.readouterr()
     run = load_run_dir(out)
     rows = run.summary
     assert len(rows) == 2, rows
     validity = dict(zip(rows["transport"], rows["validity"]))
-    assert not all(comparable(v) for v in validity.values()), (
-        f"4,000 msg/s to 100 subscribers stayed comparable: {validity}; "
-        f"loadgen CPU {list(rows['client_cpu_pct'])}")
+    assert set(validity.values()) & {"loadgen-saturated", "both-saturated"}, (
+        f"4,000 msg/s to 100 Locust subscribers did not saturate the load generator: {validity}; "
+        f"loadgen CPU {list(rows['client_cpu_pct'])}, sent {list(rows['sent'])}")
     result = findings.run_findings(run)
     notices = " ".join(f.text for f in result if f.kind == "not-comparable")
     assert "at 100 subscribers" in notices.lower()
