@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .proxies.options import ProxyOptions, ProxyOptionsError, parse_proxy, proxy_variants
+
 __all__ = [
     "ARRIVALS",
+    "ENGINES",
     "NETWORK_MODES",
     "PATTERNS",
     "TRANSPORTS",
@@ -45,6 +48,8 @@ PATTERNS = ("fanout", "echo", "chat")
 UPSTREAMS = ("post", "transport")
 ARRIVALS = ("uniform", "poisson")
 NETWORK_MODES = ("proxy", "netem")
+#: Load generators (runner.loadgen_command); a scenario may sweep them (``engine = [...]``).
+ENGINES = ("native", "locust", "browser")
 
 # Scenario names become part of run ids and directory names.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -112,6 +117,12 @@ class LoadPoint:
     payload_bytes: int
     delay_ms: float = 0.0
     keepalive: bool = True
+    #: Intermediary between subscribers and server (duplexbench/proxies): none | nginx.
+    proxy: str = "none"
+    proxy_buffering: bool | None = None  # nginx proxy_buffering; None when direct
+    accel_header: bool = True            # the server sends X-Accel-Buffering: no on streams
+    #: Load generator for this point; "" = the command line's (--engine).
+    engine: str = ""
 
     @property
     def label(self) -> str:
@@ -121,6 +132,12 @@ class LoadPoint:
             text += f" d={_fmt(self.delay_ms)}ms"
         if not self.keepalive:
             text += " keepalive=off"
+        if self.proxy != "none":
+            text += f" {self.proxy} buf={'on' if self.proxy_buffering else 'off'}"
+            if not self.accel_header:
+                text += " no-accel"
+        if self.engine:
+            text += f" [{self.engine}]"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -129,7 +146,8 @@ class LoadPoint:
     def key(self) -> tuple:
         """Identity of the load point across repeats and runs (for comparisons)."""
         return (self.transport, self.clients, self.rate, self.payload_bytes,
-                self.delay_ms, self.keepalive)
+                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
+                self.accel_header, self.engine)
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,9 @@ class Scenario:
     server: ServerOptions = field(default_factory=ServerOptions)
     longpoll: LongPollOptions = field(default_factory=LongPollOptions)
     network: NetworkOptions | None = None
+    proxy: ProxyOptions | None = None
+    #: Load generators swept per point (``engine = "browser"`` or a list); () = --engine.
+    engines: tuple[str, ...] = ()
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
 
@@ -165,13 +186,15 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for clients, rate, payload, delay, keepalive in itertools.product(
-                    self.clients, self.rate, self.payload_bytes, delays, keepalives
-                ):
+                for engine, (proxy, buffering, accel), clients, rate, payload, delay, \
+                        keepalive in itertools.product(
+                            self.engines or ("",), proxy_variants(self.proxy, transport),
+                            self.clients, self.rate, self.payload_bytes, delays, keepalives):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
-                        delay_ms=delay, keepalive=keepalive,
+                        delay_ms=delay, keepalive=keepalive, proxy=proxy,
+                        proxy_buffering=buffering, accel_header=accel, engine=engine,
                     ))
         return points
 
@@ -179,8 +202,13 @@ class Scenario:
         """JSON-able, TOML-shaped dict (``parse_scenario(s.to_dict())`` gives ``s`` back)."""
         data = dataclasses.asdict(self)
         data["engine"] = data.pop("engine_options")
+        engines = data.pop("engines")
+        if engines:
+            data["engine"] = {**data["engine"], "kind": engines}
         if data["network"] is None:
             del data["network"]
+        if data["proxy"] is None:
+            del data["proxy"]
         return _lists(data)
 
     def with_overrides(self, **changes: Any) -> "Scenario":
@@ -273,8 +301,13 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     longpoll = _longpoll(c.table("longpoll"))
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
-    engine = c.table("engine")
-    engine_options = dict(engine.data) if engine is not None else {}
+    engines, engine_options = _engine(c)
+    proxy = None
+    if "proxy" in data:
+        try:
+            proxy = parse_proxy(data["proxy"])
+        except ProxyOptionsError as exc:
+            raise ScenarioError(f"{c.source}: {exc}") from None
 
     if pattern == "chat":
         too_few = [n for n in clients if n < topics]
@@ -288,15 +321,37 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         pattern=pattern, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
         upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
-        server=server, longpoll=longpoll, network=network, engine_options=engine_options,
+        server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
+        engine_options=engine_options,
     )
 
 
 _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
-    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "engine",
+    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "engine", "proxy",
 )
+
+
+def _engine(c: "_Checker") -> tuple[tuple[str, ...], dict]:
+    """``engine = "browser"``, ``engine = ["native", "browser"]`` (a sweep) or an
+    ``[engine]`` table of options with an optional ``kind`` (the same values)."""
+    value = c.data.get("engine")
+    if value is None:
+        return (), {}
+    options: dict = {}
+    if isinstance(value, dict):
+        options = dict(value)
+        value = options.pop("kind", None)
+        if value is None:
+            return (), options
+    convert = _choices_list(ENGINES)
+    try:
+        return convert(value), options
+    except _Invalid:
+        raise ScenarioError(
+            f"{c.source}: key 'engine': expected a table, one of {list(ENGINES)} or a list "
+            f"of them (each once), got {value!r}") from None
 
 
 def _server(c: "_Checker | None") -> ServerOptions:

@@ -1,0 +1,1 @@
+"""Intermediaries in the measured path (nginx)."""
