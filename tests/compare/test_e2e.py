@@ -50,16 +50,16 @@ def _runner_problem() -> str | None:
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     if probe.returncode:
         lines = probe.stderr.strip().splitlines() or ["unknown import error"]
-        return f"the runner does not import yet ({lines[-1]})"
+        return f"the runner does not import ({lines[-1]})"
     return None
 
 
 @pytest.fixture(scope="module")
 def runs():
-    """name -> run directory, for the five runs; skipped while the runner is unfinished."""
+    """name -> run directory, for the five runs; a runner that does not import is a failure."""
     problem = _runner_problem()
-    if problem:
-        pytest.skip(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
+    if problem:  # the runner exists: failing to import it is a bug, not a reason to skip
+        pytest.fail(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
     # Our own temp dir, not tmp_path_factory: concurrent pytest sessions of the same user prune
     # each other's old basetemp dirs, and these runs must outlive ~1 minute of tests.
     root = Path(tempfile.mkdtemp(prefix="duplexbench-compare-e2e-"))

@@ -34,6 +34,6 @@ def fake_engine(monkeypatch, no_calibration):
         def command(engine, spec_path, out_dir, workers):
             return [sys.executable, str(FAKE), mode, str(spec_path), str(out_dir)]
 
-        monkeypatch.setattr(runner, "loadgen_command", command)
+        monkeypatch.setattr("duplexbench.generator.loadgen_command", command)
 
     return use

@@ -62,7 +62,7 @@ def test_lost_messages_exit_3_and_say_so(tmp_path, fake_engine, capsys):
 
 def test_stuck_loadgen_is_stopped_with_its_children(tmp_path, fake_engine, monkeypatch, capsys):
     fake_engine("hang")
-    monkeypatch.setattr(runner, "STUCK_GRACE_S", 1.5)
+    monkeypatch.setattr("duplexbench.point.STUCK_GRACE_S", 1.5)
     out = tmp_path / "run"
     code = runner.main([str(write_scenario(tmp_path, transports=["sse"], duration=0.5)),
                         "--out", str(out), "--no-report", "--quiet"])

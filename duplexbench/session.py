@@ -1,0 +1,265 @@
+"""A run session: one results directory, its meta.json, and the points measured into it.
+
+``start()`` writes meta.json (``running``); ``run_point()`` has one point
+measured by :class:`~duplexbench.point.PointRunner`, turns its output into a
+summary row (a failed point gets a failed row) and adds it; ``finish()``
+writes the final status. The runner and ``capacity`` share it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import procs
+from .console import Console, PointProgress, display_path
+from .outcome import PointFailed, PointResult, num
+from .point import SAMPLE_HZ, PointOutput, PointRunner
+from .results import LOAD_COLUMNS, SUMMARY_COLUMNS, RunWriter
+from .scenario import LoadPoint, Scenario
+from .target import ServerHandle, Target, fetch_json
+
+__all__ = ["LOADGEN_SATURATED_PCT", "Session", "failed_row"]
+
+#: A load generator above this share of its core measures itself, not the server.
+LOADGEN_SATURATED_PCT = 90.0
+
+
+def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
+    """A summary row that cannot be mistaken for a measurement: figures empty, status failed."""
+    row: dict[str, Any] = {column: None for column in SUMMARY_COLUMNS}
+    scenario = session.scenario
+    row.update(
+        run_id=session.run_id, scenario=scenario.name, engine=session.engine,
+        transport=point.transport, point=point.index, repeat=point.repeat,
+        clients=point.clients, rate_msgs_s=point.rate, payload_bytes=point.payload_bytes,
+        delay_ms=point.delay_ms, keepalive=point.keepalive, pattern=scenario.pattern,
+        upstream=scenario.upstream, duration_s=scenario.duration_s,
+        status="failed", warnings=reason,
+    )
+    return row
+
+
+def _env_float(name: str) -> float:
+    try:
+        return float(os.environ.get(name, "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+class Session:
+    """Runs load points into one results directory (the runner and `capacity` share it)."""
+
+    def __init__(self, scenario: Scenario, run_dir: Path, *, console: Console,
+                 engine: str = "native", workers: int = 1, baseline: bool = False,
+                 command: str = "run", argv: Sequence[str] = (),
+                 target: Target | None = None) -> None:
+        self.scenario = scenario
+        self.run_dir = Path(run_dir)
+        self.run_id = self.run_dir.name
+        self.console = console
+        self.engine = engine
+        self.workers = workers
+        self.baseline = baseline
+        self.command = command
+        self.argv = list(argv)
+        self.plan = procs.plan_affinity()
+        self.results: list[PointResult] = []
+        self.writer: RunWriter | None = None
+        self.finished = False
+        self._first_server_seen = False
+        self.points = PointRunner(
+            scenario, self.plan, engine=engine, workers=workers, target=target,
+            warn=self._point_warning, on_server=self._note_server, on_path=self._note_path)
+
+    # Start and finish ----------------------------------------------------------
+
+    def start(self, *, calibrate: bool = True) -> None:
+        soft, hard = procs.raise_nofile_limit()
+        meta: dict[str, Any] = {}
+        try:
+            from .sysinfo import collect_metadata
+
+            meta.update(collect_metadata())
+        except Exception as exc:  # metadata is precious but must not stop a run
+            meta.setdefault("warnings", []).append(f"could not collect system metadata: {exc}")
+        meta.update(
+            run_id=self.run_id,
+            command=self.command,
+            argv=self.argv,
+            scenario={"name": self.scenario.name, "path": self.scenario.path,
+                      "parsed": self.scenario.to_dict()},
+            engine=self.engine,
+            workers=self.workers if self.engine == "locust" else None,
+            clock="CLOCK_MONOTONIC",
+            baseline=self.baseline,
+            affinity={**self.plan.to_meta(), "runner": sorted(os.sched_getaffinity(0))
+                      if hasattr(os, "sched_getaffinity") else None},
+            sampler={"hz": SAMPLE_HZ, "where": "the runner process (outside the measured ones)",
+                     "connections": "psutil net_connections(kind='tcp'); socket fds in "
+                                    "/proc/PID/fd once that costs > 2 ms per sample"},
+            rlimit_nofile={"soft": soft, "hard": hard},
+            gc={"loadgen": "not reported"},
+            inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
+                    "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
+        )
+        warnings = list(meta.pop("warnings", []))
+        # `latest` belongs to the results folder; a run written elsewhere (--out /tmp/x)
+        # must not drop a link into a folder the user did not hand over.
+        in_results = self.run_dir.resolve().parent == Path("results").resolve()
+        self.writer = RunWriter(self.run_dir, meta, latest=in_results and not self.baseline).start()
+        self.console.info(
+            f"{self.command}: {self.scenario.name} ({len(self.scenario.transports)} transport(s)), "
+            f"engine {self.engine}, results in {display_path(self.run_dir)}"
+        )
+        if self.plan.warning:
+            warnings.append(self.plan.warning)
+        else:
+            self.console.info(f"pinning: server -> CPU {self.plan.server}, "
+                              f"load generator -> CPU {self.plan.loadgen}")
+        for text in warnings:
+            self.warn(text)
+        if calibrate:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        try:
+            from .calibration import measure_tcp_echo
+        except ImportError:
+            return
+        try:
+            self.writer.meta["calibration"] = measure_tcp_echo()
+        except Exception as exc:
+            self.warn(f"TCP echo calibration failed: {exc}")
+
+    def warn(self, text: str) -> None:
+        self.console.warn(text)
+        if self.writer is not None and text not in self.writer.meta.get("warnings", []):
+            self.writer.add_warning(text)
+
+    def _point_warning(self, text: str, console_only: bool = False) -> None:
+        if console_only:
+            self.console.warn(text)
+        else:
+            self.warn(text)
+
+    def finish(self, status: str, reason: str = "") -> Path:
+        assert self.writer is not None
+        self.finished = True
+        # The harness's own CPU (sampler, progress, parsing) shares the machine with
+        # what it measures: record it so its share can be judged.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.writer.meta["runner_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
+        return self.writer.finish(status, reason)
+
+    # One point -------------------------------------------------------------------
+
+    def run_point(self, point: LoadPoint, number: int, total: int) -> PointResult:
+        """Measure one point and add its row to the run (a failed point gets a failed row)."""
+        assert self.writer is not None
+        progress: PointProgress = self.console.point(point.label, number, total)
+        point_dir = self.run_dir / "points" / f"{point.index:03d}-{point.transport}-r{point.repeat}"
+        point_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(prefix="duplexbench-point-"))
+        samples: list[procs.ProcSample] = []
+        try:
+            try:
+                output = self.points.measure(point, point_dir, work_dir, progress, samples)
+                row, samples_df, load_df = self._summarize(point, point_dir, output, samples)
+                result = PointResult(point, row, measured=True,
+                                     reason=str(row.get("warnings") or ""))
+            except PointFailed as failure:
+                reason = str(failure)
+                row = failed_row(self, point, reason)
+                load_df = self._load_frame(point, samples)
+                samples_df = None
+                result = PointResult(point, row, measured=False, reason=reason)
+        finally:
+            progress.close()
+            shutil.rmtree(work_dir, ignore_errors=True)
+        extra = self._runner_warnings(row, load_df)
+        if extra:  # into the row too: summary.csv must carry what the terminal said
+            row["warnings"] = "; ".join([t for t in [row.get("warnings") or ""] if t] + extra)
+        self.writer.add_point(row, samples_df, load_df)
+        self.console.point_result(row)
+        if not result.measured:
+            self.warn(f"{point.label}: point failed: {result.reason}")
+        else:
+            for text in str(row.get("warnings") or "").split("; "):
+                if text:
+                    self.warn(f"{point.label}: {text}")
+        self.results.append(result)
+        return result
+
+    def _note_server(self, server: ServerHandle) -> None:
+        """The first server's /healthz says what regression is injected: record it."""
+        if self._first_server_seen:
+            return
+        self._first_server_seen = True
+        health = fetch_json(server.url + "/healthz")
+        if isinstance(health.get("inject"), dict):
+            self.writer.meta["inject"] = health["inject"]
+
+    def _note_path(self, point: LoadPoint, info: dict) -> None:
+        self.writer.meta.setdefault("network_paths", []).append(
+            {"point": point.index, "repeat": point.repeat, "transport": point.transport,
+             "path": info})
+
+    def _load_frame(self, point: LoadPoint, samples: list) -> pd.DataFrame:
+        rows = procs.samples_to_rows(samples, point=point.index, repeat=point.repeat,
+                                     transport=point.transport)
+        return pd.DataFrame(rows, columns=list(LOAD_COLUMNS))
+
+    def _summarize(self, point: LoadPoint, point_dir: Path, output: PointOutput,
+                   samples: list) -> tuple[dict, Any, Any]:
+        counters = output.counters
+        load_df = self._load_frame(point, samples)
+        if counters.get("gc") is not None:
+            self.writer.meta["gc"] = {"loadgen": counters["gc"]}
+        if counters.get("clock"):
+            self.writer.meta["clock"] = counters["clock"]
+        from .metrics import summarize_point
+
+        try:
+            row, samples_df = summarize_point(
+                run_id=self.run_id, scenario=self.scenario, point=point, engine=self.engine,
+                counters=counters, samples=output.samples, load=load_df,
+            )
+        except Exception as exc:  # a harness bug must not take the finished points with it
+            raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
+                              f"counters kept in {display_path(point_dir)}") from exc
+        return dict(row), samples_df, load_df
+
+    def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
+        """What the runner adds to metrics.summarize_point's warnings (already in the row)."""
+        if str(row.get("status", "ok")) == "failed":
+            return []
+        texts = [t for t in str(row.get("warnings") or "").split("; ") if t]
+        extra: list[str] = []
+        cpu = num(row.get("client_cpu_pct"))
+        if cpu is not None and cpu > LOADGEN_SATURATED_PCT and not any(
+                "load generator" in t for t in texts):
+            extra.append(
+                f"the load generator used {cpu:.0f}% of a core: the server was not the "
+                "bottleneck, so lower the rate or add a Locust worker (--engine locust --workers N)")
+        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]):
+            from .metrics import process_stats
+
+            proxy = num(process_stats(load_df, "proxy")["cpu_pct"])
+            if cpu is not None and proxy is not None and cpu + proxy > LOADGEN_SATURATED_PCT:
+                # The proxy shares the load generator's core (see duplexbench/netem/path.py).
+                extra.append(
+                    f"the load generator's core was {cpu + proxy:.0f}% busy (load generator "
+                    f"{cpu:.0f}% + network proxy {proxy:.0f}%): latency includes queueing on "
+                    "that core, so lower the rate or clients")
+        lost = num(row.get("lost")) or 0
+        if lost > 0 and not self.scenario.expect_loss and not any("LOST" in t.upper() for t in texts):
+            extra.append(f"LOST {lost:.0f} messages: the scenario expects none")
+        return extra

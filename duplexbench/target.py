@@ -1,0 +1,129 @@
+"""The server a load point measures: how it is obtained, watched and let go.
+
+A *target* opens a :class:`ServerHandle` for one point and closes it after.
+Two kinds exist:
+
+- :class:`SpawnedTarget` (the default): a fresh ``python -m servers`` process
+  per point, pinned to the server's core, stopped (gracefully, then its whole
+  tree) when the point ends, its output kept as ``server.log``. A fresh server
+  per point means no point inherits another's connections, topics or heap.
+- :class:`ExternalTarget`: a server someone else runs, given by URL. Nothing
+  is started or stopped; its CPU and memory are not sampled (``pid`` None)
+  unless a pid is given.
+
+New ways to get a server (another source tree for A/B runs, a container)
+are new Target classes; the point orchestration only uses the handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import procs
+from .contract import Transport
+from .outcome import PointFailed
+from .scenario import LoadPoint
+from .serverproc import ServerError, ServerProcess
+
+__all__ = ["ExternalTarget", "ServerHandle", "SpawnedTarget", "Target", "fetch_json",
+           "stop_server"]
+
+
+@dataclass
+class ServerHandle:
+    """What a point sees of its server."""
+
+    url: str
+    #: Process to sample (its tree); None when the server is not ours to watch.
+    pid: int | None = None
+    process: ServerProcess | None = field(default=None, repr=False)
+
+    def check_alive(self) -> None:
+        """Raise PointFailed when a server we started has exited during the point."""
+        proc = self.process
+        if proc is not None and proc.process is not None and proc.process.poll() is not None:
+            raise PointFailed(f"server exited with code {proc.process.returncode} "
+                              f"during the point: {last_lines(chr(10).join(proc.output))}")
+
+
+class Target(Protocol):
+    """Opens the server for one point (a context manager yielding a ServerHandle)."""
+
+    def open(self, point: LoadPoint, log_path: Path) -> contextlib.AbstractContextManager[ServerHandle]:
+        ...
+
+
+def last_lines(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def fetch_json(url: str, timeout: float = 2.0) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = json.loads(response.read().decode("utf-8"))
+            return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def stop_server(server: ServerProcess | None) -> None:
+    """Graceful stop (SIGTERM closes sockets properly), then anything it left behind."""
+    if server is None or server.process is None:
+        return
+    try:
+        import psutil
+
+        descendants = psutil.Process(server.pid).children(recursive=True)
+    except Exception:
+        descendants = []
+    server.stop(timeout=5.0)
+    for child in descendants:
+        procs.kill_tree(child.pid, timeout=1.0)
+    procs.untrack(server.pid)
+
+
+@dataclass
+class SpawnedTarget:
+    """A fresh server process per point (``python -m servers``), pinned to ``cpu``."""
+
+    args: Sequence[str] = ()
+    cpu: int | None = None
+    env: dict[str, str] | None = None
+
+    @contextlib.contextmanager
+    def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
+        server = ServerProcess(Transport(point.transport).server_mount,
+                               args=list(self.args), env=self.env, cpu=self.cpu)
+        try:
+            try:
+                server.start()
+            except ServerError as exc:
+                raise PointFailed(f"server did not start: {last_lines(str(exc))}") from None
+            procs.track(server.pid, "server")
+            yield ServerHandle(url=server.url, pid=server.pid, process=server)
+        finally:
+            with procs.shielded():
+                output = "\n".join(server.output)
+                stop_server(server)
+                log_path.write_text(output + "\n", encoding="utf-8")
+
+
+@dataclass
+class ExternalTarget:
+    """A server already running at ``url``; checked with /healthz, never started or stopped."""
+
+    url: str
+    pid: int | None = None
+
+    @contextlib.contextmanager
+    def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
+        url = self.url.rstrip("/")
+        if not fetch_json(url + "/healthz"):
+            raise PointFailed(f"no server answers {url}/healthz")
+        yield ServerHandle(url=url, pid=self.pid)
