@@ -59,6 +59,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "bytes_down_per_msg", "bytes_up_per_msg", "overhead_down_per_msg", "overhead_up_per_msg",
     "http_requests_per_msg", "pub_bytes_up_per_msg", "pub_http_requests_per_msg",
     "reconnects", "client_cpu_s", "client_cpu_pct", "status", "warnings",
+    # Real infrastructure (duplexbench/infra.py): nginx in the path; engine may be "browser".
+    "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
+    "proxy_cpu_pct",
 )
 
 #: samples.parquet columns (one row per delivery).

@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="measurement seconds per point")
     parser.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per point")
     parser.add_argument("--repeats", type=int, metavar="N", help="repeat every point N times")
-    parser.add_argument("--engine", choices=("native", "locust"), default="native",
-                        help="load generator (default native asyncio)")
+    parser.add_argument("--engine", choices=("native", "locust", "browser"), default="native",
+                        help="load generator (default native asyncio; browser = headless "
+                             "Chromium; a scenario's own engine = [...] sweep wins)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="Locust worker processes (engine locust)")
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")

@@ -121,6 +121,7 @@ class LoadPoint:
     proxy: str = "none"
     proxy_buffering: bool | None = None  # nginx proxy_buffering; None when direct
     accel_header: bool = True            # the server sends X-Accel-Buffering: no on streams
+    proxy_gzip: bool = False             # nginx compresses HTTP responses (Accept-Encoding)
     #: Load generator for this point; "" = the command line's (--engine).
     engine: str = ""
 
@@ -136,6 +137,8 @@ class LoadPoint:
             text += f" {self.proxy} buf={'on' if self.proxy_buffering else 'off'}"
             if not self.accel_header:
                 text += " no-accel"
+            if self.proxy_gzip:
+                text += " gzip"
         if self.engine:
             text += f" [{self.engine}]"
         if self.repeat:
@@ -147,7 +150,7 @@ class LoadPoint:
         """Identity of the load point across repeats and runs (for comparisons)."""
         return (self.transport, self.clients, self.rate, self.payload_bytes,
                 self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
-                self.accel_header, self.engine)
+                self.accel_header, self.proxy_gzip, self.engine)
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for engine, (proxy, buffering, accel), clients, rate, payload, delay, \
+                for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
                         keepalive in itertools.product(
                             self.engines or ("",), proxy_variants(self.proxy, transport),
                             self.clients, self.rate, self.payload_bytes, delays, keepalives):
@@ -194,7 +197,8 @@ class Scenario:
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
                         delay_ms=delay, keepalive=keepalive, proxy=proxy,
-                        proxy_buffering=buffering, accel_header=accel, engine=engine,
+                        proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
+                        engine=engine,
                     ))
         return points
 

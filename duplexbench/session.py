@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import procs
+from . import infra, procs
 from .console import Console, PointProgress, display_path
 from .outcome import PointFailed, PointResult, num
 from .point import SAMPLE_HZ, PointOutput, PointRunner
@@ -44,6 +44,7 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
         upstream=scenario.upstream, duration_s=scenario.duration_s,
         status="failed", warnings=reason,
     )
+    row.update(infra.row_fields(point, None, None, session.engine))
     return row
 
 
@@ -235,7 +236,10 @@ class Session:
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
                               f"counters kept in {display_path(point_dir)}") from exc
-        return dict(row), samples_df, load_df
+        row = dict(row)
+        row.update(infra.row_fields(point, counters, load_df, self.engine,
+                                    str(row.get("warnings") or "")))
+        return row, samples_df, load_df
 
     def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
         """What the runner adds to metrics.summarize_point's warnings (already in the row)."""
@@ -249,7 +253,8 @@ class Session:
             extra.append(
                 f"the load generator used {cpu:.0f}% of a core: the server was not the "
                 "bottleneck, so lower the rate or add a Locust worker (--engine locust --workers N)")
-        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]):
+        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]) \
+                and row.get("proxy") in (None, "none"):  # nginx sits on the server's core
             from .metrics import process_stats
 
             proxy = num(process_stats(load_df, "proxy")["cpu_pct"])

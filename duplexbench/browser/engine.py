@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     "write counters.json + samples.parquet.")
     parser.add_argument("spec", type=Path)
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--poll-timeout", type=float, default=None, metavar="S",
+                        help="long-poll timeout the pages ask for (default: the spec's)")
     parser.add_argument("--per-page", type=int, default=1, metavar="K",
                         help="subscribers per page (one page = one browser context; "
                              "the first page also publishes)")
@@ -265,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"browser engine: bad load spec: {exc}", file=sys.stderr)
         return 2
+    if args.poll_timeout is not None:
+        if not args.poll_timeout > 0:
+            print("browser engine: --poll-timeout must be > 0", file=sys.stderr)
+            return 2
+        spec = dataclasses.replace(spec, poll_timeout_s=args.poll_timeout)
     if args.per_page < 1:
         print("browser engine: --per-page must be >= 1", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from .nginx import NginxError, NginxProxy, NginxSettings
 __all__ = ["ProxyPath", "point_proxy", "server_args", "summary_fields", "SUMMARY_FIELDS"]
 
 #: summary.csv columns this package adds (results.SUMMARY_COLUMNS lists them too).
-SUMMARY_FIELDS = ("proxy", "proxy_buffering", "proxy_accel_header")
+SUMMARY_FIELDS = ("proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip")
 #: Server option that drops ``X-Accel-Buffering: no`` from stream responses.
 NO_ACCEL_FLAG = "--no-accel-buffering-header"
 
@@ -42,9 +42,11 @@ def summary_fields(point: Any) -> dict[str, Any]:
     """The point's proxy columns for summary.csv (direct: none, empty buffering)."""
     proxy = getattr(point, "proxy", "none") or "none"
     if proxy == "none":
-        return {"proxy": "none", "proxy_buffering": None, "proxy_accel_header": None}
+        return {"proxy": "none", "proxy_buffering": None, "proxy_accel_header": None,
+                "proxy_gzip": None}
     return {"proxy": proxy, "proxy_buffering": bool(point.proxy_buffering),
-            "proxy_accel_header": bool(point.accel_header)}
+            "proxy_accel_header": bool(point.accel_header),
+            "proxy_gzip": bool(getattr(point, "proxy_gzip", False))}
 
 
 @dataclass
@@ -72,6 +74,7 @@ def point_proxy(point: Any, server_url: str, directory: Path, *, cpu: int | None
         raise NginxError(f"unknown proxy kind {point.proxy!r}")
     settings = NginxSettings(
         buffering=bool(point.proxy_buffering),
+        gzip=bool(getattr(point, "proxy_gzip", False)),
         read_timeout_s=read_timeout_s,
         max_connections=max(1024, 2 * clients + 64),
     )
@@ -81,6 +84,7 @@ def point_proxy(point: Any, server_url: str, directory: Path, *, cpu: int | None
         yield ProxyPath(proxy.url, proxy.pid, {
             "kind": "nginx", "binary": proxy.binary, "url": proxy.url,
             "buffering": settings.buffering, "accel_header": bool(point.accel_header),
+            "gzip": settings.gzip,
             "read_timeout_s": settings.read_timeout_s, "cpu": cpu,
             "config": str(proxy.config_path)})
     finally:
