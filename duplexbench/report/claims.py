@@ -74,6 +74,9 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += _frame_header_rows(frame)
     rows += _client_frame_header_rows(frame)
     rows += _article_rows(frame)
+    from duplexbench.report.infra import claim_rows as infra_claim_rows  # RFC 6202 §3.2 (nginx)
+
+    rows += infra_claim_rows(frame)
     return rows
 
 

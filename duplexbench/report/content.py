@@ -74,6 +74,8 @@ class ReportContent:
     claims: Table | None  # "What the documents claim, measured" (claims.py), if any
     claims_error: str = ""
     generated_at: str = ""
+    #: nginx in the path, browsers as clients, the connection limit (report/infra.py).
+    infra: tuple = ()
 
 
 #: summary.csv column -> heading, for the key columns of the summary table.
@@ -277,4 +279,11 @@ def collect(runs: list[ReportRun]) -> ReportContent:
         title = "duplexbench report: " + " vs ".join(f"{r.label} ({r.run_id})" for r in runs)
     return ReportContent(title, sections, _metadata(runs), comparisons, tuple(_figures(runs)),
                          claims, claims_error,
-                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"))
+                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+                         tuple(_infra_sections(runs)))
+
+
+def _infra_sections(runs: list[ReportRun]) -> list:
+    from duplexbench.report.infra import sections
+
+    return sections(runs)

@@ -104,6 +104,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     on = frame["keepalive"].map(_keepalive_on)
     has_on = on.groupby([frame["run"], frame["transport"]]).transform("any")
     frame = frame[on | ~has_on]
+    from duplexbench.report.infra import main_rows  # direct, native rows (proxy/browser apart)
+
+    frame = main_rows(frame)
     keys = ["run", "transport", *AXES]
     numeric = frame.select_dtypes("number").columns.difference(keys)
     # groupby drops NaN keys by default: an axis the run does not record must still group.

@@ -50,6 +50,10 @@ def render(content: ReportContent, figure_links: dict[str, str]) -> str:
         out += ["## What the documents claim, measured", ""]
         out += [table(content.claims), ""] if content.claims is not None else []
         out += [f"_{content.claims_error}_", ""] if content.claims_error else []
+    for section in content.infra:  # report/infra.py: nginx, browsers, connection limit
+        out += [f"## {section.title}", ""] + [p + "\n" for p in section.paragraphs]
+        if section.rows:
+            out += [table(Table(section.columns, section.rows)), ""]
     out += ["## Summary", ""]
     for run in content.runs:
         if several:
