@@ -2,8 +2,10 @@
 
 One app serves every transport so they share the hub, the event loop and the
 settings; ``--transport`` only decides which routes are mounted (``/publish``,
-``/healthz`` and ``/metrics`` always are). Every error a client can cause is
-mapped to a 4xx JSON body here; anything else is a bug, logged and answered 500.
+``/healthz`` and ``/metrics`` always are). The one middleware applies the
+Origin policy (CORS, preflight, 403) to ``/poll``, ``/stream``, ``/publish`` and
+``/ws``, and maps every error a client can cause to a 4xx JSON body; anything
+else is a bug, logged and answered 500.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import os
 
 from aiohttp import web
 
+from duplexbench.contract import EPOCH_HEADER
+from duplexbench.contract.origin import CORS_PATHS, PREFLIGHT_HEADERS, cors_headers, origin_decision
+
 from .config import ServerConfig
 from .hub import CursorAhead, CursorGone, Hub, TooManyTopics
 from .longpoll import handle_poll
 from .metrics import Metrics
 from .pages import add_page_routes
-from .params import BadRequest, error_response
+from .params import BadRequest, error_response, json_response
 from .publish import handle_publish
-from .state import STATE, ServerState
+from .state import HEADERS, STATE, ServerState
 from .stream import handle_stream
 from .websocket import CLOSE_GOING_AWAY, handle_ws
 
@@ -32,17 +37,39 @@ log = logging.getLogger("servers")
 
 
 @web.middleware
-async def _errors(request: web.Request, handler) -> web.StreamResponse:
+async def _policy(request: web.Request, handler) -> web.StreamResponse:
+    state = request.app[STATE]
+    # Every answer of this request carries these (handlers add them to theirs).
+    headers = request[HEADERS] = {"Cache-Control": "no-cache", EPOCH_HEADER: state.hub.epoch}
+    if request.path in CORS_PATHS:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            decision = origin_decision(origin, request.scheme, request.host,
+                                       state.config.allow_origins)
+            if decision == "deny":
+                state.metrics.http_requests["other"] += 1
+                return error_response(403, "origin not allowed", headers, origin=origin[:200])
+            if decision == "cross":
+                headers.update(cors_headers(origin))
+        unrouted = request.match_info.http_exception
+        # OPTIONS on a mounted path is a preflight (the router itself would say 405).
+        if request.method == "OPTIONS" and (unrouted is None or unrouted.status == 405):
+            state.metrics.http_requests["other"] += 1
+            return web.Response(status=204, headers={**headers, **PREFLIGHT_HEADERS})
     try:
         return await handler(request)
     except BadRequest as exc:
-        return error_response(exc.status, exc.reason, exc.headers, **exc.extra)
+        return error_response(exc.status, exc.reason, {**headers, **exc.headers}, **exc.extra)
     except CursorGone as exc:
-        return error_response(410, str(exc), oldest_seq=exc.oldest_seq)
+        body = exc.as_json()
+        if not exc.epoch:  # raised by the retention ring, which knows no epoch
+            body["epoch"] = state.hub.epoch
+            body["cursor"] = f"{state.hub.epoch}-{exc.oldest_seq - 1}"
+        return json_response(410, body, headers)
     except CursorAhead as exc:
-        return error_response(400, str(exc), last_seq=exc.last_seq)
+        return error_response(400, str(exc), headers, last_seq=exc.last_seq)
     except TooManyTopics as exc:
-        return error_response(503, str(exc))
+        return error_response(503, str(exc), headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -53,12 +80,12 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
             reason = f"method {request.method} not allowed on {request.path}; allowed: {headers.get('Allow', '')}"
         elif exc.status == 404:
             reason = f"no such path {request.path[:100]!r}"
-        return error_response(exc.status, reason, headers)
+        return error_response(exc.status, reason, {**request[HEADERS], **headers})
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path_qs[:200])
-        return error_response(500, "internal server error (logged)")
+        return error_response(500, "internal server error (logged)", request[HEADERS])
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -69,16 +96,17 @@ async def _healthz(request: web.Request) -> web.Response:
         "transports": list(state.config.transports),
         "inject": state.config.inject.as_json(),
         "pid": os.getpid(),
+        "epoch": state.hub.epoch,
     }
     return web.Response(text=json.dumps(body), content_type="application/json",
-                        headers={"Cache-Control": "no-cache"})
+                        headers=request[HEADERS])
 
 
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.metrics.http_requests["other"] += 1
     return web.Response(text=state.metrics.render(), content_type="text/plain",
-                        charset="utf-8", headers={"Cache-Control": "no-cache"})
+                        charset="utf-8", headers=request[HEADERS])
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -100,7 +128,7 @@ def make_app(config: ServerConfig) -> web.Application:
         queue_limit=config.queue_limit,
         pad_bytes=config.inject.pad_bytes,
     )
-    app = web.Application(middlewares=[_errors], client_max_size=config.max_payload)
+    app = web.Application(middlewares=[_policy], client_max_size=config.max_payload)
     app[STATE] = ServerState(config, hub, metrics)
     app.router.add_post("/publish", handle_publish)
     app.router.add_get("/healthz", _healthz)

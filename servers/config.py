@@ -64,37 +64,65 @@ class ServerConfig:
     poll_timeout_cap_s: float = 120.0  # longest hold a poll may ask for
     max_batch: int = 10_000  # largest ?max= a poll may ask for
     shutdown_timeout_s: float = 5.0  # graceful close budget before handlers are cancelled
-    allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-host; "*" = any
+    allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-origin; "*" = any
+    slow_grace_s: float = 2.0  # a full queue is tolerated this long before "slow consumer"
+    accel_buffering_header: bool = True  # X-Accel-Buffering: no on streams
     inject: InjectConfig = InjectConfig()
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option shows its default; flags say theirs in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0 or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m servers",
-        description="duplexbench server: long polling, HTTP streaming and WebSocket on one hub.",
-        epilog=f"Env: {ENV_DELAY}=MS (sleep before each delivery), "
+        description="duplexbench server: long polling, HTTP streaming and WebSocket on one hub. "
+        "The wire contract is servers/README.md.",
+        epilog=f"Env: {ENV_DELAY}=MS (each delivery ~MS ms late), "
         f"{ENV_PAD}=N (N >= {MIN_PAD_BYTES}: each envelope grows by N bytes).",
+        formatter_class=_DefaultsFormatter,
     )
     d = ServerConfig()
-    p.add_argument("--transport", choices=[*ALL_TRANSPORTS, "all"], default="all")
-    p.add_argument("--host", default=d.host)
-    p.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
-    p.add_argument("--uvloop", action="store_true", help="run on uvloop")
-    p.add_argument("--retention", type=int, default=d.retention, help="messages kept per topic")
-    p.add_argument("--retention-bytes", type=int, default=d.retention_bytes)
-    p.add_argument("--max-topics", type=int, default=d.max_topics)
-    p.add_argument("--queue-limit", type=int, default=d.queue_limit, help="per-connection queue")
-    p.add_argument("--max-payload", type=int, default=d.max_payload, help="bytes per publish")
-    p.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="stream heartbeat, s")
-    p.add_argument("--ping-interval", type=float, default=d.ping_interval_s, help="WS ping, s")
-    p.add_argument("--ping-timeout", type=float, default=d.ping_timeout_s, help="WS pong wait, s")
-    p.add_argument("--poll-timeout-cap", type=float, default=d.poll_timeout_cap_s)
-    p.add_argument("--max-batch", type=int, default=d.max_batch)
-    p.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s)
-    p.add_argument(
-        "--allow-origin", action="append", default=[], metavar="ORIGIN",
-        help="WebSocket Origin to accept (repeatable; '*' = any)",
-    )
+    add = p.add_argument
+    add("--transport", choices=[*ALL_TRANSPORTS, "all"], default="all",
+        help="which of /poll, /stream, /ws to mount (/publish, /healthz, /metrics always are)")
+    add("--host", default=d.host, help="address to listen on")
+    add("--port", type=int, default=d.port, help="port to listen on; 0 picks a free one")
+    add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop (default: off)")
+    add("--retention", type=int, default=d.retention, help="messages kept per topic for resume")
+    add("--retention-bytes", type=int, default=d.retention_bytes,
+        help="envelope bytes kept per topic (memory bound)")
+    add("--max-topics", type=int, default=d.max_topics,
+        help="topics the server holds at most (one more publish: 503)")
+    add("--queue-limit", type=int, default=d.queue_limit,
+        help="messages queued per stream/WebSocket connection (its high-water mark)")
+    add("--slow-grace", type=float, default=d.slow_grace_s,
+        help="seconds a connection's queue may stay full before it is dropped as a slow consumer")
+    add("--max-payload", type=int, default=d.max_payload,
+        help="bytes per publish (POST body, WebSocket data)")
+    add("--heartbeat", type=float, default=d.heartbeat_s,
+        help="stream heartbeat after this many seconds of silence")
+    add("--ping-interval", type=float, default=d.ping_interval_s, help="WebSocket ping every s")
+    add("--ping-timeout", type=float, default=d.ping_timeout_s,
+        help="WebSocket peer dropped when its Pong is later than this (s)")
+    add("--poll-timeout-cap", type=float, default=d.poll_timeout_cap_s,
+        help="longest hold (s) a poll's ?timeout= may ask for")
+    add("--max-batch", type=int, default=d.max_batch,
+        help="most messages per poll answer; a larger ?max= is capped")
+    add("--shutdown-timeout", type=float, default=d.shutdown_timeout_s,
+        help="seconds a graceful stop may take flushing queues before handlers are cancelled")
+    add("--allow-origin", action="append", default=[], metavar="ORIGIN",
+        help="cross-origin page allowed on /poll, /stream, /publish, /ws "
+        "(repeatable; '*' = any; no Origin and same-origin always are) (default: none)")
+    add("--no-accel-buffering-header", dest="accel_buffering_header", action="store_false",
+        help="do not send 'X-Accel-Buffering: no' on streams, for proxy buffering "
+        "experiments (default: sent)")
     return p
 
 
@@ -119,6 +147,8 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         max_batch=args.max_batch,
         shutdown_timeout_s=args.shutdown_timeout,
         allow_origins=tuple(o.rstrip("/").lower() for o in args.allow_origin),
+        slow_grace_s=args.slow_grace,
+        accel_buffering_header=args.accel_buffering_header,
         inject=inject_from_env(os.environ if environ is None else environ),
     )
     _validate(config)
@@ -138,7 +168,7 @@ def _validate(c: ServerConfig) -> None:
     for name, value in [
         ("--heartbeat", c.heartbeat_s), ("--ping-interval", c.ping_interval_s),
         ("--ping-timeout", c.ping_timeout_s), ("--poll-timeout-cap", c.poll_timeout_cap_s),
-        ("--shutdown-timeout", c.shutdown_timeout_s),
+        ("--shutdown-timeout", c.shutdown_timeout_s), ("--slow-grace", c.slow_grace_s),
     ]:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name} {value}: expected a positive number of seconds")

@@ -11,6 +11,8 @@ Rules of this module:
 - Each topic retains its last ``retention`` messages (and at most
   ``retention_bytes``) so a client can resume from its cursor; a cursor older
   than that is reported (:class:`CursorGone`), never silently skipped.
+- The hub has an epoch (new at every start); a cursor of another epoch is
+  answered with a reset (:meth:`Hub.position`), never served as this one's.
 - Subscribing with a cursor hands over the retained backlog and registers the
   subscriber in one synchronous step, so no message is missed or duplicated.
 """
@@ -24,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from duplexbench.contract import encode_envelope
+from duplexbench.contract import Cursor, encode_envelope, encode_reset, format_cursor, new_epoch
 
 from .metrics import Metrics
 
@@ -52,14 +54,20 @@ class HubError(Exception):
 
 
 class CursorGone(HubError):
-    """The cursor is older than the retention window (long polling: 410)."""
+    """The cursor is older than the retention window (410); resume from ``cursor``."""
 
-    def __init__(self, cursor: int, oldest_seq: int) -> None:
+    def __init__(self, cursor: int, oldest_seq: int, epoch: str = "") -> None:
         super().__init__(
             f"cursor {cursor} is older than the retention window: "
             f"the oldest retained seq is {oldest_seq}"
         )
         self.oldest_seq = oldest_seq
+        self.epoch = epoch
+        self.cursor = format_cursor(epoch or None, oldest_seq - 1)
+
+    def as_json(self) -> dict:
+        return {"error": str(self), "epoch": self.epoch, "oldest_seq": self.oldest_seq,
+                "cursor": self.cursor}
 
 
 class CursorAhead(HubError):
@@ -225,6 +233,7 @@ class Hub:
         max_topics: int = 100_000,
         queue_limit: int = 1000,
         pad_bytes: int = 0,
+        epoch: str = "",
     ) -> None:
         self.metrics = metrics
         self._topics: dict[str, _Topic] = {}
@@ -235,6 +244,8 @@ class Hub:
         #: Replaces the envelope's closing brace: grows it by exactly pad_bytes.
         self._pad_tail = (b',"pad":"' + b"x" * (pad_bytes - 9) + b'"}') if pad_bytes else b""
         self.closing = False
+        #: This instance's epoch: cursors are ``epoch-seq``.
+        self.epoch = epoch or new_epoch()
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -264,6 +275,30 @@ class Hub:
                 if not waiter.done():
                     waiter.set_result(None)
         return seq
+
+    # -- cursors --
+
+    def position(self, topic_name: str, cursor: Cursor | None) -> tuple[int, bytes | None]:
+        """Where a client starts: (seq it holds, reset object or None).
+
+        None = from now on; seq 0 = from the oldest retained; another epoch's
+        cursor = a reset to oldest - 1 (the reset object says so); this epoch's
+        (or a legacy) cursor older than retention raises CursorGone, one ahead
+        of the topic CursorAhead."""
+        topic = self._topics.get(topic_name)
+        last, oldest = (topic.ring.last, topic.ring.oldest) if topic is not None else (0, 1)
+        if cursor is None:
+            return last, None
+        seq = cursor.seq
+        if seq == 0:
+            return oldest - 1, None
+        if cursor.epoch is not None and cursor.epoch != self.epoch:
+            return oldest - 1, encode_reset(self.epoch, oldest - 1, last)
+        if seq > last:
+            raise CursorAhead(seq, last)
+        if seq < oldest - 1:
+            raise CursorGone(seq, oldest, self.epoch)
+        return seq, None
 
     # -- reading (long polling) --
 
@@ -302,7 +337,8 @@ class Hub:
     # -- subscribing (streams, WebSocket) --
 
     def subscribe(self, topic_name: str, cursor: int | None) -> Subscription:
-        """Register a subscriber; with a cursor, its queue starts with what it missed."""
+        """Register a subscriber; with a cursor (a seq, see :meth:`position`), its
+        queue starts with what it missed."""
         existing = self._topics.get(topic_name)
         backlog: list[Message] = []
         if cursor is not None:

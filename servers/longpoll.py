@@ -9,8 +9,10 @@ retention is the queue, and the cursor is the client's position in it):
               -> 200 [batch] or 204
 
 No cursor means "from now on" (the topic's current last seq). A cursor older
-than the retention window gets 410 ``{"error","oldest_seq"}``; one ahead of the
-topic gets 400. Every answer carries ``Cache-Control: no-cache`` (§5.6).
+than the retention window gets 410 ``{"error","epoch","oldest_seq","cursor"}``;
+one of another epoch (the server restarted) 410 with the reset object; one
+ahead of the topic 400. Every answer carries ``Cache-Control: no-cache`` (§5.6)
+and ``Duplexbench-Epoch``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from duplexbench.contract.http import DEFAULT_POLL_TIMEOUT_S
 from duplexbench.contract.longpoll import encode_batch
 
 from .inject import paced
-from .params import BadRequest, query_cursor, query_seconds, query_topic
-from .state import STATE
+from .params import BadRequest, query_cursor, query_seconds, query_topic, query_uint
+from .state import HEADERS, STATE
 
 __all__ = ["DEFAULT_MAX_BATCH", "handle_poll"]
 
 DEFAULT_MAX_BATCH = 1000
-_NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 async def handle_poll(request: web.Request) -> web.StreamResponse:
@@ -37,22 +38,27 @@ async def handle_poll(request: web.Request) -> web.StreamResponse:
     topic = query_topic(request)
     cursor = query_cursor(request)
     timeout = min(query_seconds(request, "timeout", DEFAULT_POLL_TIMEOUT_S), config.poll_timeout_cap_s)
-    limit = query_cursor(request, "max")
+    limit = query_uint(request, "max")
     if limit is None:
         limit = min(DEFAULT_MAX_BATCH, config.max_batch)
-    elif not 1 <= limit <= config.max_batch:
-        raise BadRequest(f"bad max {limit}: expected 1-{config.max_batch}")
+    elif limit == 0:
+        raise BadRequest(f"bad max 0: expected 1 or more (values above {config.max_batch} are capped)")
+    limit = min(limit, config.max_batch)
+    headers = request[HEADERS]
 
+    cursor, reset = hub.position(topic, cursor)
+    if reset is not None:
+        # Another instance's cursor: say so; the client continues from the reset's cursor.
+        body = reset[:-1] + b',"error":"cursor from another server instance","oldest_seq":%d}' % (cursor + 1)
+        return web.Response(status=410, body=body, content_type="application/json", headers=headers)
     metrics.connections_open["longpoll"] += 1
     try:
-        if cursor is None:
-            cursor = hub.last_seq(topic)
         batch = hub.read_after(topic, cursor, limit)
         if not batch and timeout > 0 and not hub.closing:
             await hub.wait(topic, timeout)
             batch = hub.read_after(topic, cursor, limit)
         if not batch:
-            return web.Response(status=204, headers=_NO_CACHE)
+            return web.Response(status=204, headers=headers)
         delay_s = config.inject.delay_ms / 1000
         if delay_s:
             # One answer per poll: wait until its first message is due.
@@ -61,6 +67,6 @@ async def handle_poll(request: web.Request) -> web.StreamResponse:
         body = encode_batch([message.body for message in batch])
         metrics.delivered["longpoll"] += len(batch)
         metrics.bytes_written["longpoll"] += len(body)
-        return web.Response(body=body, content_type="application/json", headers=_NO_CACHE)
+        return web.Response(body=body, content_type="application/json", headers=headers)
     finally:
         metrics.connections_open["longpoll"] -= 1

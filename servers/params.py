@@ -12,9 +12,18 @@ import math
 
 from aiohttp import web
 
-from duplexbench.contract import ContractError, parse_cursor, validate_topic
+from duplexbench.contract import ContractError, Cursor, parse_cursor, parse_uint, validate_topic
 
-__all__ = ["BadRequest", "error_response", "query_cursor", "query_seconds", "query_topic"]
+__all__ = [
+    "BadRequest",
+    "error_response",
+    "query_cursor",
+    "query_seconds",
+    "query_topic",
+    "json_response",
+    "query_uint",
+    "request_cursor",
+]
 
 
 class BadRequest(Exception):
@@ -36,6 +45,11 @@ def error_response(status: int, reason: str, headers: dict | None = None, **extr
     )
 
 
+def json_response(status: int, obj: dict, headers: dict) -> web.Response:
+    return web.Response(status=status, text=json.dumps(obj, ensure_ascii=False),
+                        content_type="application/json", headers=headers)
+
+
 def query_topic(request: web.Request) -> str:
     try:
         return validate_topic(request.query.get("topic"))
@@ -43,9 +57,28 @@ def query_topic(request: web.Request) -> str:
         raise BadRequest(str(exc)) from None
 
 
-def query_cursor(request: web.Request, name: str = "cursor") -> int | None:
+def query_cursor(request: web.Request) -> Cursor | None:
+    """``?cursor=E-N`` / ``N``; absent -> None."""
     try:
-        return parse_cursor(request.query.get(name), name)
+        return parse_cursor(request.query.get("cursor"), "cursor")
+    except ContractError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def request_cursor(request: web.Request) -> Cursor | None:
+    """A non-empty ``Last-Event-ID`` wins over ``?cursor`` (an empty one counts as absent)."""
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_event_id:
+        try:
+            return parse_cursor(last_event_id, "Last-Event-ID")
+        except ContractError as exc:
+            raise BadRequest(str(exc)) from None
+    return query_cursor(request)
+
+
+def query_uint(request: web.Request, name: str) -> int | None:
+    try:
+        return parse_uint(request.query.get(name), name)
     except ContractError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .params import BadRequest, query_cursor, query_topic
-from .state import STATE
+from .params import BadRequest, query_topic, query_uint
+from .state import HEADERS, STATE
 
 __all__ = ["handle_publish"]
 
@@ -19,7 +19,7 @@ async def handle_publish(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.metrics.http_requests["publish"] += 1
     topic = query_topic(request)
-    ts = query_cursor(request, "ts")
+    ts = query_uint(request, "ts")  # decimal digits, 0 <= ts < 2**63
     limit = state.config.max_payload
     if request.content_length is not None and request.content_length > limit:
         raise BadRequest(
@@ -32,7 +32,7 @@ async def handle_publish(request: web.Request) -> web.Response:
         raise BadRequest(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
     seq = state.hub.publish(topic, data, ts)
     return web.Response(body=b'{"seq":%d}' % seq, content_type="application/json",
-                        headers={"Cache-Control": "no-cache"})
+                        headers=request[HEADERS])
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:

@@ -10,7 +10,7 @@ from .config import ServerConfig
 from .hub import Hub
 from .metrics import Metrics
 
-__all__ = ["STATE", "ServerState"]
+__all__ = ["HEADERS", "STATE", "ServerState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +23,5 @@ class ServerState:
 
 
 STATE = web.AppKey("duplexbench_state", ServerState)
+#: request[HEADERS]: the headers every answer to this request carries (no-cache, epoch, CORS).
+HEADERS = "duplexbench_headers"

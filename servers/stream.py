@@ -1,10 +1,12 @@
 """HTTP streaming: ``GET /stream?topic=T[&cursor=N]``, SSE or chunked NDJSON by ``Accept``.
 
-``Accept: text/event-stream`` gets Server-Sent Events: ``retry:`` first, then
-``id: SEQ`` / ``data: ENVELOPE`` per message, ``: hb`` when idle; a reconnect's
-``Last-Event-ID`` (which wins over ``?cursor``) resumes after that seq.
-Anything else gets ``application/x-ndjson``: one envelope per line, a blank
-line when idle; ``?cursor=N`` resumes.
+``Accept: text/event-stream`` gets Server-Sent Events: the preamble
+``retry: 1000`` + ``id: E-N`` first (or ``event: reset`` after a restart), then
+``id: E-SEQ`` / ``data: ENVELOPE`` per message, ``: hb`` when idle; a
+reconnect's ``Last-Event-ID`` (which wins over ``?cursor``; empty = absent)
+resumes after that cursor. Anything else gets ``application/x-ndjson``: one
+envelope per line (the reset object as the first line after a restart), a
+blank line when idle; ``?cursor=E-N`` resumes. Headers are sent at once.
 
 Per connection: the hub fills a bounded :class:`~servers.hub.Subscription`
 queue; this connection's own pump task drains it, one write per batch (so a
@@ -23,24 +25,21 @@ import logging
 
 from aiohttp import web
 
-from duplexbench.contract import ContractError, parse_cursor
 from duplexbench.contract.http import ACCEPT_SSE
 from duplexbench.contract.ndjson import HEARTBEAT as NDJSON_HEARTBEAT
 from duplexbench.contract.sse import HEARTBEAT as SSE_HEARTBEAT
-from duplexbench.contract.sse import encode_event, encode_retry
+from duplexbench.contract.sse import RETRY_MS, encode_event, encode_preamble, encode_reset_event
 
 from .hub import SubState, Subscription
 from .inject import paced
 from .metrics import Metrics
-from .params import BadRequest, query_cursor, query_topic
-from .state import STATE
+from .params import query_topic, request_cursor
+from .state import HEADERS, STATE
 
 __all__ = ["RETRY_MS", "handle_stream"]
 
 log = logging.getLogger(__name__)
 
-#: Sent once per SSE stream: how long an EventSource waits before reconnecting.
-RETRY_MS = 1000
 #: How long ending a stream may take before the socket is aborted (slow clients).
 END_TIMEOUT_S = 1.0
 
@@ -52,28 +51,25 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     label = "sse" if sse else "ndjson"
     metrics.http_requests[label] += 1
     topic = query_topic(request)
-    cursor = query_cursor(request)
-    last_event_id = request.headers.get("Last-Event-ID", "").strip() if sse else ""
-    if last_event_id:
-        try:
-            cursor = parse_cursor(last_event_id, "Last-Event-ID")
-        except ContractError as exc:
-            raise BadRequest(str(exc)) from None
-
-    subscription = hub.subscribe(topic, cursor)  # CursorGone / CursorAhead answer before 200
+    # CursorGone / CursorAhead answer before 200; another epoch's cursor is a reset.
+    start, reset = hub.position(topic, request_cursor(request))
+    subscription = hub.subscribe(topic, start)
     metrics.connections_open[label] += 1
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # tell proxies not to buffer either
-        }
-    )
+    headers = request[HEADERS]
+    headers["Content-Type"] = "text/event-stream" if sse else "application/x-ndjson"
+    if config.accel_buffering_header:
+        headers["X-Accel-Buffering"] = "no"  # tell proxies (nginx) not to buffer either
+    response = web.StreamResponse(headers=headers)
+    if sse:
+        first = encode_reset_event(reset, hub.epoch, start) if reset else \
+            encode_preamble(hub.epoch, start, RETRY_MS)
+    else:
+        first = reset + b"\n" if reset else b""
     try:
-        await response.prepare(request)
+        await response.prepare(request)  # headers leave now, before any message
         pump = asyncio.get_running_loop().create_task(
             _pump(response, subscription, sse, config.heartbeat_s,
-                  config.inject.delay_ms / 1000, metrics, label)
+                  config.inject.delay_ms / 1000, metrics, label, first, hub.epoch)
         )
         # Leaving OPEN (overflow, shutdown) wakes an idle pump; one stuck on a full
         # socket gets END_TIMEOUT_S, then loses the socket. (Cancelling it instead would
@@ -100,11 +96,11 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
 
 async def _pump(
     response: web.StreamResponse, subscription: Subscription, sse: bool,
-    heartbeat_s: float, delay_s: float, metrics: Metrics, label: str,
+    heartbeat_s: float, delay_s: float, metrics: Metrics, label: str, first: bytes, epoch: str,
 ) -> None:
     write = response.write
-    if sse:
-        await write(encode_retry(RETRY_MS))
+    if first:
+        await write(first)
     heartbeat = SSE_HEARTBEAT if sse else NDJSON_HEARTBEAT
     delivered, written = metrics.delivered, metrics.bytes_written
     while True:
@@ -120,7 +116,7 @@ async def _pump(
             if subscription.state is not SubState.OPEN:
                 return  # dropped while this batch waited: stop writing at once
             if sse:
-                chunk = b"".join([encode_event(m.seq, m.body) for m in run])
+                chunk = b"".join([encode_event(m.seq, m.body, epoch) for m in run])
             else:
                 chunk = b"".join([m.body + b"\n" for m in run])
             await write(chunk)

@@ -2,11 +2,14 @@
 
 Before the upgrade (plain HTTP answers): bad params 400, cursor errors 400/410,
 ``Sec-WebSocket-Version`` other than 13 -> 426 with ``Sec-WebSocket-Version:
-13``, an ``Origin`` neither absent, same-host nor allow-listed -> 403. aiohttp's
-``WebSocketResponse`` then does the handshake, answers Ping with Pong and Close
-with Close, pings every ``--ping-interval`` and drops a peer whose Pong is
-later than ``--ping-timeout``, and closes 1009 / 1007 for over-size frames and
-invalid UTF-8. Compression is off: every transport carries the same bytes.
+13``, a missing or bad ``Sec-WebSocket-Key`` -> 400; the app's Origin policy
+(403) runs before all of them. aiohttp's ``WebSocketResponse`` then does the
+handshake (the 101 carries ``Duplexbench-Epoch``), answers Ping with Pong,
+pings every ``--ping-interval`` and drops a peer whose Pong is later than
+``--ping-timeout``, and closes 1009 / 1007 for over-size frames and invalid
+UTF-8. A client's Close is answered with a Close of the same code (1000 when it
+had none). Compression is off: every transport carries the same bytes. After a
+restart (a cursor of another epoch) the first text frame is the reset object.
 
 Server -> client: one text frame per envelope, the hub's bytes sent as they
 are (``send_frame``, no re-encoding). Client -> server: a text frame
@@ -24,6 +27,8 @@ The connection's life (close codes are the only exits):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 
@@ -33,6 +38,7 @@ from duplexbench.contract import ContractError
 from duplexbench.contract.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
     decode_publish,
     frame_header_size,
@@ -42,9 +48,9 @@ from .hub import Hub, HubError, SubState, Subscription
 from .inject import paced
 from .metrics import Metrics
 from .params import BadRequest, query_cursor, query_topic
-from .state import STATE
+from .state import HEADERS, STATE
 
-__all__ = ["PUBLISH_FRAME_OVERHEAD", "WebSocketConnection", "handle_ws", "origin_allowed"]
+__all__ = ["PUBLISH_FRAME_OVERHEAD", "WebSocketConnection", "handle_ws", "valid_key"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +60,14 @@ PUBLISH_FRAME_OVERHEAD = 256
 CLOSE_TIMEOUT_S = 2.0
 
 
-def origin_allowed(origin: str | None, host: str, allowlist: tuple[str, ...]) -> bool:
-    """No Origin (non-browser clients) and same-host origins pass; others need listing."""
-    if origin is None:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    if "*" in allowlist or origin in allowlist:
-        return True
-    _, sep, authority = origin.partition("://")
-    return bool(sep) and authority == host.lower()
+def valid_key(key: str | None) -> bool:
+    """Sec-WebSocket-Key: base64 of 16 bytes (RFC 6455 §4.1)."""
+    if not key:
+        return False
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 class WebSocketConnection:
@@ -98,11 +103,12 @@ class WebSocketConnection:
         if self.request.transport is not None:
             self.request.transport.abort()
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, drain: bool = True) -> None:
         self._closing = True
         try:
             await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S
+                self.ws.close(code=code, message=reason.encode()[:123], drain=drain),
+                CLOSE_TIMEOUT_S,
             )
         except (asyncio.TimeoutError, ConnectionError, RuntimeError):
             # A peer that does not read cannot take a Close frame: drop the socket.
@@ -125,19 +131,23 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             "unsupported Sec-WebSocket-Version: this server speaks 13 (RFC 6455)",
             status=426, headers={"Sec-WebSocket-Version": "13"},
         )
-    if not origin_allowed(request.headers.get("Origin"), request.host, config.allow_origins):
-        raise BadRequest(
-            f"origin {request.headers['Origin'][:100]!r} is not allowed "
-            "(start the server with --allow-origin to allow it)", status=403,
-        )
-    subscription = hub.subscribe(topic, cursor) if subscribe == "1" else None
+    if not valid_key(request.headers.get("Sec-WebSocket-Key")):
+        raise BadRequest("missing or invalid Sec-WebSocket-Key")
+    subscription, reset = None, None
+    if subscribe == "1":
+        start, reset = hub.position(topic, cursor)
+        subscription = hub.subscribe(topic, start)
 
     ws = web.WebSocketResponse(
         heartbeat=config.ping_interval_s,
         max_msg_size=config.max_payload + PUBLISH_FRAME_OVERHEAD,
         compress=False,
         timeout=CLOSE_TIMEOUT_S,
+        autoclose=False,  # we answer a Close ourselves, echoing its code
     )
+    for name, value in request[HEADERS].items():
+        if name != "Cache-Control":
+            ws.headers[name] = value  # the epoch (and CORS) on the 101
     # aiohttp waits heartbeat/2 for the Pong; honour --ping-timeout instead.
     if hasattr(ws, "_pong_heartbeat"):
         ws._pong_heartbeat = config.ping_timeout_s
@@ -158,7 +168,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             return ws
         if subscription is not None:
             pump = asyncio.get_running_loop().create_task(
-                _pump(ws, subscription, config.inject.delay_ms / 1000, metrics)
+                _pump(ws, subscription, config.inject.delay_ms / 1000, metrics, reset)
             )
             pump.add_done_callback(_retrieve)
             subscription.on_leave = lambda leave: _on_leave(leave, pump, connection)
@@ -194,7 +204,14 @@ def _on_leave(leave: SubState, pump: asyncio.Task, connection: WebSocketConnecti
 async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
                 topic: str, max_payload: int, hub: Hub) -> None:
     """Client frames are publishes; the loop ends when the socket closes."""
-    async for msg in ws:
+    while True:
+        msg = await ws.receive()
+        if msg.type is WSMsgType.CLOSE:
+            # Echo the client's code (0 = its Close had none: answer 1000).
+            await connection.close(msg.data or CLOSE_NORMAL, "", drain=False)
+            return
+        if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return  # ERROR: aiohttp has already closed with 1009 / 1007 / 1002
         if msg.type is WSMsgType.TEXT:
             try:
                 data, ts = decode_publish(msg.data)
@@ -213,13 +230,14 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
         elif msg.type is WSMsgType.BINARY:
             await connection.close(CLOSE_POLICY_VIOLATION, "binary frames are not publishes")
             return
-        # ERROR: aiohttp has already closed with 1009 / 1007 / 1006; iteration ends.
 
 
 async def _pump(ws: web.WebSocketResponse, subscription: Subscription,
-                delay_s: float, metrics: Metrics) -> None:
+                delay_s: float, metrics: Metrics, reset: bytes | None) -> None:
     send_frame = ws.send_frame
     count = size = 0
+    if reset is not None:
+        await send_frame(reset, WSMsgType.TEXT)
     try:
         while True:
             batch = await subscription.next_batch()

@@ -1,25 +1,53 @@
 """Server-Sent Events framing (WHATWG HTML §9.2) for the envelope.
 
-The server writes ``retry:`` once, then ``id: SEQ`` + ``data: ENVELOPE`` per
-message, and ``: hb`` comments as heartbeats. A client resumes by sending the
-last id as ``Last-Event-ID``.
+Every stream starts with the preamble ``retry: 1000`` + ``id: E-N`` (an event
+without data: it sets the EventSource's lastEventId, so a stream cut before its
+first message resumes without a gap), or, after a restart, ``retry: 1000`` and
+an ``event: reset`` whose ``id:`` is the new position. Then ``id: E-SEQ`` +
+``data: ENVELOPE`` per message, and ``: hb`` comments as heartbeats. A client
+resumes by sending the last id as ``Last-Event-ID`` (see :mod:`.cursor`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HEARTBEAT", "SSEEvent", "SSEParser", "encode_event", "encode_retry"]
+__all__ = [
+    "HEARTBEAT",
+    "RETRY_MS",
+    "SSEEvent",
+    "SSEParser",
+    "encode_event",
+    "encode_preamble",
+    "encode_reset_event",
+    "encode_retry",
+]
 
 HEARTBEAT = b": hb\n\n"
+#: The reconnection delay every duplexbench stream asks for.
+RETRY_MS = 1000
 
 
-def encode_event(seq: int, encoded_envelope: bytes) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (seq, encoded_envelope)
+def encode_event(seq: int, encoded_envelope: bytes, epoch: str | None = None) -> bytes:
+    """One message; its ``id:`` is the cursor ``E-SEQ`` (bare ``SEQ`` without epoch)."""
+    if epoch is None:
+        return b"id: %d\ndata: %s\n\n" % (seq, encoded_envelope)
+    return b"id: %s-%d\ndata: %s\n\n" % (epoch.encode(), seq, encoded_envelope)
 
 
 def encode_retry(milliseconds: int) -> bytes:
     return b"retry: %d\n\n" % milliseconds
+
+
+def encode_preamble(epoch: str, seq: int, retry_ms: int = RETRY_MS) -> bytes:
+    """``retry:`` and the stream's starting cursor, before any message."""
+    return b"retry: %d\nid: %s-%d\n\n" % (retry_ms, epoch.encode(), seq)
+
+
+def encode_reset_event(reset_json: bytes, epoch: str, seq: int, retry_ms: int = RETRY_MS) -> bytes:
+    """A restart: ``retry:``, then ``event: reset`` whose id is the new cursor ``epoch-seq``."""
+    return b"retry: %d\n\nevent: reset\nid: %s-%d\ndata: %s\n\n" % (
+        retry_ms, epoch.encode(), seq, reset_json)
 
 
 @dataclass(frozen=True, slots=True)

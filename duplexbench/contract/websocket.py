@@ -1,7 +1,8 @@
 """RFC 6455 facts used by servers, clients and tests; pure code, no sockets.
 
 Client→server text frames are publishes: ``{"data": "...", "ts": NS}`` (``ts``
-optional). Server→client text frames are envelopes, one per frame.
+optional: a JSON integer or a string of decimal digits, 0 <= ts < 2**63, since
+JavaScript numbers cannot hold nanoseconds exactly). Server→client text frames are envelopes, one per frame.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import struct
 
-from .envelope import ContractError
+from .envelope import MAX_TS, ContractError
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -113,15 +114,20 @@ def encode_publish(data: str, ts: int | None = None) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_publish(text: str) -> tuple[str, int | None]:
+def decode_publish(text: str | bytes) -> tuple[str, int | None]:
     """(data, ts) from a client's publish frame, or :class:`ContractError`."""
     try:
         obj = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ContractError(f"publish frame is not JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), str):
         raise ContractError('publish frame must be {"data": "...", "ts": NS}')
     ts = obj.get("ts")
-    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool) or ts < 0):
-        raise ContractError("publish frame ts must be a non-negative integer")
+    if ts is not None:
+        if isinstance(ts, str) and ts.isascii() and ts.isdigit() and len(ts) <= 19:
+            ts = int(ts)
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
+            raise ContractError(
+                "publish frame ts must be an integer (or a string of decimal digits) 0 <= ts < 2^63"
+            )
     return obj["data"], ts

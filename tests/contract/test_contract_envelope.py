@@ -9,6 +9,7 @@ from duplexbench.contract import (
     Envelope,
     decode_envelope,
     encode_envelope,
+    Cursor,
     make_payload,
     parse_cursor,
     payload_index,
@@ -59,9 +60,12 @@ def test_bad_topics(topic):
 
 def test_cursor():
     assert parse_cursor(None) is None
-    assert parse_cursor("0") == 0
-    assert parse_cursor("42") == 42
-    for bad in ["-1", "1.5", "abc", "", " 1", "\u0661", "9" * 20]:
+    assert parse_cursor("0") == Cursor(None, 0)
+    assert parse_cursor("42") == Cursor(None, 42)
+    assert parse_cursor("k3v9q2xa-42") == Cursor("k3v9q2xa", 42)
+    assert str(parse_cursor("k3v9q2xa-42")) == "k3v9q2xa-42"
+    for bad in ["-1", "1.5", "abc", "", " 1", "\u0661", "9" * 20, "ABC-1", "a-b-", "a--1",
+                "x" * 17 + "-1", "e-" + str(2**63), "e-", "-"]:
         with pytest.raises(ContractError, match="cursor"):
             parse_cursor(bad)
 

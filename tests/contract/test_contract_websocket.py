@@ -65,7 +65,11 @@ def test_publish_frames():
     assert encode_publish("hi") == '{"data":"hi"}'
     assert decode_publish(encode_publish("hi", 5)) == ("hi", 5)
     assert decode_publish('{"data":"x"}') == ("x", None)
-    for bad in ["nope", "[]", '{"data":1}', '{"data":"x","ts":-1}', '{"data":"x","ts":"1"}',
-                '{"data":"x","ts":true}']:
+    # JavaScript cannot hold ns in a number: ts may be a string of decimal digits.
+    assert decode_publish('{"data":"x","ts":"1764460000123456789"}') == ("x", 1764460000123456789)
+    assert decode_publish('{"data":"x","ts":%d}' % (2**63 - 1)) == ("x", 2**63 - 1)
+    for bad in ["nope", "[]", '{"data":1}', '{"data":"x","ts":-1}', '{"data":"x","ts":"-1"}',
+                '{"data":"x","ts":true}', '{"data":"x","ts":"1.5"}', '{"data":"x","ts":1.5}',
+                '{"data":"x","ts":%d}' % 2**63, '{"data":"x","ts":"%d"}' % 2**63, b"\xff"]:
         with pytest.raises(ContractError):
             decode_publish(bad)

@@ -55,6 +55,9 @@ BAD_REQUESTS = [
     ("GET", "/poll?topic=t&timeout=-1", None, {}, 400, "timeout"),
     ("GET", "/poll?topic=t&timeout=nan", None, {}, 400, "timeout"),
     ("GET", "/poll?topic=t&max=0", None, {}, 400, "max"),
+    ("GET", "/poll?topic=t&cursor=ABC-1", None, {}, 400, "cursor"),
+    ("GET", "/poll?topic=old&cursor=old-99", None, {}, 410, "another server instance"),
+    ("POST", "/publish?topic=t&ts=9223372036854775808", b"x", {}, 400, "ts"),
     ("GET", "/poll?cursor=0", None, {}, 400, "topic"),
     ("GET", "/poll?topic=a%20b", None, {}, 400, "topic"),
     ("GET", "/poll?topic=" + "x" * 65, None, {}, 400, "topic"),
@@ -86,14 +89,19 @@ def test_bad_request(srv, method, path, body, headers, status, words):
 
 
 @pytest.mark.parametrize("path", ["/poll?topic=old&cursor=1", "/stream?topic=old&cursor=2",
-                                  "/ws?topic=old&cursor=0"])
+                                  "/ws?topic=old&cursor=1"])
 def test_cursor_older_than_retention_is_410(srv, path):
     with well_behaved_client(srv.url):
         headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="} if path.startswith("/ws") else {}
         status, _, body = http(srv.url + path, headers=headers)
         assert status == 410
-        assert json.loads(body)["oldest_seq"] == 4
+        answer = json.loads(body)
+        assert answer["oldest_seq"] == 4
+        assert answer["cursor"] == f"{answer['epoch']}-3"  # where the client may resume
+    # Cursor 0 means "from the oldest retained": never 410.
+    status, _, body = http(srv.url + "/poll?topic=old&cursor=0")
+    assert status == 200 and [e["seq"] for e in json.loads(body)] == [4, 5, 6, 7, 8]
     # The oldest retained cursor still works: exactly the retained messages.
     status, _, body = http(srv.url + "/poll?topic=old&cursor=3")
     assert status == 200 and [e["seq"] for e in json.loads(body)] == [4, 5, 6, 7, 8]

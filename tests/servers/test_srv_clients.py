@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 
@@ -34,6 +35,8 @@ def test_healthz(srv):
     assert health["transports"] == ["longpoll", "stream", "websocket"]
     assert health["inject"] == {"delay_ms": 0.0, "pad_bytes": 0}
     assert health["pid"] == srv.pid
+    assert re.fullmatch(r"[a-z0-9]{1,16}", health["epoch"])
+    assert headers["Duplexbench-Epoch"] == health["epoch"]
 
 
 def test_aiohttp_longpoll_sse_ndjson(srv):
@@ -130,7 +133,8 @@ def test_curl_longpoll_and_sse(srv):
         deadline = time.monotonic() + scaled(5)
         while len(ids) < 2 and time.monotonic() < deadline:
             ids += [e.id for e in parser.feed(curl.stdout.read1(65536)) if e.id]
-        assert ids == ["3", "4"]
+        epoch = json.loads(http(srv.url + "/healthz")[2])["epoch"]
+        assert ids == [f"{epoch}-3", f"{epoch}-4"]  # a legacy Last-Event-ID gets E-N ids back
     finally:
         curl.kill()
         curl.wait()

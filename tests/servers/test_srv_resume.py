@@ -62,7 +62,8 @@ def test_sse_last_event_id(srv):
                 parser = SSEParser()
                 await _sse_read(response, parser, 3)
                 last_id = parser.last_event_id
-            assert last_id == "3"
+            epoch = response.headers["Duplexbench-Epoch"]
+            assert last_id == f"{epoch}-3"
             missed = publish_range(srv.url, "r-sse", 3, 7)
             # The URL still says cursor=0: Last-Event-ID (the browser's reconnect) wins.
             async with session.get(url, headers={**accept, "Last-Event-ID": last_id}) as response:
@@ -74,7 +75,7 @@ def test_sse_last_event_id(srv):
                     await asyncio.wait_for(response.content.readany(), 0.3)
             envelopes = [decode_envelope(e.data) for e in events]
             assert [e.seq for e in envelopes] == [*missed, live]
-            assert [e.id for e in events] == [str(s) for s in [*missed, live]]
+            assert [e.id for e in events] == [f"{epoch}-{s}" for s in [*missed, live]]
 
     asyncio.run(run())
 

@@ -1,0 +1,196 @@
+"""Contract v2 on a real server: epoch header, SSE preamble, Origin policy (CORS,
+preflight, 403 on every endpoint), ts forms, max capping, WebSocket handshake
+key and Close echo, the X-Accel-Buffering option."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+
+import pytest
+
+from duplexbench.contract.websocket import OP_CLOSE, OP_TEXT, encode_frame, parse_frame
+from duplexbench.serverproc import ServerProcess
+from _srv_helpers import http, publish, raw_connect, recv_until, ws_handshake
+
+ALLOWED = "http://page.example:3000"
+WS_HEADERS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+@pytest.fixture(scope="module")
+def srv():
+    args = ["--allow-origin", ALLOWED, "--max-batch", "3", "--heartbeat", "0.5"]
+    with ServerProcess("all", args=args) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def epoch(srv):
+    return json.loads(http(srv.url + "/healthz")[2])["epoch"]
+
+
+def raw_get(base: str, path: str, headers: str = "", marker: bytes = b"\r\n\r\n") -> bytes:
+    sock = raw_connect(base)
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {base.split('://')[1]}\r\n{headers}\r\n".encode())
+        return recv_until(sock, marker)
+
+
+def test_epoch_header_on_every_poll_answer(srv, epoch):
+    publish(srv.url, "ep", "x")
+    for query, status in [("cursor=0", 200), ("timeout=0", 204), ("cursor=zz-5", 410)]:
+        got, headers, _ = http(f"{srv.url}/poll?topic=ep&{query}")
+        assert got == status and headers["Duplexbench-Epoch"] == epoch
+
+
+@pytest.mark.parametrize("query,start", [("", 2), ("&cursor=1", 1), ("&cursor=0", 0)])
+def test_sse_preamble_carries_the_start_cursor(srv, epoch, query, start):
+    topic = f"pre{start}"
+    publish(srv.url, topic, "a")
+    publish(srv.url, topic, "b")
+    data = raw_get(srv.url, f"/stream?topic={topic}{query}", "Accept: text/event-stream\r\n",
+                   marker=b"id: %s-%d\n\n" % (epoch.encode(), start))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"X-Accel-Buffering: no" in head and b"Duplexbench-Epoch: " + epoch.encode() in head
+    # The preamble first; then (cursor 0/1) the retained messages.
+    assert re.sub(rb"^[0-9a-f]+\r\n", b"", body).startswith(
+        b"retry: 1000\nid: %s-%d\n\n" % (epoch.encode(), start))
+
+
+def test_empty_last_event_id_is_absent(srv, epoch):
+    seq = publish(srv.url, "lei", "m")
+    data = raw_get(srv.url, f"/stream?topic=lei&cursor={seq - 1}",
+                   "Accept: text/event-stream\r\nLast-Event-ID: \r\n", marker=b'"data":"m"')
+    assert b"id: %s-%d\ndata: " % (epoch.encode(), seq) in data
+
+
+def test_max_is_capped_and_zero_refused(srv):
+    for i in range(5):
+        publish(srv.url, "cap", f"m{i}")
+    status, _, body = http(f"{srv.url}/poll?topic=cap&cursor=0&max=1000")
+    assert status == 200 and len(json.loads(body)) == 3  # --max-batch 3
+    assert http(f"{srv.url}/poll?topic=cap&cursor=0&max=0")[0] == 400
+
+
+def test_heartbeat_after_silence(srv):
+    data = raw_get(srv.url, "/stream?topic=hb", "Accept: text/event-stream\r\n", marker=b": hb\n\n")
+    assert data.endswith(b": hb\n\n\r\n") or b": hb\n\n" in data
+
+
+# -- Origin policy --
+
+ENDPOINTS = [("GET", "/poll?topic=o&timeout=0"), ("GET", "/stream?topic=o"),
+             ("POST", "/publish?topic=o"), ("GET", "/ws?topic=o")]
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS)
+def test_preflight_for_an_allowed_origin(srv, method, path):
+    status, headers, body = http(srv.url + path, "OPTIONS", headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "Last-Event-ID"})
+    assert status == 204 and body == b""
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert "Last-Event-ID" in headers["Access-Control-Allow-Headers"]
+    assert headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert headers["Access-Control-Max-Age"] == "600"
+
+
+def test_cors_headers_on_every_http_endpoint(srv):
+    cors = {"Origin": ALLOWED}
+    status, headers, _ = http(f"{srv.url}/poll?topic=o&timeout=0", headers=cors)
+    assert status == 204
+    for h in (headers,):
+        assert h["Access-Control-Allow-Origin"] == ALLOWED and h["Vary"] == "Origin"
+        assert h["Access-Control-Expose-Headers"] == "Duplexbench-Epoch"
+    status, headers, _ = http(f"{srv.url}/publish?topic=o", "POST", b"hi", cors)
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == ALLOWED
+    # Error answers carry them too, or a page could not read its 410.
+    status, headers, body = http(f"{srv.url}/poll?topic=o&cursor=other-1", headers=cors)
+    assert status == 410 and headers["Access-Control-Allow-Origin"] == ALLOWED
+    head = raw_get(srv.url, "/stream?topic=o", f"Origin: {ALLOWED}\r\n")
+    assert f"Access-Control-Allow-Origin: {ALLOWED}".encode() in head
+    sock, head, _ = ws_handshake(srv.url, "/ws?topic=o", extra=f"Origin: {ALLOWED}\r\n")
+    sock.close()
+    assert b" 101 " in head and f"Access-Control-Allow-Origin: {ALLOWED}".encode() in head
+
+
+@pytest.mark.parametrize("method,path", [*ENDPOINTS, ("OPTIONS", "/publish?topic=o")])
+def test_disallowed_origin_is_403_everywhere(srv, method, path):
+    headers = {"Origin": "http://evil.example", **(WS_HEADERS if path.startswith("/ws") else {})}
+    status, _, body = http(srv.url + path.replace("topic=o", "topic=o403"), method,
+                           b"x" if method == "POST" else None, headers)
+    assert status == 403
+    assert json.loads(body) == {"error": "origin not allowed", "origin": "http://evil.example"}
+    # Nothing was executed: the topic has never been published to.
+    assert http(f"{srv.url}/poll?topic=o403&cursor=0&timeout=0")[0] == 204
+
+
+def test_same_origin_and_no_origin_are_allowed(srv):
+    host = srv.url.split("://")[1]
+    for headers in ({}, {"Origin": f"http://{host}"}):
+        status, got, _ = http(f"{srv.url}/publish?topic=o", "POST", b"x", headers)
+        assert status == 200 and "Access-Control-Allow-Origin" not in got
+    assert http(f"{srv.url}/publish?topic=o", "POST", b"x",
+                {"Origin": f"https://{host}"})[0] == 403  # scheme differs
+
+
+# -- WebSocket --
+
+@pytest.mark.parametrize("key", [None, "short", "not base64!!", "AAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+def test_handshake_without_or_with_bad_key_is_400(srv, key):
+    headers = dict(WS_HEADERS)
+    headers.pop("Sec-WebSocket-Key")
+    if key is not None:
+        headers["Sec-WebSocket-Key"] = key
+    sock = raw_connect(srv.url)
+    with sock:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(f"GET /ws?topic=k HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode())
+        data = recv_until(sock, b"}")
+    assert data.startswith(b"HTTP/1.1 400")
+    assert json.loads(data.partition(b"\r\n\r\n")[2]) == {"error": "missing or invalid Sec-WebSocket-Key"}
+
+
+def _frames(sock: socket.socket, rest: bytes, count: int) -> list[tuple[int, bytes]]:
+    data, frames = rest, []
+    while len(frames) < count:
+        parsed = parse_frame(data)
+        if parsed is None:
+            chunk = sock.recv(65536)
+            assert chunk, "closed early"
+            data += chunk
+            continue
+        frames.append((parsed[0], parsed[2]))
+        data = data[parsed[3]:]
+    return frames
+
+
+@pytest.mark.parametrize("sent,echoed", [(struct.pack("!H", 4000) + b"bye", 4000),
+                                         (struct.pack("!H", 1001), 1001), (b"", 1000)])
+def test_close_echoes_the_clients_code(srv, sent, echoed):
+    sock, head, rest = ws_handshake(srv.url, "/ws?topic=close")
+    with sock:
+        assert b" 101 " in head
+        sock.sendall(encode_frame(OP_CLOSE, sent, mask=b"abcd"))
+        (opcode, payload), = _frames(sock, rest, 1)
+        assert opcode == OP_CLOSE and struct.unpack("!H", payload[:2])[0] == echoed
+        assert sock.recv(10) == b""  # then the server closes TCP
+
+
+def test_ws_publish_ts_as_digit_string(srv):
+    ts = 2**63 - 1
+    sock, head, rest = ws_handshake(srv.url, "/ws?topic=tsd")
+    with sock:
+        sock.sendall(encode_frame(OP_TEXT, json.dumps({"data": "d", "ts": str(ts)}).encode(),
+                                  mask=b"abcd"))
+        (opcode, payload), = _frames(sock, rest, 1)
+    assert opcode == OP_TEXT and json.loads(payload)["ts"] == ts
+
+
+def test_no_accel_buffering_header_option():
+    with ServerProcess("stream", args=["--no-accel-buffering-header"]) as server:
+        head = raw_get(server.url, "/stream?topic=t", "Accept: text/event-stream\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"X-Accel-Buffering" not in head
