@@ -100,7 +100,7 @@ def _setting(row: pd.Series) -> str:
     if row["_proxy_buffering"]:
         text += ", X-Accel-Buffering " + ("sent" if row["_proxy_accel_header"] else "not sent")
     if row["_proxy_gzip"]:
-        text += ", gzip"
+        text += ", gzip" if row["engine"] == "browser" else ", gzip (not asked for)"
     return text
 
 
@@ -136,7 +136,9 @@ def _nginx_section(frame: pd.DataFrame) -> Section | None:
         held = row["transport"] in _STREAMS and row["proxy"] != "none" and _held(row, base_p99)
         rows.append((_NAMES.get(row["transport"], row["transport"]), row["engine"], _setting(row),
                      _ms(row["lat_p50_ms"]), _ms(row["lat_p99_ms"]),
-                     _ms(row["lat_p50_ms"] - base_p50) if row["proxy"] != "none" else "",
+                     (f"{row['lat_p50_ms'] - base_p50:+.2f} ms"
+                      if row["proxy"] != "none" and math.isfinite(row["lat_p50_ms"] - base_p50)
+                      else ""),
                      f"{row['lost']:.0f} of {row['expected']:.0f}",
                      f"{cpu_1k:.0f} ms" if math.isfinite(cpu_1k) else "",
                      "held" if held else ("" if row["transport"] not in _STREAMS else "streamed")))
@@ -175,7 +177,10 @@ def claim_rows(frame: pd.DataFrame) -> list[dict]:
                      & (frame["_proxy_buffering"] == True)  # noqa: E712
                      & (frame["_proxy_accel_header"] == False)]  # noqa: E712
     out: list[dict] = []
-    for gzip, group in buffered.groupby(buffered["_proxy_gzip"] == True, sort=True):  # noqa: E712
+    # nginx compresses only for clients that send Accept-Encoding (browsers; the native
+    # client does not), so "gzip" in effect = gzip on and the browser engine.
+    compressed = (buffered["_proxy_gzip"] == True) & (buffered["engine"] == "browser")  # noqa: E712
+    for gzip, group in buffered.groupby(compressed, sort=True):
         parts, held_any, ratios = [], False, []
         for _, row in group.iterrows():
             direct = _direct(frame, row)
@@ -187,7 +192,8 @@ def claim_rows(frame: pd.DataFrame) -> list[dict]:
             parts.append(f"{_NAMES.get(row['transport'])} ({row['engine']}): p99 {_ms(base)} direct, "
                          f"{_ms(row['lat_p99_ms'])} buffered, lost {row['lost']:.0f} of "
                          f"{row['expected']:.0f}{' (held)' if held else ''}")
-        condition = "nginx proxy_buffering on, no X-Accel-Buffering" + (", gzip on" if gzip else "")
+        condition = "nginx proxy_buffering on, no X-Accel-Buffering" + (
+            ", responses gzip-compressed" if gzip else ", responses not compressed")
         out.append({
             "source": "RFC 6202 §3.2",
             "claim": "intermediaries may buffer an HTTP streaming response, delaying its "
