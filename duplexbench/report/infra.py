@@ -222,19 +222,50 @@ def _counters(run: Any) -> dict[int, dict]:
     return out
 
 
-def _per_page(run: Any) -> int:
+def _engine_option(run: Any, key: str, default: float) -> float:
     scenario = (run.meta.get("scenario") or {}).get("parsed") or {}
     engine = scenario.get("engine") if isinstance(scenario, dict) else {}
     try:
-        return int((engine or {}).get("per_page", 1))
+        return float((engine or {}).get(key, default))
     except (TypeError, ValueError, AttributeError):
-        return 1
+        return default
+
+
+def _per_page(run: Any) -> int:
+    return int(_engine_option(run, "per_page", 1))
+
+
+def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: int,
+                     poll_timeout: float) -> list[str]:
+    """Below against above the limit, per transport, in the run's own numbers."""
+    out = []
+    for transport, group in rows.groupby("transport", sort=False):
+        group = group.assign(_on=group["clients"].clip(upper=per_page)).sort_values("_on")
+        below = group[group["_on"] < CHROMIUM_PER_ORIGIN]
+        above = group[group["_on"] >= CHROMIUM_PER_ORIGIN]
+        if below.empty or above.empty:
+            continue
+        b, a = below.iloc[-1], above.iloc[-1]
+        c = counters.get(int(a["point"]), {})
+        name = _NAMES.get(transport, transport)
+        if not a["delivered"] > 0:
+            out.append(f"{name} with {a['_on']:.0f} subscribers on one page: the page published "
+                       f"{c.get('published', 0)} of {c.get('scheduled', '?')} messages and "
+                       f"{c.get('subscribers_never_opened', 0)} subscribers never opened; with "
+                       f"{b['_on']:.0f}, p50 {_ms(b['lat_p50_ms'])} and nothing lost.")
+        else:
+            out.append(f"{name} with {a['_on']:.0f} subscribers on one page: p50 "
+                       f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}, against p50 "
+                       f"{_ms(b['lat_p50_ms'])} with {b['_on']:.0f}"
+                       + (f" (the pages' poll timeout was {poll_timeout:g} s)."
+                          if transport == "longpoll" else "."))
+    return out
 
 
 def _browser_section(frame: pd.DataFrame) -> Section | None:
     browser = frame[(frame["engine"] == "browser") & (frame["proxy"] == "none")]
-    if browser.empty:
-        return None
+    if browser.empty or not (frame["engine"] == "native").any():
+        return None  # nothing to set it beside (the connection-limit section covers the rest)
     rows, sentences = [], []
     for _, row in browser.iterrows():
         native = frame[(frame["engine"] == "native") & (frame["proxy"] == "none")
@@ -290,6 +321,8 @@ def _limit_section(run: Any, frame: pd.DataFrame) -> Section | None:
         "the poll timeout) or, with EventSource, never (the streams never end). WebSocket "
         "connections are not counted against this limit, so the same page keeps working. "
         "HTTP/2 to the origin would multiplex every request over one connection.",
+        *_limit_sentences(browser, counters, per_page,
+                          _engine_option(run, "poll_timeout_s", 30.0)),
         "Published = the page's publishes that completed, of those scheduled in the "
         "measurement window; 'never opened' = subscribers that never got a connection.",
     )
