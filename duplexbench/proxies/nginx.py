@@ -28,6 +28,7 @@ tracked, dies with the harness); the sampler follows the tree as process
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -45,6 +46,7 @@ __all__ = [
     "NginxSettings",
     "find_nginx",
     "nginx_config",
+    "nginx_version",
 ]
 
 #: Debian's package puts the binary here; PATH is searched when it is not.
@@ -55,6 +57,16 @@ START_TIMEOUT_S = 10.0
 
 class NginxError(RuntimeError):
     """nginx is missing, rejected its configuration or did not start."""
+
+
+@functools.lru_cache(maxsize=4)
+def nginx_version(binary: str) -> str:
+    """``nginx/1.22.1`` (what ``nginx -v`` prints), or "" when it cannot be run."""
+    try:
+        done = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
 def find_nginx() -> str | None:

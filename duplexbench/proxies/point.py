@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .nginx import NginxError, NginxProxy, NginxSettings
+from .nginx import NginxError, NginxProxy, NginxSettings, nginx_version
 
 __all__ = ["ProxyPath", "point_proxy", "server_args", "summary_fields", "SUMMARY_FIELDS"]
 
@@ -82,7 +82,8 @@ def point_proxy(point: Any, server_url: str, directory: Path, *, cpu: int | None
     proxy = NginxProxy(server_url, Path(directory), settings, cpu=cpu).start()
     try:
         yield ProxyPath(proxy.url, proxy.pid, {
-            "kind": "nginx", "binary": proxy.binary, "url": proxy.url,
+            "kind": "nginx", "binary": proxy.binary, "version": nginx_version(proxy.binary),
+            "url": proxy.url,
             "buffering": settings.buffering, "accel_header": bool(point.accel_header),
             "gzip": settings.gzip,
             "read_timeout_s": settings.read_timeout_s, "cpu": cpu,
