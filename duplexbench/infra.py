@@ -118,7 +118,8 @@ def browser_notes(counters: dict) -> list[str]:
     never = int(counters.get("subscribers_never_opened") or 0)
     if never:
         notes.append(f"{never} of {counters.get('clients')} browser subscribers never opened "
-                     "(no connection left under Chromium's per-origin limit)")
+                     "(no response headers reached the page: no connection left under "
+                     "Chromium's per-origin limit, or an intermediary holding the response)")
     return notes
 
 

@@ -104,6 +104,19 @@ def _setting(row: pd.Series) -> str:
     return text
 
 
+#: psutil reads CPU times in clock ticks: what one tick is worth spread over a point.
+CPU_TICK_S = 0.01
+
+
+def _cpu_per_1k(row: pd.Series) -> str:
+    """nginx CPU per 1,000 delivered messages; '< X ms' when it stayed below one tick."""
+    if row["proxy"] == "none" or not row["delivered"] > 0 or not math.isfinite(row["proxy_cpu_s"]):
+        return ""
+    if row["proxy_cpu_s"] <= 0:
+        return f"< {CPU_TICK_S / row['delivered'] * 1e6:.0f} ms"
+    return f"{row['proxy_cpu_s'] / row['delivered'] * 1e6:.0f} ms"
+
+
 def _held(row: pd.Series, direct_p99: float) -> bool:
     if row["lost"] > 0 or (row["expected"] > 0 and not row["delivered"] > 0):
         return True
@@ -131,8 +144,6 @@ def _nginx_section(frame: pd.DataFrame) -> Section | None:
         direct = _direct(frame, row)
         base_p50 = direct["lat_p50_ms"] if direct is not None else math.nan
         base_p99 = direct["lat_p99_ms"] if direct is not None else math.nan
-        cpu_1k = (row["proxy_cpu_s"] / row["delivered"] * 1000 * 1000
-                  if row["proxy"] != "none" and row["delivered"] > 0 else math.nan)
         held = row["transport"] in _STREAMS and row["proxy"] != "none" and _held(row, base_p99)
         rows.append((_NAMES.get(row["transport"], row["transport"]), row["engine"], _setting(row),
                      _ms(row["lat_p50_ms"]), _ms(row["lat_p99_ms"]),
@@ -140,21 +151,22 @@ def _nginx_section(frame: pd.DataFrame) -> Section | None:
                       if row["proxy"] != "none" and math.isfinite(row["lat_p50_ms"] - base_p50)
                       else ""),
                      f"{row['lost']:.0f} of {row['expected']:.0f}",
-                     f"{cpu_1k:.0f} ms" if math.isfinite(cpu_1k) else "",
+                     _cpu_per_1k(row),
                      "held" if held else ("" if row["transport"] not in _STREAMS else "streamed")))
-    for transport, group in proxied.groupby("transport", sort=False):
-        plain = group[(group["_proxy_buffering"] == False) & (group["_proxy_gzip"] != True)]  # noqa: E712
+    for _, group in proxied.groupby(["transport", "engine"], sort=False):
+        plain = group[group["_proxy_buffering"] == False]  # noqa: E712
         if len(plain):
             row = plain.iloc[0]
+            transport = row["transport"]
             direct = _direct(frame, row)
             if direct is not None:
-                cpu = row["proxy_cpu_s"] / row["delivered"] * 1e6 if row["delivered"] > 0 else math.nan
+                cpu = _cpu_per_1k(row)
                 sentences.append(
-                    f"{_NAMES.get(transport, transport)} through nginx (buffering off): p50 "
-                    f"{_ms(direct['lat_p50_ms'])} direct, {_ms(row['lat_p50_ms'])} through nginx "
-                    f"({row['lat_p50_ms'] - direct['lat_p50_ms']:+.2f} ms); nginx spent "
-                    + (f"{cpu:.0f} µs of CPU per delivered message." if math.isfinite(cpu)
-                       else "an unmeasured amount of CPU."))
+                    f"{_NAMES.get(transport, transport)} ({row['engine']}) through nginx "
+                    f"(buffering off): p50 {_ms(direct['lat_p50_ms'])} direct, "
+                    f"{_ms(row['lat_p50_ms'])} through nginx "
+                    f"({row['lat_p50_ms'] - direct['lat_p50_ms']:+.2f} ms); nginx CPU "
+                    + (f"{cpu} per 1,000 delivered messages." if cpu else "not measured."))
     paragraphs = [
         "nginx (Debian's package) ran between the subscribers and the server, configured as a "
         "deployment configures each transport (HTTP/1.1 upstream keep-alive, Upgrade headers "
@@ -162,7 +174,10 @@ def _nginx_section(frame: pd.DataFrame) -> Section | None:
         "directly, so nginx carried subscriber traffic only. nginx shared the server's core "
         "and was sampled as its own process; 'nginx CPU / 1k msg' is its CPU per 1,000 "
         "delivered messages. 'held' marks a stream whose messages were lost or whose p99 "
-        f"exceeded {HELD_RATIO:.0f}x the direct p99 (and +{HELD_MS:.0f} ms): buffered by the proxy.",
+        f"exceeded {HELD_RATIO:.0f}x the direct p99 (and +{HELD_MS:.0f} ms): buffered by the proxy. "
+        "CPU is read in 10 ms ticks, so '< X ms' means less than one tick over the point. "
+        "nginx compresses (gzip) only for clients that send Accept-Encoding: the browser does, "
+        "the native engine does not ('not asked for').",
         *sentences,
     ]
     return Section("nginx in the path", tuple(paragraphs),
