@@ -133,6 +133,7 @@
     source.onmessage = (e) => {
       const t = now();
       try { record(sub, parseEnvelope(e.data), t); } catch (err) { sub.errors += 1; error(`sse ${sub.sid}`, err); }
+      if (e.lastEventId) sub.cursor = e.lastEventId;  // "E-N": the epoch comes with it
     };
     source.addEventListener("reset", (e) => { try { onReset(sub, parseEnvelope(e.data)); } catch (err) { error("reset", err); } });
     // EventSource reconnects by itself with Last-Event-ID; count the reconnections.
