@@ -28,8 +28,8 @@ from typing import Any
 from .proxies.point import server_args as _proxy_server_args
 from .proxies.point import summary_fields
 
-__all__ = ["ROW_FIELDS", "NginxPath", "browser_command", "browser_notes", "engine_of",
-           "proxy_path", "row_fields", "server_args"]
+__all__ = ["ROW_FIELDS", "NginxPath", "browser_command", "browser_notes", "console_table",
+           "engine_of", "proxy_path", "row_fields", "server_args"]
 
 #: summary.csv columns added here (results.SUMMARY_COLUMNS holds them, after the others).
 ROW_FIELDS = ("proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
@@ -100,6 +100,29 @@ def proxy_path(scenario: Any, point: Any, *, cpu: int | None,
     if getattr(point, "proxy", "none") == "none":
         return None
     return NginxPath(scenario, cpu, record or (lambda p, i: None))
+
+
+def console_table(rows: list[dict]) -> tuple[list[dict], list[Any]]:
+    """The final table's rows and columns, with engine and path columns when a run varies them."""
+    from .console import TABLE_COLUMNS, Column
+
+    columns = list(TABLE_COLUMNS)
+    extra = []
+    if any(str(r.get("engine") or "native") != "native" for r in rows):
+        extra.append(Column("engine", "engine", "{}"))
+    if any(str(r.get("proxy") or "none") != "none" for r in rows):
+        extra.append(Column("_path", "path", "{}"))
+        rows = [{**r, "_path": _path_label(r)} for r in rows]
+    return rows, columns[:1] + extra + columns[1:]
+
+
+def _path_label(row: dict) -> str:
+    if str(row.get("proxy") or "none") == "none":
+        return "direct"
+    on = lambda key: str(row.get(key)).lower() in ("true", "1")  # noqa: E731
+    return (f"{row['proxy']} buf={'on' if on('proxy_buffering') else 'off'}"
+            + ("" if not on("proxy_buffering") or on("proxy_accel_header") else " no-accel")
+            + (" gzip" if on("proxy_gzip") else ""))
 
 
 def browser_notes(counters: dict) -> list[str]:

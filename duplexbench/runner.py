@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import procs
+from . import infra, procs
 from .console import Console, display_path
 from .generator import loadgen_command, make_spec
 from .outcome import PointResult
@@ -189,9 +189,9 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         session.warn(reason)
     with procs.shielded(redeliver=False):  # a signal now would leave meta.json "running"
         session.finish(status, reason)
-    rows = [r.row for r in session.results]
+    rows, columns = infra.console_table([r.row for r in session.results])
     console.always("")
-    console.table(rows, title=f"{session.scenario.name}: {session.run_id}",
+    console.table(rows, columns=columns, title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
                           "CPU = % of one core while measuring")

@@ -226,6 +226,9 @@ class Session:
             self.writer.meta["gc"] = {"loadgen": counters["gc"]}
         if counters.get("clock"):
             self.writer.meta["clock"] = counters["clock"]
+            # A run may sweep engines (native, browser) with different clocks: keep each.
+            self.writer.meta.setdefault("clocks", {})[
+                str(counters.get("engine") or self.engine)] = counters["clock"]
         from .metrics import summarize_point
 
         try:

@@ -55,17 +55,22 @@ def _flag(value: Any) -> bool | None:
     return text in ("true", "1", "yes", "on")
 
 
+def _text(values: pd.Series, default: str) -> pd.Series:
+    """Strings, ``default`` where empty (an all-empty column reads back as float NaN)."""
+    return values.astype(object).where(values.notna(), default).astype(str)
+
+
 def _tidy(summary: pd.DataFrame) -> pd.DataFrame:
     frame = summary.copy()
     if "proxy" not in frame.columns:
         frame["proxy"] = "none"
-    frame["proxy"] = frame["proxy"].fillna("none").astype(str)
+    frame["proxy"] = _text(frame["proxy"], "none")
     for column in ("proxy_buffering", "proxy_accel_header", "proxy_gzip"):
         values = frame[column] if column in frame.columns else pd.Series(None, index=frame.index)
         frame["_" + column] = values.map(_flag)
     if "engine" not in frame.columns:
         frame["engine"] = "native"
-    frame["engine"] = frame["engine"].fillna("native").astype(str)
+    frame["engine"] = _text(frame["engine"], "native")
     for column in ("lat_p50_ms", "lat_p99_ms", "lat_max_ms", "lost", "delivered", "expected",
                    "sent", "proxy_cpu_s", "proxy_cpu_pct", "client_cpu_pct", "clients"):
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
@@ -79,10 +84,10 @@ def main_rows(frame: pd.DataFrame) -> pd.DataFrame:
     keep = pd.Series(True, index=frame.index)
     group = frame["run"] if "run" in frame.columns else pd.Series("", index=frame.index)
     if "proxy" in frame.columns:
-        direct = frame["proxy"].fillna("none").astype(str) == "none"
+        direct = _text(frame["proxy"], "none") == "none"
         keep &= direct | ~direct.groupby(group).transform("any")
     if "engine" in frame.columns:
-        native = frame["engine"].fillna("native").astype(str) == "native"
+        native = _text(frame["engine"], "native") == "native"
         keep &= native | ~native.groupby(group).transform("any")
     return frame[keep]
 
