@@ -164,3 +164,40 @@ def test_bad_config_fails_with_nginx_words(tmp_path, server, monkeypatch):
     with pytest.raises(module.NginxError) as info:
         NginxProxy(server.url, tmp_path / "bad", NginxSettings()).start()
     assert "bogus_directive" in str(info.value)
+
+
+def _first_event_after_publish(url: str, server_url: str, topic: str, wait_s: float) -> bool:
+    """Open SSE through ``url`` asking for gzip, publish once: did any body byte arrive?"""
+    host, port = url.split("://")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=scaled(5)) as sock:
+        sock.sendall(f"GET /stream?topic={topic} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     "Accept: text/event-stream\r\nAccept-Encoding: gzip\r\n\r\n".encode())
+        time.sleep(0.3)  # the server has the subscriber (its preamble is written, maybe held)
+        _publish(server_url, topic, "needle")
+        sock.settimeout(wait_s)
+        try:
+            return bool(sock.recv(65536))
+        except socket.timeout:
+            return False
+
+
+@needs_nginx
+def test_buffering_with_gzip_holds_a_stream_unless_the_server_says_no(start_server, tmp_path):
+    """RFC 6202 §3.2 in nginx: buffering + gzip hold an SSE stream's events; the server's
+    X-Accel-Buffering: no (sent by default) makes nginx pass every write on."""
+    from duplexbench.infra import server_args
+    from duplexbench.scenario import LoadPoint
+
+    quiet = LoadPoint(0, 0, "sse", 1, 1.0, 8, proxy="nginx", proxy_buffering=True,
+                      accel_header=False, proxy_gzip=True)
+    assert server_args(quiet) == ["--no-accel-buffering-header"]
+    settings = NginxSettings(buffering=True, gzip=True)
+    for accel, arrives in ((True, True), (False, False)):
+        server = start_server("stream", args=["--heartbeat", "30"]
+                              + ([] if accel else server_args(quiet)))
+        with NginxProxy(server.url, tmp_path / f"gz{accel}", settings) as proxy:
+            # Waiting longer for the held case proves nothing more: 1.5 s is ~1,000x the
+            # latency of a stream that is passed on.
+            wait = scaled(1.5) if arrives else 1.5
+            assert _first_event_after_publish(proxy.url, server.url, f"gz{int(accel)}",
+                                              wait) is arrives
