@@ -313,6 +313,9 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         except ProxyOptionsError as exc:
             raise ScenarioError(f"{c.source}: {exc}") from None
 
+    if "browser" in engines and (pattern != "fanout" or topics != 1):
+        raise ScenarioError(f"{c.source}: key 'engine': the browser engine runs pattern "
+                            f"'fanout' on one topic, got pattern {pattern!r} with {topics} topic(s)")
     if pattern == "chat":
         too_few = [n for n in clients if n < topics]
         if too_few:
@@ -349,6 +352,15 @@ def _engine(c: "_Checker") -> tuple[tuple[str, ...], dict]:
         value = options.pop("kind", None)
         if value is None:
             return (), options
+    for key, check, expected in (("per_page", _pos_int, "a positive integer"),
+                                 ("poll_timeout_s", _pos_float, "a number of seconds > 0"),
+                                 ("workers", _pos_int, "a positive integer")):
+        if key in options:
+            try:
+                check(options[key])
+            except _Invalid:
+                raise ScenarioError(f"{c.source}: key 'engine.{key}': expected {expected}, "
+                                    f"got {options[key]!r}") from None
     convert = _choices_list(ENGINES)
     try:
         return convert(value), options

@@ -66,3 +66,13 @@ def test_browser_section_sets_browser_beside_native():
     [section] = sections([Run()])
     assert section.title == "Browsers as clients"
     assert section.rows[0][6] == "+10.00 ms"
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"engine": {"kind": "browser", "per_page": 0}}, "engine.per_page"),
+    ({"engine": {"kind": "browser", "poll_timeout_s": "5"}}, "engine.poll_timeout_s"),
+    ({"engine": "browser", "pattern": "echo"}, "pattern 'fanout' on one topic"),
+])
+def test_bad_browser_options_are_clear_errors(data, words):
+    with pytest.raises(ScenarioError, match=words):
+        parse_scenario({"name": "a", **data})
