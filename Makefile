@@ -9,7 +9,7 @@ COMPARE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity engines claims clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -20,6 +20,8 @@ help:
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
+	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
+	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 
 install: $(STAMP)
 
@@ -53,6 +55,13 @@ baseline: install
 
 capacity: install
 	$(PY) -m duplexbench capacity
+
+# The websocket-shootout method: fixed rate, subscribers doubled from 1,000 (long: minutes).
+capacity-subscribers: install
+	$(PY) -m duplexbench capacity --by subscribers
+
+c10k: install
+	$(PY) -m duplexbench run scenarios/c10k.toml
 
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml

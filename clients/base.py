@@ -23,6 +23,7 @@ __all__ = [
     "Endpoint",
     "OnError",
     "OnMessage",
+    "OnRaw",
     "Subscriber",
     "WireSnapshot",
     "WireStats",
@@ -36,6 +37,9 @@ __all__ = [
 OnMessage = Callable[[Envelope, int], None]
 #: ``on_error(message)``: a client reports a problem it recovered from.
 OnError = Callable[[str], None]
+#: ``on_raw(matches, recv_ns) -> highest seq``: the load generator's fast path,
+#: one call per read with every envelope in it (``accounting.ENVELOPES``).
+OnRaw = Callable[[list, int], int]
 
 
 class ClientError(RuntimeError):
@@ -153,8 +157,17 @@ class Subscriber:
         cursor: int = 0,
         role: str = "sub",
         on_error: OnError | None = None,
+        on_raw: OnRaw | None = None,
+        tcp=None,
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         self.endpoint = parse_base_url(base_url)
+        #: When set, envelopes skip ``on_message`` and go here in bulk (see OnRaw).
+        self.on_raw = on_raw
+        #: A clients.tcpinfo.TcpTally that every connection of this client joins.
+        self.tcp = tcp
+        #: Source address to bind (several 127.0.0.x beat the ~28k ports per address).
+        self.local_addr = local_addr
         self.base_url = base_url.rstrip("/")
         self.topic = topic
         self.on_message = on_message

@@ -50,9 +50,11 @@ class Response:
 class HTTP11Connection(asyncio.Protocol):
     """``conn = await HTTP11Connection.open(endpoint, stats)``; then ``request()``."""
 
-    def __init__(self, endpoint: Endpoint, stats: WireStats) -> None:
+    def __init__(self, endpoint: Endpoint, stats: WireStats, tcp=None) -> None:
         self.endpoint = endpoint
         self.stats = stats
+        self.tcp = tcp  # a clients.tcpinfo.TcpTally (or None): kernel byte counts
+        self._sock = None
         self.transport: asyncio.Transport | None = None
         self.closed = False  # the connection is gone (or going): open a new one
         #: time.monotonic_ns() of the latest read: the receive time of what it carried.
@@ -70,11 +72,13 @@ class HTTP11Connection(asyncio.Protocol):
         self._lost_exc: BaseException | None = None
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, stats: WireStats, timeout: float = 10.0) -> "HTTP11Connection":
+    async def open(cls, endpoint: Endpoint, stats: WireStats, timeout: float = 10.0, *,
+                   tcp=None, local_addr: tuple[str, int] | None = None) -> "HTTP11Connection":
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: cls(endpoint, stats), endpoint.host, endpoint.port),
+                loop.create_connection(lambda: cls(endpoint, stats, tcp), endpoint.host,
+                                       endpoint.port, local_addr=local_addr),
                 timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:
@@ -89,6 +93,9 @@ class HTTP11Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.stats.connections += 1
         self.nodelay = set_nodelay(transport)
+        if self.tcp is not None:
+            self._sock = transport.get_extra_info("socket")
+            self.tcp.add(self._sock)
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_down += len(data)
@@ -103,6 +110,7 @@ class HTTP11Connection(asyncio.Protocol):
         return False  # close our side too: HTTP/1.1 has no use for half-open
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._retire()
         self.closed = True
         self._fail(ConnectionLost(
             f"connection to {self.endpoint.authority} closed"
@@ -216,17 +224,25 @@ class HTTP11Connection(asyncio.Protocol):
         return not self.closed and not self._busy
 
     def close(self) -> None:
+        self._retire()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection at once (tests force disconnects this way)."""
+        self._retire()
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
 
     # Internals
+
+    def _retire(self) -> None:
+        """Last TCP_INFO read while the socket still exists (before close)."""
+        if self._sock is not None and self.tcp is not None:
+            self.tcp.retire(self._sock)
+            self._sock = None
 
     def _check_usable(self, target: bytes) -> None:
         if self.closed or self.transport is None or self.transport.is_closing():

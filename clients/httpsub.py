@@ -29,8 +29,10 @@ class HttpSubscriber(Subscriber):
         role: str = "sub",
         on_error: OnError | None = None,
         publisher: HttpPublisher | None = None,
+        **fast,
     ) -> None:
-        super().__init__(base_url, topic, on_message, cursor=cursor, role=role, on_error=on_error)
+        super().__init__(base_url, topic, on_message, cursor=cursor, role=role, on_error=on_error,
+                         **fast)
         self._conn: HTTP11Connection | None = None
         self._publisher = publisher
         self._own_publisher = False
@@ -52,6 +54,10 @@ class HttpSubscriber(Subscriber):
             await asyncio.gather(self._task, return_exceptions=True)
         if self._own_publisher and self._publisher is not None:
             await self._publisher.close()
+
+    async def _open(self) -> HTTP11Connection:
+        return await HTTP11Connection.open(self.endpoint, self.stats, tcp=self.tcp,
+                                           local_addr=self.local_addr)
 
     def drop_connection(self) -> None:
         """Abort the TCP connection as a network failure would (tests)."""

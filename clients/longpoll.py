@@ -16,6 +16,7 @@ from duplexbench.contract import ContractError
 from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
+from .accounting import ENVELOPES
 from .base import OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
 from .httpsub import HttpSubscriber
@@ -40,9 +41,10 @@ class LongPollSubscriber(HttpSubscriber):
         max_batch: int = 1000,
         poll_timeout_s: float = 30.0,
         publisher: HttpPublisher | None = None,
+        **fast,
     ) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
-                         on_error=on_error, publisher=publisher)
+                         on_error=on_error, publisher=publisher, **fast)
         self.keepalive = keepalive
         # The fixed part of every poll target, so a poll only formats the cursor.
         self._target_head = b"%s?topic=%s&timeout=%s&max=%d&cursor=" % (
@@ -64,7 +66,7 @@ class LongPollSubscriber(HttpSubscriber):
     async def _send_poll(self) -> "asyncio.Future":
         conn = self._conn
         if conn is None or not conn.reusable:
-            conn = self._conn = await HTTP11Connection.open(self.endpoint, self.stats)
+            conn = self._conn = await self._open()
         return conn.send(b"GET", self._target_head + b"%d" % self.cursor, close=not self.keepalive)
 
     async def _run(self, pending: "asyncio.Future") -> None:
@@ -104,6 +106,11 @@ class LongPollSubscriber(HttpSubscriber):
                 await self._backoff.wait()
 
     def _deliver(self, body: bytes, recv_ns: int) -> None:
+        if self.on_raw is not None:  # the fast path: the whole batch in one findall
+            matches = ENVELOPES.findall(body)
+            if matches:
+                self.cursor = self.on_raw(matches, recv_ns)
+            return
         try:
             envelopes = decode_batch(body)
         except ContractError as exc:

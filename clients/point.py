@@ -1,45 +1,52 @@
 """One load point in the event loop: connect, publish open loop, drain, count.
 
-:class:`LoadGen` connects every subscriber (and the publisher pool), waits
-until all are subscribed, publishes at the scheduled times (warm-up, then
-the measurement window), waits up to ``drain_s`` for messages in flight and
-turns what it saw into ``counters.json`` and ``samples.parquet``. The process
-around it (signals, exit codes) is :mod:`clients.loadgen`.
+:class:`LoadGen` runs the point: it connects every subscriber, starts the
+publisher (a process of its own, clients.pubproc, except when messages go up
+the subscribers' own WebSockets), waits until all are subscribed, has the
+warm-up and the measurement published at their scheduled times, drains and
+leaves the results to clients.counters, which turns what it saw into
+``counters.json`` and ``samples.parquet``. The process around it (signals,
+exit codes) is :mod:`clients.loadgen`.
 
-Wire bytes are snapshotted when the measurement starts and when the drain
-ends (``"bytes_window": "measure"``), so connection handshakes and warm-up
-traffic are not in the per-message figures; ``wire_point`` has the whole
-point, handshakes included, for amortising them. Between warm-up and
-measurement publishing pauses until every warm-up message has reached every
-subscriber that expects it (bounded, see :meth:`LoadGen._settle_warmup`), so
-the window counts the bytes of the measured messages only.
+The receive path is the load generator's cost per delivered message, so it
+does as little Python as it can: envelopes are found by one regular
+expression per read (``accounting.ENVELOPES``), accounted in a loop that
+appends to typed arrays, WebSocket frames are parsed by picows (compiled),
+and bytes are not counted per read at all: the kernel counts them
+(``TCP_INFO``, clients.tcpinfo), read at the window edges.
+
+The byte window opens after the warm-up has been delivered and closes when
+the drain ends, so it holds the measured messages only (see
+:meth:`LoadGen._publish_all`); the drain waits for stragglers up to a bound
+derived from the observed latency, and what arrives after it is ``late``,
+not lost (clients.core).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import json
+import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from duplexbench.contract import encode_envelope, make_payload
-from duplexbench.contract.websocket import encode_publish
-
-from .accounting import Samples, SubscriberLog, tally
-from .base import ClientError, Subscriber, WireSnapshot
+from .accounting import Samples, SubscriberLog
+from .base import ClientError, Subscriber
+from .core import drain_bound_s, listen_s
+from .fastws import FastWebSocketSubscriber
 from .longpoll import LongPollSubscriber
-from .output import write_counters, write_samples
-from .plan import ROUTE_POST, ROUTE_WS_PUB, ROUTE_WS_SUB, Plan, make_plan
-from .publisher import HttpPublisher
+from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .stream import NDJSONSubscriber, SSESubscriber
-from .websocket import WebSocketSubscriber
+from .tcpinfo import TcpTally
 
 __all__ = ["LoadGen", "SUBSCRIBERS", "emit"]
 
@@ -47,7 +54,7 @@ SUBSCRIBERS: dict[str, type[Subscriber]] = {
     "longpoll": LongPollSubscriber,
     "sse": SSESubscriber,
     "ndjson": NDJSONSubscriber,
-    "websocket": WebSocketSubscriber,
+    "websocket": FastWebSocketSubscriber,
 }
 
 #: Error messages kept in counters.json (the count covers all of them).
@@ -59,7 +66,7 @@ EMIT_ERRORS = 5
 SETTLE_S = {"longpoll": 0.2}
 DEFAULT_SETTLE_S = 0.05
 #: The first message is due this long after the schedule is fixed.
-LEAD_NS = 20_000_000
+LEAD_NS = 50_000_000
 #: Between warm-up and measurement, wait at least this long (and at least
 #: SETTLE_RTTS connection round trips) for warm-up messages still in flight.
 WARMUP_SETTLE_MIN_S = 1.0
@@ -70,12 +77,109 @@ SETTLE_POLL_S = 0.001
 STOP_DRAIN_S = 0.5
 #: How long closing all clients may take before the process just exits.
 CLOSE_TIMEOUT_S = 5.0
+#: How long the publisher process may take to answer beyond its schedule.
+PUBLISHER_SLACK_S = 30.0
 
 
 def emit(event: str, **fields) -> None:
     """One JSON line on stdout: the runner's view of this process."""
     sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+class PublisherProcess:
+    """The parent's end of clients.pubproc: JSON lines over its stdin / stdout."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        self.dir = Path(tempfile.mkdtemp(prefix="duplexbench-pub-"))
+        self.npz = self.dir / "published.npz"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tcp_window: list[int] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def start(self) -> None:
+        spec_path = self.dir / "spec.json"
+        spec_path.write_text(self.spec.to_json())
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clients.pubproc", str(spec_path), str(self.npz),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        if self.spec.publisher_cpu is not None and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(self.proc.pid, {self.spec.publisher_cpu})
+            except OSError as exc:
+                raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
+        await self.expect("ready", 30.0)
+
+    def tell(self, **command) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+
+    async def expect(self, event: str, timeout: float) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            raise ClientError(f"publisher process: no {event!r} within {timeout:.0f} s") from None
+        if not line:
+            code = await self.proc.wait()
+            raise ClientError(f"publisher process exited ({code}) before {event!r}; see stderr")
+        message = json.loads(line)
+        if message.get("event") == "failed":
+            raise ClientError(message["message"])
+        if message.get("event") != event:
+            raise ClientError(f"publisher process: expected {event!r}, got {message}")
+        return message
+
+    def published(self) -> dict[str, np.ndarray]:
+        with np.load(self.npz) as data:
+            return {name: data[name] for name in ("sent_ns", "ok", "seq")}
+
+    async def stop(self, timeout: float = 5.0) -> dict | None:
+        """Stop sending now (SIGUSR1); returns its ``sent`` event (None: it is gone)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return None
+        try:
+            self.proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                assert self.proc.stdout is not None
+                line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+                if not line:
+                    return None
+                message = json.loads(line)
+                if message.get("event") == "sent":
+                    return message
+        except (ProcessLookupError, asyncio.TimeoutError, ValueError):
+            pass
+        return None
+
+    async def finish(self) -> None:
+        """After the drain: its TCP window, then it exits."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            self.tell(cmd="end")
+            done = await self.expect("done", 10.0)
+            self.tcp_window = done["tcp"]
+        except (ClientError, OSError, ConnectionError):
+            pass
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.terminate()
+                await asyncio.wait_for(self.proc.wait(), 3.0)
+            except (ProcessLookupError, asyncio.TimeoutError):
+                try:
+                    self.proc.kill()
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class LoadGen:
@@ -100,8 +204,10 @@ class LoadGen:
             for c in range(spec.clients)
         ]
         self.subscribers: list[Subscriber] = []
-        self.ws_publishers: list[WebSocketSubscriber] = []
-        self.publisher: HttpPublisher | None = None
+        self.publisher: PublisherProcess | None = None
+        self.publisher_done = False  # its arrays are in (published_ok, sent_ns)
+        #: Kernel byte counts of every client socket, by role.
+        self.tcp = {"sub": TcpTally(), "pub": TcpTally()}
         self.errors = 0
         self.error_messages: list[str] = []
         self.start_ns = 0
@@ -109,8 +215,8 @@ class LoadGen:
         self.expected_so_far = 0  # deliveries owed for measured messages published so far
         self.up_on_sub = 0  # measured messages sent up subscriber connections
         self.phase = "connect"
-        self.window_start: dict[str, WireSnapshot] | None = None
-        self.window_end: dict[str, WireSnapshot] | None = None
+        self.window_start: dict | None = None
+        self.window_end: dict | None = None
         #: The pause between warm-up and measurement: the measured schedule starts this late.
         self.pause_ns = 0
         #: Why the byte window may hold more than the measured messages (None: it does not).
@@ -118,6 +224,9 @@ class LoadGen:
         #: Shortest subscriber connect (TCP + upgrade / first request): >= 1 round trip.
         self.connect_rtt_ns = 0
         self.drain_end_ns = 0
+        #: Deliveries received after this instant are late (0: not decided yet).
+        self.late_after_ns = 0
+        self.drain_bound_s = 0.0
         self.gc_note = "not frozen"
         self.stopped_ns = 0  # when a signal stopped the point early (0: it was not)
 
@@ -130,6 +239,14 @@ class LoadGen:
         if self.errors <= EMIT_ERRORS:
             emit("error", message=message)
 
+    @property
+    def procs(self) -> list[int]:
+        """Every load-generator process of this point (their CPU is the client's)."""
+        pids = [os.getpid()]
+        if self.publisher is not None and self.publisher.pid is not None:
+            pids.append(self.publisher.pid)
+        return pids
+
     # The point, phase by phase
 
     async def run(self) -> None:
@@ -139,30 +256,22 @@ class LoadGen:
 
     async def _connect(self) -> None:
         spec, plan = self.spec, self.plan
-        if plan.route == ROUTE_POST:
-            self.publisher = HttpPublisher(spec.publish_url, pool_size=spec.publish_pool,
-                                           on_error=self.note_error)
+        if plan.route != ROUTE_WS_SUB:
+            self.publisher = PublisherProcess(spec)
             await self.publisher.start()
-        elif plan.route == ROUTE_WS_PUB:
-            for topic in plan.topics:
-                sock = WebSocketSubscriber(spec.publish_url, topic, _ignore, role="pub",
-                                           subscribe=False, on_error=self.note_error)
-                await sock.start()
-                self.ws_publishers.append(sock)
         cls = SUBSCRIBERS[spec.transport]
-        extra: dict = {}
+        extra: dict = {"tcp": self.tcp["sub"]}
         if spec.transport == "longpoll":
-            extra = {"keepalive": spec.keepalive, "max_batch": spec.max_batch,
-                     "poll_timeout_s": spec.poll_timeout_s, "publisher": self.publisher}
-        elif spec.transport in ("sse", "ndjson"):
-            extra = {"publisher": self.publisher}
+            extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
+                         poll_timeout_s=spec.poll_timeout_s)
+        addrs = spec.source_addrs
         self.subscribers = [
-            cls(spec.sub_url, plan.topics[log.topic_k], log.on_message,
-                on_error=self.note_error, **extra)
-            for log in self.logs
+            cls(spec.sub_url, plan.topics[log.topic_k], _ignore, on_error=self.note_error,
+                on_raw=log.on_raw, local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
+                **extra)
+            for c, log in enumerate(self.logs)
         ]
         gate = asyncio.Semaphore(spec.connect_concurrency)
-
         connect_ns: list[int] = []
 
         async def start(sub: Subscriber) -> None:
@@ -184,113 +293,90 @@ class LoadGen:
         gc.collect()
         gc.freeze()
         self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
-        emit("ready", clients=len(self.subscribers))
+        emit("ready", clients=len(self.subscribers), procs=self.procs)
 
     async def _publish_all(self) -> None:
         """Warm-up, a pause until the warm-up has been delivered, the measurement.
 
         Why a pause: the byte counters are cumulative per connection, so the
         window can only be honest if no warm-up message is on its way when it
-        opens (its bytes would be counted without its delivery: at 1,000 msg/s
-        and 64 kB payloads that inflated bytes per message by up to 150 B) and
-        no measured message has been read before it opens (snapshotting later
-        while publishing went on would lose those bytes instead). Pausing the
-        publisher gives a moment with nothing in flight: warm-up deliveries
-        complete, the window opens, then the measured schedule starts. Its
-        intended times move by the pause (``pause_ns``, in counters.json as
-        ``warmup_pause_ms``), so the pause is never counted as latency
-        (no coordinated-omission artefact); ``measure_start_ns`` / ``_end_ns``
-        move with it. At low rates the warm-up is delivered before its
-        scheduled end and the pause is 0.
+        opens and no measured message has been read before it opens. Pausing
+        the publisher gives a moment with nothing in flight: warm-up
+        deliveries complete, the window opens, then the measured schedule
+        starts. Its intended times move by the pause (``pause_ns``, in
+        counters.json as ``warmup_pause_ms``), so the pause is never counted
+        as latency; ``measure_start_ns`` / ``_end_ns`` move with it.
         """
         schedule = self.schedule
-        offsets = schedule.offsets_ns.tolist()  # Python ints: no numpy scalars in the loop
-        n, first = len(offsets), self.first
+        n, first = len(schedule), self.first
         self.start_ns = start = time.monotonic_ns() + LEAD_NS
-        send = self._sender()
+        pub = self.publisher
+        if pub is None:  # messages go up the subscribers' own sockets, from this loop
+            await self._publish_in_loop(start)
+            return
+        pub.tell(cmd="start", start_ns=start)
+        self._set_phase("warmup")
+        done = await pub.expect("warmup_done", schedule.warmup_ns / 1e9 + PUBLISHER_SLACK_S)
+        self.sent = first
+        await self._settle_warmup(done["ok_per_topic"])
+        self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
+        self.window_start = self._snapshot()
+        self._set_phase("measure")
+        pub.tell(cmd="measure", pause_ns=self.pause_ns)
+        await _sleep_until(start + self.pause_ns + schedule.total_ns)
+        self._published(await pub.expect("sent", PUBLISHER_SLACK_S))
+
+    def _published(self, sent: dict) -> None:
+        """What the publisher process did: its arrays, errors, the deliveries owed."""
+        pub = self.publisher
+        assert pub is not None
+        self.publisher_done = True
+        first, n = self.first, len(self.schedule)
+        self.sent = sent["sent"]
+        for message in sent["error_messages"]:
+            self.note_error(message)
+        self.errors += max(0, sent["errors"] - len(sent["error_messages"]))
+        published = pub.published()
+        self.published_ok[:] = published["ok"]
+        self.sent_ns[:] = published["sent_ns"]
+        per_topic = self.plan.subscribers_per_topic
+        measured = np.flatnonzero(self.published_ok[first:n]) + first
+        self.expected_so_far = int(per_topic[self.topic_of[measured]].sum())
+
+    async def _publish_in_loop(self, start: int) -> None:
+        """Echo / chat over WebSocket: each client publishes on its own socket."""
+        schedule = self.schedule
+        offsets = schedule.offsets_ns.tolist()
+        first, n = self.first, len(schedule)
+        send = self._ws_sender()
         if schedule.warmup_ns > 0:
             self._set_phase("warmup")
             await _send_due(send, offsets, 0, first, start)
             await _sleep_until(start + schedule.warmup_ns)
-            await self._settle_warmup()
-            self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
+            ok = self.published_ok[:first]
+            owed = np.bincount(self.topic_of[:first][ok], minlength=len(self.plan.topics)).tolist()
+            await self._settle_warmup(owed)
+        self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
         self.window_start = self._snapshot()
         self._set_phase("measure")
         await _send_due(send, offsets, first, n, start + self.pause_ns)
-        # The window lasts duration_s even when the last message was due earlier.
         await _sleep_until(start + self.pause_ns + schedule.total_ns)
 
-    async def _settle_warmup(self) -> None:
-        """Wait until every successful warm-up publish reached every subscriber of its topic.
-
-        Topics are fresh and nothing else publishes on them, so the warm-up
-        messages of topic k hold seqs 1..w_k (w_k = its successful warm-up
-        publishes): a subscriber has them all once its highest seq is >= w_k
-        with no gap below. Bounded by max(WARMUP_SETTLE_MIN_S, SETTLE_RTTS x
-        the shortest connect); when the bound expires (a stalled or lossy
-        point) the window opens anyway and ``bytes_window_note`` says so.
-        """
-        bound_ns = max(round(WARMUP_SETTLE_MIN_S * 1e9), SETTLE_RTTS * self.connect_rtt_ns)
-        deadline = time.monotonic_ns() + bound_ns
-        publisher = self.publisher
-        owed: list[int] | None = None
-        logs = self.logs
-        k = 0  # logs[:k] hold their whole warm-up (monotone: no new seqs arrive meanwhile)
-        while True:
-            if publisher is None or not publisher.in_flight:
-                if owed is None:  # every warm-up POST answered: published_ok is final
-                    ok = self.published_ok[:self.first]
-                    owed = np.bincount(self.topic_of[:self.first][ok],
-                                       minlength=len(self.plan.topics)).tolist()
-                while k < len(logs) and logs[k].highest >= owed[logs[k].topic_k] \
-                        and not logs[k].gaps:
-                    k += 1
-                if k == len(logs):
-                    return
-            if time.monotonic_ns() >= deadline:
-                if owed is None:
-                    what = f"{publisher.in_flight if publisher else 0} warm-up POSTs unanswered"
-                else:
-                    missing = sum(1 for log in logs[k:] if log.highest < owed[log.topic_k]
-                                  or log.gaps)
-                    what = f"{missing} of {len(logs)} subscribers still owed warm-up messages"
-                self.bytes_window_note = (
-                    f"warm-up not fully delivered after {bound_ns / 1e9:.2f} s ({what}): "
-                    "the byte window may include bytes of warm-up messages")
-                return
-            await asyncio.sleep(SETTLE_POLL_S)
-
-    def _sender(self):
-        """The per-message publish function for this point's route."""
-        spec, plan = self.spec, self.plan
-        topics = plan.topics
+    def _ws_sender(self):
         topic_of = self.topic_of.tolist()
         sender_of = self.sender_of.tolist()
-        per_topic = plan.subscribers_per_topic.tolist()
-        size = spec.payload_bytes
+        per_topic = self.plan.subscribers_per_topic.tolist()
+        size = self.spec.payload_bytes
         first = self.first
+        sockets = self.subscribers
         monotonic_ns = time.monotonic_ns
-
-        if plan.route == ROUTE_POST:
-            publisher = self.publisher
-            assert publisher is not None
-            done = self._published
-
-            def send(i: int) -> None:
-                self.sent += 1
-                publisher.submit(topics[topic_of[i]], make_payload(i, size), functools.partial(done, i))
-
-            return send
-
-        sockets = self.ws_publishers if plan.route == ROUTE_WS_PUB else self.subscribers
-        owner = topic_of if plan.route == ROUTE_WS_PUB else sender_of
-        on_sub = plan.route == ROUTE_WS_SUB
+        from duplexbench.contract import make_payload
 
         def send_ws(i: int) -> None:
             self.sent += 1
             ts = monotonic_ns()
             try:
-                sockets[owner[i]].publish_nowait(make_payload(i, size), ts)  # type: ignore[attr-defined]
+                sockets[sender_of[i]].publish_nowait(make_payload(i, size), ts)  # type: ignore[attr-defined]
             except ClientError as exc:
                 self.note_error(f"publish {i} not sent: {exc}")
                 return
@@ -298,143 +384,89 @@ class LoadGen:
             self.sent_ns[i] = ts
             if i >= first:
                 self.expected_so_far += per_topic[topic_of[i]]
-                if on_sub:
-                    self.up_on_sub += 1
+                self.up_on_sub += 1
 
         return send_ws
 
-    def _published(self, i: int, sent_ns: int, seq: int | None, error: str | None) -> None:
-        """A POST came back (the publisher already reported any error)."""
-        if seq is None:
-            return
-        self.published_ok[i] = True
-        self.sent_ns[i] = sent_ns
-        if i >= self.first:
-            self.expected_so_far += int(self.plan.subscribers_per_topic[self.topic_of[i]])
+    async def _settle_warmup(self, owed: list[int]) -> None:
+        """Wait until every successful warm-up publish reached every subscriber of its topic.
+
+        Topics are fresh and nothing else publishes on them, so the warm-up
+        messages of topic k hold seqs 1..w_k: a subscriber has them all once
+        its highest seq is >= w_k with no gap below. Bounded by
+        max(WARMUP_SETTLE_MIN_S, SETTLE_RTTS x the shortest connect); when the
+        bound expires the window opens anyway and ``bytes_window_note`` says so.
+        """
+        bound_ns = max(round(WARMUP_SETTLE_MIN_S * 1e9), SETTLE_RTTS * self.connect_rtt_ns)
+        deadline = time.monotonic_ns() + bound_ns
+        logs = self.logs
+        k = 0  # logs[:k] hold their whole warm-up
+        while True:
+            while k < len(logs) and logs[k].highest >= owed[logs[k].topic_k] and not logs[k].gaps:
+                k += 1
+            if k == len(logs):
+                return
+            if time.monotonic_ns() >= deadline:
+                missing = sum(1 for log in logs[k:] if log.highest < owed[log.topic_k] or log.gaps)
+                self.bytes_window_note = (
+                    f"warm-up not fully delivered after {bound_ns / 1e9:.2f} s ({missing} of "
+                    f"{len(logs)} subscribers still owed warm-up messages): "
+                    "the byte window may include bytes of warm-up messages")
+                return
+            await asyncio.sleep(SETTLE_POLL_S)
 
     async def stop_early(self) -> None:
         """After a signal: a short drain, so messages already on their way are
         not counted as lost merely because we stopped listening."""
         self.stopped_ns = time.monotonic_ns()
+        if self.publisher is not None and not self.publisher_done and self.start_ns:
+            sent = await self.publisher.stop()
+            if sent is not None:
+                self._published(sent)
         if self.start_ns and self.window_end is None:
             await self._drain(min(self.spec.drain_s, STOP_DRAIN_S))
 
     async def _drain(self, seconds: float | None = None) -> None:
+        """Wait for stragglers: until every measured message reached every
+        subscriber, or past the late bound (deliveries after it are late)."""
         self._set_phase("drain")
-        deadline = time.monotonic_ns() + round((self.spec.drain_s if seconds is None else seconds) * 1e9)
+        spec = self.spec
+        now = time.monotonic_ns()
+        end = self._measure_end_ns() or now
         samples = self.samples
+        latencies = (np.frombuffer(samples.recv_ns, dtype=np.int64)
+                     - np.frombuffer(samples.sent_ns, dtype=np.int64))
+        self.drain_bound_s = drain_bound_s(latencies, spec.drain_max_s)
+        self.late_after_ns = end + round(self.drain_bound_s * 1e9)
+        listen = listen_s(self.drain_bound_s, spec.drain_s, spec.drain_max_s)
+        if seconds is not None:
+            listen = seconds
+        deadline = max(now, end) + round(listen * 1e9) if seconds is None else now + round(listen * 1e9)
         while time.monotonic_ns() < deadline:
-            in_flight = self.publisher.in_flight if self.publisher is not None else 0
-            if not in_flight and samples.delivered >= self.expected_so_far:
+            if samples.delivered >= self.expected_so_far:
                 break
-            await asyncio.sleep(0.01)
-        self._end_window()
+            await asyncio.sleep(0.005)
+        await self._end_window()
 
     # Bookkeeping
 
-    def _end_window(self) -> None:
+    async def _end_window(self) -> None:
         if self.window_end is None:
             self.window_end = self._snapshot()
             self.drain_end_ns = time.monotonic_ns()
+            if self.publisher is not None:
+                await self.publisher.finish()
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         emit("phase", phase=phase)
 
-    def _snapshot(self) -> dict[str, WireSnapshot]:
-        sub = WireSnapshot()
-        for s in self.subscribers:
-            sub = sub + s.stats.snapshot()
-        pub = WireSnapshot()
-        if self.publisher is not None:
-            pub = pub + self.publisher.stats.snapshot()
-        for s in self.ws_publishers:
-            pub = pub + s.stats.snapshot()
-        return {"sub": sub, "pub": pub}
-
-    def progress(self) -> dict:
-        return {
-            "phase": self.phase,
-            "sent": self.sent,
-            "delivered": self.samples.delivered,
-            "expected": self.expected_so_far,
-            "lost_so_far": sum(len(log.gaps) for log in self.logs),
-        }
-
-    async def report_progress(self) -> None:
-        while True:
-            await asyncio.sleep(self.spec.progress_interval_s)
-            emit("progress", **self.progress())
-
-    async def close(self) -> None:
-        clients: list = [*self.subscribers, *self.ws_publishers]
-        if self.publisher is not None:
-            clients.append(self.publisher)
-        closing = asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-        # Retrieved even when a signal cuts the wait short (no "never retrieved" noise).
-        closing.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            self.note_error(f"closing {len(clients)} clients took over {CLOSE_TIMEOUT_S:.0f} s")
-
-    # Results
-
-    def counters(self, complete: bool, reason: str | None) -> dict:
-        spec, schedule = self.spec, self.schedule
-        n, first = len(schedule), self.first
-        self._end_window()
-        totals = tally(self.logs, self.samples, self.topic_of, self.published_ok, first, n)
-        measured_ok = self.published_ok[first:]
-        point = self._snapshot()
-        window_start = self.window_start or point
-        window = {role: (self.window_end[role] - window_start[role]).as_dict()  # type: ignore[index]
-                  for role in ("sub", "pub")}
-        sizes = self._message_sizes()
-        reconnects = sum(s.stats.reconnects for s in self.subscribers)
-        reconnects += sum(s.stats.reconnects for s in self.ws_publishers)
-        nodelay = _nodelay(self)
-        return {
-            "complete": complete,
-            "reason": reason,
-            "engine": "native",
-            "transport": spec.transport,
-            "pattern": spec.pattern,
-            "clients": spec.clients,
-            "published": int(measured_ok.sum()),
-            "publish_failed": self._publish_failed(int(measured_ok.sum())),
-            "published_total": int(self.published_ok.sum()),
-            "scheduled": int(schedule.measured),
-            "expected": totals.expected,
-            "delivered": totals.delivered,
-            "lost": totals.lost,
-            "duplicated": totals.duplicated,
-            "reordered": totals.reordered,
-            "message_bytes": sizes[0],
-            "message_bytes_min": sizes[1],
-            "message_bytes_max": sizes[2],
-            # What one measured message costs going up, as sent: the WebSocket publish
-            # frame's payload ({"ts":..,"data":..}), or the POST body (the payload).
-            "message_bytes_up": self._message_bytes_up(),
-            "messages_up_on_sub": self.up_on_sub,
-            "bytes_window": "measure",
-            "bytes_window_note": self.bytes_window_note,
-            "warmup_pause_ms": round(self.pause_ns / 1e6, 3),
-            "wire": window,
-            "wire_point": {role: snap.as_dict() for role, snap in point.items()},
-            "reconnects": reconnects,
-            "errors": self.errors,
-            "error_messages": self.error_messages,
-            "measure_start_ns": (self.start_ns + self.pause_ns + schedule.warmup_ns
-                                 if self.start_ns else None),
-            "measure_end_ns": self._measure_end_ns(),
-            "drain_end_ns": self.drain_end_ns or None,
-            "clock": "CLOCK_MONOTONIC",
-            "samples": len(self.samples),
-            "tcp_nodelay": nodelay,
-            "gc": self.gc_note,
-            "spec": json.loads(spec.to_json()),
-        }
+    def _snapshot(self) -> dict:
+        """Cumulative counts now: kernel bytes per role, client counters."""
+        requests = sum(s.stats.http_requests for s in self.subscribers)
+        connections = sum(s.stats.connections for s in self.subscribers)
+        return {"sub": self.tcp["sub"].total(), "requests": requests, "connections": connections,
+                "sent": self.sent, "reconnects": sum(s.stats.reconnects for s in self.subscribers)}
 
     def _measure_end_ns(self) -> int | None:
         """The scheduled end, or when a signal cut the window short."""
@@ -446,55 +478,38 @@ class LoadGen:
             end = max(start + self.schedule.warmup_ns, min(end, self.stopped_ns))
         return end
 
-    def _publish_failed(self, measured_ok: int) -> int:
-        """Measured publishes attempted that did not succeed (not sent: errors,
-        not losses); POSTs still unanswered at the end are among them."""
-        attempted = max(0, self.sent - self.first)  # messages go out in index order
-        return max(0, attempted - measured_ok)
+    def progress(self) -> dict:
+        sent = self.sent
+        if self.publisher is not None and self.start_ns and self.phase in ("warmup", "measure"):
+            due = time.monotonic_ns() - self.start_ns - (self.pause_ns if self.phase == "measure" else 0)
+            sent = int(np.searchsorted(self.schedule.offsets_ns, due, side="right"))
+        return {
+            "phase": self.phase,
+            "sent": sent,
+            "delivered": self.samples.delivered,
+            "expected": self.expected_so_far,
+            "lost_so_far": sum(len(log.gaps) for log in self.logs),
+        }
 
-    def _message_sizes(self) -> tuple[float, int, int]:
-        """Mean / min / max encoded envelope of the measured messages published.
+    async def report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.spec.progress_interval_s)
+            if self.phase != "connect":  # "ready" comes first (the runner waits for it)
+                emit("progress", **self.progress())
 
-        The seq of each is reconstructed as its position on its topic (exact
-        up to the order concurrent POSTs reach the hub, which changes a size
-        only where a seq gains a digit).
-        """
-        ok = np.flatnonzero(self.published_ok)
-        if not (ok >= self.first).any():
-            # Nothing measured was published (e.g. rate 0): the size one would have.
-            nominal = len(encode_envelope(1, self.plan.topics[0], time.monotonic_ns(),
-                                          make_payload(self.first, self.spec.payload_bytes)))
-            return float(nominal), nominal, nominal
-        topics = self.topic_of[ok]
-        seqs = np.zeros(len(ok), dtype=np.int64)
-        counters: dict[int, int] = {}
-        for j, k in enumerate(topics.tolist()):
-            counters[k] = counters.get(k, 0) + 1
-            seqs[j] = counters[k]
-        measured = ok >= self.first
-        size = self.spec.payload_bytes
-        names = self.plan.topics
-        lengths = [
-            len(encode_envelope(int(seq), names[int(k)], int(ts), make_payload(int(i), size)))
-            for i, k, seq, ts in zip(ok[measured], topics[measured], seqs[measured],
-                                     self.sent_ns[ok[measured]])
-        ]
-        return round(float(np.mean(lengths)), 3), int(min(lengths)), int(max(lengths))
+    async def close(self) -> None:
+        clients: list = list(self.subscribers)
+        closing = asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        # Retrieved even when a signal cuts the wait short (no "never retrieved" noise).
+        closing.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.note_error(f"closing {len(clients)} clients took over {CLOSE_TIMEOUT_S:.0f} s")
+        if self.publisher is not None:
+            await self.publisher.close()
 
-    def _message_bytes_up(self) -> float:
-        """Mean upstream size of the measured messages published (nominal when none were)."""
-        ok = np.flatnonzero(self.published_ok[self.first:]) + self.first
-        size = self.spec.payload_bytes
-        if self.plan.route == ROUTE_POST:
-            indices = ok.tolist() or [self.first]
-            lengths = [len(make_payload(i, size).encode()) for i in indices]
-        elif len(ok):
-            lengths = [len(encode_publish(make_payload(int(i), size), int(ts)).encode())
-                       for i, ts in zip(ok.tolist(), self.sent_ns[ok].tolist())]
-        else:
-            lengths = [len(encode_publish(make_payload(self.first, size),
-                                          time.monotonic_ns()).encode())]
-        return round(float(np.mean(lengths)), 3)
+    # Results
 
     def intended_offsets_ns(self) -> np.ndarray:
         """When each message was due, from ``start_ns``: the measured ones after the pause."""
@@ -503,26 +518,19 @@ class LoadGen:
         return offsets
 
     def write(self, complete: bool, reason: str | None) -> dict:
+        from .counters import build_counters
+        from .output import write_counters, write_samples
+
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_samples(self.out_dir / "samples.parquet", self.samples, self.start_ns,
                       self.intended_offsets_ns())
-        counters = self.counters(complete, reason)
+        counters = build_counters(self, complete, reason)
         write_counters(self.out_dir / "counters.json", counters)
         return counters
 
 
 def _ignore(envelope, recv_ns) -> None:
     """Publish-only sockets receive nothing."""
-
-
-def _nodelay(gen: LoadGen) -> bool | None:
-    """Whether TCP_NODELAY was on for the subscribers' current connections."""
-    states = []
-    for sub in gen.subscribers[:50]:
-        conn = getattr(sub, "_conn", None)
-        if conn is not None and hasattr(conn, "nodelay"):
-            states.append(bool(conn.nodelay))
-    return all(states) if states else None
 
 
 async def _send_due(send, offsets: list[int], lo: int, hi: int, base_ns: int) -> None:

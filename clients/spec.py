@@ -8,6 +8,7 @@ names the field and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -52,6 +53,14 @@ class LoadSpec:
     progress_interval_s: float = 0.5  # progress events on stdout
     poll_timeout_s: float = 30.0  # long polling: ?timeout= (server holds this long)
     publish_pool: int = 8  # keep-alive POST connections (= publishes in flight)
+    drain_max_s: float = 10.0  # upper bound on waiting for stragglers after the window
+    loadgen_procs: int = 1  # subscriber shard processes
+    loadgen_cpus: tuple[int, ...] = ()  # cores for the shards, round-robin (empty: don't pin)
+    publisher_cpu: int | None = None  # core for the publisher process (None: don't pin)
+    source_addrs: tuple[str, ...] = ()  # 127.0.0.x the subscribers bind to, round-robin
+    ca_file: str = ""  # TLS: verify https / wss with this CA (PEM)
+    reconnect_min_s: float = 0.1  # back-off after a lost connection: full jitter,
+    reconnect_max_s: float = 5.0  # doubling from min to max (RFC 6455 7.2.3)
 
     def __post_init__(self) -> None:
         _check_choice("transport", self.transport, tuple(t.value for t in Transport))
@@ -81,6 +90,20 @@ class LoadSpec:
         _check_number("progress_interval_s", self.progress_interval_s, 0.0, strict=True)
         _check_number("poll_timeout_s", self.poll_timeout_s, 0.0, strict=True)
         _check_int("publish_pool", self.publish_pool, 1, 256)
+        _check_number("drain_max_s", self.drain_max_s, 0.0, strict=True)
+        _check_int("loadgen_procs", self.loadgen_procs, 1, 256)
+        # JSON has no tuples: lists from a spec file become tuples (hashable, frozen).
+        object.__setattr__(self, "loadgen_cpus", _int_tuple("loadgen_cpus", self.loadgen_cpus))
+        object.__setattr__(self, "source_addrs", _addr_tuple(self.source_addrs))
+        if self.publisher_cpu is not None:
+            _check_int("publisher_cpu", self.publisher_cpu, 0)
+        if not isinstance(self.ca_file, str):
+            raise SpecError(f"ca_file: expected a path, got {self.ca_file!r}")
+        _check_number("reconnect_min_s", self.reconnect_min_s, 0.0, strict=True)
+        _check_number("reconnect_max_s", self.reconnect_max_s, 0.0, strict=True)
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise SpecError(f"reconnect_max_s: {self.reconnect_max_s} is below "
+                            f"reconnect_min_s {self.reconnect_min_s}; expected max >= min")
         longest = f"{self.topic_prefix}-{max(self.clients, self.topics)}"
         if not TOPIC_PATTERN.fullmatch(longest):
             raise SpecError(
@@ -159,6 +182,25 @@ def _check_number(name: str, value: object, low: float, strict: bool = False) ->
     )
     if not ok:
         raise SpecError(f"{name}: expected a number {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def _int_tuple(name: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(f"{name}: expected a list of core numbers, got {value!r}")
+    for v in value:
+        _check_int(name, v, 0)
+    return tuple(value)
+
+
+def _addr_tuple(value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(f"source_addrs: expected a list of IPv4 addresses, got {value!r}")
+    for v in value:
+        try:
+            ipaddress.IPv4Address(v)
+        except (ValueError, TypeError):
+            raise SpecError(f"source_addrs: {v!r} is not an IPv4 address (e.g. 127.0.0.2)") from None
+    return tuple(value)
 
 
 def _check_url(name: str, value: object) -> None:

@@ -17,6 +17,7 @@ from duplexbench.contract.http import ACCEPT_NDJSON, ACCEPT_SSE, PATH_STREAM
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
+from .accounting import ENVELOPES
 from .base import ClientError, OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
 from .httpsub import HttpSubscriber
@@ -40,9 +41,10 @@ class StreamSubscriber(HttpSubscriber):
         role: str = "sub",
         on_error: OnError | None = None,
         publisher: HttpPublisher | None = None,
+        **fast,
     ) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
-                         on_error=on_error, publisher=publisher)
+                         on_error=on_error, publisher=publisher, **fast)
         self._resumed = False  # whether the next request is a resumption
 
     # Per-framing hooks
@@ -67,7 +69,7 @@ class StreamSubscriber(HttpSubscriber):
     # Internals
 
     async def _connect(self) -> None:
-        conn = self._conn = await HTTP11Connection.open(self.endpoint, self.stats)
+        conn = self._conn = await self._open()
         target, headers = self._request_parts()
         response = await conn.request(
             b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers),
@@ -117,6 +119,8 @@ class SSESubscriber(StreamSubscriber):
         return base + b"&cursor=%d" % self.cursor, b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n\n")
         feed = SSEParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -144,6 +148,8 @@ class NDJSONSubscriber(StreamSubscriber):
         return b"%s?topic=%s&cursor=%d" % (PATH_STREAM.encode(), self.topic.encode(), self.cursor), b""
 
     def _new_body_handler(self):
+        if self.on_raw is not None:
+            return _bulk_handler(self, b"\n")
         feed = NDJSONParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -159,3 +165,31 @@ class NDJSONSubscriber(StreamSubscriber):
                 on_message(env, conn.recv_ns)
 
         return on_body
+
+
+def _bulk_handler(sub: StreamSubscriber, end: bytes):
+    """The fast path: every complete event of a chunk in one ``findall``.
+
+    Events end with ``end`` (SSE: a blank line; NDJSON: a newline); the tail
+    after the last one waits for the next chunk, so an event split across
+    reads is parsed once, whole, when its end arrives.
+    """
+    findall = ENVELOPES.findall
+    on_raw = sub.on_raw
+    conn = sub._conn
+    pending = b""
+    step = len(end)
+
+    def on_body(chunk: bytes) -> None:
+        nonlocal pending
+        buf = pending + chunk if pending else chunk
+        cut = buf.rfind(end)
+        if cut < 0:
+            pending = buf
+            return
+        pending = buf[cut + step:]
+        matches = findall(buf, 0, cut)
+        if matches:
+            sub.cursor = on_raw(matches, conn.recv_ns)
+
+    return on_body

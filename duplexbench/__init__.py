@@ -6,4 +6,4 @@ __version__ = "0.1.0"
 
 #: Version of the results format (meta.json, summary.csv, samples, load series).
 #: Bump when a column changes meaning; adding columns does not need a bump.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

@@ -23,6 +23,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from .validity import comparable
+
 __all__ = ["Column", "Console", "PointProgress", "TABLE_COLUMNS", "display_path", "format_value"]
 
 
@@ -44,6 +46,7 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("rate_msgs_s", "rate/s", "{:,.4g}"),
     Column("delivered", "delivered"),
     Column("lost", "lost", red_above=0),
+    Column("late", "late", red_above=0),
     Column("lat_p50_ms", "p50 ms", "{:.2f}"),
     Column("lat_p99_ms", "p99 ms", "{:.2f}"),
     Column("lat_max_ms", "max ms", "{:.2f}"),
@@ -237,8 +240,9 @@ class Console:
             f", server CPU {format_value(row.get('server_cpu_pct'), '{:.0f}')} %"
             f", loadgen CPU {format_value(row.get('client_cpu_pct'), '{:.0f}')} %"
         )
-        if status != "ok":
-            text.append(f"  [{status}]", style="bold red")
+        validity = str(row.get("validity") or status)
+        if validity != "ok":
+            text.append(f"  [{validity}]", style="bold red")
         self._rich.print(text, soft_wrap=True)
 
     # The end -------------------------------------------------------------------
@@ -265,13 +269,14 @@ class Console:
             needed += widest + 3
             table.add_column(column.header, justify="left" if column.fmt == "{}" else "right",
                              no_wrap=True, min_width=widest)
-        if status:
-            table.add_column("status", no_wrap=True)
-            needed += 10
+        if status:  # the point's validity (duplexbench/validity.py); status for old rows
+            table.add_column("validity", no_wrap=True)
+            needed += 20
         for row, cells in zip(rows, body):
             if status:
-                text = str(row.get("status") or "ok")
-                cells.append(Text(text, style="" if text == "ok" else "bold red"))
+                text = str(row.get("validity") or row.get("status") or "ok")
+                style = ("" if text == "ok" else "yellow" if comparable(text) else "bold red")
+                cells.append(Text(text, style=style))
             table.add_row(*cells)
         # A terminal narrower than the table: print it wide and let the terminal wrap
         # lines, rather than rich dropping columns or cutting figures to "1…".

@@ -20,6 +20,9 @@ counters.json fields read here (missing ones count as 0 / unknown)::
     messages_up_on_sub (messages that travelled up subscriber connections: a count,
         or true meaning every published message did),
     measure_start_ns, measure_end_ns, clock,
+    late (deliveries after the drain bound; absent = not reported -> empty column),
+    tcp: {"sub": {bytes_acked, bytes_received, segs_out, segs_in}, "pub": {...}}
+        (TCP_INFO over the measurement window), ip_header_bytes,
     wire: {"sub": {bytes_up, bytes_down, http_requests, connections, reconnects, errors},
            "pub": {...same...}}
 """
@@ -33,12 +36,16 @@ import pandas as pd
 
 from .results import SUMMARY_COLUMNS
 from .scenario import LoadPoint, Scenario
+from .validity import MIN_SAMPLES as _P99_SAMPLES
+from .validity import SATURATED_PCT, classify, loadgen_pct_per_core
 
 __all__ = [
     "LOADGEN_CPU_WARN_PCT",
     "MIN_SAMPLES",
     "PERCENTILES",
     "PERCENTILE_METHOD",
+    "IP_HEADER_BYTES",
+    "ip_figures",
     "latency_stats",
     "nearest_rank",
     "process_stats",
@@ -51,9 +58,11 @@ PERCENTILES = (50, 90, 99, 99.9)
 #: Nearest rank: each percentile is an observed latency (see :func:`nearest_rank`).
 PERCENTILE_METHOD = "nearest-rank"
 #: Fewest samples for a percentile to be more than the maximum in disguise.
-MIN_SAMPLES = {"p99": 100, "p999": 1000}
-#: Above this, the load generator, not the server, may be what was measured.
-LOADGEN_CPU_WARN_PCT = 90.0
+MIN_SAMPLES = {"p99": _P99_SAMPLES, "p999": 1000}
+#: Above this, the load generator, not the server, may be what was measured (validity.py).
+LOADGEN_CPU_WARN_PCT = SATURATED_PCT
+#: Assumed IPv4 + TCP header bytes per segment (see :func:`ip_figures`).
+IP_HEADER_BYTES = 52
 
 _NAN = float("nan")
 
@@ -146,13 +155,16 @@ def _column(frame: pd.DataFrame, name: str, dtype: Any = float, missing: Any = _
 
 
 def process_stats(load: pd.DataFrame, process: str) -> dict[str, float]:
-    """CPU seconds and % of one core over the measure phase, max RSS and connections.
+    """CPU seconds and % of one core over the measure phase, max RSS (MiB) and connections.
 
     Rows of ``process`` in phase ``measure`` (all its rows when none are
     labelled). CPU times are cumulative per process, so a ``pid`` column (several
-    Locust workers) is handled by summing per-pid deltas.
+    Locust workers) is handled by summing per-pid deltas. ``cpu_s`` comes from
+    ``cpu_sched_s`` (nanoseconds from schedstat) when the samples have it;
+    ``cpu_tick_s`` is the same span from 10 ms clock ticks, kept as a cross-check.
     """
-    empty = {"cpu_s": _NAN, "cpu_pct": _NAN, "rss_mb_max": _NAN, "connections_max": _NAN}
+    empty = {"cpu_s": _NAN, "cpu_pct": _NAN, "cpu_tick_s": _NAN, "rss_mib_max": _NAN,
+             "connections_max": _NAN}
     if load is None or not len(load) or "process" not in load:
         return empty
     rows = load[load["process"] == process]
@@ -162,19 +174,30 @@ def process_stats(load: pd.DataFrame, process: str) -> dict[str, float]:
         return empty
     if "t_s" in rows:
         rows = rows.sort_values("t_s", kind="stable")
-    cpu_s = wall = _NAN
+    tick_s = sched_s = wall = _NAN
     if {"cpu_user_s", "cpu_system_s", "t_s"} <= set(rows.columns) and len(rows) >= 2:
         groups = rows.groupby("pid", sort=False) if "pid" in rows else [(None, rows)]
-        cpu_s, wall = 0.0, 0.0
+        tick_s, sched_s, wall = 0.0, 0.0, 0.0
         for _, group in groups:
             cpu = group["cpu_user_s"] + group["cpu_system_s"]
-            cpu_s += float(cpu.iloc[-1] - cpu.iloc[0])
+            tick_s += float(cpu.iloc[-1] - cpu.iloc[0])
+            if "cpu_sched_s" in group and group["cpu_sched_s"].notna().all():
+                sched = group["cpu_sched_s"].astype(float)
+                sched_s += float(sched.iloc[-1] - sched.iloc[0])
+            else:
+                sched_s = _NAN
             wall = max(wall, float(group["t_s"].iloc[-1] - group["t_s"].iloc[0]))
+    cpu_s = sched_s if not np.isnan(sched_s) else tick_s
     cpu_pct = cpu_s / wall * 100 if wall and wall > 0 else _NAN
+    if "rss_mib" in rows:
+        rss = _max(rows, "rss_mib")
+    else:  # load series of schema 1: MB (10^6 bytes)
+        rss = _max(rows, "rss_mb") * 1e6 / 2**20
     return {
         "cpu_s": cpu_s,
         "cpu_pct": cpu_pct,
-        "rss_mb_max": _max(rows, "rss_mb"),
+        "cpu_tick_s": tick_s,
+        "rss_mib_max": rss,
         "connections_max": _max(rows, "connections"),
     }
 
@@ -217,10 +240,50 @@ def _per(numerator: Any, denominator: float) -> float:
     return float(numerator) / denominator
 
 
+def ip_figures(counters: dict, delivered: int) -> dict[str, float]:
+    """Bytes and segments per delivered message as the kernel counted them (TCP_INFO).
+
+    ``counters["tcp"]["sub"]`` sums every subscriber socket over the measurement
+    window: ``bytes_received`` / ``segs_in`` (down), ``bytes_acked`` /
+    ``segs_out`` (up). IP bytes = payload + segments x header bytes, pure ACKs
+    included (they are segments). The header size is ``ip_header_bytes`` when
+    the engine says, else 52: IPv4 20 + TCP 20 + the timestamp option 12, which
+    Linux sends on every segment by default (net.ipv4.tcp_timestamps=1) and
+    127.0.0.1 carries no link-layer header worth counting. Empty (NaN, never 0)
+    without TCP_INFO counts.
+    """
+    tcp = counters.get("tcp") if isinstance(counters.get("tcp"), dict) else {}
+    sub = tcp.get("sub") if isinstance(tcp.get("sub"), dict) else None
+    figures = {"ip_bytes_down_per_msg": _NAN, "ip_bytes_up_per_msg": _NAN,
+               "segments_down_per_msg": _NAN, "segments_up_per_msg": _NAN}
+    if not sub or not delivered:
+        return figures
+    header = counters.get("ip_header_bytes") or IP_HEADER_BYTES
+    try:
+        down_bytes, up_bytes = float(sub["bytes_received"]), float(sub["bytes_acked"])
+        segs_in, segs_out = float(sub["segs_in"]), float(sub["segs_out"])
+    except (KeyError, TypeError, ValueError):
+        return figures
+    figures.update(
+        ip_bytes_down_per_msg=(down_bytes + segs_in * header) / delivered,
+        ip_bytes_up_per_msg=(up_bytes + segs_out * header) / delivered,
+        segments_down_per_msg=segs_in / delivered,
+        segments_up_per_msg=segs_out / delivered,
+    )
+    return figures
+
+
 def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine: str,
-                    counters: dict, samples: pd.DataFrame,
-                    load: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """The summary.csv row (every SUMMARY_COLUMNS key, in order) and samples.parquet rows."""
+                    counters: dict, samples: pd.DataFrame, load: pd.DataFrame,
+                    loadgen_procs: int | None = None,
+                    loadgen_cores: int | None = None,
+                    loadgen_hint: str = "") -> tuple[dict, pd.DataFrame]:
+    """The summary.csv row (every SUMMARY_COLUMNS key, in order) and samples.parquet rows.
+
+    ``loadgen_procs`` / ``loadgen_cores``: the load generator's processes and the
+    cores they could use (the validity of its CPU share; 1 when not given);
+    ``loadgen_hint``: what adds load-generator capacity on this machine.
+    """
     tidy = tidy_samples(samples if samples is not None else pd.DataFrame(), point, counters)
     start, end = counters.get("measure_start_ns"), counters.get("measure_end_ns")
     duration = (end - start) / 1e9 if start and end and end > start else scenario.duration_s
@@ -272,6 +335,8 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
         "expected": _count(counters.get("expected")),
         "delivered": delivered,
         "lost": _count(counters.get("lost")),
+        # Empty, never 0, when the engine does not report it: 0 would claim a measurement.
+        "late": _count(counters["late"]) if counters.get("late") is not None else _NAN,
         "duplicated": _count(counters.get("duplicated")),
         "reordered": _count(counters.get("reordered")),
         "throughput_msgs_s": delivered / duration if duration > 0 else _NAN,
@@ -284,21 +349,29 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
     row.update({
         "server_cpu_s": server["cpu_s"],
         "server_cpu_pct": server["cpu_pct"],
-        "server_rss_mb_max": server["rss_mb_max"],
+        "server_cpu_tick_s": server["cpu_tick_s"],
+        "server_rss_mib_max": server["rss_mib_max"],
         "server_connections_max": server["connections_max"],
         "bytes_down_per_msg": bytes_down,
         "bytes_up_per_msg": bytes_up,
         "overhead_down_per_msg": bytes_down - message_bytes,
         "overhead_up_per_msg": bytes_up - up_payload,
+        **ip_figures(counters, delivered),
         "http_requests_per_msg": _per(sub.get("http_requests"), delivered),
         "pub_bytes_up_per_msg": _per(pub.get("bytes_up"), sent) if pub else _NAN,
         "pub_http_requests_per_msg": _per(pub.get("http_requests"), sent) if pub else _NAN,
         "reconnects": _count(reconnects),
         "client_cpu_s": client["cpu_s"],
         "client_cpu_pct": client["cpu_pct"],
+        "client_cpu_tick_s": client["cpu_tick_s"],
+        "loadgen_procs": loadgen_procs if loadgen_procs else _NAN,
+        "loadgen_cores": loadgen_cores if loadgen_cores else _NAN,
+        "errors": errors,
     })
-    warnings = row_warnings(row, scenario, errors=errors)
+    warnings = row_warnings(row, scenario, errors=errors, loadgen_hint=loadgen_hint)
     row["status"] = _status(row, scenario, errors)
+    judged = classify(row, expect_loss=scenario.expect_loss)
+    row["validity"], row["validity_notes"] = judged.validity, judged.notes
     row["warnings"] = "; ".join(warnings)
     # .get: columns added by the runner's hooks (infra.row_fields) are filled after this.
     return {column: row.get(column) for column in SUMMARY_COLUMNS}, tidy
@@ -322,7 +395,7 @@ def _number(row: dict, key: str) -> float:
 
 
 def row_warnings(row: dict, scenario: Scenario | None = None, *,
-                 errors: int | None = None) -> list[str]:
+                 errors: int | None = None, loadgen_hint: str = "") -> list[str]:
     """What went wrong in a summary row and what to do about it (pyperf-style).
 
     Without a scenario, lost messages are reported (as if ``expect_loss`` were
@@ -340,8 +413,9 @@ def row_warnings(row: dict, scenario: Scenario | None = None, *,
             f"LOST {lost:.0f} of {expected:.0f} messages{share}: the scenario expects none: "
             "check reconnects and slow-consumer drops (server queue_limit), or lower the rate"
         )
-    client_pct = _number(row, "client_cpu_pct")
+    client_pct = loadgen_pct_per_core(row)
     server_pct = _number(row, "server_cpu_pct")
+    hint = loadgen_hint or "lower the rate or clients"
     if client_pct > LOADGEN_CPU_WARN_PCT and server_pct > LOADGEN_CPU_WARN_PCT:
         warnings.append(
             f"the load generator used {client_pct:.0f}% of a core and the server "
@@ -349,8 +423,8 @@ def row_warnings(row: dict, scenario: Scenario | None = None, *,
         )
     elif client_pct > LOADGEN_CPU_WARN_PCT:
         warnings.append(
-            f"the load generator used {client_pct:.0f}% of a core: the server was not the "
-            "bottleneck, so lower the rate or add a Locust worker"
+            f"the load generator used {client_pct:.0f}% of its core(s): the server was not the "
+            f"bottleneck; {hint}"
         )
     samples = _number(row, "lat_samples")
     delivered = _number(row, "delivered")

@@ -381,12 +381,14 @@ class ProcSample:
 
     process: str
     t_s: float  # seconds since the sampler started (monotonic clock)
-    cpu_user_s: float
+    cpu_user_s: float  # clock ticks (10 ms): kept as a cross-check of cpu_sched_s
     cpu_system_s: float
-    rss_mb: float
+    rss_mib: float
     open_files: int  # file descriptors, sockets included
     connections: int  # TCP sockets (see Sampler on how they are counted)
     phase: str
+    #: Time on CPU from /proc/PID/task/*/schedstat, nanosecond resolution (see schedstat_ns).
+    cpu_sched_s: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -416,6 +418,32 @@ def count_socket_fds(pid: int) -> int:
     return count
 
 
+def schedstat_ns(pid: int, seen: dict[int, int] | None = None) -> int | None:
+    """Nanoseconds on CPU of every thread of ``pid`` (first field of ``schedstat``).
+
+    The scheduler accounts this in nanoseconds, where ``/proc/PID/stat`` rounds to
+    10 ms ticks (one tick is 4 % of a 250 ms share). Summed over
+    ``/proc/PID/task/*`` because ``/proc/PID/schedstat`` covers the main thread
+    only. ``seen`` (tid -> ns) keeps a thread's last figure after it exits, so
+    the sum never drops. None when the process is gone or schedstat is missing.
+    """
+    seen = {} if seen is None else seen
+    base = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return None
+    found = False
+    for tid in tids:
+        try:
+            with open(f"{base}/{tid}/schedstat", "rb") as file:
+                seen[int(tid)] = int(file.read().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that exited between listing and reading
+    return sum(seen.values()) if found else None
+
+
 class _Watched:
     """Book-keeping for one named process tree."""
 
@@ -426,6 +454,9 @@ class _Watched:
         #: Last CPU times seen per pid: a child that exits (a Locust worker)
         #: keeps contributing what it used, so cumulative CPU never drops.
         self.cpu: dict[int, tuple[float, float]] = {}
+        #: pid -> {tid -> ns on CPU}, kept after exit like ``cpu``.
+        self.sched: dict[int, dict[int, int]] = {}
+        self.sched_ok = True
         self.connections = 0
         self.conn_method = "net_connections"
         self.conn_next_t = 0.0
@@ -478,6 +509,9 @@ class _Watched:
                 del self.procs[pid]
                 continue
             self.cpu[pid] = (times.user, times.system)
+            if self.sched_ok and schedstat_ns(pid, self.sched.setdefault(pid, {})) is None \
+                    and os.path.exists(f"/proc/{pid}"):
+                self.sched_ok = False  # a kernel without schedstat: ticks only (NaN here)
             rss += mem.rss
             fds += nfds
             alive += 1
@@ -490,10 +524,12 @@ class _Watched:
             t_s=round(t_s, 4),
             cpu_user_s=sum(u for u, _ in self.cpu.values()),
             cpu_system_s=sum(s for _, s in self.cpu.values()),
-            rss_mb=rss / 1e6,
+            rss_mib=rss / 2**20,
             open_files=fds,
             connections=self.connections,
             phase=phase,
+            cpu_sched_s=(sum(sum(t.values()) for t in self.sched.values()) / 1e9
+                         if self.sched_ok and self.sched else float("nan")),
         )
 
 

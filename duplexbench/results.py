@@ -3,8 +3,10 @@
 Every file is written to a temporary name in the same directory, fsynced and
 renamed over the old one (``os.replace`` is atomic on POSIX), so a reader
 (the report, the notebook, a CI step) sees either the old or the new file,
-never half of one. :class:`RunWriter` rewrites ``summary.csv`` and the
-Parquet files after every load point while ``meta.json`` says ``running``:
+never half of one. :class:`RunWriter` rewrites ``summary.csv`` after every
+load point and writes that point's samples and process series once, to
+``samples/<point>.parquet`` and ``load/<point>.parquet`` (so a long sweep
+never rewrites or holds earlier points), while ``meta.json`` says ``running``:
 a run killed half-way still holds valid results for the points it finished
 and says it is not complete. :func:`load_run` is the one reader everyone uses;
 it tolerates added or missing optional columns (schema_version 1 grows by
@@ -42,6 +44,8 @@ __all__ = [
     "is_complete",
     "load_run",
     "new_run_id",
+    "point_file_name",
+    "read_point_files",
     "update_latest",
     "utc_now",
 ]
@@ -50,15 +54,19 @@ __all__ = [
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "run_id", "scenario", "engine", "transport", "point", "repeat", "clients",
     "rate_msgs_s", "payload_bytes", "message_bytes", "delay_ms", "keepalive", "pattern",
-    "upstream", "duration_s", "sent", "expected", "delivered", "lost", "duplicated",
+    "upstream", "duration_s", "sent", "expected", "delivered", "lost", "late", "duplicated",
     "reordered", "throughput_msgs_s",
     "lat_p50_ms", "lat_p90_ms", "lat_p99_ms", "lat_p999_ms", "lat_max_ms", "lat_mean_ms",
     "lat_samples",
     "sent_p50_ms", "sent_p90_ms", "sent_p99_ms", "sent_p999_ms", "sent_max_ms", "sent_mean_ms",
-    "server_cpu_s", "server_cpu_pct", "server_rss_mb_max", "server_connections_max",
+    "server_cpu_s", "server_cpu_pct", "server_cpu_tick_s", "server_rss_mib_max",
+    "server_connections_max",
     "bytes_down_per_msg", "bytes_up_per_msg", "overhead_down_per_msg", "overhead_up_per_msg",
+    "ip_bytes_down_per_msg", "ip_bytes_up_per_msg", "segments_down_per_msg",
+    "segments_up_per_msg",
     "http_requests_per_msg", "pub_bytes_up_per_msg", "pub_http_requests_per_msg",
-    "reconnects", "client_cpu_s", "client_cpu_pct", "status", "warnings",
+    "reconnects", "client_cpu_s", "client_cpu_pct", "client_cpu_tick_s", "loadgen_procs",
+    "loadgen_cores", "status", "validity", "validity_notes", "warnings",
     # Real infrastructure (duplexbench/infra.py): nginx in the path; engine may be "browser".
     "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
     "proxy_cpu_pct",
@@ -72,8 +80,8 @@ SAMPLES_COLUMNS: tuple[str, ...] = (
 
 #: load.parquet columns (process samples at >= 10 Hz).
 LOAD_COLUMNS: tuple[str, ...] = (
-    "point", "repeat", "transport", "process", "t_s", "cpu_user_s", "cpu_system_s", "rss_mb",
-    "open_files", "connections", "phase",
+    "point", "repeat", "transport", "process", "t_s", "cpu_user_s", "cpu_system_s", "rss_mib",
+    "open_files", "connections", "phase", "cpu_sched_s",
 )
 
 RUN_STATUSES = ("running", "complete", "incomplete", "failed")
@@ -82,6 +90,9 @@ META = "meta.json"
 SUMMARY = "summary.csv"
 SAMPLES = "samples.parquet"
 LOAD = "load.parquet"
+#: Schema 2: one Parquet file per point in these folders (read back as one dataset).
+SAMPLES_DIR = "samples"
+LOAD_DIR = "load"
 LATEST = "latest"
 
 
@@ -232,10 +243,10 @@ class RunWriter:
     """Writes one run directory, point by point.
 
     ``start()`` writes meta.json (status ``running``); ``add_point()`` appends a
-    summary row plus its samples and load series and rewrites all three data
-    files (and meta.json, still ``running``); ``finish()`` writes the final
-    status and moves the ``latest`` link. Data files are rewritten whole each
-    time: a few MB per point, and a reader never needs to merge fragments.
+    summary row (summary.csv rewritten: small), writes the point's samples and
+    load series to their own files (never rewritten), and meta.json (still
+    ``running``); ``finish()`` writes the final status and moves the ``latest``
+    link. Memory stays bounded: only summary rows are kept.
     """
 
     def __init__(self, run_dir: str | Path, meta: dict, *, latest: bool = True) -> None:
@@ -244,8 +255,6 @@ class RunWriter:
         #: False for baselines and fixtures, whose parent must not gain a `latest` link.
         self.latest = latest
         self.rows: list[dict] = []
-        self._samples: list[pd.DataFrame] = []
-        self._load: list[pd.DataFrame] = []
         self._started = False
         self._finished = False
 
@@ -276,13 +285,18 @@ class RunWriter:
         row = dict(row)
         self.rows.append(row)
         ident = {k: row[k] for k in ("point", "repeat", "transport") if k in row}
+        name = point_file_name(ident)
+        # One file per point, written once: a long sweep never rewrites (or holds in
+        # memory) the samples of the points before it.
         if samples is not None and len(samples):
-            self._samples.append(_with_ident(samples, ident))
+            atomic_write_bytes(self.run_dir / SAMPLES_DIR / name,
+                               _parquet_bytes(_with_ident(samples, ident)))
         if load is not None and len(load):
-            self._load.append(_with_ident(load, ident))
+            atomic_write_bytes(self.run_dir / LOAD_DIR / name,
+                               _parquet_bytes(_with_ident(load, ident)))
         self.meta["points"].append({k: row.get(k) for k in _POINT_KEYS if k in row})
         self.meta["points_done"] = len(self.rows)
-        self._write_data()
+        self._write_summary()
         self._write_meta()
 
     def add_warning(self, text: str) -> None:
@@ -297,7 +311,7 @@ class RunWriter:
         if not self._started:
             self.start()
         if not self.rows:  # a header-only summary still makes the dir loadable
-            self._write_data()
+            self._write_summary()
         self.meta["status"] = status
         self.meta["complete"] = status == "complete"
         self.meta["reason"] = reason
@@ -323,15 +337,17 @@ class RunWriter:
     def _write_meta(self) -> None:
         atomic_write_json(self.run_dir / META, self.meta)
 
-    def _write_data(self) -> None:
+    def _write_summary(self) -> None:
         summary = pd.DataFrame(self.rows)
         extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
         summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *extra])
         atomic_write_text(self.run_dir / SUMMARY, summary.to_csv(index=False))
-        if self._samples:
-            atomic_write_bytes(self.run_dir / SAMPLES, _parquet_bytes(_concat(self._samples)))
-        if self._load:
-            atomic_write_bytes(self.run_dir / LOAD, _parquet_bytes(_concat(self._load)))
+
+
+def point_file_name(ident: dict) -> str:
+    """``007-websocket-r1.parquet``: one point's file under samples/ and load/."""
+    point = int(ident.get("point", 0) or 0)
+    return f"{point:03d}-{ident.get('transport', 'x')}-r{int(ident.get('repeat', 0) or 0)}.parquet"
 
 
 #: What meta.json lists for each finished point.
@@ -348,10 +364,6 @@ def _with_ident(frame: pd.DataFrame, ident: dict) -> pd.DataFrame:
     for position, (key, value) in enumerate(missing.items()):
         frame.insert(position, key, value)
     return frame
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------
@@ -376,22 +388,35 @@ class Run:
         return is_complete(self.meta)
 
     def samples(self) -> pd.DataFrame:
-        """samples.parquet (an empty frame with the standard columns when absent)."""
-        return self._parquet(SAMPLES, SAMPLES_COLUMNS)
+        """Every point's samples as one frame (empty, with the standard columns, when none)."""
+        return self._parquet(SAMPLES, SAMPLES_DIR, SAMPLES_COLUMNS)
 
     def load(self) -> pd.DataFrame:
-        """load.parquet (an empty frame with the standard columns when absent)."""
-        return self._parquet(LOAD, LOAD_COLUMNS)
+        """Every point's process samples as one frame (empty when none)."""
+        return self._parquet(LOAD, LOAD_DIR, LOAD_COLUMNS)
 
-    def _parquet(self, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    def _parquet(self, name: str, folder: str, columns: tuple[str, ...]) -> pd.DataFrame:
         if name not in self._cache:
-            file = self.path / name
-            if file.exists():
-                frame = pd.read_parquet(file)
-            else:
+            frame = read_point_files(self.path, name, folder)
+            if frame is None:
                 frame = pd.DataFrame(columns=list(columns))
+            if "rss_mb" in frame.columns and "rss_mib" not in frame.columns:
+                frame = frame.assign(rss_mib=frame["rss_mb"] * 1e6 / 2**20)  # schema 1: MB
             self._cache[name] = frame
         return self._cache[name]
+
+
+def read_point_files(run_dir: Path, single: str, folder: str) -> pd.DataFrame | None:
+    """``folder/*.parquet`` (schema 2) plus a whole-run ``single`` file (schema 1), as one frame."""
+    frames = []
+    if (run_dir / single).exists():
+        frames.append(pd.read_parquet(run_dir / single))
+    if (run_dir / folder).is_dir():
+        frames.extend(pd.read_parquet(file) for file in sorted((run_dir / folder).glob("*.parquet")))
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -424,8 +449,15 @@ def _normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Standard columns first (missing ones as NA), extra columns kept after them."""
     extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
     summary = summary.reindex(columns=[*SUMMARY_COLUMNS, *extra])
-    for text_column in ("warnings", "status"):
+    if "server_rss_mb_max" in summary.columns and summary["server_rss_mib_max"].isna().all():
+        # schema 1 wrote MB (10^6 bytes); every reader now uses MiB.
+        summary["server_rss_mib_max"] = summary["server_rss_mb_max"] * 1e6 / 2**20
+    for text_column in ("warnings", "status", "validity_notes"):
         # An empty CSV cell reads back as NaN; these columns are text.
         summary[text_column] = summary[text_column].astype(object).where(
             summary[text_column].notna(), "")
+    if len(summary) and summary["validity"].isna().any():
+        from .validity import validity_column  # runs written before schema 2 have none
+
+        summary["validity"] = validity_column(summary)
     return summary

@@ -37,6 +37,7 @@ from typing import Any
 from . import infra, procs
 from .console import Console, display_path
 from .generator import loadgen_command, make_spec
+from .limits import LimitError
 from .outcome import PointResult
 from .point import STUCK_GRACE_S
 from .results import new_run_id
@@ -48,6 +49,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_LOST",
     "EXIT_OK",
+    "EXIT_USAGE",
     "LOADGEN_SATURATED_PCT",
     "MAX_CONSECUTIVE_FAILURES",
     "PointResult",
@@ -64,6 +66,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_LOST = 3  # messages lost where the scenario expects none
+EXIT_USAGE = 2  # bad scenario or flags, or a point that cannot fit: nothing was run
 EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
 
 #: A run gives up after this many failed points in a row: the cause is not the
@@ -92,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "Chromium; a scenario's own engine = [...] sweep wins)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="Locust worker processes (engine locust)")
+    parser.add_argument("--loadgen-procs", type=int, default=None, metavar="N",
+                        help="subscriber processes of the native load generator (default: one "
+                             "per allowed core other than the server's, at least 1)")
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
@@ -138,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
-                      command="run", argv=argv)
+                      command="run", argv=argv,
+                      loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
     return run_session(session, scenario.points(), report=not args.no_report)
 
 
@@ -146,6 +153,11 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
     """Run ``points`` in ``session``; final table, warnings, status, exit code."""
     console = session.console
     status, reason, code = "complete", "", EXIT_OK
+    try:  # a point that cannot fit on this machine is refused before anything starts
+        session.check_limits(points)
+    except LimitError as exc:
+        console.error(str(exc))
+        return EXIT_USAGE
     try:
         session.start()
         failures_in_a_row = 0

@@ -72,6 +72,7 @@ class ServerOptions:
     ping_interval_s: float = 20.0  # WebSocket ping interval
     retention: int = 10000         # messages kept per topic for resume
     uvloop: bool = True
+    max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
@@ -81,6 +82,8 @@ class ServerOptions:
             "--ping-interval", _fmt(self.ping_interval_s),
             "--retention", str(self.retention),
         ]
+        if self.max_payload != ServerOptions.max_payload:  # the server's own default otherwise
+            args += ["--max-payload", str(self.max_payload)]
         if self.uvloop:
             args.append("--uvloop")
         return args
@@ -305,17 +308,34 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     longpoll = _longpoll(c.table("longpoll"))
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
-    engines, engine_options = _engine(c)
+    engines = _engines(c)
+    # ``engine`` may be a kind or a list of kinds instead of a table (docs/browser.md).
+    engine_options = _engine(c.table("engine")) if isinstance(data.get("engine"), dict) else {}
     proxy = None
     if "proxy" in data:
         try:
             proxy = parse_proxy(data["proxy"])
         except ProxyOptionsError as exc:
             raise ScenarioError(f"{c.source}: {exc}") from None
-
     if "browser" in engines and (pattern != "fanout" or topics != 1):
         raise ScenarioError(f"{c.source}: key 'engine': the browser engine runs pattern "
                             f"'fanout' on one topic, got pattern {pattern!r} with {topics} topic(s)")
+
+    too_big = [p for p in payload if p > server.max_payload]
+    if too_big:
+        raise ScenarioError(
+            f"{c.source}: key 'payload_bytes': {too_big[0]} is above the server's maximum "
+            f"payload of {server.max_payload} bytes (key 'server.max_payload'): every publish "
+            "would be refused (413 / close 1009)"
+        )
+    # A window that holds no scheduled message measures nothing and would read as "ok".
+    for r in rate:
+        if r * duration < 1:
+            raise ScenarioError(
+                f"{c.source}: key 'duration_s' (--duration): at rate {r:g} msg/s a measurement "
+                f"window of {duration:g} s holds {r * duration:.2f} messages: make duration_s "
+                f">= {1 / r:g} s or raise 'rate'"
+            )
     if pattern == "chat":
         too_few = [n for n in clients if n < topics]
         if too_few:
@@ -340,30 +360,16 @@ _TOP_KEYS = (
 )
 
 
-def _engine(c: "_Checker") -> tuple[tuple[str, ...], dict]:
-    """``engine = "browser"``, ``engine = ["native", "browser"]`` (a sweep) or an
-    ``[engine]`` table of options with an optional ``kind`` (the same values)."""
+def _engines(c: "_Checker") -> tuple[str, ...]:
+    """The engine sweep: ``engine = "browser"``, ``engine = ["native", "browser"]`` or
+    ``kind`` in an ``[engine]`` table (the same values); () = the command line's."""
     value = c.data.get("engine")
-    if value is None:
-        return (), {}
-    options: dict = {}
     if isinstance(value, dict):
-        options = dict(value)
-        value = options.pop("kind", None)
-        if value is None:
-            return (), options
-    for key, check, expected in (("per_page", _pos_int, "a positive integer"),
-                                 ("poll_timeout_s", _pos_float, "a number of seconds > 0"),
-                                 ("workers", _pos_int, "a positive integer")):
-        if key in options:
-            try:
-                check(options[key])
-            except _Invalid:
-                raise ScenarioError(f"{c.source}: key 'engine.{key}': expected {expected}, "
-                                    f"got {options[key]!r}") from None
-    convert = _choices_list(ENGINES)
+        value = value.get("kind")
+    if value is None:
+        return ()
     try:
-        return convert(value), options
+        return _choices_list(ENGINES)(value)
     except _Invalid:
         raise ScenarioError(
             f"{c.source}: key 'engine': expected a table, one of {list(ENGINES)} or a list "
@@ -374,7 +380,8 @@ def _server(c: "_Checker | None") -> ServerOptions:
     d = ServerOptions()
     if c is None:
         return d
-    c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop"), "server.")
+    c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
+               "max_payload"), "server.")
     return ServerOptions(
         queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
@@ -382,7 +389,34 @@ def _server(c: "_Checker | None") -> ServerOptions:
                               d.ping_interval_s),
         retention=c.get("retention", _pos_int, "a positive integer", d.retention),
         uvloop=c.get("uvloop", _bool, "true or false", d.uvloop),
+        max_payload=c.get("max_payload", _pos_int, "a positive number of bytes", d.max_payload),
     )
+
+
+#: Keys of the ``[engine]`` table: Locust workers, native load-generator processes.
+_ENGINE_KEYS = ("workers", "loadgen_procs")
+
+
+#: Options of the browser engine (docs/browser.md), beside ``kind`` (the engine sweep).
+_BROWSER_ENGINE_KEYS = ("per_page", "poll_timeout_s")
+
+
+def _engine(c: "_Checker | None") -> dict:
+    if c is None:
+        return {}
+    c.unknown((*_ENGINE_KEYS, "kind", *_BROWSER_ENGINE_KEYS), "engine.")
+    options = {}
+    for key in _ENGINE_KEYS:
+        value = c.get(key, _pos_int, "a positive integer", None)
+        if value is not None:
+            options[key] = value
+    browser = {"per_page": (_pos_int, "a positive integer"),
+               "poll_timeout_s": (_pos_float, "a number of seconds > 0")}
+    for key, (convert, expected) in browser.items():
+        value = c.get(key, convert, expected, None)
+        if value is not None:
+            options[key] = value
+    return options
 
 
 def _longpoll(c: "_Checker | None") -> LongPollOptions:

@@ -8,6 +8,7 @@ writes the final status. The runner and ``capacity`` share it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import shutil
@@ -20,16 +21,18 @@ import pandas as pd
 
 from . import infra, procs
 from .console import Console, PointProgress, display_path
+from .limits import check_point, loadgen_layout
 from .outcome import PointFailed, PointResult, num
 from .point import SAMPLE_HZ, PointOutput, PointRunner
 from .results import LOAD_COLUMNS, SUMMARY_COLUMNS, RunWriter
 from .scenario import LoadPoint, Scenario
 from .target import ServerHandle, Target, fetch_json
+from .validity import SATURATED_PCT
 
 __all__ = ["LOADGEN_SATURATED_PCT", "Session", "failed_row"]
 
 #: A load generator above this share of its core measures itself, not the server.
-LOADGEN_SATURATED_PCT = 90.0
+LOADGEN_SATURATED_PCT = SATURATED_PCT
 
 
 def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
@@ -61,7 +64,7 @@ class Session:
     def __init__(self, scenario: Scenario, run_dir: Path, *, console: Console,
                  engine: str = "native", workers: int = 1, baseline: bool = False,
                  command: str = "run", argv: Sequence[str] = (),
-                 target: Target | None = None) -> None:
+                 target: Target | None = None, loadgen_procs: int | None = None) -> None:
         self.scenario = scenario
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
@@ -72,13 +75,43 @@ class Session:
         self.command = command
         self.argv = list(argv)
         self.plan = procs.plan_affinity()
+        self.layout = loadgen_layout(self.plan.server, loadgen_procs, engine=engine)
+        if engine == "locust":  # Locust's workers are its processes (engine-owned pinning)
+            self.layout = dataclasses.replace(self.layout, procs=workers,
+                                              cores=max(1, min(workers, self.layout.cores)))
+        #: LoadSpec fields per point (source addresses), from check_limits().
+        self._point_fields: dict[tuple, dict] = {}
         self.results: list[PointResult] = []
         self.writer: RunWriter | None = None
         self.finished = False
         self._first_server_seen = False
         self.points = PointRunner(
             scenario, self.plan, engine=engine, workers=workers, target=target,
-            warn=self._point_warning, on_server=self._note_server, on_path=self._note_path)
+            warn=self._point_warning, on_server=self._note_server, on_path=self._note_path,
+            spec_extra=self._spec_fields)
+
+    # Limits --------------------------------------------------------------------
+
+    def check_limits(self, points: Sequence[LoadPoint]) -> None:
+        """Every point against this machine's limits; LimitError before anything starts."""
+        procs.raise_nofile_limit()
+        try:
+            from clients.spec import LoadSpec
+
+            known = frozenset(f.name for f in dataclasses.fields(LoadSpec))
+        except ImportError:
+            known = None
+        for point in points:
+            key = (point.clients, point.transport)
+            if key not in self._point_fields:
+                self._point_fields[key] = check_point(
+                    point.clients, transport=point.transport, layout=self.layout,
+                    spec_fields=known)
+
+    def _spec_fields(self, point: LoadPoint) -> dict:
+        fields = self.layout.spec_fields() if self.engine == "native" else {}
+        fields.update(self._point_fields.get((point.clients, point.transport), {}))
+        return fields
 
     # Start and finish ----------------------------------------------------------
 
@@ -107,6 +140,10 @@ class Session:
                      "connections": "psutil net_connections(kind='tcp'); socket fds in "
                                     "/proc/PID/fd once that costs > 2 ms per sample"},
             rlimit_nofile={"soft": soft, "hard": hard},
+            loadgen={"procs": self.layout.procs, "cpus": list(self.layout.cpus),
+                     "publisher_cpu": self.layout.publisher_cpu, "cores": self.layout.cores,
+                     "source_addrs": sorted({a for f in self._point_fields.values()
+                                             for a in f.get("source_addrs", ())})},
             gc={"loadgen": "not reported"},
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
                     "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
@@ -123,8 +160,9 @@ class Session:
         if self.plan.warning:
             warnings.append(self.plan.warning)
         else:
-            self.console.info(f"pinning: server -> CPU {self.plan.server}, "
-                              f"load generator -> CPU {self.plan.loadgen}")
+            self.console.info(f"pinning: server -> CPU {self.plan.server}, load generator "
+                              f"({self.layout.procs} process(es)) -> CPU "
+                              f"{','.join(map(str, self.layout.cpus)) or self.plan.loadgen}")
         for text in warnings:
             self.warn(text)
         if calibrate:
@@ -235,6 +273,8 @@ class Session:
             row, samples_df = summarize_point(
                 run_id=self.run_id, scenario=self.scenario, point=point, engine=self.engine,
                 counters=counters, samples=output.samples, load=load_df,
+                loadgen_procs=self.layout.procs, loadgen_cores=self.layout.cores,
+                loadgen_hint=self.layout.hint,
             )
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
@@ -251,11 +291,6 @@ class Session:
         texts = [t for t in str(row.get("warnings") or "").split("; ") if t]
         extra: list[str] = []
         cpu = num(row.get("client_cpu_pct"))
-        if cpu is not None and cpu > LOADGEN_SATURATED_PCT and not any(
-                "load generator" in t for t in texts):
-            extra.append(
-                f"the load generator used {cpu:.0f}% of a core: the server was not the "
-                "bottleneck, so lower the rate or add a Locust worker (--engine locust --workers N)")
         if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]) \
                 and row.get("proxy") in (None, "none"):  # nginx sits on the server's core
             from .metrics import process_stats

@@ -88,6 +88,7 @@ TABLE_COLUMNS = {
     "repeat": "repeat",
     "delivered": "delivered",
     "lost": "lost",
+    "late": "late",
     "throughput_msgs_s": "delivered/s",
     "lat_p50_ms": "p50 (ms)",
     "lat_p99_ms": "p99 (ms)",
@@ -96,12 +97,16 @@ TABLE_COLUMNS = {
     "server_cpu_pct": "server CPU (%)",
     "server_cpu_s_per_1k": "server CPU s / 1k msg",
     "client_cpu_pct": "loadgen CPU (%)",
-    "server_rss_mb_max": "server RSS (MB)",
+    "client_cpu_s_per_1k": "loadgen CPU s / 1k msg",
+    "server_rss_mib_max": "server RSS (MiB)",
+    # The slope over the subscriber sweep (derived.py): n/a without a sweep.
+    "server_rss_kib_per_conn": "server KiB / held connection",
     "bytes_per_msg": "bytes / msg",
+    "ip_bytes_per_msg": "IP bytes / msg",
     "http_requests_per_msg": "HTTP req / msg",
-    "status": "status",
+    "validity": "validity",
 }
-_COUNTS = {"clients", "delivered", "lost", "lat_samples", "repeat"}
+_COUNTS = {"clients", "delivered", "lost", "late", "lat_samples", "repeat"}
 
 
 def _cell(column: str, value) -> str:
@@ -122,6 +127,9 @@ def _summary_table(run: ReportRun) -> Table:
     # Columns the run does not vary or record add width, not information.
     for optional in ("delay_ms", "repeat"):
         if optional in columns and frame[optional].dropna().nunique() <= 1:
+            columns.remove(optional)
+    for optional in ("late", "ip_bytes_per_msg", "server_rss_kib_per_conn"):
+        if optional in columns and frame[optional].isna().all():  # not measured in this run
             columns.remove(optional)
     rows = tuple(tuple(_cell(c, row[c]) for c in columns) for _, row in frame.iterrows())
     return Table(tuple(TABLE_COLUMNS[c] for c in columns), rows)

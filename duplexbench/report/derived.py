@@ -43,22 +43,22 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 
 
 def _rss_per_connection(frame: pd.DataFrame) -> pd.Series:
-    """Server memory per open connection, in KiB, per row.
+    """Server memory per open connection, in KiB, from a sweep of subscribers only.
 
-    Peak RSS ÷ connections is mostly the server's baseline at small counts (40 MB over
-    10 connections is "4 MB per connection"), so when a transport ran at two or more
-    connection counts the slope of peak RSS against connections is used instead: the
-    memory each added connection costs. Without such a sweep, the plain ratio.
+    Peak RSS ÷ connections is mostly the server's baseline (40 MiB over 10
+    connections is "4 MiB per connection"), so the figure is the slope of peak
+    RSS (MiB) against connections where a transport ran at two or more
+    connection counts: the memory each added connection costs. Without such a
+    sweep it is NaN (not measured), never the plain ratio.
     """
-    ratio = _ratio(frame["server_rss_mb_max"] * 1024, frame["server_connections_max"])
-    out = ratio.copy()
+    out = pd.Series(np.nan, index=frame.index, dtype=float)
     keys = ["transport"] + (["run"] if "run" in frame.columns else [])
     for _, rows in frame.groupby(keys, sort=False):
-        rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mb_max"].notna()]
+        rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mib_max"].notna()]
         if rows["server_connections_max"].nunique() < 2:
             continue
         slope = np.polyfit(rows["server_connections_max"].astype(float),
-                           rows["server_rss_mb_max"].astype(float) * 1024, 1)[0]
+                           rows["server_rss_mib_max"].astype(float) * 1024, 1)[0]
         out.loc[rows.index] = max(float(slope), 0.0)
     return out
 
@@ -70,6 +70,8 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     frame["client_cpu_s_per_1k"] = _ratio(frame["client_cpu_s"], frame["delivered"]) * 1000
     frame["server_rss_kib_per_conn"] = _rss_per_connection(frame)
     frame["bytes_per_msg"] = frame["bytes_down_per_msg"] + frame["bytes_up_per_msg"].fillna(0)
+    # As the kernel counted them (TCP_INFO), headers and pure ACKs included; NaN without.
+    frame["ip_bytes_per_msg"] = frame["ip_bytes_down_per_msg"] + frame["ip_bytes_up_per_msg"]
     frame["overhead_per_msg"] = frame["overhead_down_per_msg"] + frame["overhead_up_per_msg"].fillna(0)
     return frame
 
@@ -112,8 +114,20 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     # groupby drops NaN keys by default: an axis the run does not record must still group.
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[list(numeric)].median().reset_index()
+    out["repeats"] = grouped.size().to_numpy()
     text = grouped[["status", "warnings"]].agg(lambda s: "; ".join(sorted({x for x in s if x})))
-    return out.merge(text.reset_index(), on=keys, how="left")
+    out = out.merge(text.reset_index(), on=keys, how="left")
+    if "validity" in frame.columns:  # a point is as valid as its worst repeat
+        worst = grouped["validity"].agg(_worst_validity).reset_index()
+        out = out.merge(worst, on=keys, how="left")
+    return out
+
+
+def _worst_validity(values: pd.Series) -> str:
+    from duplexbench.validity import SEVERITY
+
+    ranked = [v for v in values if v in SEVERITY]
+    return min(ranked, key=SEVERITY.index) if ranked else ""
 
 
 def swept_axes(frame: pd.DataFrame) -> list[str]:

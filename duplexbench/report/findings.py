@@ -3,8 +3,17 @@
 A report is read from its sentences; each one here is a pure function of the
 summary, so a sentence can be tested against the fixture values it was made from.
 Per metric the cheapest and the most expensive transport are compared at the
-largest load point they share; differences within 5 % are called no difference,
-because repeated runs on one machine move by about that much.
+largest load point they share **where every compared row can carry a comparison**
+(validity ``ok`` or ``server-saturated``, duplexbench/validity.py); where the
+largest point cannot, a sentence says why ("at 50 subscribers the load generator
+was saturated for WebSocket: no server comparison at this point").
+
+Confidence: with repeats, every ratio carries its spread over the repeats
+("2.3× (2.1–2.5×, 3 repeats)") and repeats that disagree on the order make a
+tie. With one repeat, a ratio inside the run's measured noise (report/noise.py:
+order-statistic intervals of percentiles, block standard errors of CPU) is a
+tie; differences within 5 % are always a tie (the floor: repeated runs on one
+machine move by about that much).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from duplexbench.report.derived import (
     swept_axes,
 )
 from duplexbench.report.load import ReportRun, is_complete
+from duplexbench.validity import COMPARABLE, SATURATED_PCT, comparable, loadgen_pct_per_core
 
 __all__ = [
     "TIE_TOLERANCE",
@@ -35,6 +45,7 @@ __all__ = [
     "format_ratio",
     "number",
     "transport_findings",
+    "validity_notices",
     "run_findings",
     "compare_runs",
     "run_warnings",
@@ -42,8 +53,6 @@ __all__ = [
 
 #: Ratios within this of 1 are reported as "no clear difference".
 TIE_TOLERANCE = 0.05
-#: The load generator's core above this share is saturated (MEASUREMENT.md: ~90 %).
-SATURATED_PCT = 90.0
 #: p99.9 needs ~1,000 samples before it is more than the maximum in disguise.
 MIN_SAMPLES = 1000
 #: Words that make a warning from metrics.py loud (a result not to trust as it stands).
@@ -132,8 +141,88 @@ def _values_text(metric: Metric, rows: list[tuple[str, float]]) -> str:
     return ", ".join(f"{_name(t)} {number(v)}" for t, v in rows)
 
 
-def transport_findings(agg: pd.DataFrame, metrics=METRICS) -> list[Finding]:
-    """Cheapest vs most expensive transport per metric, for one run's aggregated rows."""
+#: Why a validity keeps a point out of comparisons, in words.
+_WHY = {
+    "failed": "the point failed",
+    "empty": "no message was measured",
+    "lost": "messages were lost",
+    "loadgen-saturated": "the load generator was saturated",
+    "both-saturated": "the load generator and the server were both saturated",
+    "late": "deliveries arrived after the drain bound",
+    "few-samples": "there were too few latency samples",
+}
+
+
+def _usable(agg: pd.DataFrame) -> pd.DataFrame:
+    if "validity" not in agg.columns:
+        return agg
+    return agg[agg["validity"].map(lambda v: comparable(v) or v in ("", None)
+                                   or (isinstance(v, float) and math.isnan(v)))]
+
+
+def validity_notices(agg: pd.DataFrame) -> list[Finding]:
+    """Sentences for the largest load point where some rows cannot be compared."""
+    if "validity" not in agg.columns or agg.empty:
+        return []
+    point = reference_point(agg)
+    if point is None:
+        return []
+    rows = at_point(agg, point)
+    bad = rows[~rows["validity"].map(lambda v: comparable(v) or not v or v != v)]
+    if bad.empty:
+        return []
+    by_reason: dict[str, list[str]] = {}
+    for _, row in bad.iterrows():
+        by_reason.setdefault(_WHY.get(row["validity"], row["validity"]), []).append(
+            _name(row["transport"]))
+    where = describe_point(point, swept_axes(agg))
+    reasons = ", ".join(f"{why} for {' and '.join(names)}" for why, names in by_reason.items())
+    return [Finding(f"{where[0].upper()}{where[1:]} {reasons}: no server comparison at this "
+                    "point.", kind="not-comparable")]
+
+
+def _spread(frame: pd.DataFrame | None, point, metric: str, best: str,
+            worst: str) -> tuple[float, float, int] | None:
+    """(min, max, n) of the per-repeat ratios worst/best, repeats paired by number."""
+    if frame is None or frame.empty or "repeat" not in frame.columns:
+        return None
+    rows = frame[point.mask(frame)] if len(frame) else frame
+    if "validity" in rows.columns:
+        rows = _usable(rows)
+    a = rows[rows["transport"] == best].set_index("repeat")[metric].dropna()
+    b = rows[rows["transport"] == worst].set_index("repeat")[metric].dropna()
+    common = a.index.intersection(b.index)
+    if len(common) < 2:
+        return None
+    ratios = [float(b[r]) / float(a[r]) for r in common if float(a[r]) > 0]
+    if len(ratios) < 2:
+        return None
+    return min(ratios), max(ratios), len(ratios)
+
+
+def _noise_tie(rows: pd.DataFrame, metric: str, best: str, worst: str, ratio: float) -> str:
+    """A reason when a one-repeat ratio lies inside the measured noise, else ''."""
+    column = f"noise_{metric}"
+    if column not in rows.columns:
+        return ""
+    noise = rows.set_index("transport")[column]
+    nb, nw = noise.get(best), noise.get(worst)
+    if nb is None or nw is None or pd.isna(nb) or pd.isna(nw):
+        return ""
+    # Best could be up to (1+nb) higher and worst (1+nw) lower: the ratio could be 1.
+    if ratio <= (1 + nb) * (1 + nw):
+        return (f"inside this run's measured noise (±{100 * nb:.0f}% and ±{100 * nw:.0f}%, "
+                "one repeat)")
+    return ""
+
+
+def transport_findings(agg: pd.DataFrame, metrics=METRICS,
+                       frame: pd.DataFrame | None = None) -> list[Finding]:
+    """Cheapest vs most expensive transport per metric, for one run's aggregated rows.
+
+    ``frame``: the same run's rows before aggregation (repeats), for spreads.
+    Only rows whose validity is comparable are compared.
+    """
     findings: list[Finding] = []
     if agg.empty:
         return [Finding("No load point finished: nothing to compare.", kind="note")]
@@ -150,23 +239,32 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS) -> list[Finding]:
             f"{describe_point(point, swept)} it showed " + "; ".join(parts) + ".",
             best=only, worst=only, kind="single"))
         return findings
+    findings += validity_notices(agg)
+    usable = _usable(agg)
+    if usable.empty or reference_point(usable) is None or \
+            reference_point(usable).transports and len(reference_point(usable).transports) < 2:
+        findings.append(Finding(
+            "No load point where at least two transports' figures describe the server "
+            f"(validity {' or '.join(sorted(COMPARABLE))}): no transport comparison in this run.",
+            kind="not-comparable"))
+        return findings
     for metric in metrics:
-        point = reference_point(agg, metric.column)
+        point = reference_point(usable, metric.column)
         if point is None:
             continue  # nobody measured it: say nothing rather than something vague
         where = describe_point(point, swept)
-        rows = at_point(agg, point)
+        rows = at_point(usable, point)
         rows = rows[rows[metric.column].notna()]
         values = sorted(((t, float(v)) for t, v in zip(rows["transport"], rows[metric.column])),
                         key=lambda tv: (tv[1], colors.order_transports(transports).index(tv[0])
                                         if tv[0] in transports else 99))
         missing = [t for t in transports if t not in dict(values)]
-        note = (f" (no {metric.name} for {', '.join(_name(t) for t in missing)} there)"
-                if missing else "")
+        note = (f" (no comparable {metric.name} for {', '.join(_name(t) for t in missing)} "
+                "there)" if missing else "")
         if len(values) == 1:
             (only, v), = values
             findings.append(Finding(
-                f"Only {_name(only)} has a {metric.name} {where} ({number(v)} "
+                f"Only {_name(only)} has a comparable {metric.name} {where} ({number(v)} "
                 f"{metric.unit}): no comparison{note}.", metric.column, only, only, kind="single"))
             continue
         (best, low), (worst, high) = values[0], values[-1]
@@ -176,9 +274,18 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS) -> list[Finding]:
                 f"transport: no clear difference{note}.", metric.column, best, worst, 1.0, "tie"))
             continue
         ratio = math.inf if low <= 0 else high / low
+        spread = _spread(frame, point, metric.column, best, worst)
+        tie_why = ""
         if ratio <= 1 + TIE_TOLERANCE:
+            tie_why = "within 5%"
+        elif spread is not None and spread[0] <= 1:
+            tie_why = (f"the repeats disagree ({spread[0]:.2f}–{spread[1]:.2f}×, "
+                       f"{spread[2]} repeats)")
+        elif spread is None and not math.isinf(ratio):
+            tie_why = _noise_tie(rows, metric.column, best, worst, ratio)
+        if tie_why:
             findings.append(Finding(
-                f"{metric.name[0].upper() + metric.name[1:]} {where}: within 5% across "
+                f"{metric.name[0].upper() + metric.name[1:]} {where}: {tie_why} across "
                 f"{len(values)} transports ({_values_text(metric, values)} {metric.unit}): "
                 f"no clear difference{note}.", metric.column, best, worst, ratio, "tie"))
             continue
@@ -187,7 +294,10 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS) -> list[Finding]:
                     ", against "
                     f"{number(high)} {metric.unit} for {_name(worst)}{note}.")
         else:
-            text = (metric.less.format(best=_name(best, True), ratio=format_ratio(ratio),
+            shown = format_ratio(ratio)
+            if spread is not None:
+                shown += (f" ({spread[0]:.1f}–{spread[1]:.1f}×, {spread[2]} repeats)")
+            text = (metric.less.format(best=_name(best, True), ratio=shown,
                                        worst=_name(worst)) +
                     f" {where} ({number(low)} vs {number(high)} "
                     f"{metric.unit}){note}.")
@@ -212,8 +322,17 @@ def run_findings(run: ReportRun) -> list[Finding]:
             f"lists {'them' if len(missing) > 1 else 'it'}: "
             f"{'the run ended early' if not is_complete(run.meta) else 'every point failed'}.",
             kind="note"))
-    agg = aggregate(combine([run]))
-    return findings + transport_findings(agg)
+    frame = combine([run])
+    if not frame.empty and frame["repeat"].nunique() < 2:
+        try:  # one repeat: the noise measured inside each point decides ties
+            from duplexbench.report.noise import point_noise
+
+            noise = point_noise(run.summary, run.samples(), run.load())
+            frame = pd.concat([frame, noise.set_index(frame.index)], axis=1)
+        except Exception:  # noise is a refinement; the 5% floor still applies
+            pass
+    agg = aggregate(frame)
+    return findings + transport_findings(agg, frame=frame)
 
 
 #: Metrics compared between runs (run B vs run A): the ones a change is judged by.
@@ -291,12 +410,11 @@ def run_warnings(run: ReportRun) -> list[Warning_]:
         for kind in ("duplicated", "reordered"):
             if row[kind] > 0:
                 out.append(Warning_(f"{where}: {row[kind]:,.0f} messages {kind}.", True))
-        if row["client_cpu_pct"] >= SATURATED_PCT and not any(
-                "load generator used" in p for p in pieces):
+        pct = loadgen_pct_per_core(row)
+        if pct > SATURATED_PCT and not any("load generator used" in p for p in pieces):
             out.append(Warning_(
-                f"SATURATED LOAD GENERATOR: {where} used {row['client_cpu_pct']:.0f}% "
-                "of its core: latency and throughput there measure the client, not the server; "
-                "lower the rate or add a Locust worker.", True))
+                f"SATURATED LOAD GENERATOR: {where} used {pct:.0f}% of its core(s): latency "
+                "and throughput there measure the client, not the server.", True))
     few = summary[summary["lat_samples"] < MIN_SAMPLES]
     if len(few):
         out.append(Warning_(

@@ -25,13 +25,16 @@ NUMERIC_COLUMNS = (
     "duration_s", "sent", "expected", "delivered", "lost", "duplicated", "reordered",
     "throughput_msgs_s", "lat_p50_ms", "lat_p90_ms", "lat_p99_ms", "lat_p999_ms", "lat_max_ms",
     "lat_mean_ms", "lat_samples", "sent_p50_ms", "sent_p90_ms", "sent_p99_ms", "sent_p999_ms",
-    "sent_max_ms", "sent_mean_ms", "server_cpu_s", "server_cpu_pct", "server_rss_mb_max",
+    "sent_max_ms", "sent_mean_ms", "server_cpu_s", "server_cpu_pct", "server_cpu_tick_s",
+    "server_rss_mib_max", "late",
     "server_connections_max", "bytes_down_per_msg", "bytes_up_per_msg", "overhead_down_per_msg",
-    "overhead_up_per_msg", "http_requests_per_msg", "pub_bytes_up_per_msg",
-    "pub_http_requests_per_msg", "reconnects", "client_cpu_s", "client_cpu_pct",
+    "overhead_up_per_msg", "ip_bytes_down_per_msg", "ip_bytes_up_per_msg",
+    "segments_down_per_msg", "segments_up_per_msg", "http_requests_per_msg",
+    "pub_bytes_up_per_msg", "pub_http_requests_per_msg", "reconnects", "client_cpu_s",
+    "client_cpu_pct", "client_cpu_tick_s", "loadgen_procs", "loadgen_cores",
 )
 _TEXT_COLUMNS = ("run_id", "scenario", "engine", "transport", "pattern", "upstream", "status",
-                 "warnings", "keepalive")
+                 "warnings", "keepalive", "validity", "validity_notes")
 
 
 @dataclass(frozen=True)
@@ -50,23 +53,22 @@ class ReportRun:
 
     def samples(self) -> pd.DataFrame | None:
         """Raw latency samples, or None when the run wrote none (e.g. interrupted early)."""
-        return self._parquet("samples", "samples.parquet")
+        return self._parquet("samples", "samples.parquet", "samples")
 
     def load(self) -> pd.DataFrame | None:
         """Process samples (server / loadgen CPU, RSS over time), or None."""
-        return self._parquet("load", "load.parquet")
+        return self._parquet("load", "load.parquet", "load")
 
-    def _parquet(self, method: str, name: str) -> pd.DataFrame | None:
+    def _parquet(self, method: str, name: str, folder: str) -> pd.DataFrame | None:
         if self.source is not None and hasattr(self.source, method):
             try:
                 frame = getattr(self.source, method)()
             except FileNotFoundError:
                 return None
             return frame
-        file = self.path / name
-        if not file.exists():
-            return None
-        return pd.read_parquet(file)
+        from duplexbench.results import read_point_files  # one file per point (schema 2)
+
+        return read_point_files(self.path, name, folder)
 
 
 def is_complete(meta: dict[str, Any]) -> bool:
@@ -76,6 +78,9 @@ def is_complete(meta: dict[str, Any]) -> bool:
 
 def _normalise(summary: pd.DataFrame) -> pd.DataFrame:
     summary = summary.copy()
+    if "server_rss_mib_max" not in summary.columns and "server_rss_mb_max" in summary.columns:
+        summary["server_rss_mib_max"] = pd.to_numeric(summary["server_rss_mb_max"],
+                                                      errors="coerce") * 1e6 / 2**20
     for column in NUMERIC_COLUMNS:
         if column not in summary.columns:
             summary[column] = np.nan
@@ -85,6 +90,11 @@ def _normalise(summary: pd.DataFrame) -> pd.DataFrame:
             summary[column] = ""
         values = summary[column].astype(object)  # an all-empty column reads as float NaN
         summary[column] = values.where(values.notna(), "").astype(str)
+    if len(summary) and (summary["validity"] == "").any():
+        from duplexbench.validity import validity_column
+
+        summary["validity"] = validity_column(summary.assign(
+            validity=summary["validity"].replace("", None)))
     return summary
 
 

@@ -266,31 +266,31 @@ def server_cpu_per_1k(agg, point=None):
 
 @_styled
 def server_rss_per_connection(agg: pd.DataFrame, point: ReferencePoint | None = None) -> Figure | None:
-    """Peak RSS against open connections (the slope is the per-connection cost), or bars."""
-    if agg.empty or agg["server_rss_mb_max"].dropna().empty:
+    """Peak RSS against open connections (the slope is the per-connection cost); None
+    without a sweep of subscribers (RSS ÷ connections would be mostly the baseline)."""
+    if agg.empty or agg["server_rss_mib_max"].dropna().empty:
         return None
     frame = _fix_other_axes(agg, "clients", point)
     if frame["server_connections_max"].dropna().nunique() < 2:
-        return cost_figure(agg, "server_rss_kib_per_conn", "server peak RSS / open connections (KiB)",
-                           "Server memory per open connection (peak RSS ÷ connections)", point)
+        return None  # memory per connection comes only from a sweep of subscribers
     figure = Figure(figsize=FIGSIZE)
     ax = figure.subplots()
     runs = _runs(frame)
     for r, run in enumerate(runs):
         for transport in colors.order_transports(frame["transport"].unique()):
             rows = frame[(frame["run"] == run) & (frame["transport"] == transport)]
-            rows = rows.dropna(subset=["server_connections_max", "server_rss_mb_max"])
+            rows = rows.dropna(subset=["server_connections_max", "server_rss_mib_max"])
             if rows.empty:
                 continue
             rows = rows.sort_values("server_connections_max")
             st = colors.style(transport)
             slope = rows["server_rss_kib_per_conn"].iloc[0]
-            ax.plot(rows["server_connections_max"], rows["server_rss_mb_max"], color=st.color,
+            ax.plot(rows["server_connections_max"], rows["server_rss_mib_max"], color=st.color,
                     marker=st.marker, markersize=6, linewidth=2,
                     linestyle=colors.RUN_LINESTYLES[r % 4],
                     label=f"{_series_label(transport, run, runs)}: {slope:,.1f} KiB/connection")
     ax.set_xlabel("open connections on the server (peak)")
-    ax.set_ylabel("server peak RSS (MB)")
+    ax.set_ylabel("server peak RSS (MiB)")
     ax.set_ylim(bottom=0)
     ax.set_title("Server memory against open connections (slope = memory per connection)")
     ax.legend(loc="lower right")  # lines start at the baseline: the lower right stays empty

@@ -220,3 +220,37 @@ def test_message_bytes_up_is_the_publish_frame_or_the_post_body(server_url, tmp_
     assert code == 0, err
     counters = json.loads((tmp_path / "sse" / "out" / "counters.json").read_text())
     assert counters["message_bytes_up"] == 40.0
+
+
+def test_late_is_not_lost(server_url, tmp_path):
+    """Behind a 600 ms one-way delay with the drain bound capped at 0.3 s, the
+    messages of the window's last ~0.3 s arrive after the bound: they are counted
+    as late (and delivered), never as lost, because the drain keeps listening."""
+    target = urllib.parse.urlsplit(server_url)
+    with ProxyProcess(LinkConfig(delay_ms=600), (target.hostname, target.port),
+                      realtime=False) as proxy:
+        url = f"http://{proxy.address[0]}:{proxy.address[1]}"
+        spec = point("sse", url, pub_url=server_url, clients=2, rate=50.0, warmup_s=0.0,
+                     duration_s=1.0, drain_s=2.0, drain_max_s=0.3)
+        code, _, err = finish(loadgen(spec, tmp_path))
+    assert code == 0, err
+    counters = json.loads((tmp_path / "out" / "counters.json").read_text())
+    assert counters["drain_bound_s"] == 0.3
+    assert counters["lost"] == 0 and counters["delivered"] == counters["expected"] == 100
+    assert 0 < counters["late"] < counters["delivered"]
+    # Late = received after the bound, which starts at the window's end.
+    samples = pd.read_parquet(tmp_path / "out" / "samples.parquet")
+    after = samples["recv_ns"] > counters["measure_end_ns"] + 0.3e9
+    assert int(after.sum()) == counters["late"]
+
+
+def test_drain_bound_and_late_arithmetic():
+    """The bound: max(1 s, 4 x p99), capped by drain_max_s; the drain listens past it."""
+    import numpy as np
+
+    from clients.core import count_late, drain_bound_s, listen_s
+    assert drain_bound_s(np.array([], dtype=np.int64), 10.0) == 1.0
+    assert drain_bound_s(np.full(100, 500_000_000), 10.0) == 2.0  # 4 x p99
+    assert drain_bound_s(np.full(100, 5_000_000_000), 10.0) == 10.0  # capped
+    assert listen_s(1.0, 0.5, 10.0) == 2.0 and listen_s(1.0, 5.0, 10.0) == 5.0
+    assert count_late(np.array([1, 5, 9]), 5) == 1

@@ -245,15 +245,17 @@ def test_long_poll_skips_an_expired_cursor_and_says_so(start_server):
         for i in range(10):
             await pub.publish("retention", f"m{i}")
         inbox, errors = Inbox(), []
-        sub = LongPollSubscriber(server.url, "retention", inbox, on_error=errors.append)
-        await sub.start()  # cursor 0 is older than the 3 messages kept: 410
+        # Contract v2: cursor 0 means "from the oldest retained" (never 410); cursor 2
+        # is older than the 3 messages kept: 410, and the client resumes at oldest - 1.
+        sub = LongPollSubscriber(server.url, "retention", inbox, on_error=errors.append, cursor=2)
+        await sub.start()
         try:
             await wait_for(lambda: len(inbox.envelopes) >= 3)
         finally:
             await sub.close()
             await pub.close()
         assert inbox.seqs == [8, 9, 10]
-        assert sub.stats.errors == 1 and "cursor 0 expired" in errors[0]
+        assert sub.stats.errors == 1 and "cursor 2 expired" in errors[0]
 
     run(main())
 

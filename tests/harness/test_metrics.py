@@ -61,7 +61,8 @@ def counters(delivered: int = 10_000, **changes) -> dict:
     return base
 
 
-def load(server_cpu_per_s: float = 0.4, loadgen_cpu_per_s: float = 0.5) -> pd.DataFrame:
+def load(server_cpu_per_s: float = 0.4, loadgen_cpu_per_s: float = 0.5,
+         sched_factor: float = 1.0) -> pd.DataFrame:
     rows = []
     for process, rate in (("server", server_cpu_per_s), ("loadgen", loadgen_cpu_per_s)):
         for tenth in range(-20, 101):  # 2 s of warm-up, then 10 s of measurement at 10 Hz
@@ -69,7 +70,9 @@ def load(server_cpu_per_s: float = 0.4, loadgen_cpu_per_s: float = 0.5) -> pd.Da
             rows.append({
                 "process": process, "t_s": t + 2,
                 "cpu_user_s": 5 + rate * 0.75 * t, "cpu_system_s": 1 + rate * 0.25 * t,
-                "rss_mb": 40.0 + (tenth == 50) * 10 if process == "server" else 30.0,
+                # schedstat: nanoseconds (here sched_factor x the 10 ms ticks it replaces)
+                "cpu_sched_s": 6 + rate * sched_factor * t,
+                "rss_mib": 40.0 + (tenth == 50) * 10 if process == "server" else 30.0,
                 "open_files": 20, "connections": 11 if tenth >= 0 else 3,
                 "phase": "measure" if tenth >= 0 else "warmup",
             })
@@ -207,12 +210,14 @@ def test_long_polling_requests_per_message():
 
 
 def test_cpu_and_memory_over_the_measure_phase_only():
-    row, _ = summarize()
-    assert row["server_cpu_s"] == pytest.approx(4.0)
-    assert row["server_cpu_pct"] == pytest.approx(40.0)
-    assert row["client_cpu_s"] == pytest.approx(5.0)
-    assert row["client_cpu_pct"] == pytest.approx(50.0)
-    assert row["server_rss_mb_max"] == 50.0 and row["server_connections_max"] == 11
+    row, _ = summarize(ld=load(sched_factor=1.01))
+    assert row["server_cpu_s"] == pytest.approx(4.04)  # schedstat figure
+    assert row["server_cpu_tick_s"] == pytest.approx(4.0)  # the tick cross-check
+    assert row["server_cpu_pct"] == pytest.approx(40.4)
+    assert row["client_cpu_s"] == pytest.approx(5.05)
+    assert row["client_cpu_tick_s"] == pytest.approx(5.0)
+    assert row["client_cpu_pct"] == pytest.approx(50.5)
+    assert row["server_rss_mib_max"] == 50.0 and row["server_connections_max"] == 11
 
 
 def test_process_stats_sums_several_worker_processes():
@@ -251,9 +256,21 @@ def test_lost_messages():
 
 def test_saturated_load_generator():
     row, _ = summarize(ld=load(loadgen_cpu_per_s=0.95))
-    assert "the load generator used 95% of a core: the server was not the bottleneck" \
+    assert "the load generator used 95% of its core(s): the server was not the bottleneck" \
         in row["warnings"]
-    assert "add a Locust worker" in row["warnings"]
+    assert "lower the rate or clients" in row["warnings"]  # no hint given: the safe advice
+    assert row["validity"] == "loadgen-saturated"
+    hinted, _ = summarize_point(
+        run_id="run-1", scenario=scenario(), point=POINT, engine="native", counters=counters(),
+        samples=samples(10_000), load=load(loadgen_cpu_per_s=0.95),
+        loadgen_hint="add load-generator processes (--loadgen-procs 3)")
+    assert "--loadgen-procs 3" in hinted["warnings"]
+    # Two cores for the generator: 95% of one core is under half of its capacity.
+    spread, _ = summarize_point(
+        run_id="run-1", scenario=scenario(), point=POINT, engine="native", counters=counters(),
+        samples=samples(10_000), load=load(loadgen_cpu_per_s=0.95), loadgen_procs=2,
+        loadgen_cores=2)
+    assert spread["validity"] == "ok" and "load generator" not in spread["warnings"]
     row, _ = summarize(ld=load(loadgen_cpu_per_s=0.85))
     assert "load generator" not in row["warnings"]
 
@@ -313,3 +330,44 @@ def test_row_warnings_without_a_scenario():
     row, _ = summarize(cnt=counters(lost=5, expected=10_000, delivered=9995),
                        smp=samples(9995))
     assert any(text.startswith("LOST 5 of 10000") for text in row_warnings(row))
+
+
+# ---------------------------------------------------------------------------
+# Late against lost, kernel byte counts
+
+
+def test_late_is_its_own_column_and_not_lost():
+    row, _ = summarize(cnt=counters(9_990, expected=10_000, late=10, lost=0), smp=samples(9_990))
+    assert row["late"] == 10 and row["lost"] == 0
+    assert row["status"] == "ok" and row["validity"] == "late"
+    lost, _ = summarize(cnt=counters(9_990, expected=10_000, late=0, lost=10), smp=samples(9_990))
+    assert lost["late"] == 0 and lost["validity"] == "lost" and lost["status"] == "lost"
+
+
+def test_late_is_empty_not_zero_when_the_engine_does_not_report_it():
+    row, _ = summarize()
+    assert math.isnan(row["late"])
+    assert all(math.isnan(row[c]) for c in ("ip_bytes_down_per_msg", "ip_bytes_up_per_msg",
+                                             "segments_down_per_msg", "segments_up_per_msg"))
+
+
+def test_ip_bytes_add_52_bytes_per_segment_pure_acks_included():
+    tcp = {"sub": {"bytes_received": 10_000 * 102, "bytes_acked": 0,
+                   "segs_in": 10_000, "segs_out": 5_000},  # 5,000 pure ACKs went up
+           "pub": {"bytes_received": 0, "bytes_acked": 0, "segs_in": 0, "segs_out": 0}}
+    row, _ = summarize(cnt=counters(tcp=tcp))
+    assert row["ip_bytes_down_per_msg"] == pytest.approx(102 + 52)
+    assert row["ip_bytes_up_per_msg"] == pytest.approx(0.5 * 52)
+    assert row["segments_down_per_msg"] == 1 and row["segments_up_per_msg"] == 0.5
+    assert row["ip_bytes_down_per_msg"] > row["bytes_down_per_msg"]
+    other, _ = summarize(cnt=counters(tcp=tcp, ip_header_bytes=40))  # engine says: no timestamps
+    assert other["ip_bytes_down_per_msg"] == pytest.approx(142)
+
+
+def test_summary_has_the_schema_2_columns():
+    row, _ = summarize()
+    for column in ("validity", "validity_notes", "late", "ip_bytes_down_per_msg",
+                   "ip_bytes_up_per_msg", "segments_down_per_msg", "segments_up_per_msg",
+                   "server_rss_mib_max", "server_cpu_tick_s"):
+        assert column in row
+    assert "server_rss_mb_max" not in row

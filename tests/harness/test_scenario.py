@@ -267,3 +267,45 @@ def test_dataclasses_are_frozen():
     scenario = Scenario(name="x", path="")
     with pytest.raises(dataclasses.FrozenInstanceError):
         scenario.rate = (1.0,)
+
+
+# ---------------------------------------------------------------------------
+# Refused before the run starts
+
+
+def test_engine_table_is_validated(tmp_path):
+    assert "unknown key 'engine.worker'" in error_for(tmp_path, "[engine]\nworker = 2\n")
+    assert "key 'engine.workers': expected a positive integer" in error_for(
+        tmp_path, "[engine]\nworkers = 0\n")
+    ok = load_scenario(write(tmp_path, "[engine]\nloadgen_procs = 2\n", "ok.toml"))
+    assert ok.engine_options == {"loadgen_procs": 2}
+
+
+def test_payload_above_the_servers_maximum(tmp_path):
+    message = error_for(tmp_path, "payload_bytes = [64, 2000]\n[server]\nmax_payload = 1000\n")
+    assert "key 'payload_bytes': 2000" in message and "server.max_payload" in message
+    assert "1048576" in error_for(tmp_path, "payload_bytes = 2000000\n")
+    fits = load_scenario(write(tmp_path, "payload_bytes = 2000\n[server]\nmax_payload = 4096\n",
+                               "ok.toml"))
+    args = fits.server.to_args()
+    assert args[args.index("--max-payload") + 1] == "4096"
+
+
+def test_empty_measurement_window(tmp_path):
+    message = error_for(tmp_path, "rate = 2\nduration_s = 0.4\n")
+    assert "key 'duration_s' (--duration)" in message and "0.80 messages" in message
+    scenario = load_scenario(write(tmp_path, "rate = 2\nduration_s = 1\n", "ok.toml"))
+    with pytest.raises(ScenarioError, match="--duration"):
+        scenario.with_overrides(duration_s=0.1)
+
+
+def test_c10k_holds_ten_thousand_per_transport_and_fits_this_machine():
+    from duplexbench.limits import check_point, loadgen_layout
+
+    scenario = load_scenario(SCENARIOS / "c10k.toml")
+    assert scenario.transports == TRANSPORTS and max(scenario.clients) == 10_000
+    assert scenario.rate == (2.0,) and scenario.payload_bytes == (64,)
+    assert len(set(scenario.clients)) >= 2  # memory per connection needs a sweep
+    layout = loadgen_layout(0, allowed=[0, 1])
+    assert check_point(10_000, transport="longpoll", layout=layout, nofile=(20_000, 20_000),
+                       ports=28_232) == {}

@@ -30,7 +30,7 @@ SUMMARY_COLUMNS = (
     "delay_ms keepalive pattern upstream duration_s sent expected delivered lost duplicated "
     "reordered throughput_msgs_s lat_p50_ms lat_p90_ms lat_p99_ms lat_p999_ms lat_max_ms "
     "lat_mean_ms lat_samples sent_p50_ms sent_p90_ms sent_p99_ms sent_p999_ms sent_max_ms "
-    "sent_mean_ms server_cpu_s server_cpu_pct server_rss_mb_max server_connections_max "
+    "sent_mean_ms server_cpu_s server_cpu_pct server_rss_mib_max server_connections_max "
     "bytes_down_per_msg bytes_up_per_msg overhead_down_per_msg overhead_up_per_msg "
     "http_requests_per_msg pub_bytes_up_per_msg pub_http_requests_per_msg reconnects "
     "client_cpu_s client_cpu_pct status warnings"
@@ -148,7 +148,7 @@ def _build(run: RunModel):
             **{f"sent_{k}_ms": round(float(v), 4) for k, v in qs.items()},
             "server_cpu_s": round(server_cpu_s, 4),
             "server_cpu_pct": round(100 * server_cpu_s / run.duration_s, 2),
-            "server_rss_mb_max": round(rss, 2), "server_connections_max": clients + 1,
+            "server_rss_mib_max": round(rss, 2), "server_connections_max": clients + 1,
             "bytes_down_per_msg": round(message_bytes + over_down, 3),
             "bytes_up_per_msg": round(over_up, 3),
             "overhead_down_per_msg": round(over_down, 3), "overhead_up_per_msg": round(over_up, 3),
@@ -176,7 +176,7 @@ def _build(run: RunModel):
             load.append(pd.DataFrame({
                 "point": point, "repeat": 0, "transport": transport, "process": process,
                 "t_s": t, "cpu_user_s": np.round(cpu * 0.8, 3), "cpu_system_s": np.round(cpu * 0.2, 3),
-                "rss_mb": np.round(np.minimum(base_rss, 40 + t * base_rss), 1),
+                "rss_mib": np.round(np.minimum(base_rss, 40 + t * base_rss), 1),
                 "open_files": conns + 12, "connections": conns, "phase": phase,
             }))
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -197,7 +197,7 @@ def write_run(run: RunModel, out: Path) -> Path:
             (t, c, r) for t in planned for c in run.clients for r in run.rates)
     ]
     meta = {
-        "schema_version": 1, "run_id": run.run_id, "status": run.status,
+        "schema_version": 2, "run_id": run.run_id, "status": run.status,
         "complete": run.status == "complete", "reason": run.reason,
         "scenario": {
             "name": run.scenario, "path": f"scenarios/{run.scenario}.toml",

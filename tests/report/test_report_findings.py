@@ -138,7 +138,7 @@ def test_row_warnings_from_metrics_are_shown_once(model_run):
 def test_memory_per_connection_is_the_slope_not_the_baseline(fixture_run):
     run_dir = fixture_run("synthetic-a")
     summary = pd.read_csv(run_dir / "summary.csv")
-    slope = {t: np.polyfit(rows["server_connections_max"], rows["server_rss_mb_max"] * 1024, 1)[0]
+    slope = {t: np.polyfit(rows["server_connections_max"], rows["server_rss_mib_max"] * 1024, 1)[0]
              for t, rows in summary.groupby("transport")}
     f = _finding(run_dir, "server_rss_kib_per_conn")
     assert (f.best, f.worst) == ("longpoll", "websocket")

@@ -38,7 +38,7 @@ def test_fixtures_are_small_and_follow_the_schema():
             "latency_sent_ms", "recv_s"]
         assert list(pd.read_parquet(FIXTURES / name / "load.parquet").columns) == [
             "point", "repeat", "transport", "process", "t_s", "cpu_user_s", "cpu_system_s",
-            "rss_mb", "open_files", "connections", "phase"]
+            "rss_mib", "open_files", "connections", "phase"]
         meta = json.loads((FIXTURES / name / "meta.json").read_text())
-        assert meta["schema_version"] == 1 and "synthetic" in meta["cpu_model"].lower() + \
+        assert meta["schema_version"] == 2 and "synthetic" in meta["cpu_model"].lower() + \
             meta["hostname"]

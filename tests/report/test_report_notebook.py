@@ -62,5 +62,7 @@ def test_notebook_on_an_incomplete_run(monkeypatch, fixture_run):
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "INCOMPLETE RUN" in markdown
     assert "subscribers were not swept" in _text(notebook)
-    # Rate sweep and delivery figures appear here; the subscriber sweep does not.
-    assert _images(notebook) == 11
+    # Rate sweep and delivery figures appear here; the subscriber sweep (and with it the
+    # memory per connection, which needs one) does not.
+    assert _images(notebook) == 10
+    assert "subscribers were not swept: no memory per connection" in _text(notebook)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import pytest
 
@@ -20,17 +21,23 @@ class FakeConsole:
 class FakeSession:
     """Sustains any publish rate up to ``knee``; above it p99 explodes (or messages are lost)."""
 
-    def __init__(self, knee: float, failure: str = "latency", loadgen_pct: float = 40.0) -> None:
+    def __init__(self, knee: float, failure: str = "latency", loadgen_pct: float = 40.0,
+                 server_pct: float = 50.0, flaky: set | None = None) -> None:
         self.knee, self.failure, self.loadgen_pct = knee, failure, loadgen_pct
+        self.server_pct = server_pct
+        #: Rates that pass their first run and fail the next (a lucky step at the knee).
+        self.flaky = set(flaky or ())
         self.console = FakeConsole()
         self.rates: list[float] = []
+        self.run_dir = Path("/nonexistent/duplexbench-fake-run")
 
     def run_point(self, point: LoadPoint, number: int, total: int) -> PointResult:
+        over = point.rate > self.knee or (point.rate in self.flaky and point.rate in self.rates)
         self.rates.append(point.rate)
-        over = point.rate > self.knee
         row = {"status": "ok", "lost": 0, "lat_p99_ms": 5.0,
                "throughput_msgs_s": point.rate * point.clients,
-               "server_cpu_pct": 50.0, "client_cpu_pct": self.loadgen_pct}
+               "server_cpu_pct": self.server_pct if over else 50.0,
+               "client_cpu_pct": self.loadgen_pct}
         if over and self.failure == "latency":
             row["lat_p99_ms"] = 500.0
         elif over and self.failure == "loss":
@@ -50,7 +57,8 @@ def args(**changes) -> argparse.Namespace:
 @pytest.mark.parametrize("failure", ["latency", "loss", "crash"])
 def test_search_brackets_the_knee(failure):
     session = FakeSession(knee=1000, failure=failure)
-    result = capacity.search(session, "websocket", args(start_rate=100, refine=3), [0], 10)
+    result = capacity.search(session, "websocket", args(start_rate=100, refine=3, knee_repeats=0),
+                             [0], 10)
     # Steps up 100, 200, 400, 800, 1600 then bisects between 800 and 1600.
     assert session.rates[:5] == [100, 200, 400, 800, 1600]
     assert 800 <= result.rate_msgs_s <= 1000 < result.failed_rate_msgs_s <= 1600
@@ -86,6 +94,27 @@ def test_loadgen_saturation_is_named():
     session = FakeSession(knee=100, loadgen_pct=97)
     result = capacity.search(session, "websocket", args(start_rate=100, refine=0), [0], 10)
     assert "loadgen-bound" in result.why
+    assert result.bound == "loadgen" and result.failed_client_cpu_pct == 97
+
+
+@pytest.mark.parametrize("server, loadgen, bound", [
+    (97, 40, "server"), (97, 95, "both"), (60, 40, "none")])
+def test_bound_and_cpu_of_the_first_failing_step(server, loadgen, bound):
+    session = FakeSession(knee=400, server_pct=server, loadgen_pct=loadgen)
+    result = capacity.search(session, "sse", args(start_rate=100, refine=1), [0], 10)
+    assert result.bound == bound
+    assert result.failed_server_cpu_pct == server and result.failed_client_cpu_pct == loadgen
+    assert result.sustained_loadgen_saturated == (loadgen > 90)
+
+
+def test_knee_is_repeated_and_a_lucky_step_does_not_count():
+    session = FakeSession(knee=1000, flaky={800})
+    result = capacity.search(session, "websocket",
+                             args(start_rate=100, refine=0, knee_repeats=1), [0], 10)
+    # 800 passed once, failed when repeated: the capacity falls back to 400.
+    assert session.rates == [100, 200, 400, 800, 1600, 800, 800]
+    assert result.rate_msgs_s == 400 and result.failed_rate_msgs_s == 800
+    assert "knee not sharp" in result.why and result.knee_runs >= 3
 
 
 def test_next_rate():
@@ -117,3 +146,38 @@ def test_capacity_command_writes_a_run(tmp_path, fake_engine, capsys):
     assert run.meta["complete"] is True and run.meta["command"] == "capacity"
     assert list(run.summary["rate_msgs_s"]) == [10, 20, 40]
     assert "deliveries/s" in printed and "results:" in printed
+
+
+def test_capacity_by_subscribers_writes_bound_per_transport(tmp_path, fake_engine, capsys):
+    """--by subscribers end to end on the fake engine: doubles subscribers up to the cap."""
+    import json
+
+    fake_engine("ok")
+    out = tmp_path / "subs"
+    code = capacity.main(["--by", "subscribers", "--transports", "sse,websocket",
+                          "--start-clients", "2", "--max-clients", "8", "--rate", "5",
+                          "--duration", "0.4", "--warmup", "0.1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    answer = json.loads((out / "capacity.json").read_text())
+    assert answer["criteria"]["by"] == "subscribers" and answer["criteria"]["p95_ms_below"] == 500
+    assert set(answer["bound"]) == {"sse", "websocket"}
+    for result in answer["results"]:
+        assert result["by"] == "subscribers" and result["clients"] == 8
+        assert result["bound"] in capacity.BOUNDS
+    assert "capacity by subscribers" in printed
+
+
+def test_subscriber_search_stops_at_the_machine_limit():
+    from duplexbench.capacity_clients import search_clients
+    from duplexbench.limits import LimitError
+
+    class Limited(FakeSession):
+        def check_limits(self, points):
+            if points[0].clients > 4000:
+                raise LimitError("open files: `ulimit -Hn`")
+
+    session = Limited(knee=math.inf)
+    result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
+    assert session.rates == [2.0, 2.0, 2.0]  # 1000, 2000, 4000 subscribers at 2 msg/s
+    assert result.clients == 4000 and "machine limit at 8,000 subscribers" in result.why

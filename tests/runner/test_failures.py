@@ -126,3 +126,20 @@ def test_a_summarize_bug_fails_the_point_not_the_run(tmp_path, fake_engine, monk
     assert "simulated bug" in run.summary["warnings"][0]
     assert run.meta["status"] == "failed"
     assert (out / "points" / "000-sse-r0" / "counters.json").exists()
+
+
+def test_a_point_that_cannot_fit_is_refused_before_anything_starts(tmp_path, fake_engine, capsys):
+    """More subscribers than one server process may hold sockets for: exit 2, limit named."""
+    import resource
+
+    fake_engine("ok")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    too_many = min(hard, 10_000_000) + 1000
+    out = tmp_path / "run"
+    code = runner.main([str(write_scenario(tmp_path, transports=["sse"], clients=[too_many])),
+                        "--out", str(out), "--no-report"])
+    printed = capsys.readouterr()
+    assert code == runner.EXIT_USAGE
+    assert "open-files limit" in printed.out + printed.err and "ulimit -Hn" in printed.out + printed.err
+    assert not (out / "meta.json").exists()
+    assert no_children_left() == []

@@ -112,8 +112,15 @@ def test_sampler_rate_and_increasing_cpu():
     assert cpu[-1] > cpu[0], "a busy child used no CPU"
     assert [s.phase for s in samples][0] in ("start", "warmup"), samples[0]
     assert samples[-1].phase == "measure", samples[-1]
-    odd = [s for s in samples if not (s.rss_mb > 1 and s.open_files >= 1)]
+    odd = [s for s in samples if not (s.rss_mib > 1 and s.open_files >= 1)]
     assert not odd, odd[:3]
+    # schedstat: nanosecond CPU, never decreasing, agreeing with the ticks to a few ticks,
+    # and finer than a tick (a busy process's figures are not multiples of 10 ms).
+    sched = [s.cpu_sched_s for s in samples]
+    assert all(b >= a for a, b in zip(sched, sched[1:])), "schedstat CPU went down"
+    used, ticks = sched[-1] - sched[0], cpu[-1] - cpu[0]
+    assert abs(used - ticks) < 0.05 + 0.1 * ticks, (used, ticks)
+    assert any(abs(v * 100 - round(v * 100)) > 1e-6 for v in sched), sched[:5]
     times = [s.t_s for s in samples]
     assert times == sorted(times)
 

@@ -1,0 +1,201 @@
+"""The load generator's WebSocket subscriber: picows (compiled) under the hood.
+
+Why: profiled at 50 subscribers x 200 msg/s, the ``websockets`` sans-I/O
+client spent most of the engine's Python time parsing frames in pure
+Python, so the load generator cost as much CPU per delivered message as
+the server it measured. picows parses frames, masks, answers pings and runs
+the close handshake in Cython; each text frame reaches :meth:`on_ws_frame`
+as bytes, and the envelopes in it go to ``on_raw`` in bulk
+(``accounting.ENVELOPES``). Bytes on the wire are not counted here: they
+come from the kernel (clients.tcpinfo), which also sees what picows writes
+by itself (pongs, the close frame).
+
+:class:`clients.websocket.WebSocketSubscriber` stays the general client
+(``on_message`` per envelope) for tests and tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+from picows import WSListener, WSMsgType, ws_connect
+
+from duplexbench.contract.http import PATH_WS
+from duplexbench.contract.websocket import encode_publish
+from duplexbench.tcp import set_nodelay
+
+from .accounting import ENVELOPES
+from .base import ClientError, OnError, OnMessage, Subscriber
+
+__all__ = ["FastWebSocketSubscriber"]
+
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+_CONTINUATION = WSMsgType.CONTINUATION
+CONNECT_TIMEOUT_S = 10.0
+
+
+class _Listener(WSListener):
+    """picows callbacks for one connection of one subscriber."""
+
+    def __init__(self, owner: "FastWebSocketSubscriber") -> None:
+        super().__init__()
+        self.owner = owner
+        self.findall = ENVELOPES.findall
+        self.on_raw = owner.on_raw
+        self.fragments: list[bytes] = []
+        self.close_code: int | None = None
+
+    def on_ws_frame(self, transport, frame) -> None:
+        recv_ns = time.monotonic_ns()
+        kind = frame.msg_type
+        if kind is _TEXT or kind is _CONTINUATION:
+            if not frame.fin or self.fragments:  # servers do not fragment; be correct anyway
+                self.fragments.append(frame.get_payload_as_bytes())
+                if not frame.fin:
+                    return
+                payload, self.fragments = b"".join(self.fragments), []
+            else:
+                payload = frame.get_payload_as_bytes()
+            matches = self.findall(payload)
+            if matches:
+                self.owner.cursor = self.on_raw(matches, recv_ns)
+            elif payload.startswith(b'{"event"'):
+                self.owner._control(payload)
+        elif kind is _CLOSE:
+            self.close_code = frame.get_close_code()
+            transport.send_close(self.close_code)
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport) -> None:
+        self.owner._on_lost(self)
+
+
+class FastWebSocketSubscriber(Subscriber):
+    transport = "websocket"
+    publishes_on_transport = True
+
+    def __init__(self, base_url: str, topic: str, on_message: OnMessage, *, cursor: int = 0,
+                 role: str = "sub", on_error: OnError | None = None, subscribe: bool = True,
+                 ssl_context: ssl.SSLContext | None = None, backoff=None, **fast) -> None:
+        super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
+                         on_error=on_error, **fast)
+        if self.on_raw is None:
+            raise ValueError("FastWebSocketSubscriber needs on_raw (use WebSocketSubscriber otherwise)")
+        self.subscribe = subscribe
+        self.ssl_context = ssl_context
+        self._transport = None
+        self._listener: _Listener | None = None
+        self._sock = None
+        self._lost: asyncio.Event | None = None
+        self._backoff = backoff
+        self.nodelay = False
+        #: Called with the raw JSON of a control object (a v2 reset); set by the owner.
+        self.on_control = None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("start() called twice")
+        self._lost = asyncio.Event()
+        await self._connect()
+        self._task = asyncio.create_task(self._run(), name=f"websocket {self.topic}")
+
+    def publish_nowait(self, data: str, ts: int) -> None:
+        transport = self._transport
+        if transport is None or transport.is_disconnected:
+            raise ClientError(f"WebSocket for {self.topic} is not open (reconnecting?)")
+        transport.send(_TEXT, encode_publish(data, ts).encode())
+
+    async def publish(self, data: str, ts: int) -> None:
+        self.publish_nowait(data, ts)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        transport = self._transport
+        if transport is not None and not transport.is_disconnected:
+            self._retire()
+            transport.send_close(1000)
+            try:
+                await asyncio.wait_for(transport.wait_disconnected(), 1.0)
+            except asyncio.TimeoutError:
+                transport.disconnect(graceful=False)
+
+    def drop_connection(self) -> None:
+        if self._transport is not None:
+            self._retire()
+            self._transport.underlying_transport.abort()
+
+    # Internals
+
+    def _url(self) -> str:
+        e = self.endpoint
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        url = f"{scheme}://{e.authority}{PATH_WS}?topic={self.topic}"
+        return url + (f"&cursor={self.cursor}" if self.subscribe else "&subscribe=0")
+
+    async def _connect(self) -> None:
+        url = self._url()
+        extra = {"local_addr": self.local_addr} if self.local_addr else {}
+        try:
+            transport, listener = await asyncio.wait_for(ws_connect(
+                lambda: _Listener(self), url, ssl_context=self.ssl_context,
+                enable_auto_pong=True, use_aiofastnet=False, **extra,
+            ), CONNECT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise ClientError(f"WebSocket {url}: handshake timed out") from None
+        except Exception as exc:  # picows raises its own handshake errors and OSError
+            raise ClientError(f"WebSocket {url}: {exc or type(exc).__name__}") from None
+        self._transport, self._listener = transport, listener
+        self.stats.connections += 1
+        self.stats.http_requests += 1  # the upgrade request
+        raw = transport.underlying_transport
+        self.nodelay = set_nodelay(raw)
+        if self.tcp is not None:
+            self._sock = raw.get_extra_info("socket")
+            self.tcp.add(self._sock)
+        if self._lost is not None:
+            self._lost.clear()
+
+    def _retire(self) -> None:
+        if self._sock is not None and self.tcp is not None:
+            self.tcp.retire(self._sock)
+            self._sock = None
+
+    def _on_lost(self, listener: _Listener) -> None:
+        if listener is self._listener:
+            self._retire()
+            if self._lost is not None:
+                self._lost.set()
+
+    def _control(self, payload: bytes) -> None:
+        if self.on_control is not None:
+            self.on_control(self, payload)
+
+    async def _run(self) -> None:
+        assert self._lost is not None
+        while not self._closing:
+            await self._lost.wait()
+            self._lost.clear()
+            if self._closing:
+                return
+            code = self._listener.close_code if self._listener is not None else None
+            self.stats.reconnects += 1
+            self._error(f"connection lost (close code {code}); resuming from seq {self.cursor}")
+            delay = None
+            while not self._closing:
+                if self._backoff is not None:
+                    delay = self._backoff.next_delay(delay)
+                    await asyncio.sleep(delay)
+                else:
+                    await asyncio.sleep(0.05)
+                try:
+                    await self._connect()
+                except ClientError as exc:
+                    self._error(f"resume failed: {exc}")
+                else:
+                    break

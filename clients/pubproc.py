@@ -1,0 +1,379 @@
+"""The publisher in a process of its own: ``python -m clients.pubproc SPEC.json OUT.npz``.
+
+Why a process: sharing the subscribers' event loop made the publisher late.
+Measured (docs/DESIGN.md "Clients"): uvloop (libuv) keeps its clock and its
+timers in whole milliseconds, so ``asyncio.sleep(d)`` wakes at the next
+millisecond boundary after the deadline (0-1 ms late, ~0.5 ms on average),
+and every wake-up then waits behind the subscribers' reads queued in the
+same loop iteration. The coordinated-omission correction rightly counts
+that as latency, and wrongly blamed it on the transport.
+
+Here nothing else runs: the loop is ``select()`` with a microsecond timeout
+(timer slack set to 1 us with ``prctl``), waking for the next due message
+or for a response, so a message leaves within microseconds of its intended
+time, without spinning (a spinning publisher would bill its idle time to
+the load generator's CPU). Open loop: up to ``publish_pool`` POSTs in
+flight on keep-alive connections; a message finds a busy pool only when the
+server is slow to answer, and then waits (its ``ts`` is stamped when
+written), which is the server's doing.
+
+Talks to its parent (clients.point) in JSON lines: it prints ``ready``,
+reads ``start`` (the schedule's origin), sends the warm-up, prints
+``warmup_done`` with the successful warm-up publishes per topic, reads
+``measure`` (the pause to add), sends the measured messages, prints
+``sent`` once every answer is in (or given up on), reads ``end`` and
+writes OUT.npz (sent_ns, ok, seq per publish index) plus its TCP_INFO
+window, prints ``done`` and exits. It dies with its parent (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import httptools
+import numpy as np
+
+from duplexbench.contract import make_payload
+from duplexbench.contract.http import PATH_PUBLISH
+
+from .base import parse_base_url
+from .plan import ROUTE_WS_PUB, make_plan
+from .schedule import make_schedule
+from .spec import LoadSpec
+from .tcpinfo import TcpTally, diff
+
+__all__ = ["main"]
+
+#: How long the end of publishing waits for the last answers.
+ANSWER_WAIT_S = 5.0
+
+
+def _tune_process() -> None:
+    """Die with the parent; precise sleeps (1 us timer slack instead of 50 us)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(29, 1000)  # PR_SET_TIMERSLACK, ns
+    except (OSError, AttributeError):
+        pass
+
+
+class _Post:
+    """One keep-alive connection to POST /publish (non-blocking, httptools)."""
+
+    def __init__(self, pub: "Publisher", sock: socket.socket) -> None:
+        self.pub = pub
+        self.sock = sock
+        self.parser = httptools.HttpResponseParser(self)
+        self.index = -1  # the publish in flight (-1: idle)
+        self.body = b""
+        self.status = 0
+        self.out = b""  # bytes not yet accepted by the kernel
+
+    def on_status(self, _status: bytes) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.pub.answered(self, self.status, self.body)
+        self.body = b""
+
+
+class Publisher:
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        self.plan = make_plan(spec)
+        self.schedule = make_schedule(spec.rate, spec.warmup_s, spec.duration_s, spec.arrival,
+                                      spec.seed)
+        n = len(self.schedule)
+        self.topic_of = self.plan.topic_of(n, spec).tolist()
+        self.sent_ns = np.zeros(n, dtype=np.int64)
+        self.ok = np.zeros(n, dtype=bool)
+        self.seq = np.zeros(n, dtype=np.int64)
+        self.sent = 0
+        self.errors: list[str] = []
+        self.error_count = 0
+        self.tcp = TcpTally()
+        self.endpoint = parse_base_url(spec.publish_url)
+        self.ws = self.plan.route == ROUTE_WS_PUB
+        self.conns: list = []
+        self.idle: deque = deque()
+        self.waiting: deque[int] = deque()  # due messages waiting for a free connection
+        self.in_flight = 0
+        self.next_ws_check = 0
+        self.stop_requested = False
+        self.interruptible = False
+        self.payloads = [make_payload(i, spec.payload_bytes).encode() for i in range(n)]
+        host = self.endpoint.authority.encode()
+        self.heads = [b"POST %s?topic=%s&ts=" % (PATH_PUBLISH.encode(), t.encode())
+                      for t in self.plan.topics]
+        self.head_tail = (b" HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                          b"Content-Length: " % host)
+
+    def error(self, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < 20:
+            self.errors.append(message)
+
+    # Connections
+
+    def connect(self) -> None:
+        addr = (self.endpoint.host, self.endpoint.port)
+        if self.ws:
+            from .wspub import BlockingWSPublisher
+            for topic in self.plan.topics:
+                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp))
+            return
+        for _ in range(self.spec.publish_pool):
+            sock = socket.create_connection(addr, timeout=10.0)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self.tcp.add(sock)
+            conn = _Post(self, sock)
+            self.conns.append(conn)
+            self.idle.append(conn)
+
+    # Sending
+
+    def send(self, i: int) -> None:
+        if self.ws:
+            ts = time.monotonic_ns()
+            try:
+                self.conns[self.topic_of[i]].send(self.payloads[i], ts)
+            except OSError as exc:
+                self.error(f"publish {i} not sent: {exc}")
+                return
+            self.sent += 1
+            self.sent_ns[i] = ts
+            self.ok[i] = True
+            return
+        if not self.idle:
+            self.waiting.append(i)
+            return
+        self._post(self.idle.popleft(), i)
+
+    def _post(self, conn: _Post, i: int) -> None:
+        ts = time.monotonic_ns()
+        body = self.payloads[i]
+        conn.index = i
+        request = b"%s%d%s%d\r\n\r\n%s" % (self.heads[self.topic_of[i]], ts, self.head_tail,
+                                           len(body), body)
+        self.sent += 1
+        self.in_flight += 1
+        self.sent_ns[i] = ts
+        try:
+            sent = conn.sock.send(request)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._failed(conn, f"POST {i} failed: {exc}")
+            return
+        conn.out = request[sent:]
+
+    def answered(self, conn: _Post, status: int, body: bytes) -> None:
+        i = conn.index
+        conn.index = -1
+        self.in_flight -= 1
+        if status == 200:
+            try:
+                self.seq[i] = json.loads(body)["seq"]
+                self.ok[i] = True
+            except (ValueError, KeyError, TypeError):
+                self.error(f"POST {i}: bad answer {body[:100]!r}")
+        else:
+            self.error(f"POST {i} answered {status}: {body[:200]!r}")
+        if self.waiting:
+            self._post(conn, self.waiting.popleft())
+        else:
+            self.idle.append(conn)
+
+    def _failed(self, conn: _Post, message: str) -> None:
+        self.error(message)
+        if conn.index >= 0:
+            self.in_flight -= 1
+            conn.index = -1
+        self.tcp.retire(conn.sock)
+        conn.sock.close()
+        self.conns.remove(conn)
+
+    # Waiting: for the next due time or for answers
+
+    def pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s, handling answers (and pongs) meanwhile."""
+        if self.ws:
+            socks = [c.sock for c in self.conns]
+            readable, _, _ = select.select(socks, [], [], max(0.0, timeout))
+            for sock in readable:
+                for c in self.conns:
+                    if c.sock is sock:
+                        c.receive()
+            return
+        socks = [c.sock for c in self.conns]
+        writers = [c.sock for c in self.conns if c.out]
+        readable, writable, _ = select.select(socks, writers, [], max(0.0, timeout))
+        for conn in list(self.conns):
+            if conn.sock in writable and conn.out:
+                try:
+                    n = conn.sock.send(conn.out)
+                    conn.out = conn.out[n:]
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    self._failed(conn, f"POST {conn.index} failed: {exc}")
+                    continue
+            if conn.sock in readable:
+                try:
+                    data = conn.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    data = b""
+                    self.error(f"publisher connection: {exc}")
+                if not data:
+                    self._failed(conn, "the server closed a publisher connection")
+                    continue
+                try:
+                    conn.parser.feed_data(data)
+                except httptools.HttpParserError as exc:
+                    self._failed(conn, f"bad HTTP answer: {exc}")
+
+    def collect(self) -> None:
+        """Read whatever answers (or pings) have arrived, without waiting."""
+        now = time.monotonic_ns()
+        if self.ws:
+            if now >= self.next_ws_check:  # pings are rare: look every 100 ms
+                self.next_ws_check = now + 100_000_000
+                self.pump(0.0)
+            return
+        if self.in_flight:  # one recv per busy connection: cheaper than select + recv
+            for conn in [c for c in self.conns if c.index >= 0 and not c.out]:
+                try:
+                    data = conn.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._failed(conn, f"POST {conn.index} failed: {exc}")
+                    continue
+                if not data:
+                    self._failed(conn, "the server closed a publisher connection")
+                    continue
+                try:
+                    conn.parser.feed_data(data)
+                except httptools.HttpParserError as exc:
+                    self._failed(conn, f"bad HTTP answer: {exc}")
+            if any(c.out for c in self.conns):
+                self.pump(0.0)
+
+    def wait_until(self, deadline_ns: int) -> None:
+        """Sleep to the deadline: ``time.sleep`` (clock_nanosleep, 1 us slack)
+        when nothing needs an answer to proceed, else ``select`` on the sockets."""
+        while (left := deadline_ns - time.monotonic_ns()) > 0:
+            self.interruptible = True
+            try:
+                if self.stop_requested:
+                    raise Stopped
+                if self.waiting and not self.idle:
+                    self.pump(left / 1e9)  # every connection busy: an answer frees one
+                else:
+                    time.sleep(left / 1e9)
+            finally:
+                self.interruptible = False
+
+    def on_stop_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+        if self.interruptible:  # only while sleeping or waiting for the parent
+            self.interruptible = False
+            raise Stopped
+
+    def send_due(self, lo: int, hi: int, base_ns: int) -> None:
+        offsets = self.schedule.offsets_ns[lo:hi].tolist()  # Python ints in the loop
+        for i, offset in enumerate(offsets, lo):
+            self.wait_until(base_ns + offset)
+            self.collect()
+            self.send(i)
+
+    def sleep_until(self, deadline_ns: int) -> None:
+        self.wait_until(deadline_ns)
+        self.collect()
+
+    def wait_answers(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (self.in_flight or self.waiting) and time.monotonic() < deadline and self.conns:
+            self.pump(0.01)
+
+
+class Stopped(Exception):
+    """The parent asked (SIGUSR1) or a supervisor signalled (SIGTERM): stop sending."""
+
+
+def _say(event: str, **fields) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def _read() -> dict:
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(3)  # the parent went away
+    return json.loads(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m clients.pubproc SPEC.json OUT.npz", file=sys.stderr)
+        return 2
+    _tune_process()
+    spec = LoadSpec.from_file(args[0])
+    pub = Publisher(spec)
+    try:
+        pub.connect()
+    except OSError as exc:
+        _say("failed", message=f"publisher cannot connect to {pub.endpoint.authority}: {exc}")
+        return 1
+    for signum in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(signum, pub.on_stop_signal)
+    _say("ready", pid=os.getpid())
+    start_ns = int(_read()["start_ns"])
+    first = pub.schedule.first_measured
+    n = len(pub.schedule)
+    tcp_start = pub.tcp.total()
+    try:
+        if first:
+            pub.send_due(0, first, start_ns)
+            pub.sleep_until(start_ns + pub.schedule.warmup_ns)
+            pub.wait_answers(ANSWER_WAIT_S)
+        topics = np.asarray(pub.topic_of[:first], dtype=np.int64)[pub.ok[:first]]
+        _say("warmup_done", ok_per_topic=np.bincount(topics, minlength=len(pub.plan.topics)).tolist(),
+             in_flight=pub.in_flight)
+        pub.interruptible = True
+        pause_ns = int(_read()["pause_ns"])
+        pub.interruptible = False
+        tcp_start = pub.tcp.total()
+        pub.send_due(first, n, start_ns + pause_ns)
+    except Stopped:
+        pass
+    pub.wait_answers(ANSWER_WAIT_S)
+    np.savez(args[1], sent_ns=pub.sent_ns, ok=pub.ok, seq=pub.seq)
+    _say("sent", sent=pub.sent, in_flight=pub.in_flight, errors=pub.error_count,
+         error_messages=pub.errors)
+    _read()  # "end": the drain is over
+    _say("done", tcp=list(diff(pub.tcp.total(), tcp_start)), unreadable=pub.tcp.unreadable)
+    for conn in pub.conns:
+        conn.sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

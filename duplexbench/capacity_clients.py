@@ -1,0 +1,85 @@
+"""Capacity by subscribers (the websocket-shootout method): how many can one server hold?
+
+At a fixed publish rate (fanout of one topic), the subscriber count doubles
+from ``--start-clients`` (1,000) until the p95 latency from the intended send
+time exceeds ``--p95-ms`` (500 ms by default, as the shootout's "broadcast
+within 500 ms") or a message is lost, then bisects between the last good and
+the first bad count; the knee is repeated like the rate search's. A count the
+machine cannot hold (open files, ephemeral ports: duplexbench/limits.py) ends
+the search with that limit as the reason, before anything is started for it.
+
+p95 is computed here from the point's own samples (samples/<point>.parquet),
+nearest rank like every other percentile (metrics.nearest_rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+
+from .capacity import CapacityResult, bracket, judge, result_from, _say
+from .limits import LimitError
+from .metrics import nearest_rank
+from .outcome import PointResult
+from .results import SAMPLES_DIR, point_file_name
+from .scenario import LoadPoint
+from .session import Session
+
+__all__ = ["p95_of", "search_clients"]
+
+
+def p95_of(session: Session, result: PointResult) -> float | None:
+    """p95 latency (ms) of a measured point, from its samples file (None without samples)."""
+    row = result.row
+    ident = {k: row.get(k) for k in ("point", "repeat", "transport")}
+    path = session.run_dir / SAMPLES_DIR / point_file_name(ident)
+    if not path.exists():
+        return None
+    latency = pd.read_parquet(path, columns=["latency_ms"])["latency_ms"].dropna().to_numpy()
+    if not latency.size:
+        return None
+    return float(nearest_rank(latency, (95,))[0])
+
+
+def _round_clients(value: float) -> float:
+    """Whole subscribers, two significant digits past 1,000 (tidy steps, same search)."""
+    if value < 100:
+        return float(max(1, round(value)))
+    digits = int(math.floor(math.log10(value))) - 1
+    return float(round(value, -digits))
+
+
+def search_clients(session: Session, transport: str, args: argparse.Namespace,
+                   counter: list[int], total_hint: int) -> CapacityResult:
+    """Double subscribers at a fixed rate until p95 > bound or a loss; bisect; repeat the knee."""
+    stopped: list[str] = []
+
+    def run_step(clients: float):
+        point = LoadPoint(index=counter[0], repeat=0, transport=transport,
+                          clients=int(clients), rate=args.rate, payload_bytes=args.payload)
+        try:
+            session.check_limits([point])
+        except LimitError as exc:
+            stopped.append(f"machine limit at {int(clients):,} subscribers: {exc}")
+            session.console.info(f"  {stopped[-1]}")
+            return None
+        counter[0] += 1
+        result = session.run_point(point, counter[0], total_hint)
+        p95 = p95_of(session, result) if result.measured else None
+        if p95 is None:  # no samples file: p99 is an upper bound of p95 (conservative)
+            verdict = judge(result, args.p95_ms, name="p99 (no samples for p95)")
+        else:
+            verdict = judge(result, args.p95_ms, latency=p95, name="p95")
+        _say(session, result, verdict)
+        return result, verdict
+
+    found = bracket(run_step, start=args.start_clients, factor=args.factor,
+                    max_value=args.max_clients, refine=args.refine, max_steps=args.max_steps,
+                    knee_repeats=args.knee_repeats, rounder=_round_clients,
+                    min_value=args.start_clients / args.factor ** 3)
+    why_none = stopped[0] if stopped else f"reached --max-clients {args.max_clients:,}"
+    result = result_from(transport, args.start_clients, found,
+                         rate_of=lambda step: args.rate, why_none=why_none, by="subscribers")
+    return result

@@ -1,0 +1,73 @@
+"""Every outcome of the point-validity classifier, its severity order and its notes."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from duplexbench.validity import (COMPARABLE, SEVERITY, classify, comparable,
+                                  validity_column)
+
+GOOD = {"status": "ok", "delivered": 5000, "expected": 5000, "lost": 0, "lat_samples": 5000,
+        "client_cpu_pct": 40.0, "server_cpu_pct": 50.0, "late": 0}
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({}, "ok"),
+    ({"status": "failed", "delivered": None, "lat_samples": None}, "failed"),
+    ({"status": "error"}, "failed"),
+    ({"delivered": 0, "lat_samples": 0}, "empty"),
+    ({"lat_samples": 0}, "empty"),
+    ({"lost": 3}, "lost"),
+    ({"client_cpu_pct": 95.0}, "loadgen-saturated"),
+    ({"client_cpu_pct": 95.0, "server_cpu_pct": 97.0}, "both-saturated"),
+    ({"server_cpu_pct": 96.0}, "server-saturated"),
+    ({"late": 4}, "late"),
+    ({"lat_samples": 50}, "few-samples"),
+])
+def test_each_outcome(changes, expected):
+    assert classify({**GOOD, **changes}).validity == expected
+
+
+def test_most_severe_wins_and_the_rest_are_notes():
+    judged = classify({**GOOD, "lost": 2, "client_cpu_pct": 99.0, "late": 7, "lat_samples": 40})
+    assert judged.validity == "lost"
+    assert "loadgen-saturated: load generator 99%" in judged.notes
+    assert "late: 7 deliveries" in judged.notes and "few-samples: 40" in judged.notes
+    assert SEVERITY.index("lost") < SEVERITY.index("loadgen-saturated")
+
+
+def test_expected_loss_is_a_note_not_a_verdict():
+    judged = classify({**GOOD, "lost": 30}, expect_loss=True)
+    assert judged.validity == "ok" and "lost (the scenario expects loss)" in judged.notes
+
+
+def test_loadgen_share_is_per_core_of_the_generator():
+    assert classify({**GOOD, "client_cpu_pct": 150.0, "loadgen_cores": 2}).validity == "ok"
+    assert classify({**GOOD, "client_cpu_pct": 190.0, "loadgen_cores": 2}).validity \
+        == "loadgen-saturated"
+
+
+def test_missing_figures_are_not_conditions():
+    judged = classify({**GOOD, "late": math.nan, "client_cpu_pct": None, "server_cpu_pct": ""})
+    assert judged.validity == "ok" and judged.notes == ""
+
+
+def test_comparable_set():
+    assert COMPARABLE == {"ok", "server-saturated"}
+    assert comparable("server-saturated") and not comparable("late")
+    assert not comparable("loadgen-saturated") and not comparable(float("nan"))
+
+
+def test_validity_column_prefers_stored_and_fills_old_runs():
+    frame = pd.DataFrame([GOOD, {**GOOD, "lost": 1}])
+    assert list(validity_column(frame)) == ["ok", "lost"]
+    stored = frame.assign(validity=["server-saturated", "lost"])
+    assert list(validity_column(stored)) == ["server-saturated", "lost"]
+
+
+def test_failed_publishes_are_noted():
+    judged = classify({**GOOD, "publish_failed": 12})
+    assert judged.validity == "ok" and "12 publishes failed" in judged.notes

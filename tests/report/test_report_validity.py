@@ -1,0 +1,73 @@
+"""Findings compare transports only at points whose every row can carry a comparison."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from duplexbench.report import findings
+from duplexbench.report.derived import aggregate, combine
+from duplexbench.report.load import load_run_dir
+from duplexbench.validity import comparable
+
+
+def compared_rows_are_comparable(run) -> list[str]:
+    """Problems: a comparing finding whose point holds a non-comparable row, unannounced."""
+    agg = aggregate(combine([run]))
+    result = findings.run_findings(run)
+    notices = " ".join(f.text for f in result if f.kind == "not-comparable")
+    problems = []
+    for f in result:
+        if f.kind not in ("compare", "tie") or not f.metric:
+            continue
+        for transport in (f.best, f.worst):
+            rows = agg[agg["transport"] == transport]
+            # The sentence names its point; find the rows it could be about.
+            bad = rows[~rows["validity"].map(comparable)]
+            for _, row in bad.iterrows():
+                where = f"at {row['clients']:,.0f} subscribers"
+                if where in f.text and where not in notices:
+                    problems.append(f"{f.text!r} compares at a {row['validity']} point")
+    return problems
+
+
+def test_saturated_largest_point_is_announced_not_compared(model_run):
+    run_dir = model_run("sat", client_cpu_pct={("websocket", 500, 10.0): 97.0})
+    run = load_run_dir(run_dir)
+    result = findings.run_findings(run)
+    notice = [f.text for f in result if f.kind == "not-comparable"]
+    assert notice == ["At 500 subscribers the load generator was saturated for WebSocket: "
+                      "no server comparison at this point."]
+    compared = [f for f in result if f.kind == "compare"]
+    assert compared and all("at 500 subscribers" not in f.text or "WebSocket" not in f.text
+                            for f in compared)
+    assert compared_rows_are_comparable(run) == []
+
+
+def test_no_comparable_point_says_so(model_run):
+    hot = {(t, c, 10.0): 99.0 for t in ("longpoll", "sse", "ndjson", "websocket")
+           for c in (10, 100, 500)}
+    result = findings.run_findings(load_run_dir(model_run("hot", client_cpu_pct=hot)))
+    assert [f.kind for f in result] == ["not-comparable", "not-comparable"]
+    assert "no transport comparison in this run" in result[-1].text
+
+
+def test_spread_over_repeats_is_shown(model_run):
+    run_dir = model_run("rep")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    again = summary.assign(repeat=1, server_cpu_s=summary["server_cpu_s"] * 1.1)
+    pd.concat([summary, again]).to_csv(run_dir / "summary.csv", index=False)
+    cpu = [f for f in findings.run_findings(load_run_dir(run_dir))
+           if f.metric == "server_cpu_s_per_1k"][0]
+    assert "2 repeats)" in cpu.text and "×, 2 repeats" in cpu.text, cpu.text
+
+
+def test_repeats_that_disagree_are_a_tie(model_run):
+    run_dir = model_run("flip", transports=("longpoll", "websocket"))
+    summary = pd.read_csv(run_dir / "summary.csv")
+    flipped = summary.copy()
+    ws, lp = flipped["transport"] == "websocket", flipped["transport"] == "longpoll"
+    flipped.loc[ws, "server_cpu_s"] = summary.loc[lp, "server_cpu_s"].to_numpy() * 1.5
+    pd.concat([summary, flipped.assign(repeat=1)]).to_csv(run_dir / "summary.csv", index=False)
+    cpu = [f for f in findings.run_findings(load_run_dir(run_dir))
+           if f.metric == "server_cpu_s_per_1k"][0]
+    assert cpu.kind == "tie" and "the repeats disagree" in cpu.text, cpu.text

@@ -1,0 +1,53 @@
+"""A real point driven past what the load generator can do: findings must not compare there.
+
+High rate, tiny duration, real servers and the native load generator. On a
+quiet machine the generator's core saturates (validity loadgen-saturated or
+both-saturated); on a machine busy with other work the same overload shows as
+messages lost, late or never measured. Either way the point is not
+comparable, and no finding may compare transports there without saying so.
+"""
+
+from __future__ import annotations
+
+import json
+
+from duplexbench import runner
+from duplexbench.report import findings
+from duplexbench.report.load import load_run_dir
+from duplexbench.validity import comparable
+
+OVERLOAD = {
+    "name": "overload", "transports": ["sse", "websocket"], "clients": [100],
+    "rate": [4000], "payload_bytes": [32], "warmup_s": 0.3, "duration_s": 1.0, "drain_s": 0.5,
+    "expect_loss": False,
+}
+
+
+def _toml(data: dict) -> str:
+    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in data.items()) + "\n[server]\nuvloop = true\n"
+
+
+def test_overloaded_point_is_not_compared_without_saying_so(tmp_path, no_calibration, capsys):
+    scenario = tmp_path / "overload.toml"
+    scenario.write_text(_toml(OVERLOAD))
+    out = tmp_path / "run"
+    runner.main([str(scenario), "--out", str(out), "--no-report", "--quiet"])
+    capsys.readouterr()
+    run = load_run_dir(out)
+    rows = run.summary
+    assert len(rows) == 2, rows
+    validity = dict(zip(rows["transport"], rows["validity"]))
+    assert not all(comparable(v) for v in validity.values()), (
+        f"4,000 msg/s to 100 subscribers stayed comparable: {validity}; "
+        f"loadgen CPU {list(rows['client_cpu_pct'])}")
+    result = findings.run_findings(run)
+    notices = " ".join(f.text for f in result if f.kind == "not-comparable")
+    assert "at 100 subscribers" in notices.lower()
+    for transport, v in validity.items():
+        if not comparable(v):
+            name = {"sse": "SSE", "websocket": "WebSocket"}[transport]
+            assert name in notices, (transport, v, notices)
+            if v in ("loadgen-saturated", "both-saturated"):
+                assert "load generator" in notices
+    compared = [f for f in result if f.kind in ("compare", "tie") and f.metric]
+    assert compared == [], [f.text for f in compared]
