@@ -80,6 +80,9 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     frame = _combined(runs)
     if frame.empty:
         return []
+    from duplexbench.report.infra import claim_rows as infra_claim_rows, main_rows
+
+    full, frame = frame, main_rows(frame)  # the claims below: direct rows, native engine
     rows: list[dict] = []
     rows += _transit_rows(frame, runs)
     rows += _poll_header_rows(frame)
@@ -87,9 +90,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += _frame_header_rows(frame)
     rows += _client_frame_header_rows(frame)
     rows += _article_rows(frame)
-    from duplexbench.report.infra import claim_rows as infra_claim_rows  # RFC 6202 §3.2 (nginx)
-
-    rows += infra_claim_rows(frame)
+    rows += infra_claim_rows(full)  # RFC 6202 §3.2: nginx in the path (report/infra.py)
     return rows
 
 

@@ -82,7 +82,8 @@ def main_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     keep = pd.Series(True, index=frame.index)
-    group = frame["run"] if "run" in frame.columns else pd.Series("", index=frame.index)
+    run = "run" if "run" in frame.columns else "_run" if "_run" in frame.columns else None
+    group = frame[run] if run else pd.Series("", index=frame.index)
     if "proxy" in frame.columns:
         direct = _text(frame["proxy"], "none") == "none"
         keep &= direct | ~direct.groupby(group).transform("any")
