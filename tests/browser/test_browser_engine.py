@@ -4,6 +4,7 @@ writing the native engine's files. Skips, saying why, without Chromium or Playwr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -74,3 +75,27 @@ def test_browser_engine_on_websocket(server, tmp_path):
     assert (latency_ms > 0).all() and (latency_ms < scaled(1000)).all()
     # ts > 2^53 read from its digits: a float would leave every value a multiple of 256.
     assert (samples["sent_ns"] > 2**53).all() and (samples["sent_ns"] % 256 != 0).any()
+
+
+@pytest.mark.browser
+@no_chromium
+@no_playwright
+def test_one_page_beyond_chromiums_connection_limit(server, tmp_path):
+    """Seven EventSources on one page: six connections per origin, so one never opens and
+    the page's own publishes (fetch) never leave the browser."""
+    spec = LoadSpec(transport="sse", sub_url=server.url, pub_url=server.url, clients=7,
+                    rate=10, payload_bytes=32, warmup_s=0.0, duration_s=1.0, drain_s=0.5,
+                    topic_prefix="browser-limit-test")
+    spec_path = tmp_path / "spec.json"
+    text = spec.to_json()
+    spec_path.write_text(text if isinstance(text, str) else text.decode())
+    out = tmp_path / "out"
+    env = {**os.environ, "DUPLEXBENCH_BROWSER_OPEN_TIMEOUT_S": str(scaled(3))}
+    done = subprocess.run([sys.executable, "-m", "duplexbench.browser", str(spec_path), str(out),
+                           "--per-page", "7"], capture_output=True, text=True,
+                          timeout=scaled(90), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    counters = json.loads((out / "counters.json").read_text())
+    assert counters["pages"] == 1 and counters["subscribers_never_opened"] == 1
+    assert counters["scheduled"] == 10 and counters["published"] == 0
+    assert counters["delivered"] == 0
