@@ -308,8 +308,11 @@ def _browser_section(frame: pd.DataFrame) -> Section | None:
         "under test, and published with fetch from the first page. Intended, sent and "
         "received times are performance.timeOrigin + performance.now() in the pages "
         "(100 µs resolution); the page's setTimeout publishes a little after the intended "
-        "time, which counts as latency (coordinated omission corrected). Chromium's "
-        "processes shared the load generator's core: its CPU is the 'browser CPU' column.",
+        "time, which counts as latency (coordinated omission corrected). All of Chromium's "
+        "processes (browser, network service, one renderer per page) shared the load "
+        "generator's single core, 'browser CPU' being their sum: every message crosses them "
+        "by IPC, so browser latency includes their scheduling on that core, and long polling, "
+        "which adds a request round trip per message, pays it most.",
         *sentences,
     )
     return Section("Browsers as clients", paragraphs,
