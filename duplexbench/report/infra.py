@@ -110,12 +110,12 @@ def _setting(row: pd.Series) -> str:
     return text
 
 
-#: psutil reads CPU times in clock ticks: what one tick is worth spread over a point.
+#: Runs without schedstat CPU read clock ticks: what one tick is worth spread over a point.
 CPU_TICK_S = 0.01
 
 
 def _cpu_per_1k(row: pd.Series) -> str:
-    """nginx CPU per 1,000 delivered messages; '< X ms' when it stayed below one tick."""
+    """nginx CPU per 1,000 delivered messages; '< X ms' when it read 0 (below one tick)."""
     if row["proxy"] == "none" or not row["delivered"] > 0 or not math.isfinite(row["proxy_cpu_s"]):
         return ""
     if row["proxy_cpu_s"] <= 0:
@@ -181,7 +181,8 @@ def _nginx_section(frame: pd.DataFrame) -> Section | None:
         "and was sampled as its own process; 'nginx CPU / 1k msg' is its CPU per 1,000 "
         "delivered messages. 'held' marks a stream whose messages were lost or whose p99 "
         f"exceeded {HELD_RATIO:.0f}x the direct p99 (and +{HELD_MS:.0f} ms): buffered by the proxy. "
-        "CPU is read in 10 ms ticks, so '< X ms' means less than one tick over the point. "
+        "nginx CPU is its master and worker together, from schedstat (nanoseconds) where the "
+        "run has it, else from 10 ms clock ticks ('< X ms': less than one tick over the point). "
         "nginx compresses (gzip) only for clients that send Accept-Encoding: the browser does, "
         "the native engine does not ('not asked for').",
         *sentences,
