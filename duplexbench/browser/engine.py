@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -44,6 +45,9 @@ CLOCK = ("performance.timeOrigin + performance.now() in Chromium (CLOCK_REALTIME
 #: the first poll or stream request issued). Past it the point goes on and says so:
 #: beyond Chromium's per-origin limit some never open, which is the finding.
 OPEN_TIMEOUT_S = 15.0
+#: Each page is a renderer process (~50 MB); past this many, put subscribers together
+#: (``--per-page``) rather than exhaust a small machine's memory.
+MAX_PAGES = 32
 #: The publisher starts this long after it is told to (the first message is due then).
 START_DELAY_MS = 100.0
 
@@ -169,6 +173,11 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
     if spec.pattern != "fanout" or spec.topic_count != 1:
         raise ValueError("the browser engine runs pattern 'fanout' on one topic "
                          f"(got pattern {spec.pattern!r}, {spec.topic_count} topics)")
+    layout = page_layout(spec.clients, per_page)
+    if len(layout) > MAX_PAGES:
+        raise ValueError(f"{spec.clients} subscribers at {per_page} per page need {len(layout)} "
+                         f"pages; at most {MAX_PAGES} (set [engine] per_page, e.g. "
+                         f"{math.ceil(spec.clients / MAX_PAGES)})")
     schedule = make_schedule(spec.rate, spec.warmup_s, spec.duration_s, spec.arrival, spec.seed)
     base = spec.sub_url.rstrip("/")
     cfg = {
@@ -182,7 +191,7 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
         browser = await launch(playwright)
         version = browser.version
         try:
-            pages = await open_pages(browser, base, page_layout(spec.clients, per_page))
+            pages = await open_pages(browser, base, layout)
             for page in pages:
                 await page.call("start", {**cfg, "subscribers": page.subscribers})
             opened = await _wait_open(pages, spec.clients)

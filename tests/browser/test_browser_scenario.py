@@ -76,3 +76,18 @@ def test_browser_section_sets_browser_beside_native():
 def test_bad_browser_options_are_clear_errors(data, words):
     with pytest.raises(ScenarioError, match=words):
         parse_scenario({"name": "a", **data})
+
+
+def test_too_many_pages_is_refused_before_chromium_starts(tmp_path):
+    import subprocess
+    import sys
+
+    from clients.spec import LoadSpec
+
+    spec = LoadSpec(transport="sse", sub_url="http://127.0.0.1:9", pub_url="http://127.0.0.1:9",
+                    clients=100, rate=1, warmup_s=0, duration_s=1, drain_s=0, topic_prefix="x")
+    text = spec.to_json()
+    (tmp_path / "spec.json").write_text(text if isinstance(text, str) else text.decode())
+    done = subprocess.run([sys.executable, "-m", "duplexbench.browser", str(tmp_path / "spec.json"),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "per_page" in done.stderr
