@@ -18,7 +18,8 @@ help:
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
-	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages"
+	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
+	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
@@ -65,6 +66,7 @@ c10k: install
 
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
+	$(PY) -m duplexbench engines --latency
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

@@ -27,7 +27,7 @@ import numpy as np
 
 from duplexbench.contract import Envelope
 
-__all__ = ["ENVELOPES", "DeliveryTotals", "Samples", "SubscriberLog", "tally"]
+__all__ = ["ENVELOPES", "DeliveryTotals", "RawLog", "Samples", "SubscriberLog", "tally"]
 
 #: Every envelope in a chunk, in one C call: (seq, ts, publish index or b"").
 #: The envelope's byte layout is fixed by the contract (compact, keys in order:
@@ -146,6 +146,85 @@ class SubscriberLog:
             s.sent_ns.append(env.ts)
             s.recv_ns.append(recv_ns)
             s.delivered += 1
+
+
+class RawLog:
+    """One subscriber's reads, kept raw during the window and accounted later.
+
+    Why: per read, the receive path then only appends the bytes and their
+    receive time (two appends), so the load generator's CPU inside the
+    measurement window is the kernel's and the client library's, not
+    bookkeeping's. :meth:`flush` runs the reads through
+    :meth:`SubscriberLog.on_raw` in arrival order (same results as accounting
+    each read at once: the receive time is the read's). It runs when asked
+    for (warm-up settle, drain, a reconnect needing the cursor, the end) or
+    when ``limit`` reads are pending, which bounds memory: the load generator
+    sets ``limit`` from a budget shared by all its subscribers.
+
+    ``delim``: None when every read holds whole envelopes (a WebSocket frame,
+    a poll body); else the end of an event on a stream (SSE ``\\n\\n``,
+    NDJSON ``\\n``): the tail after the last one waits for the next read, so
+    an event split across reads is counted once, at the read completing it.
+    """
+
+    __slots__ = ("log", "delim", "chunks", "times", "pending", "limit")
+
+    def __init__(self, log: SubscriberLog, delim: bytes | None = None, limit: int = 4096) -> None:
+        self.log = log
+        self.delim = delim
+        self.chunks: list[bytes] = []
+        self.times = array("q")
+        self.pending = b""
+        self.limit = limit
+
+    def feed(self, data: bytes, recv_ns: int) -> None:
+        self.chunks.append(data)
+        self.times.append(recv_ns)
+        if len(self.chunks) >= self.limit:
+            self.flush()
+
+    def cut(self) -> None:
+        """A new connection: a partial event of the old one is dropped."""
+        self.chunks.append(b"")
+        self.times.append(-1)
+
+    def highest(self) -> int:
+        """The highest seq held (flushes): where a resumption starts."""
+        self.flush()
+        return self.log.highest
+
+    def flush(self) -> None:
+        chunks, times = self.chunks, self.times
+        if not chunks:
+            return
+        self.chunks, self.times = [], array("q")
+        findall, on_raw, delim = ENVELOPES.findall, self.log.on_raw, self.delim
+        if delim is None:
+            for data, t in zip(chunks, times):
+                if t >= 0:
+                    matches = findall(data)
+                    if matches:
+                        on_raw(matches, t)
+            return
+        pending, step = self.pending, len(delim)
+        for data, t in zip(chunks, times):
+            if t < 0:
+                pending = b""
+                continue
+            buf = pending + data if pending else data
+            cut = buf.rfind(delim)
+            if cut < 0:
+                pending = buf
+                continue
+            pending = buf[cut + step:]
+            matches = findall(buf, 0, cut)
+            if matches:
+                on_raw(matches, t)
+        self.pending = pending
+
+    @property
+    def unflushed(self) -> int:
+        return len(self.chunks)
 
 
 @dataclass(frozen=True, slots=True)

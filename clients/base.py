@@ -37,9 +37,9 @@ __all__ = [
 OnMessage = Callable[[Envelope, int], None]
 #: ``on_error(message)``: a client reports a problem it recovered from.
 OnError = Callable[[str], None]
-#: ``on_raw(matches, recv_ns) -> highest seq``: the load generator's fast path,
-#: one call per read with every envelope in it (``accounting.ENVELOPES``).
-OnRaw = Callable[[list, int], int]
+#: The load generator's fast path: an ``accounting.RawLog`` (``feed(data, recv_ns)``
+#: per read, ``highest()`` for a resumption, ``cut()`` at a new stream).
+OnRaw = object
 
 
 class ClientError(RuntimeError):

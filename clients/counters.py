@@ -28,7 +28,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
     spec, schedule, plan = gen.spec, gen.schedule, gen.plan
     n, first = len(schedule), gen.first
     if gen.window_end is None:  # stopped before the drain: close the window now
-        gen.window_end = gen._snapshot()
+        gen.window_end = gen.last_snapshot()
         gen.drain_end_ns = time.monotonic_ns()
     totals = tally(gen.logs, gen.samples, gen.topic_of, gen.published_ok, first, n)
     measured_ok = gen.published_ok[first:]
@@ -92,7 +92,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "tcp": {"sub": dict(zip(FIELDS, sub_tcp)), "pub": dict(zip(FIELDS, pub_tcp))},
         "ip_header_bytes": IP_HEADER_BYTES,
         "tcp_unreadable": gen.tcp["sub"].unreadable,
-        "reconnects": reconnects,
+        "reconnects": end["reconnects"] if gen.is_sharded else reconnects,
         "resets": getattr(gen, "resets", 0),
         "errors": gen.errors,
         "error_messages": gen.error_messages,
@@ -105,6 +105,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "tcp_nodelay": _nodelay(gen),
         "gc": gen.gc_note,
         "procs": gen.procs,
+        "publisher_sched": gen.publisher.sched if gen.publisher is not None else None,
         "spec": json.loads(spec.to_json()),
     }
 
@@ -118,6 +119,9 @@ def _publish_failed(gen, measured_ok: int) -> int:
 
 def _nodelay(gen) -> bool | None:
     """Whether TCP_NODELAY was on for the subscribers' current connections."""
+    if getattr(gen, "shard_nodelay", None):
+        states = [s for s in gen.shard_nodelay if s is not None]
+        return all(states) if states else None
     states = []
     for sub in gen.subscribers[:50]:
         conn = getattr(sub, "_conn", None) or sub

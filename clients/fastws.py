@@ -5,8 +5,8 @@ client spent most of the engine's Python time parsing frames in pure
 Python, so the load generator cost as much CPU per delivered message as
 the server it measured. picows parses frames, masks, answers pings and runs
 the close handshake in Cython; each text frame reaches :meth:`on_ws_frame`
-as bytes, and the envelopes in it go to ``on_raw`` in bulk
-(``accounting.ENVELOPES``). Bytes on the wire are not counted here: they
+as bytes and goes to the subscriber's RawLog as it is (accounted after the
+window, ``accounting.RawLog``). Bytes on the wire are not counted here: they
 come from the kernel (clients.tcpinfo), which also sees what picows writes
 by itself (pongs, the close frame).
 
@@ -26,7 +26,6 @@ from duplexbench.contract.http import PATH_WS
 from duplexbench.contract.websocket import encode_publish
 from duplexbench.tcp import set_nodelay
 
-from .accounting import ENVELOPES
 from .base import ClientError, OnError, OnMessage, Subscriber
 
 __all__ = ["FastWebSocketSubscriber"]
@@ -43,8 +42,7 @@ class _Listener(WSListener):
     def __init__(self, owner: "FastWebSocketSubscriber") -> None:
         super().__init__()
         self.owner = owner
-        self.findall = ENVELOPES.findall
-        self.on_raw = owner.on_raw
+        self.feed = owner.on_raw.feed
         self.fragments: list[bytes] = []
         self.close_code: int | None = None
 
@@ -59,11 +57,10 @@ class _Listener(WSListener):
                 payload, self.fragments = b"".join(self.fragments), []
             else:
                 payload = frame.get_payload_as_bytes()
-            matches = self.findall(payload)
-            if matches:
-                self.owner.cursor = self.on_raw(matches, recv_ns)
-            elif payload.startswith(b'{"event"'):
+            if payload.startswith(b'{"event"'):
                 self.owner._control(payload)
+            else:
+                self.feed(payload, recv_ns)
         elif kind is _CLOSE:
             self.close_code = frame.get_close_code()
             transport.send_close(self.close_code)
@@ -185,6 +182,7 @@ class FastWebSocketSubscriber(Subscriber):
                 return
             code = self._listener.close_code if self._listener is not None else None
             self.stats.reconnects += 1
+            self.cursor = self.on_raw.highest()
             self._error(f"connection lost (close code {code}); resuming from seq {self.cursor}")
             delay = None
             while not self._closing:

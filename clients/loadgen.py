@@ -46,7 +46,11 @@ def raise_nofile_limit() -> int:
 
 
 async def _main(spec: LoadSpec, out_dir: Path) -> int:
-    gen = LoadGen(spec, out_dir)
+    if spec.loadgen_procs > 1:
+        from .shard import ShardedLoadGen
+        gen: LoadGen = ShardedLoadGen(spec, out_dir)
+    else:
+        gen = LoadGen(spec, out_dir)
     loop = asyncio.get_running_loop()
     body = asyncio.current_task()
     assert body is not None
@@ -86,8 +90,13 @@ async def _main(spec: LoadSpec, out_dir: Path) -> int:
             reason = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
             print(f"loadgen: internal error during {gen.phase}: {reason}", file=sys.stderr)
-        interruptible[0] = False
         progress.cancel()
+        try:
+            await asyncio.wait_for(gen.collect(), 30.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError, ClientError) as exc:
+            body.uncancel() if isinstance(exc, asyncio.CancelledError) else None
+            gen.note_error(f"collecting the shards' results failed: {exc!r}")
+        interruptible[0] = False
         counters = gen.write(complete, reason)
         emit("progress", **gen.progress())
         interruptible[0] = True

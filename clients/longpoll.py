@@ -16,7 +16,6 @@ from duplexbench.contract import ContractError
 from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
-from .accounting import ENVELOPES
 from .base import OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
 from .httpsub import HttpSubscriber
@@ -106,10 +105,12 @@ class LongPollSubscriber(HttpSubscriber):
                 await self._backoff.wait()
 
     def _deliver(self, body: bytes, recv_ns: int) -> None:
-        if self.on_raw is not None:  # the fast path: the whole batch in one findall
-            matches = ENVELOPES.findall(body)
-            if matches:
-                self.cursor = self.on_raw(matches, recv_ns)
+        if self.on_raw is not None:  # the fast path: raw now, accounted later
+            # The next poll needs the last seq now: only that one is parsed.
+            last = body.rfind(b'{"seq":')
+            if last >= 0:
+                self.cursor = int(body[last + 7:body.index(b",", last)])
+                self.on_raw.feed(body, recv_ns)
             return
         try:
             envelopes = decode_batch(body)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accounting import Samples, SubscriberLog
+from .accounting import RawLog, Samples, SubscriberLog
 from .base import ClientError, Subscriber
 from .core import drain_bound_s, listen_s
 from .fastws import FastWebSocketSubscriber
@@ -77,6 +77,13 @@ SETTLE_POLL_S = 0.001
 STOP_DRAIN_S = 0.5
 #: How long closing all clients may take before the process just exits.
 CLOSE_TIMEOUT_S = 5.0
+#: Reads kept raw before a subscriber's are accounted (memory bound): ~RAW_BUDGET
+#: reads over all subscribers, at least RAW_LIMIT_MIN and at most RAW_LIMIT_MAX each.
+RAW_BUDGET = 1_000_000
+RAW_LIMIT_MIN = 64
+RAW_LIMIT_MAX = 16384
+#: Where an event ends on a stream (None: every read holds whole envelopes).
+DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n"}
 #: How long the publisher process may take to answer beyond its schedule.
 PUBLISHER_SLACK_S = 30.0
 
@@ -96,6 +103,7 @@ class PublisherProcess:
         self.npz = self.dir / "published.npz"
         self.proc: asyncio.subprocess.Process | None = None
         self.tcp_window: list[int] | None = None
+        self.sched: str | None = None  # the publisher's scheduling (pubproc._priority)
 
     @property
     def pid(self) -> int | None:
@@ -113,7 +121,7 @@ class PublisherProcess:
                 os.sched_setaffinity(self.proc.pid, {self.spec.publisher_cpu})
             except OSError as exc:
                 raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
-        await self.expect("ready", 30.0)
+        self.sched = (await self.expect("ready", 30.0)).get("sched")
 
     def tell(self, **command) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -185,7 +193,9 @@ class PublisherProcess:
 class LoadGen:
     """One load point: ``await run()``, then ``write(complete, reason)`` and ``close()``."""
 
-    def __init__(self, spec: LoadSpec, out_dir: Path) -> None:
+    def __init__(self, spec: LoadSpec, out_dir: Path, members: list[int] | None = None) -> None:
+        """``members``: the subscribers (global numbers) this process runs; None = all
+        (a shard of a sharded point runs ``c % procs == k``, clients.shard)."""
         self.spec = spec
         self.out_dir = out_dir
         self.plan: Plan = make_plan(spec)
@@ -199,10 +209,14 @@ class LoadGen:
         self.published_ok = np.zeros(n, dtype=bool)
         self.sent_ns = np.zeros(n, dtype=np.int64)
         self.samples = Samples()
+        self.members = list(range(spec.clients)) if members is None else members
         self.logs = [
             SubscriberLog(c, int(self.plan.sub_topic[c]), self.samples, self.first, n)
-            for c in range(spec.clients)
+            for c in self.members
         ]
+        #: Each subscriber's reads, kept raw in the window (accounting.RawLog).
+        limit = min(RAW_LIMIT_MAX, max(RAW_LIMIT_MIN, RAW_BUDGET // max(1, len(self.members))))
+        self.raws = [RawLog(log, DELIMITERS.get(spec.transport), limit) for log in self.logs]
         self.subscribers: list[Subscriber] = []
         self.publisher: PublisherProcess | None = None
         self.publisher_done = False  # its arrays are in (published_ok, sent_ns)
@@ -256,9 +270,21 @@ class LoadGen:
 
     async def _connect(self) -> None:
         spec, plan = self.spec, self.plan
-        if plan.route != ROUTE_WS_SUB:
+        if plan.route != ROUTE_WS_SUB and self.is_conductor:
             self.publisher = PublisherProcess(spec)
             await self.publisher.start()
+        await self._connect_subscribers()
+        # Everything allocated so far lives to the end: keep the collector off it.
+        gc.collect()
+        gc.freeze()
+        self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
+        emit("ready", clients=spec.clients, procs=self.procs)
+
+    #: Whether this process runs the point (publisher, phases); a shard does not.
+    is_conductor = True
+
+    async def _connect_subscribers(self) -> None:
+        spec, plan = self.spec, self.plan
         cls = SUBSCRIBERS[spec.transport]
         extra: dict = {"tcp": self.tcp["sub"]}
         if spec.transport == "longpoll":
@@ -267,9 +293,9 @@ class LoadGen:
         addrs = spec.source_addrs
         self.subscribers = [
             cls(spec.sub_url, plan.topics[log.topic_k], _ignore, on_error=self.note_error,
-                on_raw=log.on_raw, local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
+                on_raw=self.raws[j], local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
                 **extra)
-            for c, log in enumerate(self.logs)
+            for j, (c, log) in enumerate(zip(self.members, self.logs))
         ]
         gate = asyncio.Semaphore(spec.connect_concurrency)
         connect_ns: list[int] = []
@@ -289,11 +315,6 @@ class LoadGen:
                 f"connect to {spec.sub_url}; first: {failed[0]}"
             )
         await asyncio.sleep(SETTLE_S.get(spec.transport, DEFAULT_SETTLE_S))
-        # Everything allocated so far lives to the end: keep the collector off it.
-        gc.collect()
-        gc.freeze()
-        self.gc_note = "gc.collect() + gc.freeze() after connecting, before warm-up"
-        emit("ready", clients=len(self.subscribers), procs=self.procs)
 
     async def _publish_all(self) -> None:
         """Warm-up, a pause until the warm-up has been delivered, the measurement.
@@ -320,7 +341,7 @@ class LoadGen:
         self.sent = first
         await self._settle_warmup(done["ok_per_topic"])
         self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
-        self.window_start = self._snapshot()
+        self.window_start = await self.snapshot()
         self._set_phase("measure")
         pub.tell(cmd="measure", pause_ns=self.pause_ns)
         await _sleep_until(start + self.pause_ns + schedule.total_ns)
@@ -357,7 +378,7 @@ class LoadGen:
             owed = np.bincount(self.topic_of[:first][ok], minlength=len(self.plan.topics)).tolist()
             await self._settle_warmup(owed)
         self.pause_ns = max(0, time.monotonic_ns() - (start + schedule.warmup_ns))
-        self.window_start = self._snapshot()
+        self.window_start = await self.snapshot()
         self._set_phase("measure")
         await _send_due(send, offsets, first, n, start + self.pause_ns)
         await _sleep_until(start + self.pause_ns + schedule.total_ns)
@@ -399,10 +420,10 @@ class LoadGen:
         """
         bound_ns = max(round(WARMUP_SETTLE_MIN_S * 1e9), SETTLE_RTTS * self.connect_rtt_ns)
         deadline = time.monotonic_ns() + bound_ns
-        logs = self.logs
+        logs, raws = self.logs, self.raws
         k = 0  # logs[:k] hold their whole warm-up
         while True:
-            while k < len(logs) and logs[k].highest >= owed[logs[k].topic_k] and not logs[k].gaps:
+            while k < len(logs) and raws[k].highest() >= owed[logs[k].topic_k] and not logs[k].gaps:
                 k += 1
             if k == len(logs):
                 return
@@ -434,25 +455,44 @@ class LoadGen:
         now = time.monotonic_ns()
         end = self._measure_end_ns() or now
         samples = self.samples
-        latencies = (np.frombuffer(samples.recv_ns, dtype=np.int64)
-                     - np.frombuffer(samples.sent_ns, dtype=np.int64))
-        self.drain_bound_s = drain_bound_s(latencies, spec.drain_max_s)
+        self.drain_bound_s = drain_bound_s(await self.latencies_ns(), spec.drain_max_s)
         self.late_after_ns = end + round(self.drain_bound_s * 1e9)
         listen = listen_s(self.drain_bound_s, spec.drain_s, spec.drain_max_s)
         if seconds is not None:
             listen = seconds
         deadline = max(now, end) + round(listen * 1e9) if seconds is None else now + round(listen * 1e9)
-        while time.monotonic_ns() < deadline:
-            if samples.delivered >= self.expected_so_far:
-                break
-            await asyncio.sleep(0.005)
+        await self.wait_delivered(deadline)
         await self._end_window()
+
+    async def latencies_ns(self) -> np.ndarray:
+        """Send-to-receive latencies of the measured deliveries so far."""
+        self.flush()
+        samples = self.samples
+        return (np.frombuffer(samples.recv_ns, dtype=np.int64)
+                - np.frombuffer(samples.sent_ns, dtype=np.int64))
+
+    def owed(self) -> int:
+        """Deliveries of measured messages owed to this process's subscribers."""
+        return self.expected_so_far
+
+    async def wait_delivered(self, deadline_ns: int) -> None:
+        """Until every owed delivery is in, or the deadline."""
+        while time.monotonic_ns() < deadline_ns:
+            self.flush()
+            if self.samples.delivered >= self.owed():
+                return
+            await asyncio.sleep(0.005)
 
     # Bookkeeping
 
+    def flush(self) -> None:
+        """Account every read kept raw so far."""
+        for raw in self.raws:
+            raw.flush()
+
     async def _end_window(self) -> None:
         if self.window_end is None:
-            self.window_end = self._snapshot()
+            self.window_end = await self.snapshot()
             self.drain_end_ns = time.monotonic_ns()
             if self.publisher is not None:
                 await self.publisher.finish()
@@ -460,6 +500,18 @@ class LoadGen:
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         emit("phase", phase=phase)
+
+    async def collect(self) -> None:
+        """Before writing: gather what other processes saw (a sharded point)."""
+
+    async def snapshot(self) -> dict:
+        return self._snapshot()
+
+    def last_snapshot(self) -> dict:
+        """A snapshot without waiting (after a signal: shards may be gone)."""
+        return self._snapshot()
+
+    is_sharded = False
 
     def _snapshot(self) -> dict:
         """Cumulative counts now: kernel bytes per role, client counters."""
@@ -486,7 +538,8 @@ class LoadGen:
         return {
             "phase": self.phase,
             "sent": sent,
-            "delivered": self.samples.delivered,
+            # Reads not yet accounted count as one delivery each (an estimate for the display).
+            "delivered": self.samples.delivered + sum(raw.unflushed for raw in self.raws),
             "expected": self.expected_so_far,
             "lost_so_far": sum(len(log.gaps) for log in self.logs),
         }
@@ -521,6 +574,7 @@ class LoadGen:
         from .counters import build_counters
         from .output import write_counters, write_samples
 
+        self.flush()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_samples(self.out_dir / "samples.parquet", self.samples, self.start_ns,
                       self.intended_offsets_ns())

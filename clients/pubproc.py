@@ -67,6 +67,28 @@ def _tune_process() -> None:
         pass
 
 
+def _priority() -> str:
+    """Wake ahead of the subscribers when sharing their core.
+
+    On a machine with no core to spare the publisher shares one with the
+    subscriber process; under the default scheduler its wake-up then waits
+    while a burst of deliveries is being read, and that wait would be counted
+    as the transport's latency. SCHED_FIFO (priority 1) lets it preempt them
+    at once; it runs for microseconds per message, so it cannot starve them.
+    Needs CAP_SYS_NICE: otherwise try a lower nice value, else leave it.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return "SCHED_FIFO 1"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+        return "nice -10"
+    except (OSError, AttributeError):
+        return "default"
+
+
 class _Post:
     """One keep-alive connection to POST /publish (non-blocking, httptools)."""
 
@@ -344,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for signum in (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(signum, pub.on_stop_signal)
-    _say("ready", pid=os.getpid())
+    _say("ready", pid=os.getpid(), sched=_priority())
     start_ns = int(_read()["start_ns"])
     first = pub.schedule.first_measured
     n = len(pub.schedule)

@@ -92,6 +92,10 @@ class LoadSpec:
         _check_int("publish_pool", self.publish_pool, 1, 256)
         _check_number("drain_max_s", self.drain_max_s, 0.0, strict=True)
         _check_int("loadgen_procs", self.loadgen_procs, 1, 256)
+        if self.loadgen_procs > 1 and self.ws_upstream and self.pattern != "fanout":
+            raise SpecError("loadgen_procs: echo / chat with upstream = transport publish on the "
+                            "subscribers' own sockets, which a sharded point cannot time from one "
+                            "publisher; expected loadgen_procs = 1 or upstream = post")
         # JSON has no tuples: lists from a spec file become tuples (hashable, frozen).
         object.__setattr__(self, "loadgen_cpus", _int_tuple("loadgen_cpus", self.loadgen_cpus))
         object.__setattr__(self, "source_addrs", _addr_tuple(self.source_addrs))

@@ -17,7 +17,6 @@ from duplexbench.contract.http import ACCEPT_NDJSON, ACCEPT_SSE, PATH_STREAM
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
-from .accounting import ENVELOPES
 from .base import ClientError, OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection
 from .httpsub import HttpSubscriber
@@ -95,6 +94,8 @@ class StreamSubscriber(HttpSubscriber):
             self._conn.close()
             self.stats.reconnects += 1
             self._resumed = True
+            if self.on_raw is not None:
+                self.cursor = self.on_raw.highest()
             self._error(f"{reason}; resuming from seq {self.cursor}")
             while not self._closing:
                 await self._backoff.wait()
@@ -168,28 +169,14 @@ class NDJSONSubscriber(StreamSubscriber):
 
 
 def _bulk_handler(sub: StreamSubscriber, end: bytes):
-    """The fast path: every complete event of a chunk in one ``findall``.
-
-    Events end with ``end`` (SSE: a blank line; NDJSON: a newline); the tail
-    after the last one waits for the next chunk, so an event split across
-    reads is parsed once, whole, when its end arrives.
-    """
-    findall = ENVELOPES.findall
-    on_raw = sub.on_raw
+    """The fast path: each body chunk goes to the subscriber's RawLog as it is
+    (``end`` is the RawLog's event delimiter; a new connection cuts it)."""
+    raw = sub.on_raw
+    raw.cut()
+    feed = raw.feed
     conn = sub._conn
-    pending = b""
-    step = len(end)
 
     def on_body(chunk: bytes) -> None:
-        nonlocal pending
-        buf = pending + chunk if pending else chunk
-        cut = buf.rfind(end)
-        if cut < 0:
-            pending = buf
-            return
-        pending = buf[cut + step:]
-        matches = findall(buf, 0, cut)
-        if matches:
-            sub.cursor = on_raw(matches, conn.recv_ns)
+        feed(chunk, conn.recv_ns)
 
     return on_body

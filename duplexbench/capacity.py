@@ -96,6 +96,8 @@ class CapacityResult:
     knee_runs: int = 0
     #: Subscriber search (--by subscribers): what the step varied.
     by: str = "rate"
+    #: --by subscribers: the lowest subscriber count that failed (nan when none did).
+    failed_clients: float = float("nan")
 
 
 def _num(value: object) -> float | None:
@@ -333,7 +335,8 @@ def result_from(transport: str, clients: int, found: Bracket, *, rate_of, why_no
         lat_p99_ms=value("lat_p99_ms"),
         server_cpu_pct=value("server_cpu_pct"),
         client_cpu_pct=value("client_cpu_pct"),
-        failed_rate_msgs_s=(rate_of(bad) if by == "rate" else bad.value) if bad else nan,
+        failed_rate_msgs_s=rate_of(bad) if bad and by == "rate" else nan,
+        failed_clients=bad.value if bad and by == "subscribers" else nan,
         why=why,
         steps=found.steps,
         bound=bad.verdict.bound if bad else ("loadgen" if good_row_sat else "none"),
@@ -466,7 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = (f"capacity by subscribers: fanout at {args.rate:g} msg/s, p95 < {args.p95_ms:g} ms, "
              "lost = 0" if by_clients else
              f"capacity: fanout to {args.clients} subscribers, p99 < {args.p99_ms:g} ms, lost = 0")
-    console.table([asdict(r) for r in found], CAPACITY_COLUMNS, status=False, title=title)
+    columns = [Column("failed_clients", "failed at (subscribers)") if c.key == "failed_rate_msgs_s"
+               else c for c in CAPACITY_COLUMNS] if by_clients else CAPACITY_COLUMNS
+    console.table([asdict(r) for r in found], columns, status=False, title=title)
     console.summary_warnings()
     console.always(f"results: {display_path(run_dir)}")
     return EXIT_FAILED if nothing else EXIT_OK

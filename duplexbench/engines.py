@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--latency":  # the engine against a minimal client (own module)
+        from .enginelat import main as latency_main
+        return latency_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         scenario = load_scenario(args.scenario)

@@ -457,7 +457,9 @@ def _normalise_summary(summary: pd.DataFrame) -> pd.DataFrame:
         summary[text_column] = summary[text_column].astype(object).where(
             summary[text_column].notna(), "")
     if len(summary) and summary["validity"].isna().any():
-        from .validity import validity_column  # runs written before schema 2 have none
+        from .validity import classify  # runs written before schema 2 have none
 
-        summary["validity"] = validity_column(summary)
+        judged = [classify(row) for row in summary.to_dict("records")]
+        summary["validity"] = [j.validity for j in judged]
+        summary["validity_notes"] = [j.notes for j in judged]
     return summary

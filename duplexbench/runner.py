@@ -206,7 +206,8 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
     console.table(rows, columns=columns, title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
-                          "CPU = % of one core while measuring")
+                          "CPU = % of one core while measuring; validity: only ok and "
+                          "server-saturated rows can compare transports (docs/DESIGN.md)")
     if report and any(r.ok for r in session.results):
         _write_report(session)
     console.summary_warnings()

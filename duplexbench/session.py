@@ -27,7 +27,7 @@ from .point import SAMPLE_HZ, PointOutput, PointRunner
 from .results import LOAD_COLUMNS, SUMMARY_COLUMNS, RunWriter
 from .scenario import LoadPoint, Scenario
 from .target import ServerHandle, Target, fetch_json
-from .validity import SATURATED_PCT
+from .validity import SATURATED_PCT, classify
 
 __all__ = ["LOADGEN_SATURATED_PCT", "Session", "failed_row"]
 
@@ -45,9 +45,12 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
         clients=point.clients, rate_msgs_s=point.rate, payload_bytes=point.payload_bytes,
         delay_ms=point.delay_ms, keepalive=point.keepalive, pattern=scenario.pattern,
         upstream=scenario.upstream, duration_s=scenario.duration_s,
-        status="failed", warnings=reason,
+        status="failed", warnings=reason, loadgen_procs=session.layout.procs,
+        loadgen_cores=session.layout.cores,
     )
     row.update(infra.row_fields(point, None, None, session.engine))
+    judged = classify(row)
+    row.update(validity=judged.validity, validity_notes=judged.notes)
     return row
 
 
@@ -109,7 +112,9 @@ class Session:
                     spec_fields=known)
 
     def _spec_fields(self, point: LoadPoint) -> dict:
-        fields = self.layout.spec_fields() if self.engine == "native" else {}
+        fields = self.layout.spec_fields()
+        if self.engine != "native":  # Locust's processes are its workers (--workers)
+            fields.pop("loadgen_procs")
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
         return fields
 

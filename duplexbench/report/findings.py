@@ -25,6 +25,7 @@ import pandas as pd
 
 from duplexbench.report import colors
 from duplexbench.report.derived import (
+    AXES,
     ReferencePoint,
     aggregate,
     at_point,
@@ -331,8 +332,32 @@ def run_findings(run: ReportRun) -> list[Finding]:
             frame = pd.concat([frame, noise.set_index(frame.index)], axis=1)
         except Exception:  # noise is a refinement; the 5% floor still applies
             pass
+    frame, dropped = _drop_bad_repeats(frame)
+    if dropped:
+        findings.append(Finding(
+            f"Left out of the comparisons: {dropped} (the other repeats of those points "
+            "are used).", kind="note"))
     agg = aggregate(frame)
     return findings + transport_findings(agg, frame=frame)
+
+
+def _drop_bad_repeats(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Repeats that cannot be compared, dropped where their point has a comparable repeat.
+
+    A point whose every repeat is bad keeps them: it is then named as not comparable.
+    """
+    if frame.empty or "validity" not in frame.columns or frame["repeat"].nunique() < 2:
+        return frame, ""
+    keys = ["transport", *AXES]
+    good = frame["validity"].map(comparable)
+    has_good = good.groupby([frame[k].astype(str) for k in keys]).transform("any")
+    drop = ~good & has_good
+    if not drop.any():
+        return frame, ""
+    named = "; ".join(
+        f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, repeat "
+        f"{int(row['repeat']) + 1} ({row['validity']})" for _, row in frame[drop].iterrows())
+    return frame[~drop], named
 
 
 #: Metrics compared between runs (run B vs run A): the ones a change is judged by.
@@ -359,6 +384,15 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
                                (transport,), ())
         where = describe_point(point, swept_axes(agg))
         va, vb = at_point(a, point).iloc[0], at_point(b, point).iloc[0]
+        bad = [f"run {label}: {row.get('validity')}" for label, row in
+               ((base.label, va), (other.label, vb))
+               if "validity" in row and row.get("validity") and not comparable(row.get("validity"))]
+        if bad:
+            findings.append(Finding(
+                f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: not compared "
+                f"({'; '.join(bad)}): the figures there do not describe the server.",
+                best=transport, kind="not-comparable"))
+            continue
         parts = []
         for column in metrics:
             metric, x, y = by_column[column], va[column], vb[column]

@@ -254,3 +254,23 @@ def test_drain_bound_and_late_arithmetic():
     assert drain_bound_s(np.full(100, 5_000_000_000), 10.0) == 10.0  # capped
     assert listen_s(1.0, 0.5, 10.0) == 2.0 and listen_s(1.0, 5.0, 10.0) == 5.0
     assert count_late(np.array([1, 5, 9]), 5) == 1
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+def test_two_shard_processes_deliver_what_one_does(server_url, tmp_path, transport):
+    """loadgen_procs = 2: same files, same delivered counts as one process, nothing lost,
+    and every process (conductor, publisher, 2 shards) named in counters.procs."""
+    results = {}
+    for procs in (1, 2):
+        (tmp_path / str(procs)).mkdir()
+        spec = point(transport, server_url, clients=6, loadgen_procs=procs,
+                     topic_prefix=f"sh{procs}-{time.monotonic_ns() % 10**6}")
+        code, events, err = finish(loadgen(spec, tmp_path / str(procs)))
+        results[procs] = check_complete_run(tmp_path / str(procs), code, events, err)
+    (one, one_samples), (two, two_samples) = results[1], results[2]
+    assert two["delivered"] == one["delivered"] == 6 * 90 and two["lost"] == 0
+    assert len(two["procs"]) == 4 and len(set(two["procs"])) == 4
+    assert sorted(two_samples["subscriber"].unique()) == list(range(6))
+    assert two["wire"]["sub"]["bytes_down"] > 0
+    assert abs(two["wire"]["sub"]["bytes_down"] - one["wire"]["sub"]["bytes_down"]) \
+        < 0.02 * one["wire"]["sub"]["bytes_down"]

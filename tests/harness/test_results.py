@@ -42,7 +42,7 @@ def make_samples(n: int) -> pd.DataFrame:
 def make_load(n: int) -> pd.DataFrame:
     return pd.DataFrame({"process": ["server"] * n, "t_s": np.arange(n) / 10,
                          "cpu_user_s": np.arange(n) / 100, "cpu_system_s": 0.0,
-                         "rss_mb": 30.0, "open_files": 10, "connections": 5,
+                         "rss_mib": 30.0, "open_files": 10, "connections": 5,
                          "phase": "measure"})
 
 
@@ -226,3 +226,38 @@ def test_samples_with_mixed_types_are_still_written(tmp_path):
     writer = RunWriter(tmp_path / "r", {}).start()
     writer.add_point(make_row(0), make_samples(2).assign(subscriber=[1, "a"]), make_load(1))
     assert len(load_run(tmp_path / "r").samples()) == 2
+
+
+def test_points_are_written_once_each_and_read_back_as_one(tmp_path):
+    writer = RunWriter(tmp_path / "r", {"command": "run"}, latest=False).start()
+    writer.add_point(make_row(0), make_samples(5), make_load(3))
+    first = tmp_path / "r" / "samples" / "000-websocket-r0.parquet"
+    stamp = first.stat().st_mtime_ns
+    writer.add_point(make_row(1), make_samples(7), make_load(4))
+    assert sorted(p.name for p in (tmp_path / "r" / "samples").iterdir()) == [
+        "000-websocket-r0.parquet", "001-websocket-r0.parquet"]
+    assert first.stat().st_mtime_ns == stamp  # never rewritten
+    assert not (tmp_path / "r" / "samples.parquet").exists()
+    assert not hasattr(writer, "_samples")  # only summary rows are kept in memory
+    writer.finish()
+    run = load_run(tmp_path / "r")
+    assert len(run.samples()) == 12 and list(run.samples()["point"].unique()) == [0, 1]
+    assert len(run.load()) == 7 and "rss_mib" in run.load().columns
+
+
+def test_schema_1_runs_still_load_in_mib(tmp_path):
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "meta.json").write_text('{"schema_version": 1, "status": "complete"}')
+    old = make_row(0, server_rss_mb_max=104.8576, lost=0, delivered=10, lat_samples=10)
+    for new in ("server_rss_mib_max", "validity", "validity_notes", "late"):
+        old.pop(new)
+    pd.DataFrame([old]).to_csv(run_dir / "summary.csv", index=False)
+    make_load(2).rename(columns={"rss_mib": "rss_mb"}).assign(point=0, repeat=0, transport="sse") \
+        .to_parquet(run_dir / "load.parquet")
+    pd.DataFrame({"point": [0], "repeat": [0], "transport": ["websocket"], "latency_ms": [1.0]}) \
+        .to_parquet(run_dir / "samples.parquet")
+    run = load_run(run_dir)
+    assert run.summary["server_rss_mib_max"].iloc[0] == pytest.approx(100.0)
+    assert run.load()["rss_mib"].iloc[0] == pytest.approx(30e6 / 2**20)
+    assert run.summary["validity"].iloc[0] == "few-samples"  # classified on load

@@ -71,3 +71,27 @@ def test_repeats_that_disagree_are_a_tie(model_run):
     cpu = [f for f in findings.run_findings(load_run_dir(run_dir))
            if f.metric == "server_cpu_s_per_1k"][0]
     assert cpu.kind == "tie" and "the repeats disagree" in cpu.text, cpu.text
+
+
+def test_run_vs_run_skips_a_point_that_cannot_be_compared(model_run):
+    a = load_run_dir(model_run("a"), label="A")
+    b = load_run_dir(model_run("b", client_cpu_pct={("sse", 500, 10.0): 99.0}), label="B")
+    result = {f.best: f for f in findings.compare_runs(a, b)}
+    assert result["sse"].kind == "not-comparable"
+    assert "run B: loadgen-saturated" in result["sse"].text
+    assert result["websocket"].kind == "run-vs-run"
+
+
+def test_a_bad_repeat_is_left_out_and_named(model_run):
+    run_dir = model_run("rep2", transports=("longpoll", "websocket"))
+    summary = pd.read_csv(run_dir / "summary.csv")
+    again = summary.assign(repeat=1)
+    hot = (again["transport"] == "websocket") & (again["clients"] == 500)
+    again.loc[hot, "client_cpu_pct"] = 99.0
+    again.loc[hot, "server_cpu_s"] = 1000.0  # nonsense that must not reach a finding
+    pd.concat([summary, again]).to_csv(run_dir / "summary.csv", index=False)
+    result = findings.run_findings(load_run_dir(run_dir))
+    notes = [f.text for f in result if f.kind == "note"]
+    assert any("WebSocket at 500 subscribers, repeat 2 (loadgen-saturated)" in t for t in notes)
+    cpu = [f for f in result if f.metric == "server_cpu_s_per_1k"][0]
+    assert cpu.best == "websocket" and "at 500 subscribers" in cpu.text

@@ -29,6 +29,7 @@ def test_crashed_loadgen_makes_a_failed_point_not_a_complete_run(tmp_path, fake_
     assert run.meta["status"] == "failed" and run.meta["complete"] is False
     assert "simulated crash" in run.meta["reason"]
     assert list(run.summary["status"]) == ["failed"]
+    assert list(run.summary["validity"]) == ["failed"]
     assert "simulated crash" in run.summary["warnings"][0]
     assert pd.isna(run.summary["lat_p99_ms"][0])  # no figure that looks measured
     assert "simulated crash" in printed
