@@ -9,7 +9,7 @@ COMPARE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims fuzz clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -23,6 +23,7 @@ help:
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
+	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 
 install: $(STAMP)
 
@@ -67,6 +68,11 @@ c10k: install
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
 	$(PY) -m duplexbench engines --latency
+
+# FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
+FUZZ_FLAGS ?=
+fuzz: install
+	$(PY) -m duplexbench fuzz $(FUZZ_FLAGS)
 
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.

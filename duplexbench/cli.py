@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("duplexbench.compare", "compare two runs; exit 1 on a regression"),
     "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
+    "fuzz": ("duplexbench.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
 }
 
 

@@ -109,9 +109,17 @@ async def _metrics(request: web.Request) -> web.Response:
                         charset="utf-8", headers=request[HEADERS])
 
 
+async def _on_startup(app: web.Application) -> None:
+    app[STATE].hub.start()
+
+
 async def _on_shutdown(app: web.Application) -> None:
-    """Runs after the listener stopped: answer held polls, end streams, close sockets 1001."""
+    """Runs after the listener stopped: a graceful restart. Stop reading publishes
+    and holding polls, flush every subscriber's queue (bounded), then end streams
+    and close WebSockets 1001: nothing acknowledged before the signal is lost."""
     state = app[STATE]
+    state.hub.begin_shutdown()
+    await state.hub.flush(state.config.shutdown_timeout_s)
     state.hub.shutdown()
     closes = [c.close(CLOSE_GOING_AWAY, "server shutdown") for c in list(state.websockets)]
     if closes:
@@ -127,6 +135,9 @@ def make_app(config: ServerConfig) -> web.Application:
         max_topics=config.max_topics,
         queue_limit=config.queue_limit,
         pad_bytes=config.inject.pad_bytes,
+        slow_grace_s=config.slow_grace_s,
+        delay_s=config.inject.delay_ms / 1000,
+        heartbeat_s=config.heartbeat_s,
     )
     app = web.Application(middlewares=[_policy], client_max_size=config.max_payload)
     app[STATE] = ServerState(config, hub, metrics)
@@ -140,5 +151,6 @@ def make_app(config: ServerConfig) -> web.Application:
     if "websocket" in config.transports:
         app.router.add_get("/ws", handle_ws, allow_head=False)
     add_page_routes(app)  # the browser client's pages (servers/pages.py)
+    app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -3,32 +3,39 @@
 Rules of this module:
 
 - A message is encoded ONCE, at publish (``encode_envelope``, plus the injected
-  pad); every subscriber gets the same ``bytes`` object. Framing is the
-  transport's business.
-- ``publish`` never awaits and never touches a socket: it appends to each
-  subscriber's bounded queue and wakes that connection's own writer. A slow or
-  dead client therefore cannot delay anyone else.
+  pad), and framed once per kind of subscriber (:mod:`.fanout`); every
+  subscriber of a kind gets the same ``bytes`` object.
+- ``publish`` never awaits: it writes the frame straight into every ready
+  subscriber's socket and queues it for the back-pressured ones (their own
+  writer tasks drain them). A slow or dead client therefore never delays anyone
+  else's delivery.
+- Bursts: a subscriber whose queue passes its high-water mark makes its topic
+  *congested*; publishers to that topic await :meth:`Hub.wait_room` (WebSocket:
+  the read loop stops reading; POST: the 200 waits) until the queues fall below
+  the low-water mark, or the ones congested longer than ``slow_grace_s`` are
+  dropped as slow consumers. So a burst is absorbed, a stuck client dropped.
 - Each topic retains its last ``retention`` messages (and at most
   ``retention_bytes``) so a client can resume from its cursor; a cursor older
   than that is reported (:class:`CursorGone`), never silently skipped.
 - The hub has an epoch (new at every start); a cursor of another epoch is
   answered with a reset (:meth:`Hub.position`), never served as this one's.
-- Subscribing with a cursor hands over the retained backlog and registers the
-  subscriber in one synchronous step, so no message is missed or duplicated.
+- Subscribing hands over the retained backlog and registers the subscriber in
+  one synchronous step, so no message is missed or duplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable
 
-from duplexbench.contract import Cursor, encode_envelope, encode_reset, format_cursor, new_epoch
+from duplexbench.contract import Cursor, encode_envelope, encode_reset, new_epoch
+from duplexbench.contract.longpoll import encode_batch
+from duplexbench.contract.ndjson import HEARTBEAT as NDJSON_HEARTBEAT
+from duplexbench.contract.sse import HEARTBEAT as SSE_HEARTBEAT
 
+from .fanout import KIND_LABELS, WEBSOCKET, Sink, SinkState, chunk, frame_for
 from .metrics import Metrics
+from .retention import CursorAhead, CursorGone, HubError, Message, Ring, TooManyTopics
 
 __all__ = [
     "CursorAhead",
@@ -36,175 +43,16 @@ __all__ = [
     "Hub",
     "HubError",
     "Message",
-    "SubState",
-    "Subscription",
+    "Sink",
+    "SinkState",
     "TooManyTopics",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    seq: int
-    body: bytes  # the encoded envelope, shared by every subscriber
-    published_at: float  # loop.time() at publish: lets an injected delay be exact
-
-
-class HubError(Exception):
-    """A request the hub cannot serve; the message is safe to show a client."""
-
-
-class CursorGone(HubError):
-    """The cursor is older than the retention window (410); resume from ``cursor``."""
-
-    def __init__(self, cursor: int, oldest_seq: int, epoch: str = "") -> None:
-        super().__init__(
-            f"cursor {cursor} is older than the retention window: "
-            f"the oldest retained seq is {oldest_seq}"
-        )
-        self.oldest_seq = oldest_seq
-        self.epoch = epoch
-        self.cursor = format_cursor(epoch or None, oldest_seq - 1)
-
-    def as_json(self) -> dict:
-        return {"error": str(self), "epoch": self.epoch, "oldest_seq": self.oldest_seq,
-                "cursor": self.cursor}
-
-
-class CursorAhead(HubError):
-    """The cursor names a seq the topic has not reached (400)."""
-
-    def __init__(self, cursor: int, last_seq: int) -> None:
-        super().__init__(f"cursor {cursor} is ahead of the topic's last seq {last_seq}")
-        self.last_seq = last_seq
-
-
-class TooManyTopics(HubError):
-    """Topic names are client-chosen; their number is bounded (503)."""
-
-
-class _Ring:
-    """Retention: message ``seq`` lives in slot ``seq % capacity`` (O(1) lookups)."""
-
-    __slots__ = ("_slots", "_capacity", "oldest", "last", "bytes", "_max_bytes")
-
-    def __init__(self, capacity: int, max_bytes: int) -> None:
-        self._slots: list[Message | None] = [None] * capacity
-        self._capacity = capacity
-        self._max_bytes = max_bytes
-        self.oldest = 1  # seq of the oldest retained message (last + 1 when empty)
-        self.last = 0  # seq of the newest message ever published
-        self.bytes = 0
-
-    def append(self, message: Message) -> None:
-        slots, cap = self._slots, self._capacity
-        if self.last - self.oldest + 1 >= cap:
-            self._evict()
-        slots[message.seq % cap] = message
-        self.last = message.seq
-        self.bytes += len(message.body)
-        # Keep at least the newest message, whatever its size.
-        while self.bytes > self._max_bytes and self.oldest < self.last:
-            self._evict()
-
-    def _evict(self) -> None:
-        index = self.oldest % self._capacity
-        old = self._slots[index]
-        self._slots[index] = None
-        if old is not None:
-            self.bytes -= len(old.body)
-        self.oldest += 1
-
-    def after(self, cursor: int, limit: int) -> list[Message]:
-        """Messages with seq > cursor, oldest first, at most ``limit``."""
-        first = cursor + 1
-        if first > self.last:
-            return []
-        if first < self.oldest:
-            raise CursorGone(cursor, self.oldest)
-        if cursor > self.last:
-            raise CursorAhead(cursor, self.last)
-        end = min(self.last, cursor + limit)  # inclusive
-        cap = self._capacity
-        start_i, end_i = first % cap, end % cap
-        if start_i <= end_i:
-            return self._slots[start_i : end_i + 1]  # type: ignore[return-value]
-        return self._slots[start_i:] + self._slots[: end_i + 1]  # type: ignore[operator]
-
-
-class SubState(enum.Enum):
-    OPEN = "open"  # receiving
-    OVERFLOWED = "overflowed"  # queue limit passed: the connection must be dropped
-    CLOSED = "closed"  # unsubscribed or server shutting down
-
-
-class Subscription:
-    """One connection's bounded outgoing queue; its writer drains it in batches.
-
-    States: OPEN -> OVERFLOWED (hub, on a full queue) | CLOSED (unsubscribe,
-    shutdown). Only OPEN accepts messages; leaving OPEN drops the queue, wakes
-    the writer (``next_batch`` returns None) and calls ``on_leave`` (a transport
-    uses it to deal with a writer stuck on a full socket).
-    """
-
-    __slots__ = ("topic", "state", "_queue", "_limit", "_slack", "_waiter", "on_leave")
-
-    def __init__(self, topic: str, backlog: list[Message], limit: int) -> None:
-        self.topic = topic
-        self.state = SubState.OPEN
-        self._queue: deque[Message] = deque(backlog)
-        self._limit = limit
-        #: The resume backlog (bounded by retention) does not count against the limit.
-        self._slack = len(backlog)
-        self._waiter: asyncio.Future | None = None
-        self.on_leave: Callable[[SubState], None] | None = None
-
-    # -- called by the hub (synchronous, never blocks) --
-
-    def offer(self, message: Message) -> None:
-        if self.state is not SubState.OPEN:
-            return  # dropped or closing: the hub stops feeding it at once
-        queue = self._queue
-        queue.append(message)
-        if len(queue) > self._limit + self._slack:
-            self._leave(SubState.OVERFLOWED)
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _leave(self, state: SubState) -> None:
-        if self.state is not SubState.OPEN:
-            return
-        self.state = state
-        self._queue.clear()  # memory back at once; the client resumes from its cursor
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self.on_leave is not None:
-            self.on_leave(state)
-
-    # -- called by the connection's writer --
-
-    async def next_batch(self, timeout: float | None = None) -> list[Message] | None:
-        """Everything queued; ``[]`` after ``timeout`` s idle; None once not OPEN."""
-        if not self._queue and self.state is SubState.OPEN:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            handle = loop.call_later(timeout, _wake, waiter) if timeout else None
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                if handle is not None:
-                    handle.cancel()
-        if self.state is not SubState.OPEN:
-            return None
-        batch, self._queue = list(self._queue), deque()
-        self._slack = 0
-        return batch
-
-    def __len__(self) -> int:
-        return len(self._queue)
+#: Heartbeat bytes on the wire per sink kind (WebSocket uses pings instead).
+_HEARTBEATS = (b"", chunk(SSE_HEARTBEAT), SSE_HEARTBEAT, chunk(NDJSON_HEARTBEAT), NDJSON_HEARTBEAT)
+_HEARTBEAT_COUNTED = (0, len(SSE_HEARTBEAT), len(SSE_HEARTBEAT), 1, 1)
+#: Distinct (cursor, max) poll answers cached per topic between two publishes.
+_BATCH_CACHE = 64
 
 
 def _wake(future: asyncio.Future) -> None:
@@ -213,14 +61,23 @@ def _wake(future: asyncio.Future) -> None:
 
 
 class _Topic:
-    __slots__ = ("name", "ring", "subscribers", "waiters")
+    __slots__ = ("name", "ring", "sinks", "waiters", "congested", "room", "batches")
 
     def __init__(self, name: str, retention: int, retention_bytes: int) -> None:
         self.name = name
-        self.ring = _Ring(retention, retention_bytes)
-        self.subscribers: set[Subscription] = set()
+        self.ring = Ring(retention, retention_bytes)
+        #: Subscribers by kind (dicts: ordered, O(1) removal).
+        self.sinks: tuple[dict[Sink, None], ...] = tuple({} for _ in KIND_LABELS)
         #: Held long polls: woken (all at once) by the next publish.
         self.waiters: set[asyncio.Future] = set()
+        #: Sinks above their high-water mark, and the publishers waiting for them.
+        self.congested: set[Sink] = set()
+        self.room: set[asyncio.Future] = set()
+        #: (cursor, max) -> encoded poll answer, valid until the next publish.
+        self.batches: dict[tuple[int, int], tuple[bytes, int]] = {}
+
+    def idle(self) -> bool:
+        return self.ring.last == 0 and not self.waiters and not any(self.sinks)
 
 
 class Hub:
@@ -234,6 +91,9 @@ class Hub:
         queue_limit: int = 1000,
         pad_bytes: int = 0,
         epoch: str = "",
+        slow_grace_s: float = 2.0,
+        delay_s: float = 0.0,
+        heartbeat_s: float = 15.0,
     ) -> None:
         self.metrics = metrics
         self._topics: dict[str, _Topic] = {}
@@ -241,11 +101,20 @@ class Hub:
         self._retention_bytes = retention_bytes
         self._max_topics = max_topics
         self.queue_limit = queue_limit
+        self.slow_grace_s = slow_grace_s
+        #: DUPLEXBENCH_INJECT_DELAY_MS: every delivery goes through the paced queue.
+        self.delay_s = delay_s
+        self.heartbeat_s = heartbeat_s
         #: Replaces the envelope's closing brace: grows it by exactly pad_bytes.
         self._pad_tail = (b',"pad":"' + b"x" * (pad_bytes - 9) + b'"}') if pad_bytes else b""
         self.closing = False
         #: This instance's epoch: cursors are ``epoch-seq``.
         self.epoch = epoch or new_epoch()
+        self._epoch_bytes = self.epoch.encode()
+        #: Loop time of the last publish or tick: when a sink last got a write.
+        self.clock = 0.0
+        self._streams: set[Sink] = set()
+        self._ticker: asyncio.Task | None = None
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -260,21 +129,102 @@ class Hub:
     def publish(self, topic_name: str, data: str, ts: int | None = None) -> int:
         """Assign the next seq, retain, fan out; returns the seq. Never awaits."""
         topic = self._topic(topic_name)
-        seq = topic.ring.last + 1
+        ring = topic.ring
+        seq = ring.last + 1
         body = encode_envelope(seq, topic_name, time.time_ns() if ts is None else ts, data)
         if self._pad_tail:
             body = body[:-1] + self._pad_tail
-        message = Message(seq, body, asyncio.get_running_loop().time())
-        topic.ring.append(message)
-        self.metrics.published += 1
-        for subscription in topic.subscribers:
-            subscription.offer(message)
+        now = asyncio.get_running_loop().time()
+        ring.append(Message(seq, body, now))
+        metrics = self.metrics
+        metrics.published += 1
+        if topic.batches:
+            topic.batches.clear()
+        # One clock read per publish (not per delivery): when each sink last got a write.
+        self.clock = now
+        paced, clock, epoch = self.delay_s > 0, now, self._epoch_bytes
+        for kind, sinks in enumerate(topic.sinks):
+            if not sinks:
+                continue
+            wire, counted = frame_for(kind, seq, body, epoch)
+            item = (wire, counted, now)
+            direct = 0
+            for sink in list(sinks):  # a copy: a sink may be dropped on the way
+                protocol = sink.protocol
+                if paced or sink.queue or protocol._paused or protocol.transport is None:
+                    sink.enqueue(item)
+                else:
+                    protocol.transport.write(wire)
+                    sink.last = clock
+                    direct += 1
+            if direct:
+                label = KIND_LABELS[kind]
+                metrics.delivered[label] += direct
+                metrics.bytes_written[label] += direct * counted
         if topic.waiters:
             waiters, topic.waiters = topic.waiters, set()
             for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+                _wake(waiter)
         return seq
+
+    def congested_topic(self, topic_name: str) -> bool:
+        """True while a subscriber of the topic is above its high-water mark."""
+        topic = self._topics.get(topic_name)
+        return topic is not None and bool(topic.congested)
+
+    async def wait_room(self, topic_name: str) -> None:
+        """A publisher's pause: until no subscriber of the topic is congested.
+
+        A sink congested for ``slow_grace_s`` is dropped (a slow consumer), so the
+        wait is bounded; shutdown ends it too (the message is flushed)."""
+        topic = self._topics.get(topic_name)
+        if topic is None:
+            return
+        loop = asyncio.get_running_loop()
+        while topic.congested and not self.closing:
+            now = loop.time()
+            for sink in [s for s in topic.congested if now - s.congested_at >= self.slow_grace_s]:
+                sink.leave(SinkState.OVERFLOWED)
+            if not topic.congested:
+                return
+            due = min(s.congested_at for s in topic.congested) + self.slow_grace_s
+            waiter = loop.create_future()
+            topic.room.add(waiter)
+            handle = loop.call_at(due, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                topic.room.discard(waiter)
+
+    # -- called by sinks --
+
+    def congested(self, sink: Sink) -> None:
+        topic = self._topics.get(sink.topic)
+        if topic is not None and sink.state is SinkState.OPEN:
+            sink.congested_at = asyncio.get_running_loop().time()
+            topic.congested.add(sink)
+
+    def relieved(self, sink: Sink) -> None:
+        sink.congested_at = None
+        topic = self._topics.get(sink.topic)
+        if topic is None:
+            return
+        topic.congested.discard(sink)
+        if not topic.congested and topic.room:
+            for waiter in topic.room:
+                _wake(waiter)
+
+    def detach(self, sink: Sink) -> None:
+        """A sink left OPEN: forget it (counting a slow-consumer drop)."""
+        if sink.state is SinkState.OVERFLOWED:
+            self.metrics.slow_consumer_drops[sink.label] += 1
+        self.relieved(sink)
+        self._streams.discard(sink)
+        topic = self._topics.get(sink.topic)
+        if topic is not None:
+            topic.sinks[sink.kind].pop(sink, None)
+            self._forget_if_idle(topic)
 
     # -- cursors --
 
@@ -318,6 +268,24 @@ class Hub:
             raise CursorAhead(cursor, ring.last)
         return ring.after(cursor, limit)
 
+    def read_batch(self, topic_name: str, cursor: int, limit: int) -> tuple[bytes, int, float]:
+        """(encoded poll answer, message count, first message's publish time); count 0 =
+        nothing newer. Polls held on a topic share one encoded answer per publish."""
+        topic = self._topics.get(topic_name)
+        if topic is None:
+            if cursor > 0:
+                raise CursorAhead(cursor, 0)
+            return b"", 0, 0.0
+        cached = topic.batches.get((cursor, limit))
+        if cached is not None:
+            return cached
+        batch = self.read_after(topic_name, cursor, limit)
+        answer = (encode_batch([m.body for m in batch]), len(batch),
+                  batch[0].published_at if batch else 0.0)
+        if len(topic.batches) < _BATCH_CACHE:
+            topic.batches[(cursor, limit)] = answer
+        return answer
+
     async def wait(self, topic_name: str, timeout: float) -> None:
         """Hold until the topic's next publish, ``timeout`` or shutdown."""
         if self.closing or timeout <= 0:
@@ -336,43 +304,107 @@ class Hub:
 
     # -- subscribing (streams, WebSocket) --
 
-    def subscribe(self, topic_name: str, cursor: int | None) -> Subscription:
-        """Register a subscriber; with a cursor (a seq, see :meth:`position`), its
-        queue starts with what it missed."""
+    def subscribe(self, topic_name: str, start: int | None, kind: int = WEBSOCKET,
+                  protocol=None, first: bytes = b"") -> Sink:
+        """Register a subscriber after seq ``start`` (None = from now on; see
+        :meth:`position`): ``first`` (preamble / reset) is written, then the
+        retained backlog is queued, then live messages follow."""
         existing = self._topics.get(topic_name)
         backlog: list[Message] = []
-        if cursor is not None:
-            # Refuse a bad cursor before creating anything for it.
-            last = existing.ring.last if existing is not None else 0
-            if cursor > last:
-                raise CursorAhead(cursor, last)
-            if existing is not None:
-                backlog = existing.ring.after(cursor, last - cursor)
+        last = existing.ring.last if existing is not None else 0
+        if start is not None:
+            if start > last:  # refuse a bad cursor before creating anything for it
+                raise CursorAhead(start, last)
+            if existing is not None and start < last:
+                backlog = existing.ring.after(start, last - start)
         topic = existing if existing is not None else self._topic(topic_name)
-        subscription = Subscription(topic_name, backlog, self.queue_limit)
-        topic.subscribers.add(subscription)
-        return subscription
+        sink = Sink(self, kind, topic_name, protocol, self.queue_limit, len(backlog))
+        sink.last = self.clock
+        if first:
+            sink.write_now(first)
+        epoch = self._epoch_bytes
+        for message in backlog:
+            sink.enqueue((*frame_for(kind, message.seq, message.body, epoch), message.published_at))
+        topic.sinks[kind][sink] = None
+        if kind != WEBSOCKET:
+            self._streams.add(sink)
+        return sink
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        topic = self._topics.get(subscription.topic)
-        if topic is not None:
-            topic.subscribers.discard(subscription)
-            self._forget_if_idle(topic)
-        subscription._leave(SubState.CLOSED)
+    def unsubscribe(self, sink: Sink) -> None:
+        sink.leave(SinkState.CLOSED)
 
     def _forget_if_idle(self, topic: _Topic) -> None:
         # A topic nobody published to and nobody watches costs memory for nothing.
-        if topic.ring.last == 0 and not topic.subscribers and not topic.waiters:
+        if topic.idle():
             self._topics.pop(topic.name, None)
+
+    # -- heartbeats --
+
+    def start(self) -> None:
+        """Start the heartbeat ticker (on the running loop)."""
+        if self._ticker is None:
+            self.clock = asyncio.get_running_loop().time()
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = min(1.0, self.heartbeat_s / 4)
+        written = self.metrics.bytes_written
+        while True:
+            await asyncio.sleep(period)
+            clock = self.clock = loop.time()
+            for sink in self._streams:
+                # Silence = no write of any kind for heartbeat_s (queued data is a write).
+                if clock - sink.last >= self.heartbeat_s and sink.ready():
+                    sink.write_now(_HEARTBEATS[sink.kind])
+                    sink.last = clock
+                    written[sink.label] += _HEARTBEAT_COUNTED[sink.kind]
 
     # -- shutdown --
 
-    def shutdown(self) -> None:
-        """Answer every held poll and end every subscription (writers see None)."""
+    def begin_shutdown(self) -> None:
+        """Stop taking publishes' pauses and holds: publishers and held polls answer."""
         self.closing = True
         for topic in list(self._topics.values()):
             for waiter in topic.waiters:
                 _wake(waiter)
             topic.waiters.clear()
-            for subscription in list(topic.subscribers):
-                subscription._leave(SubState.CLOSED)
+            for waiter in topic.room:
+                _wake(waiter)
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until every subscriber's queue and socket
+        buffer are written out: a graceful restart loses nothing acknowledged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            pending = False
+            for topic in self._topics.values():
+                for sinks in topic.sinks:
+                    for sink in sinks:
+                        transport = sink.protocol.transport
+                        if sink.queue or (transport is not None and
+                                          transport.get_write_buffer_size()):
+                            pending = True
+                            break
+                    if pending:
+                        break
+                if pending:
+                    break
+            if not pending:
+                return
+            await asyncio.sleep(0.02)
+
+    def shutdown(self) -> None:
+        """End every subscription (handlers end their streams / close 1001)."""
+        self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for topic in list(self._topics.values()):
+            for waiter in topic.waiters:
+                _wake(waiter)
+            topic.waiters.clear()
+            for sinks in topic.sinks:
+                for sink in list(sinks):
+                    sink.leave(SinkState.CLOSED)
+

@@ -17,12 +17,12 @@ and ``Duplexbench-Epoch``.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from duplexbench.contract.http import DEFAULT_POLL_TIMEOUT_S
-from duplexbench.contract.longpoll import encode_batch
 
-from .inject import paced
 from .params import BadRequest, query_cursor, query_seconds, query_topic, query_uint
 from .state import HEADERS, STATE
 
@@ -53,19 +53,20 @@ async def handle_poll(request: web.Request) -> web.StreamResponse:
         return web.Response(status=410, body=body, content_type="application/json", headers=headers)
     metrics.connections_open["longpoll"] += 1
     try:
-        batch = hub.read_after(topic, cursor, limit)
-        if not batch and timeout > 0 and not hub.closing:
+        body, count, first_at = hub.read_batch(topic, cursor, limit)
+        if not count and timeout > 0 and not hub.closing:
             await hub.wait(topic, timeout)
-            batch = hub.read_after(topic, cursor, limit)
-        if not batch:
+            # Every poll held on this topic gets the same encoded answer (cached per publish).
+            body, count, first_at = hub.read_batch(topic, cursor, limit)
+        if not count:
             return web.Response(status=204, headers=headers)
         delay_s = config.inject.delay_ms / 1000
         if delay_s:
             # One answer per poll: wait until its first message is due.
-            async for _ in paced(batch[:1], delay_s):
-                pass
-        body = encode_batch([message.body for message in batch])
-        metrics.delivered["longpoll"] += len(batch)
+            wait = first_at + delay_s - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        metrics.delivered["longpoll"] += count
         metrics.bytes_written["longpoll"] += len(body)
         return web.Response(body=body, content_type="application/json", headers=headers)
     finally:

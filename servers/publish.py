@@ -1,7 +1,7 @@
 """``POST /publish?topic=T[&ts=NS]``: the upstream path of the HTTP transports.
 
 The body is the payload (UTF-8, at most ``--max-payload`` bytes); the answer is
-``200 {"seq":N}``. Mounted with every transport, since long polling and
+``200 {"seq":N}``, sent once the topic has room (burst rule, servers/hub.py). Mounted with every transport, since long polling and
 streaming need a second request to talk back and WebSocket echo tests use it too.
 """
 
@@ -30,7 +30,14 @@ async def handle_publish(request: web.Request) -> web.Response:
         data = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
-    seq = state.hub.publish(topic, data, ts)
+    hub = state.hub
+    if hub.closing:
+        raise BadRequest("server shutting down: publish again after it restarts", status=503)
+    seq = hub.publish(topic, data, ts)
+    if hub.congested_topic(topic):
+        # The burst rule: a subscriber of the topic is above its high-water mark, so
+        # this publisher waits (its 200, and with HTTP/1.1 its next request) for room.
+        await hub.wait_room(topic)
     return web.Response(body=b'{"seq":%d}' % seq, content_type="application/json",
                         headers=request[HEADERS])
 

@@ -8,14 +8,14 @@ resumes after that cursor. Anything else gets ``application/x-ndjson``: one
 envelope per line (the reset object as the first line after a restart), a
 blank line when idle; ``?cursor=E-N`` resumes. Headers are sent at once.
 
-Per connection: the hub fills a bounded :class:`~servers.hub.Subscription`
-queue; this connection's own pump task drains it, one write per batch (so a
-burst costs one write, an idle stream costs nothing but heartbeats). The
-connection's life:
+Per connection: a :class:`~servers.fanout.Sink`. The hub writes each message's
+framed bytes straight into the socket while it keeps up, and queues them (a
+writer task drains the queue) while it is back-pressured; this handler only
+waits for the sink to leave. The connection's life:
 
-    STREAMING -> hub closes the subscription (shutdown)   -> ENDED (last chunk)
-              -> queue overflow (slow consumer)           -> ENDED (counted)
-              -> client gone (write fails / cancelled)    -> ENDED
+    STREAMING -> server shutdown (queue flushed first)    -> ENDED (last chunk)
+              -> congested past --slow-grace (slow)       -> ENDED (counted)
+              -> client gone (handler cancelled)          -> ENDED
 """
 
 from __future__ import annotations
@@ -26,13 +26,10 @@ import logging
 from aiohttp import web
 
 from duplexbench.contract.http import ACCEPT_SSE
-from duplexbench.contract.ndjson import HEARTBEAT as NDJSON_HEARTBEAT
-from duplexbench.contract.sse import HEARTBEAT as SSE_HEARTBEAT
-from duplexbench.contract.sse import RETRY_MS, encode_event, encode_preamble, encode_reset_event
+from duplexbench.contract.sse import RETRY_MS, encode_preamble, encode_reset_event
 
-from .hub import SubState, Subscription
-from .inject import paced
-from .metrics import Metrics
+from .fanout import NDJSON, NDJSON_CHUNKED, SSE, SSE_CHUNKED, SinkState, chunk
+from .hub import CursorAhead, CursorGone
 from .params import query_topic, request_cursor
 from .state import HEADERS, STATE
 
@@ -53,8 +50,6 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     topic = query_topic(request)
     # CursorGone / CursorAhead answer before 200; another epoch's cursor is a reset.
     start, reset = hub.position(topic, request_cursor(request))
-    subscription = hub.subscribe(topic, start)
-    metrics.connections_open[label] += 1
     headers = request[HEADERS]
     headers["Content-Type"] = "text/event-stream" if sse else "application/x-ndjson"
     if config.accel_buffering_header:
@@ -65,76 +60,36 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
             encode_preamble(hub.epoch, start, RETRY_MS)
     else:
         first = reset + b"\n" if reset else b""
+    await response.prepare(request)  # headers leave now, before any message
+    if hub.closing:
+        return response
+    writer = response._payload_writer  # type: ignore[attr-defined]
+    chunked = bool(getattr(writer, "chunked", False))
+    if sse:
+        kind = SSE_CHUNKED if chunked else SSE
+    else:
+        kind = NDJSON_CHUNKED if chunked else NDJSON
     try:
-        await response.prepare(request)  # headers leave now, before any message
-        pump = asyncio.get_running_loop().create_task(
-            _pump(response, subscription, sse, config.heartbeat_s,
-                  config.inject.delay_ms / 1000, metrics, label, first, hub.epoch)
-        )
-        # Leaving OPEN (overflow, shutdown) wakes an idle pump; one stuck on a full
-        # socket gets END_TIMEOUT_S, then loses the socket. (Cancelling it instead would
-        # poison aiohttp's shared drain waiter, and the end of the stream with it.)
-        subscription.on_leave = lambda _state: _abort_later(request, pump)
-        try:
-            await asyncio.wait((pump,))
-        finally:
-            if not pump.done():  # this handler was cancelled (client gone, hard stop)
-                pump.cancel()
-        if pump.cancelled() or pump.exception() is not None:
-            if not pump.cancelled():
-                _client_gone(pump.exception())
+        sink = hub.subscribe(topic, start, kind, request.protocol,
+                             chunk(first) if first and chunked else first)
+    except (CursorGone, CursorAhead):
+        return response  # retention moved while the headers left: the reconnect gets the 410
+    metrics.connections_open[label] += 1
+    try:
+        left = await sink.done
+        if left is SinkState.OVERFLOWED or request.transport is None:
+            _abort(request)  # a slow consumer's stream just stops; it resumes from its cursor
             return response
         await _end(request, response)
         return response
     finally:
-        # Counted here: aborting a slow client's socket may cancel this handler.
-        if subscription.state is SubState.OVERFLOWED:
-            metrics.slow_consumer_drops[label] += 1
-        hub.unsubscribe(subscription)
+        hub.unsubscribe(sink)
         metrics.connections_open[label] -= 1
 
 
-async def _pump(
-    response: web.StreamResponse, subscription: Subscription, sse: bool,
-    heartbeat_s: float, delay_s: float, metrics: Metrics, label: str, first: bytes, epoch: str,
-) -> None:
-    write = response.write
-    if first:
-        await write(first)
-    heartbeat = SSE_HEARTBEAT if sse else NDJSON_HEARTBEAT
-    delivered, written = metrics.delivered, metrics.bytes_written
-    while True:
-        batch = await subscription.next_batch(heartbeat_s)
-        if batch is None:
-            return
-        if not batch:
-            await write(heartbeat)
-            written[label] += len(heartbeat)
-            continue
-        runs = paced(batch, delay_s) if delay_s else _once(batch)
-        async for run in runs:
-            if subscription.state is not SubState.OPEN:
-                return  # dropped while this batch waited: stop writing at once
-            if sse:
-                chunk = b"".join([encode_event(m.seq, m.body, epoch) for m in run])
-            else:
-                chunk = b"".join([m.body + b"\n" for m in run])
-            await write(chunk)
-            delivered[label] += len(run)
-            written[label] += len(chunk)
-
-
-def _abort_later(request: web.Request, pump: asyncio.Task) -> None:
-    asyncio.get_running_loop().call_later(END_TIMEOUT_S, _abort_if_running, request, pump)
-
-
-def _abort_if_running(request: web.Request, pump: asyncio.Task) -> None:
-    if not pump.done() and request.transport is not None:
-        request.transport.abort()  # the pump's drain now fails: it ends
-
-
-async def _once(batch):
-    yield batch
+def _abort(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def _end(request: web.Request, response: web.StreamResponse) -> None:
@@ -142,10 +97,4 @@ async def _end(request: web.Request, response: web.StreamResponse) -> None:
     try:
         await asyncio.wait_for(response.write_eof(), END_TIMEOUT_S)
     except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-        if request.transport is not None:
-            request.transport.abort()
-
-
-def _client_gone(exc: BaseException) -> None:
-    if not isinstance(exc, ConnectionError):
-        log.warning("stream ended by %r", exc)
+        _abort(request)

@@ -11,8 +11,8 @@ UTF-8. A client's Close is answered with a Close of the same code (1000 when it
 had none). Compression is off: every transport carries the same bytes. After a
 restart (a cursor of another epoch) the first text frame is the reset object.
 
-Server -> client: one text frame per envelope, the hub's bytes sent as they
-are (``send_frame``, no re-encoding). Client -> server: a text frame
+Server -> client: one text frame per envelope, framed once per message by the
+hub and written straight to every ready socket (:mod:`.fanout`). Client -> server: a text frame
 ``{"data":"...","ts":NS}`` publishes to the socket's topic; anything else
 closes with 1008 (1009 when ``data`` is over ``--max-payload``).
 
@@ -20,7 +20,7 @@ The connection's life (close codes are the only exits):
 
     OPEN -> client Close / gone                 -> CLOSED
          -> bad frame                           -> 1008 / 1007 / 1009
-         -> queue overflow (slow consumer)      -> 1008 "slow consumer" (counted)
+         -> congested past --slow-grace        -> 1008 "slow consumer" (counted)
          -> server shutdown                     -> 1001
 """
 
@@ -40,13 +40,13 @@ from duplexbench.contract.websocket import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
+    OP_TEXT,
     decode_publish,
-    frame_header_size,
+    encode_frame,
 )
 
-from .hub import Hub, HubError, SubState, Subscription
-from .inject import paced
-from .metrics import Metrics
+from .fanout import WEBSOCKET, Sink, SinkState
+from .hub import Hub, HubError
 from .params import BadRequest, query_cursor, query_topic
 from .state import HEADERS, STATE
 
@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: A publish frame may exceed --max-payload by this much: the JSON around the data.
 PUBLISH_FRAME_OVERHEAD = 256
+#: Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry), echoed as they are.
+_ECHOABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+CLOSE_PROTOCOL_ERROR = 1002
 #: How long a close handshake may take before the socket is aborted.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -70,34 +73,45 @@ def valid_key(key: str | None) -> bool:
         return False
 
 
+class _WebSocketResponse(web.WebSocketResponse):
+    """aiohttp's response, told to stop the hub's direct writes before ANY Close.
+
+    aiohttp closes by itself on protocol errors (1002, 1007, 1009...); the hub
+    writes frames straight to the transport, so the sink must go before the
+    Close frame, or data frames could follow it."""
+
+    before_close = None
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if self.before_close is not None:
+            self.before_close()
+        return await super().close(code=code, message=message, drain=drain)
+
+
 class WebSocketConnection:
-    """One socket: the handler reads (publishes), a pump task writes (deliveries)."""
+    """One socket: the handler reads (publishes); the hub writes deliveries (its sink)."""
 
-    __slots__ = ("ws", "request", "_closing", "close_task")
+    __slots__ = ("ws", "request", "hub", "sink", "_closing", "close_task")
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, hub: Hub) -> None:
         self.ws = ws
         self.request = request
+        self.hub = hub
+        self.sink: Sink | None = None
         self._closing = False
         self.close_task: asyncio.Task | None = None
 
-    def drop_slow(self, pump: asyncio.Task) -> None:
-        """Queue overflow: close 1008 once the pump has stopped writing."""
-        if self._closing:
-            return
-        self._closing = True
-        self.close_task = asyncio.get_running_loop().create_task(self._drop_slow(pump))
+    def on_leave(self, left: SinkState) -> None:
+        # CLOSED needs nothing here: shutdown closes every socket with 1001, and an
+        # unsubscribe happens when the socket closes anyway.
+        if left is SinkState.OVERFLOWED and not self._closing:
+            self._closing = True
+            self.close_task = asyncio.get_running_loop().create_task(
+                self.close(CLOSE_POLICY_VIOLATION, "slow consumer"))
 
-    async def _drop_slow(self, pump: asyncio.Task) -> None:
-        # The pump is never cancelled while it waits for the socket to drain: aiohttp
-        # shares one drain waiter per connection, and cancelling it would make the
-        # Close frame's own drain fail. It stops by itself (next_batch -> None) once the
-        # socket takes its current frame; a peer that reads nothing loses the socket.
-        done, _ = await asyncio.wait((pump,), timeout=CLOSE_TIMEOUT_S)
-        if not done:
-            self.abort()
-            return
-        await self.close(CLOSE_POLICY_VIOLATION, "slow consumer")
+    def stop_deliveries(self) -> None:
+        if self.sink is not None:
+            self.hub.unsubscribe(self.sink)
 
     def abort(self) -> None:
         if self.request.transport is not None:
@@ -133,12 +147,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         )
     if not valid_key(request.headers.get("Sec-WebSocket-Key")):
         raise BadRequest("missing or invalid Sec-WebSocket-Key")
-    subscription, reset = None, None
-    if subscribe == "1":
-        start, reset = hub.position(topic, cursor)
-        subscription = hub.subscribe(topic, start)
+    start, reset = hub.position(topic, cursor) if subscribe == "1" else (0, None)
 
-    ws = web.WebSocketResponse(
+    ws = _WebSocketResponse(
         heartbeat=config.ping_interval_s,
         max_msg_size=config.max_payload + PUBLISH_FRAME_OVERHEAD,
         compress=False,
@@ -151,14 +162,13 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     # aiohttp waits heartbeat/2 for the Pong; honour --ping-timeout instead.
     if hasattr(ws, "_pong_heartbeat"):
         ws._pong_heartbeat = config.ping_timeout_s
-    connection = WebSocketConnection(ws, request)
+    connection = WebSocketConnection(ws, request, hub)
     metrics.connections_open["websocket"] += 1
-    pump: asyncio.Task | None = None
     try:
         try:
             await ws.prepare(request)
         except (ConnectionError, web.HTTPException) as exc:
-            # aiohttp's own handshake checks (bad key...) still answer 400, not 500.
+            # aiohttp's own handshake checks (Connection header...) still answer 400, not 500.
             if isinstance(exc, web.HTTPException):
                 raise BadRequest(exc.text or exc.reason) from None
             return ws
@@ -166,49 +176,42 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         if hub.closing:
             await connection.close(CLOSE_GOING_AWAY, "server shutdown")
             return ws
-        if subscription is not None:
-            pump = asyncio.get_running_loop().create_task(
-                _pump(ws, subscription, config.inject.delay_ms / 1000, metrics, reset)
-            )
-            pump.add_done_callback(_retrieve)
-            subscription.on_leave = lambda leave: _on_leave(leave, pump, connection)
+        if subscribe == "1":
+            first = encode_frame(OP_TEXT, reset) if reset is not None else b""
+            try:
+                connection.sink = hub.subscribe(topic, start, WEBSOCKET, request.protocol, first)
+            except HubError as exc:  # retention moved during the handshake: resume again
+                await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
+                return ws
+            connection.sink.on_leave = connection.on_leave
+            ws.before_close = connection.stop_deliveries
         await _read(ws, connection, topic, config.max_payload, hub)
         return ws
     finally:
-        if pump is not None and not pump.done():
-            pump.cancel()
-        if subscription is not None:
-            if subscription.state is SubState.OVERFLOWED:
-                metrics.slow_consumer_drops["websocket"] += 1
-            hub.unsubscribe(subscription)
-        if connection.close_task is not None and not connection.close_task.done():
-            await asyncio.wait((connection.close_task,))
+        if connection.sink is not None:
+            hub.unsubscribe(connection.sink)
         state.websockets.discard(connection)
         metrics.connections_open["websocket"] -= 1
-
-
-def _retrieve(task: asyncio.Task) -> None:
-    # A pump ends with ConnectionResetError when its client vanishes: expected, not logged.
-    if not task.cancelled() and task.exception() is not None:
-        if not isinstance(task.exception(), ConnectionError):
-            log.warning("websocket pump ended by %r", task.exception())
-
-
-def _on_leave(leave: SubState, pump: asyncio.Task, connection: WebSocketConnection) -> None:
-    # CLOSED needs nothing here: shutdown closes every socket with 1001, and an
-    # unsubscribe happens after the socket closed.
-    if leave is SubState.OVERFLOWED:
-        connection.drop_slow(pump)
+        if connection.close_task is not None and not connection.close_task.done():
+            await asyncio.wait((connection.close_task,))
 
 
 async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
                 topic: str, max_payload: int, hub: Hub) -> None:
-    """Client frames are publishes; the loop ends when the socket closes."""
+    """Client frames are publishes; the loop ends when the socket closes.
+
+    After a publish that left a subscriber of the topic congested, the loop
+    waits for room before reading the next frame: the burst rule."""
     while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.CLOSE:
-            # Echo the client's code (0 = its Close had none: answer 1000).
-            await connection.close(msg.data or CLOSE_NORMAL, "", drain=False)
+            # Echo the client's code (0 = its Close had none: answer 1000); a code no
+            # endpoint may send (1005, 1006, 1015, unassigned) is a protocol error.
+            code = msg.data or CLOSE_NORMAL
+            if code not in _ECHOABLE and not 3000 <= code <= 4999:
+                await connection.close(CLOSE_PROTOCOL_ERROR, "invalid close code", drain=False)
+            else:
+                await connection.close(code, "", drain=False)
             return
         if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return  # ERROR: aiohttp has already closed with 1009 / 1007 / 1002
@@ -222,44 +225,15 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
             if len(data) * 4 > max_payload and len(data.encode()) > max_payload:
                 await connection.close(CLOSE_MESSAGE_TOO_BIG, f"data exceeds {max_payload} bytes")
                 return
+            if hub.closing:
+                continue  # read after the shutdown began: not acknowledged, not published
             try:
                 hub.publish(topic, data, ts if ts is not None else time.time_ns())
             except HubError as exc:  # e.g. too many topics: refused, not a crash
                 await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
                 return
+            if hub.congested_topic(topic):
+                await hub.wait_room(topic)
         elif msg.type is WSMsgType.BINARY:
             await connection.close(CLOSE_POLICY_VIOLATION, "binary frames are not publishes")
             return
-
-
-async def _pump(ws: web.WebSocketResponse, subscription: Subscription,
-                delay_s: float, metrics: Metrics, reset: bytes | None) -> None:
-    send_frame = ws.send_frame
-    count = size = 0
-    if reset is not None:
-        await send_frame(reset, WSMsgType.TEXT)
-    try:
-        while True:
-            batch = await subscription.next_batch()
-            if batch is None:
-                return
-            runs = paced(batch, delay_s) if delay_s else _once(batch)
-            async for run in runs:
-                for message in run:
-                    if subscription.state is not SubState.OPEN:
-                        return  # dropped: not one frame more
-                    body = message.body
-                    await send_frame(body, WSMsgType.TEXT)
-                    count += 1
-                    size += len(body) + frame_header_size(len(body), False)
-                # Counters per run, not per frame: cheap, and /metrics stays current.
-                metrics.delivered["websocket"] += count
-                metrics.bytes_written["websocket"] += size
-                count = size = 0
-    finally:
-        metrics.delivered["websocket"] += count
-        metrics.bytes_written["websocket"] += size
-
-
-async def _once(batch):
-    yield batch

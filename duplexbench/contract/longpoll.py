@@ -21,7 +21,7 @@ def encode_batch(encoded_envelopes: list[bytes]) -> bytes:
 def decode_batch(body: bytes) -> list[Envelope]:
     try:
         items = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ContractError(f"poll body is not JSON: {exc}") from None
     if not isinstance(items, list):
         raise ContractError("poll body is not a JSON array")

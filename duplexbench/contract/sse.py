@@ -10,6 +10,7 @@ resumes by sending the last id as ``Last-Event-ID`` (see :mod:`.cursor`).
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 __all__ = [
@@ -61,14 +62,18 @@ class SSEEvent:
 class SSEParser:
     """Incremental event-stream parser: a line buffer plus the event being built.
 
-    Handles LF, CRLF and CR line ends, comments, multi-line ``data`` and field
-    lines without a space after the colon, per the WHATWG algorithm.
+    Handles LF, CRLF and CR line ends, comments, multi-line ``data``, field
+    lines without a space after the colon, per the WHATWG algorithm, and UTF-8
+    characters split across chunks (found by tests/contract/test_contract_fuzz.py).
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "_pending_cr", "last_event_id")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "_pending_cr", "last_event_id",
+                 "_decoder")
 
     def __init__(self) -> None:
         self._buffer = ""
+        # Incremental: a character split across two chunks is decoded once, whole.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending_cr = False
         self._data: list[str] = []
         self._event = ""
@@ -78,7 +83,7 @@ class SSEParser:
         self.last_event_id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        text = chunk.decode("utf-8", errors="replace")
+        text = self._decoder.decode(chunk)
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = text.endswith("\r")

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import struct
+import time
 
 import pytest
 
@@ -75,9 +76,26 @@ def test_max_is_capped_and_zero_refused(srv):
     assert http(f"{srv.url}/poll?topic=cap&cursor=0&max=0")[0] == 400
 
 
-def test_heartbeat_after_silence(srv):
-    data = raw_get(srv.url, "/stream?topic=hb", "Accept: text/event-stream\r\n", marker=b": hb\n\n")
-    assert data.endswith(b": hb\n\n\r\n") or b": hb\n\n" in data
+def test_heartbeat_only_after_silence(srv):
+    """--heartbeat 0.5: none while messages flow every 0.2 s, one once they stop."""
+    sock = raw_connect(srv.url)
+    with sock:
+        sock.sendall(b"GET /stream?topic=hb HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        data = recv_until(sock, b"\n\n")
+        for i in range(8):
+            publish(srv.url, "hb", f"m{i}")
+            time.sleep(0.2)
+        sock.settimeout(0.05)
+        try:
+            while True:
+                data += sock.recv(65536)
+        except TimeoutError:
+            pass
+        assert b'"data":"m7"' in data and b": hb" not in data  # never silent for 0.5 s
+        silent = time.monotonic()
+        sock.settimeout(5)
+        data = recv_until(sock, b": hb\n\n")
+        assert time.monotonic() - silent <= 2.0
 
 
 # -- Origin policy --
@@ -169,7 +187,8 @@ def _frames(sock: socket.socket, rest: bytes, count: int) -> list[tuple[int, byt
 
 
 @pytest.mark.parametrize("sent,echoed", [(struct.pack("!H", 4000) + b"bye", 4000),
-                                         (struct.pack("!H", 1001), 1001), (b"", 1000)])
+                                         (struct.pack("!H", 1001), 1001), (b"", 1000),
+                                         (struct.pack("!H", 1006), 1002)])  # 1006 may not be sent
 def test_close_echoes_the_clients_code(srv, sent, echoed):
     sock, head, rest = ws_handshake(srv.url, "/ws?topic=close")
     with sock:
@@ -194,3 +213,31 @@ def test_no_accel_buffering_header_option():
     with ServerProcess("stream", args=["--no-accel-buffering-header"]) as server:
         head = raw_get(server.url, "/stream?topic=t", "Accept: text/event-stream\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"X-Accel-Buffering" not in head
+
+
+def test_no_data_frame_after_the_servers_close(srv):
+    """aiohttp closes 1007 by itself on invalid UTF-8; the hub writes frames straight to
+    the socket, so it must stop before that Close, while a publisher keeps going."""
+    sock, head, rest = ws_handshake(srv.url, "/ws?topic=after")
+    with sock:
+        assert b" 101 " in head
+        publisher, _, _ = ws_handshake(srv.url, "/ws?topic=after&subscribe=0")
+        with publisher:
+            def flood(n):
+                publisher.sendall(b"".join(encode_frame(OP_TEXT, b'{"data":"x"}', mask=b"abcd")
+                                           for _ in range(n)))
+            flood(20)
+            sock.sendall(encode_frame(OP_TEXT, b"\xff\xfe", mask=b"abcd"))  # invalid UTF-8
+            for _ in range(20):  # keep publishing while the server waits for our Close reply
+                flood(20)
+                time.sleep(0.02)
+            sock.settimeout(5)
+            data = rest
+            while (chunk := sock.recv(65536)):
+                data += chunk
+    frames, offset = [], 0
+    while (parsed := parse_frame(data[offset:])) is not None:
+        frames.append(parsed[0])
+        offset += parsed[3]
+    assert OP_CLOSE in frames
+    assert frames.index(OP_CLOSE) == len(frames) - 1, "data frames after the Close"

@@ -1,13 +1,22 @@
-"""The hub on its own (no sockets): sequence, retention ring, cursors, queues, fan-out."""
+"""The hub on its own: sequence, retention ring, cursors, and fan-out to real sockets.
+
+Sinks are given real connections: one end of a socketpair wrapped in asyncio's
+own transport and aiohttp's own BaseProtocol (what a server connection has); the
+test reads the other end. No mocks: pausing is the transport's real high-water mark.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
+from aiohttp.base_protocol import BaseProtocol
 
 from duplexbench.contract import decode_envelope, encode_envelope
-from servers.hub import CursorAhead, CursorGone, Hub, SubState, TooManyTopics
+from duplexbench.contract.websocket import parse_frame
+from servers.fanout import WEBSOCKET, SinkState
+from servers.hub import CursorAhead, CursorGone, Hub, TooManyTopics
 from servers.metrics import Metrics
 
 
@@ -19,17 +28,46 @@ def hub(**kwargs) -> Hub:
     return Hub(Metrics(), **kwargs)
 
 
-def test_seq_from_one_per_topic_and_encoded_once():
+async def connection(rcvbuf: int | None = None):
+    """(aiohttp protocol with a real transport, the peer socket the test reads)."""
+    ours, peer = socket.socketpair()
+    if rcvbuf:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
+    peer.setblocking(False)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_accepted_socket(lambda: BaseProtocol(loop), ours)
+    return protocol, peer
+
+
+async def read_frames(peer: socket.socket, count: int, timeout: float = 5.0) -> list[bytes]:
+    loop = asyncio.get_running_loop()
+    data, frames = b"", []
+    while len(frames) < count:
+        parsed = parse_frame(data)
+        if parsed is None:
+            chunk = await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), timeout)
+            assert chunk, "closed"
+            data += chunk
+            continue
+        frames.append(parsed[2])
+        data = data[parsed[3]:]
+    return frames
+
+
+def test_seq_from_one_per_topic_and_written_directly():
     async def go():
         h = hub()
         assert [h.publish("a", "x", 1), h.publish("a", "y", 2), h.publish("b", "z", 3)] == [1, 2, 1]
         a = h.read_after("a", 0, 10)
         assert [m.body for m in a] == [encode_envelope(1, "a", 1, "x"), encode_envelope(2, "a", 2, "y")]
-        sub1, sub2 = h.subscribe("a", None), h.subscribe("a", None)
+        (p1, peer1), (p2, peer2) = await connection(), await connection()
+        s1, s2 = h.subscribe("a", None, WEBSOCKET, p1), h.subscribe("a", None, WEBSOCKET, p2)
         h.publish("a", "w", 4)
-        b1, b2 = await sub1.next_batch(), await sub2.next_batch()
-        assert b1[0].body is b2[0].body  # the same bytes object fanned out
-        assert h.metrics.published == 4
+        assert not s1.queue and s1.writer is None  # written straight to the socket, no task
+        assert (await read_frames(peer1, 1)) == (await read_frames(peer2, 1)) == [
+            encode_envelope(3, "a", 4, "w")]
+        assert h.metrics.published == 4 and h.metrics.delivered["websocket"] == 2
     run(go())
 
 
@@ -71,49 +109,93 @@ def test_unknown_topic_cursor_rules():
         h.read_after("new", 1, 10)
 
 
-def test_subscribe_with_cursor_hands_over_backlog_then_live():
+def test_subscribe_with_start_hands_over_backlog_then_live():
     async def go():
         h = hub(queue_limit=2)
         for i in range(5):
             h.publish("t", f"m{i}")
-        sub = h.subscribe("t", 1)
+        protocol, peer = await connection()
+        h.subscribe("t", 1, WEBSOCKET, protocol)
         h.publish("t", "live")
-        batch = await sub.next_batch()
-        assert [m.seq for m in batch] == [2, 3, 4, 5, 6]  # backlog beyond the limit is fine
-        assert [decode_envelope(m.body).data for m in batch][-1] == "live"
+        frames = await read_frames(peer, 5)
+        assert [decode_envelope(f).seq for f in frames] == [2, 3, 4, 5, 6]  # backlog beyond the limit is fine
+        assert decode_envelope(frames[-1]).data == "live"
     run(go())
 
 
-def test_overflow_drops_only_that_subscriber():
+def test_back_pressured_sink_gets_everything_in_order():
+    """A peer that stops reading: its transport pauses, the hub queues for it (and only
+    for it), and once it reads again it gets every message once, in order."""
     async def go():
-        h = hub(queue_limit=3)
-        slow, fast = h.subscribe("t", None), h.subscribe("t", None)
-        left = []
-        slow.on_leave = left.append
-        for i in range(4):
-            h.publish("t", str(i))
-            if i < 3:
-                assert [m.seq for m in await fast.next_batch()] == [i + 1]
-        assert slow.state is SubState.OVERFLOWED and left == [SubState.OVERFLOWED]
-        assert len(slow) == 0 and await slow.next_batch() is None  # memory released
-        h.publish("t", "more")
-        assert len(slow) == 0
-        assert [m.seq for m in await fast.next_batch()] == [4, 5]
+        h = hub(queue_limit=100_000)
+        (slow, slow_peer), (fast, fast_peer) = await connection(rcvbuf=4096), await connection()
+        s_slow = h.subscribe("t", None, WEBSOCKET, slow)
+        s_fast = h.subscribe("t", None, WEBSOCKET, fast)
+        payload = "x" * 2000
+        for i in range(300):  # 600 kB: far more than the socket and transport buffers
+            h.publish("t", payload)
+            if i % 50 == 0:
+                assert len(await read_frames(fast_peer, 50 if i else 1)) >= 1
+        assert s_slow.queue and s_slow.writer is not None  # back-pressured: queued, writer task
+        assert not s_fast.queue
+        frames = await read_frames(slow_peer, 300)
+        assert [decode_envelope(f).seq for f in frames] == list(range(1, 301))
+        await asyncio.sleep(0.05)
+        assert not s_slow.queue and s_slow.writer is None  # ready again: the task is gone
+        assert h.metrics.delivered["websocket"] >= 300
     run(go())
 
 
-def test_next_batch_timeout_and_shutdown():
+def test_burst_rule_waits_for_room_then_drops_only_a_stuck_sink():
+    async def go():
+        h = hub(queue_limit=4, slow_grace_s=0.3)
+        (stuck, _stuck_peer), (reader, reader_peer) = await connection(4096), await connection(4096)
+        s_stuck = h.subscribe("t", None, WEBSOCKET, stuck)
+        s_reader = h.subscribe("t", None, WEBSOCKET, reader)
+        left = []
+        s_stuck.on_leave = left.append
+        loop = asyncio.get_running_loop()
+        reading = asyncio.create_task(read_frames(reader_peer, 200, timeout=5))
+        started = loop.time()
+        for _ in range(200):
+            h.publish("t", "y" * 4000)
+            if h.congested_topic("t"):
+                await h.wait_room("t")
+        got = await reading
+        assert [decode_envelope(f).seq for f in got] == list(range(1, 201))  # the reader: all
+        assert s_stuck.state is SinkState.OVERFLOWED and left == [SinkState.OVERFLOWED]
+        assert not s_stuck.queue  # memory released
+        assert s_reader.state is SinkState.OPEN
+        assert h.metrics.slow_consumer_drops["websocket"] == 1
+        assert loop.time() - started >= 0.3  # the publisher waited out the grace once
+    run(go())
+
+
+def test_shutdown_ends_sinks_and_held_polls():
     async def go():
         h = hub()
-        sub = h.subscribe("t", None)
-        assert await sub.next_batch(0.01) == []  # heartbeat time
-        waiting = asyncio.create_task(sub.next_batch(10))
+        protocol, _peer = await connection()
+        sink = h.subscribe("t", None, WEBSOCKET, protocol)
         poll = asyncio.create_task(h.wait("t", 10))
         await asyncio.sleep(0)
-        h.shutdown()
-        assert await waiting is None
+        h.begin_shutdown()
         await asyncio.wait_for(poll, 1)
+        await h.flush(1)
+        h.shutdown()
+        assert await asyncio.wait_for(sink.done, 1) is SinkState.CLOSED
         await h.wait("t", 10)  # closing: returns at once
+    run(go())
+
+
+def test_held_polls_share_one_encoded_batch():
+    async def go():
+        h = hub()
+        h.publish("t", "a")
+        first = h.read_batch("t", 0, 10)
+        assert first[1] == 1 and h.read_batch("t", 0, 10)[0] is first[0]
+        h.publish("t", "b")  # a publish invalidates it
+        assert h.read_batch("t", 0, 10)[1] == 2
+        assert h.read_batch("none", 0, 10)[1] == 0
     run(go())
 
 
@@ -135,5 +217,6 @@ def test_pad_and_topic_limit():
         assert body == encode_envelope(1, "a", 1, "x")[:-1] + b',"pad":""}'
         with pytest.raises(TooManyTopics):
             h.publish("b", "x")
-        h.unsubscribe(h.subscribe("a", None))
+        protocol, _peer = await connection()
+        h.unsubscribe(h.subscribe("a", None, WEBSOCKET, protocol))
     run(go())

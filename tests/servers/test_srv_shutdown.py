@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import signal
 import socket
 import subprocess
@@ -16,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from _timeouts import scaled
 from duplexbench.serverproc import ServerProcess
-from _srv_helpers import wait_metric
+from _srv_helpers import raw_connect, wait_metric
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -81,4 +83,44 @@ def test_shutdown_with_a_client_that_never_reads():
         assert time.monotonic() - started < scaled(8)
     finally:
         stalled.close()
+        server.stop()
+
+
+def test_sigterm_flushes_what_was_acknowledged():
+    """Subscribers that stopped reading hold queued messages when SIGTERM comes; once
+    they read again they get every acknowledged message, then the end (1001 / last chunk)."""
+    from test_srv_fanout import read_all, stalled, ws_seqs
+
+    server = ServerProcess("all", args=["--queue-limit", "100000"]).start()
+    try:
+        host = server.url.split("://")[1]
+        ws_sock, ws_rest = stalled(server.url, (
+            f"GET /ws?topic=f HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        nd_sock, nd_rest = stalled(server.url, f"GET /stream?topic=f HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        count = 2000  # 8 MB: more than kernel socket buffers hold, so the server queues
+        body = b"q" * 4000
+        request = (f"POST /publish?topic=f HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        with raw_connect(server.url, timeout=30) as publisher:
+            publisher.sendall(request * count)
+            acks = b""
+            while acks.count(b"HTTP/1.1 200 ") < count:  # each one acknowledged before the signal
+                chunk = publisher.recv(1 << 20)
+                assert chunk
+                acks += chunk
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the server is flushing; the clients start reading only now
+        with ws_sock, nd_sock, concurrent.futures.ThreadPoolExecutor(2) as pool:
+            # Both read at once: the flush waits for every subscriber before anyone's Close.
+            ws_read = pool.submit(read_all, ws_sock, ws_rest, lambda d: b"\x03\xe9server shutdown" in d)
+            nd_read = pool.submit(read_all, nd_sock, nd_rest, lambda d: d.endswith(b"0\r\n\r\n"))
+            data = ws_read.result()
+            assert ws_seqs(data[: data.rindex(b"\x88")]) == list(range(1, count + 1))  # then Close 1001
+            data = nd_read.result()
+            lines = [line for line in b"".join(data.split(b"\r\n")[1::2]).split(b"\n") if line.strip()]
+            assert [json.loads(line)["seq"] for line in lines] == list(range(1, count + 1))
+        assert server.process.wait(scaled(10)) == 0
+    finally:
         server.stop()

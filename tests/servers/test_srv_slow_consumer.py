@@ -92,7 +92,7 @@ def test_websocket_slow_consumer_closed_1008_and_counted(srv):
         offset += parsed[3]
     closes = [payload for opcode, _, payload, _ in frames if opcode == OP_CLOSE]
     assert all(int.from_bytes(p[:2], "big") == 1008 for p in closes)
-    assert metric(srv.url, "connections_open", "websocket") == 0
+    assert asyncio.run(wait_metric(srv.url, "connections_open", "websocket", 0)) == 0
 
 
 @pytest.mark.parametrize("accept,label", [("text/event-stream", "sse"), ("application/x-ndjson", "ndjson")])
@@ -106,5 +106,5 @@ def test_stream_slow_consumer_ended_and_counted(srv, accept, label):
         assert got == list(range(1, MESSAGES + 1))
         assert asyncio.run(wait_metric(srv.url, "slow_consumer_drops_total", label, 1)) == 1
         drain_until_closed(slow)
-    assert metric(srv.url, "connections_open", label) == 0
+    assert asyncio.run(wait_metric(srv.url, "connections_open", label, 0)) == 0
     assert metric(srv.url, "slow_consumer_drops_total", "websocket") == 0
