@@ -152,6 +152,8 @@ def account(spec: Any, schedule: Any, results: list[dict], t0_ms: float) -> tupl
         "errors": sum(int(s.get("errors", 0)) for s in subs) + int(pub.get("failed", 0)),
         "error_messages": errors[:20],
         "subscribers_never_opened": never_opened,
+        # EventSource readyState per subscriber when the point ended (0 connecting, 1 open).
+        "subscriber_states": [s.get("state") for s in subs],
         "measure_start_ns": start_ns + int(schedule.warmup_ns),
         "measure_end_ns": start_ns + int(schedule.total_ns),
         "clock": CLOCK,

@@ -129,6 +129,7 @@
   function sse(sub, cfg) {
     const source = new EventSource(`${cfg.base}/stream?${query(cfg, { cursor: sub.cursor })}`);
     sub.close = () => source.close();
+    sub.state = () => source.readyState;  // 0 connecting, 1 open, 2 closed
     source.onopen = () => { if (!sub.opened) sub.opened = now(); };
     source.onmessage = (e) => {
       const t = now();
@@ -224,9 +225,15 @@
         } else {
           fetch(`${cfg.base}/publish?${query(cfg, { ts: nsDigits(sentAt) })}`,
                 { method: "POST", body: data, headers: { "Content-Type": "text/plain" }, cache: "no-store" })
-            .then(async (r) => { await r.text(); pub.answered += 1;
-                                 if (r.ok) pub.ok[index] = true; else { pub.failed += 1; error("publish", `HTTP ${r.status}`); } })
-            .catch((e) => { pub.failed += 1; error("publish", e); });
+            .then(async (r) => {
+              await r.text();
+              // Only what completed within the point counts: stop() closes the subscribers,
+              // which frees connections that queued publishes (the connection limit) then use.
+              if (state.stopped) return;
+              pub.answered += 1;
+              if (r.ok) pub.ok[index] = true; else { pub.failed += 1; error("publish", `HTTP ${r.status}`); }
+            })
+            .catch((e) => { if (!state.stopped) { pub.failed += 1; error("publish", e); } });
         }
       }
       if (i < n) {
@@ -269,6 +276,7 @@
                publish_done: pub ? pub.done : false, now: now() };
     },
     stop() {
+      for (const sub of state.subs) if (sub.state) sub.finalState = sub.state();
       state.stopped = true;
       if (state.abort) state.abort.abort();
       for (const sub of state.subs) if (sub.close) sub.close();
@@ -277,7 +285,7 @@
     },
     results() {
       const subs = state.subs.map((s) => ({ sid: s.sid, seq: s.seq, index: s.index, recv: s.recv, ts: s.ts,
-        opened: s.opened, errors: s.errors, resets: s.resets, reconnects: s.reconnects, requests: s.requests }));
+        opened: s.opened, state: s.finalState === undefined ? null : s.finalState, errors: s.errors, resets: s.resets, reconnects: s.reconnects, requests: s.requests }));
       return { subs, pub: state.pub, errors: state.errors };
     },
   };
