@@ -6,6 +6,12 @@ SCENARIO ?= scenarios/quick.toml
 BASELINE ?= results/baselines/ci
 # e.g. COMPARE_FLAGS=--normalize when the baseline came from another machine
 COMPARE_FLAGS ?=
+# A/B mode: `make ci-bench BASE=origin/main` (any commit-ish) runs BASE's servers and this
+# tree's, interleaved, with this tree's load generator (docs/regression.md); e.g.
+# AB_FLAGS="--repeats 6" or AB_FLAGS="--transports sse,websocket".
+BASE ?=
+AB_FLAGS ?=
+AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
@@ -15,6 +21,7 @@ help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
 	@echo "make test       run the test suite"
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
+	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
@@ -46,10 +53,17 @@ notebook: install
 	$(PY) -m pip install --quiet -e ".[notebook]"
 	$(VENV)/bin/jupyter lab notebooks/analysis.ipynb
 
+# With BASE: the A/B gate (scenarios/ab.toml, ~3 minutes; results, compare.md and
+# compare.json in $(AB_OUT)). Without: the committed baseline, for local use.
 ci-bench: install
+ifneq ($(strip $(BASE)),)
+	rm -rf $(AB_OUT)
+	$(PY) -m duplexbench ab $(BASE) --out $(AB_OUT) $(AB_FLAGS)
+else
 	rm -rf results/ci-current
 	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
 	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md $(COMPARE_FLAGS)
+endif
 
 baseline: install
 	rm -rf $(BASELINE)

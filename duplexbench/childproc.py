@@ -33,8 +33,10 @@ class AnnouncedProcess:
     error: type[StartError] = StartError
 
     def __init__(self, command: Sequence[str], *, env: dict[str, str] | None = None,
-                 cpu: int | None = None, startup_timeout: float = 20.0) -> None:
+                 cpu: int | None = None, startup_timeout: float = 20.0,
+                 cwd: str | None = None) -> None:
         self.command = dying_with_parent(command)
+        self.cwd = cwd
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.cpu = cpu
         self.startup_timeout = startup_timeout
@@ -58,7 +60,7 @@ class AnnouncedProcess:
 
     def start(self):
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdin=subprocess.DEVNULL,
+            self.command, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # so Ctrl-C in a terminal reaches only the harness
         )

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("servers.__main__", "start a duplexbench server by hand"),
     "report": ("duplexbench.report", "write report.md / report.html for result directories"),
     "compare": ("duplexbench.compare", "compare two runs; exit 1 on a regression"),
+    "ab": ("duplexbench.abtest", "A/B gate: BASE's and this tree's servers, interleaved; exit 1 on a regression"),
     "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
     "fuzz": ("duplexbench.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),

@@ -1,4 +1,4 @@
-"""`python -m duplexbench compare BASELINE CURRENT`: the regression gate CI runs.
+"""`python -m duplexbench compare BASELINE CURRENT`: the regression gate's verdicts.
 
 Compares two run directories metric by metric, per transport and load point, and says for each
 whether it got better, stayed the same or got worse; exits 1 when a gated metric got worse, so a
@@ -9,16 +9,18 @@ are in docs/regression.md, which must change with ``METRICS``).
 
 Load points are matched by their parameters (transport, clients, rate, payload, delay,
 keepalive, pattern, upstream), not by their index, so a scenario that gained a point still
-compares the ones both runs have.
+compares the ones both runs have. Used directly against a committed baseline, and by the A/B
+mode (``duplexbench/abtest.py``, ``paired=True``). Repeats whose validity cannot carry a
+verdict are left out (``duplexbench/comparable.py``); outputs are in ``compare_output``,
+run-level notes in ``compare_notes``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -26,25 +28,28 @@ import numpy as np
 import pandas as pd
 
 from . import SCHEMA_VERSION
+from .comparable import ALWAYS_JUDGED, split_repeats
+from .compare_notes import meta_notes, normalisation
 from .results import Run, RunError, is_complete, load_run
-from .stats import BETTER, WORSE, Threshold, Verdict, compare_counts, compare_repeats, compare_samples
+from .stats import (WORSE, Threshold, Verdict, compare_counts, compare_paired,
+                    compare_repeats, compare_samples, tail_is_stable)
 
 __all__ = [
     "METRICS",
+    "MISSING",
+    "UNJUDGED",
     "Comparison",
     "InputError",
     "MetricSpec",
     "Row",
     "compare_runs",
-    "format_markdown",
-    "format_text",
     "main",
     "resolve_run",
-    "summary_line",
-    "to_json",
 ]
 
 MISSING = "missing"
+#: A metric whose repeats cannot carry a verdict (duplexbench/comparable.py); the row says why.
+UNJUDGED = "unjudged"
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,13 @@ class MetricSpec:
     column: str = ""  # samples.parquet column, for kind "samples"
     quantile: float = 0.5
     latency: bool = False  # scaled by --normalize
+    tail: bool = False  # gates in A/B mode where the baseline repeats show it stable
 
 
-def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool) -> MetricSpec:
-    return MetricSpec(name, "samples", Threshold(rel, abs_ms), gate, column, q, latency=True)
+def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool,
+         tail: bool = False) -> MetricSpec:
+    return MetricSpec(name, "samples", Threshold(rel, abs_ms), gate, column, q, latency=True,
+                      tail=tail)
 
 
 def _rep(name: str, rel: float, absolute: float, gate: bool = True, worse_up: bool = True,
@@ -74,18 +82,20 @@ METRICS: tuple[MetricSpec, ...] = (
     # Latency, judged on raw samples. Only medians gate: on a shared 2-core machine two runs of
     # the same build moved p90 by +50 % (+2 ms) and p99 by +60 %, consistently across repeats,
     # while medians stayed within +0.8 ms. A 2 ms delay moves the median by >= 2 ms (x2 margin).
-    # The tails are reported, marked "(info)"; docs/regression.md says how to gate them.
+    # Against a committed baseline the tails are reported, marked "(info)"; in A/B mode
+    # (duplexbench/abtest.py) p90 and p99 gate where the baseline's own repeats agree on them
+    # better than the threshold (tail=True; stats.tail_is_stable). p99.9 never: ~ the maximum.
     _lat("lat_p50_ms", "latency_ms", 0.50, 0.25, 1.0, True),
-    _lat("lat_p90_ms", "latency_ms", 0.90, 0.50, 2.0, False),
-    _lat("lat_p99_ms", "latency_ms", 0.99, 1.00, 5.0, False),
+    _lat("lat_p90_ms", "latency_ms", 0.90, 0.50, 2.0, False, tail=True),
+    _lat("lat_p99_ms", "latency_ms", 0.99, 1.00, 5.0, False, tail=True),
     _lat("lat_p999_ms", "latency_ms", 0.999, 1.00, 10.0, False),
     _rep("lat_mean_ms", 0.25, 1.0, gate=False, latency=True),
     _rep("lat_max_ms", 1.00, 10.0, gate=False, latency=True),
     # From the actual send time: the server's share, without the publisher's own lateness
     # (the most stable latency figure: +-0.1 ms between runs of the same build).
     _lat("sent_p50_ms", "latency_sent_ms", 0.50, 0.25, 1.0, True),
-    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.50, 2.0, False),
-    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 1.00, 5.0, False),
+    _lat("sent_p90_ms", "latency_sent_ms", 0.90, 0.50, 2.0, False, tail=True),
+    _lat("sent_p99_ms", "latency_sent_ms", 0.99, 1.00, 5.0, False, tail=True),
     # Open-loop publishing: throughput is the offered rate unless something broke; tight.
     _rep("throughput_msgs_s", 0.03, 1.0, worse_up=False),
     # Per-message costs are nearly deterministic (heartbeats and handshakes amortised over
@@ -102,11 +112,14 @@ METRICS: tuple[MetricSpec, ...] = (
     _rep("pub_http_requests_per_msg", 0.05, 0.05),
     # Server resources: process CPU time varies with cache and frequency contention.
     _rep("server_cpu_pct", 0.30, 5.0),
-    _rep("server_rss_mb_max", 0.25, 20.0),
+    _rep("server_rss_mib_max", 0.25, 20.0),  # results.load_run converts schema-1 MB
     _rep("server_connections_max", 0.10, 2.0, gate=False),
     _rep("client_cpu_pct", 0.30, 5.0, gate=False),  # the load generator is not under test
     MetricSpec("lost", "count", Threshold(0, 0)),
     MetricSpec("duplicated", "count", Threshold(0, 0)),
+    # Arrived after the drain bound: a symptom worth showing, too noise-prone to gate alone
+    # (a point late in every current repeat and no baseline one gates as `validity`).
+    MetricSpec("late", "count", Threshold(0, 0), gate=False),
     MetricSpec("reordered", "count", Threshold(0, 0), gate=False),
     MetricSpec("reconnects", "count", Threshold(0, 0), gate=False),
 )
@@ -135,10 +148,11 @@ class Row:
     transport: str
     point: str  # load point label, e.g. "20c 200/s 64B"
     metric: str
-    status: str  # better | same | worse | missing
+    status: str  # better | same | worse | missing | unjudged
     gated: bool
     verdict: Verdict | None = None
     note: str = ""
+    why: str = ""  # for unjudged: which side's validity, e.g. "current loadgen-saturated"
 
     @property
     def regression(self) -> bool:
@@ -154,6 +168,7 @@ class Comparison:
     rows: tuple[Row, ...]
     notes: tuple[str, ...]
     multi_point: bool  # several load points per transport: name the point in the summary
+    paired: bool = False  # A/B mode: interleaved repeats, pairwise consistency, stable tails
 
     @property
     def regressions(self) -> list[Row]:
@@ -184,10 +199,12 @@ def resolve_run(path: str | Path, allow_incomplete: bool = False) -> Run:
     except RunError as exc:
         raise InputError(str(exc)) from None
     version = run.meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    # results.load_run reads every schema up to this one (older columns converted: MB -> MiB,
+    # validity classified from the row), so an older baseline still compares.
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
         raise InputError(
             f"{given}: schema mismatch: results schema_version {version!r}, this duplexbench "
-            f"reads {SCHEMA_VERSION}; re-run it (or refresh the baseline with `make baseline`)")
+            f"reads 1 to {SCHEMA_VERSION}; re-run it (or refresh the baseline with `make baseline`)")
     if not is_complete(run.meta) and not allow_incomplete:
         status, reason = run.meta.get("status"), run.meta.get("reason") or "no reason given"
         raise InputError(
@@ -287,53 +304,67 @@ def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
     return replace(spec, threshold=replace(spec.threshold, rel=min_change / 100.0))
 
 
-def _normalisation(base: Run, cur: Run) -> tuple[float, str]:
-    """Factor current latencies are divided by: ratio of the runs' TCP echo round trips."""
-    key = "tcp_echo_rtt_us_p50"
-    b = (base.meta.get("calibration") or {}).get(key)
-    c = (cur.meta.get("calibration") or {}).get(key)
-    if not b or not c:
-        side = "baseline" if not b else "current"
-        raise InputError(f"--normalize: the {side} run has no calibration "
-                         f"(meta.json calibration.{key}); re-run it with this duplexbench")
-    factor = float(c) / float(b)
-    note = (f"normalised: current latencies divided by {factor:.3f} (TCP echo p50 "
-            f"{float(c):.1f} us current vs {float(b):.1f} us baseline)")
-    return factor, note
-
-
-def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
+def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
-                   factor: float) -> list[Row]:
+                   factor: float, paired: bool) -> tuple[list[Row], list[str]]:
+    """Rows for one load point, and notes (left-out repeats, tails not gated)."""
+    split = split_repeats(b_all, c_all)
+    notes = [f"{transport} {label}: {n}" for n in split.notes]
+    if paired and not split.why and "repeat" in b_all and "repeat" in c_all:
+        # Pairs stay pairs: a repeat left out on one side takes its partner with it.
+        common = set(split.base["repeat"]) & set(split.current["repeat"])
+        if common:
+            split = replace(split, base=split.base[split.base["repeat"].isin(common)].sort_values("repeat"),
+                            current=split.current[split.current["repeat"].isin(common)].sort_values("repeat"))
+        else:
+            split = replace(split, why="no repeat pair comparable on both sides")
     rows: dict[str, Row] = {}
 
     def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
         v = pd.to_numeric(frame[spec.name], errors="coerce").to_numpy(dtype=float)
         return v / scale if spec.latency else v
 
+    def judged_on(spec: MetricSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if spec.name in ALWAYS_JUDGED or split.why:  # unjudged rows still show all values
+            return b_all, c_all
+        return split.base, split.current
+
+    specs = [s for s in specs if s.name in b_all or s.name in c_all or s.kind == "samples"]
     # Latency quantiles of one samples column share one bootstrap (same resamples).
     by_column: dict[str, list[MetricSpec]] = {}
     for spec in specs:
         if spec.kind == "samples":
             by_column.setdefault(spec.column, []).append(spec)
     for column, group in by_column.items():
+        b_rows, c_rows = judged_on(group[0])
         b_groups = _sample_groups(base, b_rows, column, 1.0)
         c_groups = _sample_groups(cur, c_rows, column, factor)
         if b_groups is None or c_groups is None:
             continue  # falls back to the per-repeat summary values below
-        verdicts = compare_samples(b_groups, c_groups, [(s.quantile, s.threshold) for s in group],
-                                   alpha=alpha)
+        wanted = [(s.quantile, s.threshold) for s in group]
+        if paired and len(b_groups) == len(c_groups):  # A/B: repeat i of both sides adjacent
+            verdicts = compare_paired(b_groups, c_groups, wanted, alpha=alpha)
+        else:
+            verdicts = compare_samples(b_groups, c_groups, wanted, alpha=alpha)
         for spec, verdict in zip(group, verdicts):
-            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict)
+            gated, note = spec.gate, ""
+            if paired and spec.tail:
+                stable, text = tail_is_stable(b_groups, spec.quantile, spec.threshold)
+                gated = stable
+                note = f"tail {'gated' if stable else 'not gated (unstable)'}: {text}"
+            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, gated, verdict, note)
 
     for spec in specs:
         if spec.name in rows:
             continue
+        b_rows, c_rows = judged_on(spec)
         if spec.name not in b_rows or spec.name not in c_rows:
             rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate, note="no column")
             continue
         b, c = values(b_rows, spec, 1.0), values(c_rows, spec, factor)
         b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+        if len(b) == 0 and len(c) == 0:
+            continue  # reported by neither run (an optional column): nothing to say
         if len(b) == 0 or len(c) == 0:
             side = "baseline" if len(b) == 0 else "current"
             rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate,
@@ -357,7 +388,15 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_rows: pd.DataFrame, c_
             if spec.kind == "samples":
                 note = "from per-repeat summary (no samples)"
         rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
-    return [rows[s.name] for s in specs]
+    out = [rows[s.name] for s in specs if s.name in rows]
+    if split.why:  # no comparable repeat on a side: show the values, call nothing
+        out = [r if r.metric in ALWAYS_JUDGED or r.status == MISSING
+               else replace(r, status=UNJUDGED, why=split.why) for r in out]
+        notes.append(f"{transport} {label}: not judged ({split.why}): its figures describe "
+                     "something other than the server under test")
+    if split.broken:
+        out.append(Row(transport, label, "validity", WORSE, True, None, split.broken))
+    return out, notes
 
 
 def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> float:
@@ -381,13 +420,21 @@ def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataF
 
 
 def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
-                 normalize: bool = False) -> Comparison:
-    """Every metric of every load point both runs have; notes for everything else."""
+                 normalize: bool = False, paired: bool = False) -> Comparison:
+    """Every metric of every load point both runs have; notes for everything else.
+
+    ``paired`` (A/B mode, interleaved runs): repeat i of both sides ran back to back, so
+    latency consistency is judged pair by pair (stats.compare_paired), and p90/p99 gate where
+    the baseline's repeats show them stable (stats.tail_is_stable).
+    """
     notes: list[str] = []
     specs = [_apply_min_change(s, min_change) for s in METRICS]
     factor = 1.0
     if normalize:
-        factor, note = _normalisation(base, cur)
+        try:
+            factor, note = normalisation(base, cur)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         notes.append(note)
     keys = [c for c in KEY_COLUMNS if c in base.summary and c in cur.summary]
     b_points, c_points = _points(base, keys), _points(cur, keys)
@@ -406,172 +453,18 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             notes.append(f"{transport} {label}: only in the {side} run, not compared")
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
-        rows += _compare_point(b_index, c_index, b_rows, c_rows, transport, label, specs, alpha, factor)
+        point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
+                                                 label, specs, alpha, factor, paired)
+        rows += point_rows
+        notes += point_notes
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
     notes += [f"{r.transport} {r.point} {r.metric}: {r.note}" for r in rows
               if r.note and r.metric != "*"]
-    notes += _meta_notes(base, cur, normalize)
+    notes += meta_notes(base, cur, normalize)
     multi = len({label for _, label in common}) > 1
-    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi)
-
-
-def _meta_notes(base: Run, cur: Run, normalize: bool) -> list[str]:
-    """What a reader must know before trusting the verdicts."""
-    notes = []
-    b_inj, c_inj = base.meta.get("inject") or {}, cur.meta.get("inject") or {}
-    if any(v for v in c_inj.values()):
-        notes.append(f"current run has an injected regression: {c_inj} (DUPLEXBENCH_INJECT_*)")
-    if any(v for v in b_inj.values()):
-        notes.append(f"baseline has an injected regression: {b_inj}; refresh it (make baseline)")
-    b_name = (base.meta.get("scenario") or {}).get("name")
-    c_name = (cur.meta.get("scenario") or {}).get("name")
-    if b_name != c_name:
-        notes.append(f"different scenarios: baseline {b_name!r}, current {c_name!r}")
-    b_cpu, c_cpu = base.meta.get("cpu_model"), cur.meta.get("cpu_model")
-    if not normalize and b_cpu != c_cpu:
-        notes.append(f"different CPUs ({b_cpu!r} vs {c_cpu!r}): latency differences may be the "
-                     "machine; consider --normalize")
-    warnings = list(cur.meta.get("warnings") or [])
-    for text in warnings[:3]:
-        notes.append(f"current run warning: {text}")
-    if len(warnings) > 3:
-        notes.append(f"current run: {len(warnings) - 3} more warnings in its meta.json")
-    return notes
-
-
-# ---------------------------------------------------------------------------
-# Output
-
-
-def _num(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
-
-
-def _pct(row: Row) -> str:
-    v = row.verdict
-    if v is None:
-        return "-"
-    if math.isnan(v.change):
-        return f"{v.delta:+.4g}"
-    return f"{v.change * 100:+.1f}%"
-
-
-def _p(row: Row) -> str:
-    p = row.verdict.p_value if row.verdict else None
-    if p is None:
-        return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _word(row: Row) -> str:
-    if row.status in (BETTER, WORSE) and not row.gated:
-        return f"{row.status} (info)"
-    return row.status
-
-
-def _cells(row: Row) -> list[str]:
-    v = row.verdict
-    return [row.transport, row.point, row.metric, _num(v.baseline if v else None),
-            _num(v.current if v else None), _pct(row), _p(row), _word(row)]
-
-
-HEADER = ["transport", "point", "metric", "baseline", "current", "change", "p", "verdict"]
-
-
-def _p_clause(row: Row) -> str:
-    """", p=0.003" / ", p<0.001" for sample-based verdicts, "" where no test was made."""
-    text = _p(row)
-    return "" if text == "-" else (f", p{text}" if text.startswith("<") else f", p={text}")
-
-
-def _regression_text(comp: Comparison, row: Row) -> str:
-    where = f"{row.transport} [{row.point}]" if comp.multi_point else row.transport
-    v = row.verdict
-    change = _pct(row) if math.isnan(v.change) or abs(v.change) < 0.1 else f"{v.change * 100:+.0f}%"
-    p = _p_clause(row)
-    return f"{where} {row.metric} {change}" + (f" ({p[2:]})" if p else "")
-
-
-def summary_line(comp: Comparison) -> str:
-    regs = comp.regressions
-    if regs:
-        return "REGRESSION: " + "; ".join(_regression_text(comp, r) for r in regs)
-    compared = sum(1 for r in comp.rows if r.status != MISSING)
-    return f"OK: no regression ({compared} metrics compared)"
-
-
-def format_text(comp: Comparison) -> str:
-    table = [HEADER] + [_cells(r) for r in comp.rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    lines = [f"baseline: {comp.baseline.path} ({comp.baseline.run_id})",
-             f"current:  {comp.current.path} ({comp.current.run_id})", ""]
-    for line in table:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    if comp.notes:
-        lines += [""] + [f"note: {n}" for n in comp.notes]
-    lines += ["", summary_line(comp)]
-    return "\n".join(lines)
-
-
-def format_markdown(comp: Comparison) -> str:
-    regs = comp.regressions
-    head = f"{len(regs)} regression(s)" if regs else "no regression"
-    lines = [f"## duplexbench regression check: {'FAIL' if regs else 'PASS'}, {head}", "",
-             f"Baseline `{comp.baseline.run_id}` ({_git(comp.baseline)}) vs current "
-             f"`{comp.current.run_id}` ({_git(comp.current)}).", ""]
-    if regs:
-        lines += ["### Regressions", ""]
-        for r in regs:
-            v = r.verdict
-            lines.append(f"- **{r.transport}** `{r.metric}` ({r.point}): {_num(v.baseline)} -> "
-                         f"{_num(v.current)} ({_pct(r)}{_p_clause(r)}; {v.reason})")
-        lines.append("")
-    changed = [r for r in comp.rows if r.status in (BETTER, WORSE, MISSING)]
-    if changed:
-        lines += ["### Changes", "", _md_table(changed), ""]
-    lines += ["<details><summary>All metrics</summary>", "", _md_table(comp.rows), "",
-              "</details>", ""]
-    if comp.notes:
-        lines += ["### Notes", ""] + [f"- {n}" for n in comp.notes] + [""]
-    lines += ["A metric is *worse* only when its change passes a minimum change, a significance "
-              "test and is consistent across repeats; `(info)` metrics never fail the check. "
-              "See docs/regression.md.", "", f"`{summary_line(comp)}`", ""]
-    return "\n".join(lines)
-
-
-def _md_table(rows: Sequence[Row]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for r in rows:
-        cells = _cells(r)
-        if r.regression:
-            cells[-1] = f"**{cells[-1]}**"
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def _git(run: Run) -> str:
-    git = run.meta.get("git") or {}
-    commit = str(git.get("commit") or "unknown commit")[:10]
-    return commit + (" dirty" if git.get("dirty") else "")
-
-
-def to_json(comp: Comparison) -> dict:
-    def row(r: Row) -> dict:
-        d = {"transport": r.transport, "point": r.point, "metric": r.metric, "status": r.status,
-             "gated": r.gated, "regression": r.regression, "note": r.note}
-        if r.verdict:
-            d.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                      for k, v in asdict(r.verdict).items() if k != "verdict"})
-        return d
-
-    return {"baseline": str(comp.baseline.path), "current": str(comp.current.path),
-            "regression": bool(comp.regressions), "summary": summary_line(comp),
-            "regressions": [row(r) for r in comp.regressions],
-            "rows": [row(r) for r in comp.rows], "notes": list(comp.notes)}
+    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi, paired)
 
 
 # ---------------------------------------------------------------------------
@@ -618,11 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"duplexbench compare: error: {exc}", file=sys.stderr)
         return 2
+    from .compare_output import format_text, write_outputs  # it imports this module
+
     print(format_text(comp))
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(format_markdown(comp), encoding="utf-8")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(to_json(comp), indent=2) + "\n", encoding="utf-8")
+    write_outputs(comp, args.markdown, args.json)
     return 1 if comp.regressions else 0

@@ -43,6 +43,7 @@ from .point import STUCK_GRACE_S
 from .results import new_run_id
 from .scenario import LoadPoint, Scenario, ScenarioError, load_scenario
 from .session import LOADGEN_SATURATED_PCT, Session
+from .target import SpawnedTarget
 
 __all__ = [
     "EXIT_FAILED",
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loadgen-procs", type=int, default=None, metavar="N",
                         help="subscriber processes of the native load generator (default: one "
                              "per allowed core other than the server's, at least 1)")
+    parser.add_argument("--server-src", type=Path, metavar="DIR",
+                        help="run the servers of another source tree (e.g. a checkout of an older "
+                             "commit) with this interpreter; `duplexbench ab` does this for A/B runs")
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
@@ -141,10 +145,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (run_dir / "meta.json").exists():
         console.error(f"{run_dir} already holds a run; choose another --out or remove it")
         return 2
+    target = None
+    if args.server_src is not None:
+        if not (args.server_src / "servers" / "__main__.py").is_file():
+            console.error(f"--server-src {args.server_src}: no servers/__main__.py there")
+            return 2
+        target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
+                               src=str(args.server_src.resolve()))
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
-                      command="run", argv=argv,
+                      command="run", argv=argv, target=target,
                       loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
     return run_session(session, scenario.points(), report=not args.no_report)
 

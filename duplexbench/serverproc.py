@@ -39,11 +39,17 @@ class ServerProcess(AnnouncedProcess):
         env: dict[str, str] | None = None,
         cpu: int | None = None,
         startup_timeout: float = 20.0,
+        src: str | None = None,
     ) -> None:
+        # src: another source tree's servers (A/B runs, duplexbench/abtest.py), run with this
+        # interpreter: cwd and PYTHONPATH both point there, so its `servers` and the
+        # `duplexbench` they import shadow the installed ones.
+        if src is not None:
+            env = {**(env or {}), "PYTHONPATH": str(src)}
         super().__init__(
             [sys.executable, "-m", "servers", "--transport", transport,
              "--host", host, "--port", str(port), *args],
-            env=env, cpu=cpu, startup_timeout=startup_timeout,
+            env=env, cpu=cpu, startup_timeout=startup_timeout, cwd=src,
         )
         self.url: str = ""
 

@@ -175,13 +175,17 @@ class Session:
 
     def _calibrate(self) -> None:
         try:
-            from .calibration import measure_tcp_echo
+            from .calibration import calibrate
         except ImportError:
             return
-        try:
-            self.writer.meta["calibration"] = measure_tcp_echo()
+        try:  # in the scenario's regime: its (first) rate, the server's and the loadgen's cores
+            calibration = calibrate(self.scenario.rate[0], self.plan.server, self.plan.loadgen)
         except Exception as exc:
             self.warn(f"TCP echo calibration failed: {exc}")
+            return
+        self.writer.meta["calibration"] = calibration
+        if calibration.get("echo_at_rate_error"):
+            self.warn(f"TCP echo at the scenario's rate failed: {calibration['echo_at_rate_error']}")
 
     def warn(self, text: str) -> None:
         self.console.warn(text)

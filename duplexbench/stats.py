@@ -16,6 +16,11 @@ independent conditions hold (pyperf ``compare_to`` uses the first two, asv the r
    "every current repeat lies beyond every baseline repeat", so one disturbed repeat (a neighbour's
    job, a GC storm) cannot fail the build on its own.
 
+Interleaved A/B runs (``compare_paired``) judge condition 3 pair by pair instead: repeat i of
+both sides ran back to back, and the change must show in two thirds of the pairs. Tail
+quantiles may gate there only where the baseline's own repeats agree on them
+(``tail_is_stable``).
+
 Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
 counts that should be zero (lost messages) use a rule of their own. No I/O here: arrays in,
 ``Verdict`` out, so every rule is tested on synthetic data.
@@ -38,9 +43,13 @@ __all__ = [
     "Verdict",
     "bootstrap_ratio_ci",
     "compare_counts",
+    "compare_paired",
     "compare_repeats",
     "compare_samples",
+    "pairs_needed",
     "mann_whitney_p",
+    "repeat_spread",
+    "tail_is_stable",
     "thin",
 ]
 
@@ -257,3 +266,87 @@ def compare_counts(
         way = _direction(cr - br, th)  # the rate decides, not totals over different runs
         word, reason = (way, "rate at least doubled") if bigger else (SAME, "below minimum change")
     return Verdict(word, b, c, _relative(b, c), delta, None, None, reason, len(baseline), len(current))
+
+
+def repeat_spread(groups: Sequence[np.ndarray], q: float) -> tuple[float, float]:
+    """How far one side's repeats disagree on a quantile: (relative, absolute) spread.
+
+    The quantile of each repeat on its own; absolute = max - min, relative = that over their
+    median. Measured on the baseline side of an interleaved A/B run it is the A-vs-A noise of
+    the statistic on this machine right now.
+    """
+    per_repeat = np.array([np.quantile(g, q) for g in groups if len(g)], dtype=float)
+    if len(per_repeat) == 0:
+        return math.nan, math.nan
+    spread = float(per_repeat.max() - per_repeat.min())
+    middle = float(np.median(per_repeat))
+    return (spread / middle if middle > 0 else math.inf), spread
+
+
+#: Fewer repeats cannot tell a stable tail from a lucky one.
+MIN_REPEATS_FOR_TAIL = 3
+
+
+def tail_is_stable(groups: Sequence[np.ndarray], q: float, th: Threshold) -> tuple[bool, str]:
+    """May a tail quantile gate? Only when the baseline's own repeats agree on it better than
+    the change that would be called: relative spread < ``th.rel`` and absolute < ``th.abs``,
+    over at least ``MIN_REPEATS_FOR_TAIL`` repeats. Returns (stable, why) for the notes."""
+    n = sum(1 for g in groups if len(g))
+    if n < MIN_REPEATS_FOR_TAIL:
+        return False, f"{n} baseline repeat(s), stability needs >= {MIN_REPEATS_FOR_TAIL}"
+    rel, spread = repeat_spread(groups, q)
+    text = f"baseline repeats spread {rel * 100:.0f}% / {spread:.3g} (limit {th.rel * 100:.0f}% / {th.abs:g})"
+    return (rel < th.rel and spread < th.abs), text
+
+
+def pairs_needed(n: int) -> int:
+    """Repeat pairs that must agree on a change: all of 1-2, else two thirds (2 of 3, 3 of 4)."""
+    return n if n <= 2 else math.ceil(2 * n / 3)
+
+
+def compare_paired(
+    baseline_groups: Sequence[np.ndarray],
+    current_groups: Sequence[np.ndarray],
+    specs: Sequence[tuple[float, Threshold]],
+    alpha: float = 0.01,
+) -> list[Verdict]:
+    """Like :func:`compare_samples`, for interleaved A/B runs: repeat ``i`` of each side ran
+    back to back, so the pair shares the machine's state at that moment.
+
+    Conditions 1 and 2 are unchanged (pooled quantile, Mann-Whitney U). Condition 3 becomes:
+    the change (same direction, both thresholds) shows in ``pairs_needed(n)`` of the n repeat
+    pairs. A moment of load that hits one side of one pair (a neighbour's job; seen here: one
+    baseline repeat with p90 = 257 ms against ~2 ms) then neither hides a real change nor
+    makes one up; the bootstrap's "every repeat beyond every other" would let it hide one.
+    ``ci`` carries the lowest and highest per-pair ratio.
+    """
+    base_groups = [np.asarray(g, dtype=float) for g in baseline_groups]
+    cur_groups = [np.asarray(g, dtype=float) for g in current_groups]
+    if len(base_groups) != len(cur_groups) or not all(len(g) for g in base_groups + cur_groups):
+        raise ValueError("compare_paired needs one non-empty group per repeat on both sides")
+    base, cur = np.concatenate(base_groups), np.concatenate(cur_groups)
+    p = mann_whitney_p(base, cur)
+    n = len(base_groups)
+    verdicts = []
+    for q, th in specs:
+        b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
+        delta = c - b
+        way = _direction(delta, th)
+        pb = np.array([np.quantile(g, q) for g in base_groups])
+        pc = np.array([np.quantile(g, q) for g in cur_groups])
+        agree = sum(1 for x, y in zip(pb, pc)
+                    if _direction(y - x, th) == way and _big_enough(x, y - x, th))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = pc / pb
+        ci = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))
+        if way == SAME or not _big_enough(b, delta, th):
+            word, reason = SAME, "below minimum change"
+        elif p >= alpha:
+            word, reason = SAME, f"not significant (p={p:.2g} >= {alpha:g})"
+        elif agree < pairs_needed(n):
+            word, reason = SAME, f"inconsistent across repeat pairs ({agree} of {n} agree)"
+        else:
+            word, reason = way, (f"significant, above minimum change in {agree} of {n} "
+                                 "repeat pairs")
+        verdicts.append(Verdict(word, b, c, _relative(b, c), delta, p, ci, reason, len(base), len(cur)))
+    return verdicts

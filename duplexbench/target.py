@@ -95,12 +95,14 @@ class SpawnedTarget:
     args: Sequence[str] = ()
     cpu: int | None = None
     env: dict[str, str] | None = None
+    #: Another source tree whose servers to run (A/B runs: duplexbench/abtest.py).
+    src: str | None = None
 
     @contextlib.contextmanager
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         server = ServerProcess(Transport(point.transport).server_mount,
                                args=list(self.args) + infra.server_args(point),
-                               env=self.env, cpu=self.cpu)
+                               env=self.env, cpu=self.cpu, src=self.src)
         try:
             try:
                 server.start()

@@ -15,7 +15,8 @@ invented.
 
 ``claim_rows(runs) -> list[dict]`` with keys ``source, claim, prediction,
 measurement, ratio, verdict`` (verdict ``"confirmed"`` or ``"not confirmed"``;
-ratio = measured / predicted, or None where a ratio means nothing).
+ratio = measured / predicted, or None where a ratio means nothing; ``"not judged"`` rows
+name the points whose validity kept them out of every claim).
 
 Verdicts rest on distributions, not on one maximum: a "worst case" claim is
 judged on a high percentile of the per-message latencies, with its sample count
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from duplexbench.contract.websocket import frame_header_size
+from duplexbench.validity import comparable, validity_column
 from duplexbench.metrics import nearest_rank
 from duplexbench.report.noise import percentile_noise
 
@@ -75,14 +77,23 @@ UPSTREAM_PATTERNS = ("echo", "chat")
 
 
 def claim_rows(runs: Iterable[Any]) -> list[dict]:
-    """The claims that the given runs (duplexbench.results.Run) can speak to."""
+    """The claims that the given runs (duplexbench.results.Run) can speak to.
+
+    Only points whose validity is comparable (duplexbench/validity.py: ``ok``,
+    ``server-saturated``) confirm or refute a claim; the others get a ``not judged`` row each
+    (per transport and validity) saying what was left out and why, never silence.
+    """
     runs = list(runs)
     frame = _combined(runs)
     if frame.empty:
         return []
     from duplexbench.report.infra import claim_rows as infra_claim_rows, main_rows
 
-    full, frame = frame, main_rows(frame)  # the claims below: direct rows, native engine
+    # RFC 6202 §3.2 (nginx, report/infra.py) reads every row: a held stream (lost, empty)
+    # is its evidence, not a point to leave out. The claims below: direct, native-engine rows.
+    full, frame = frame, main_rows(frame)
+    left_out = _left_out_rows(frame)
+    frame = frame[frame["_validity"].map(comparable)]
     rows: list[dict] = []
     rows += _transit_rows(frame, runs)
     rows += _poll_header_rows(frame)
@@ -90,7 +101,23 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += _frame_header_rows(frame)
     rows += _client_frame_header_rows(frame)
     rows += _article_rows(frame)
-    rows += infra_claim_rows(full)  # RFC 6202 §3.2: nginx in the path (report/infra.py)
+    rows += infra_claim_rows(full)
+    return rows + left_out
+
+
+def _left_out_rows(frame: pd.DataFrame) -> list[dict]:
+    """One ``not judged`` row per (transport, validity) of the points claims cannot use."""
+    bad = frame[~frame["_validity"].map(comparable)]
+    rows = []
+    for (transport, validity), group in bad.groupby(["transport", "_validity"], sort=True):
+        rows.append({
+            "source": "point validity (duplexbench/validity.py)",
+            "claim": f"{transport}: {len(group)} point(s) left out of every claim",
+            "prediction": "",
+            "measurement": f"{validity}: its figures describe something other than the server",
+            "ratio": None,
+            "verdict": "not judged",
+        })
     return rows
 
 
@@ -116,6 +143,7 @@ def _combined(runs: Iterable[Any]) -> pd.DataFrame:
     frame = frame.copy()
     if "status" in frame.columns:
         frame = frame[frame["status"].fillna("ok").astype(str) != "error"]
+    frame["_validity"] = validity_column(frame).astype(str)
     for column in ("delay_ms", "payload_bytes", "message_bytes", "rate_msgs_s", "lat_max_ms",
                    "lat_mean_ms", "lat_samples", "delivered", "clients", "overhead_down_per_msg", "overhead_up_per_msg",
                    "http_requests_per_msg", "bytes_up_per_msg", "sent", "lat_p99_ms", "lat_p999_ms",

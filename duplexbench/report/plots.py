@@ -23,6 +23,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from duplexbench.report import colors
 from duplexbench.report.derived import AXIS_LABELS, ReferencePoint, swept_axes
+from duplexbench.validity import comparable
 
 __all__ = [
     "RC",
@@ -133,6 +134,23 @@ def _lines(ax, frame: pd.DataFrame, axis: str, column: str, *, linestyle=None, s
                 linewidth=2, linestyle=linestyle or colors.RUN_LINESTYLES[r % 4],
                 label=_series_label(transport, run, runs) + suffix,
             )
+            _ring_not_comparable(ax, rows, axis, column)
+
+
+#: Legend text of the ring drawn around points that cannot carry a comparison.
+NOT_COMPARABLE = "not comparable (validity: load generator saturated, lost, ...)"
+
+
+def _ring_not_comparable(ax, rows: pd.DataFrame, x: str, y: str) -> None:
+    """A hollow ring around points whose validity keeps them out of comparisons."""
+    if "validity" not in rows.columns:
+        return
+    bad = rows[~rows["validity"].map(lambda v: comparable(v) or not v or v != v)]
+    if bad.empty:
+        return
+    labelled = NOT_COMPARABLE in ax.get_legend_handles_labels()[1]
+    ax.scatter(bad[x], bad[y], s=170, facecolors="none", edgecolors="black", linewidths=1.6,
+               zorder=5, label=None if labelled else NOT_COMPARABLE)
 
 
 def _bars(ax, frame: pd.DataFrame, column: str, *, fmt="{:,.3g}") -> None:
@@ -150,8 +168,11 @@ def _bars(ax, frame: pd.DataFrame, column: str, *, fmt="{:,.3g}") -> None:
                 continue
             ax.bar(x, value, width * 0.92, color=colors.color(transport), edgecolor="black",
                    linewidth=0.6, hatch=colors.RUN_HATCHES[r % len(colors.RUN_HATCHES)])
-            ax.annotate(fmt.format(value), (x, value), ha="center", va="bottom", fontsize=9,
-                        xytext=(0, 2), textcoords="offset points")
+            validity = rows["validity"].iloc[0] if "validity" in rows.columns else ""
+            note = "" if comparable(validity) or not validity or validity != validity \
+                else f"\n({validity})"
+            ax.annotate(fmt.format(value) + note, (x, value), ha="center", va="bottom",
+                        fontsize=9, xytext=(0, 2), textcoords="offset points")
     ticks = [colors.label(t) for t in transports]
     if len(runs) > 1:
         ticks = [f"{t}\n" + " | ".join(runs) for t in ticks]

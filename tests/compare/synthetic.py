@@ -46,7 +46,9 @@ class Model:
     median_ms: float = 1.0
     status: str = "complete"
     schema_version: int | None = None
-    echo_us: float = 50.0
+    echo_us: float = 50.0  # hot-loop echo
+    at_rate_us: float | None = 240.0  # echo at the scenario's rate; None = an older run
+    validity: dict = field(default_factory=dict)  # transport -> one class, or one per repeat
     drop_columns: tuple[str, ...] = ()
 
 
@@ -56,6 +58,9 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
     meta = {"scenario": {"name": "ci"}, "cpu_model": "synthetic", "git": {"commit": "abc1234"},
             "inject": {"delay_ms": 0, "pad_bytes": 0},
             "calibration": {"tcp_echo_rtt_us_p50": model.echo_us, "samples": 1000}}
+    if model.at_rate_us is not None:
+        meta["calibration"].update(echo_at_rate_us_p50=model.at_rate_us,
+                                   echo_at_rate={"rate_hz": 200.0, "samples": 250})
     writer = RunWriter(path, meta, latest=False).start()
     for point, transport in enumerate(model.transports):
         for repeat in range(model.repeats):
@@ -67,6 +72,9 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
             req = model.requests.get(transport, 0.001)
             per_request = 170 * req  # response headers, amortised over the messages of a poll
             noise = rng.normal(0, 1)
+            validity = model.validity.get(transport, "ok")
+            if not isinstance(validity, str):
+                validity = validity[repeat]
             row = {
                 "run_id": path.name, "scenario": "ci", "engine": "native",
                 "transport": transport, "point": point, "repeat": repeat,
@@ -74,7 +82,7 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                 "message_bytes": 118, "delay_ms": 0, "keepalive": True,
                 "pattern": "fanout", "upstream": "post", "duration_s": 4.0,
                 "sent": 800, "expected": 16000, "delivered": 16000 - lost, "lost": lost,
-                "duplicated": 0, "reordered": 0,
+                "duplicated": 0, "reordered": 0, "late": 0,
                 "throughput_msgs_s": 4000 + 5 * noise,
                 **{f"lat_p{k}_ms": float(np.percentile(lat, q))
                    for k, q in (("50", 50), ("90", 90), ("99", 99), ("999", 99.9))},
@@ -84,7 +92,7 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                    for k, q in (("50", 50), ("90", 90), ("99", 99), ("999", 99.9))},
                 "sent_max_ms": float(sent.max()), "sent_mean_ms": float(sent.mean()),
                 "server_cpu_s": 1.2 + 0.02 * noise, "server_cpu_pct": 30 + 0.5 * noise,
-                "server_rss_mb_max": 60 + 0.3 * noise, "server_connections_max": model.clients + 1,
+                "server_rss_mib_max": 60 + 0.3 * noise, "server_connections_max": model.clients + 1,
                 # Like the real servers: the pad is not part of message_bytes, so it is overhead.
                 "bytes_down_per_msg": 126 + pad + per_request + 0.3 * noise,
                 "bytes_up_per_msg": 0.2 + 90 * req,
@@ -93,6 +101,7 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                 "http_requests_per_msg": req, "pub_bytes_up_per_msg": 250,
                 "pub_http_requests_per_msg": 1.0, "reconnects": 0,
                 "client_cpu_s": 1.0, "client_cpu_pct": 25, "status": "ok", "warnings": "",
+                "validity": validity, "validity_notes": "",
             }
             for column in model.drop_columns:
                 row.pop(column, None)

@@ -77,13 +77,13 @@ def test_lost_messages_fail(make_run, capsys):
 
 def test_missing_transport_and_metric_are_reported_not_fatal(make_run, capsys):
     base = make_run("base", Model(transports=("longpoll", "sse", "websocket")), seed=1)
-    cur = make_run("cur", Model(drop_columns=("server_rss_mb_max",)), seed=2)
+    cur = make_run("cur", Model(drop_columns=("server_rss_mib_max",)), seed=2)
     status, out, _ = _run(capsys, base, cur)
     assert status == 0, out
     assert "longpoll" in out and "only in the baseline run" in out
-    rss = [line for line in out.splitlines() if " server_rss_mb_max " in line]
+    rss = [line for line in out.splitlines() if " server_rss_mib_max " in line]
     assert len(rss) == 2 and all(line.endswith("missing") for line in rss)
-    assert "note: sse 20c 200/s 64B server_rss_mb_max: no value in current" in out
+    assert "note: sse 20c 200/s 64B server_rss_mib_max: no value in current" in out
 
 
 def test_incomplete_run_is_bad_input(make_run, capsys):
@@ -94,7 +94,7 @@ def test_incomplete_run_is_bad_input(make_run, capsys):
 
 
 def test_schema_mismatch_is_bad_input(make_run, capsys):
-    base, cur = make_run("base", seed=1), make_run("cur", Model(schema_version=2), seed=2)
+    base, cur = make_run("base", seed=1), make_run("cur", Model(schema_version=99), seed=2)
     status, _, err = _run(capsys, base, cur)
     assert status == 2 and "schema mismatch" in err
 
@@ -119,13 +119,21 @@ def test_directory_holding_one_run_is_accepted(make_run, capsys, tmp_path):
 
 
 def test_normalize_forgives_a_uniformly_slower_machine(make_run, capsys):
-    # Every latency x3 on a machine whose TCP echo is x3 slower: a regression unless normalised.
-    base = make_run("base", Model(median_ms=1.0, echo_us=50.0), seed=1)
-    cur = make_run("cur", Model(median_ms=3.0, echo_us=150.0), seed=2)
+    # Every latency x3 on a machine whose echo at the scenario's rate is x3 slower: a
+    # regression unless normalised. The hot-loop echo (unchanged here) is not what scales.
+    base = make_run("base", Model(median_ms=1.0, echo_us=50.0, at_rate_us=240.0), seed=1)
+    cur = make_run("cur", Model(median_ms=3.0, echo_us=50.0, at_rate_us=720.0), seed=2)
     assert _run(capsys, base, cur)[0] == 1
     status, out, _ = _run(capsys, base, cur, "--normalize")
     assert status == 0, out
-    assert "divided by 3.000" in out
+    assert "divided by 3.000" in out and "scenario's rate" in out
+
+
+def test_normalize_refuses_a_run_with_only_the_hot_loop_figure(make_run, capsys):
+    base = make_run("base", Model(at_rate_us=None), seed=1)
+    status, out, err = _run(capsys, base, make_run("cur", seed=2), "--normalize")
+    assert status == 2
+    assert "baseline" in err and "hot-loop" in err and "make baseline" in err
 
 
 def test_min_change_option_overrides_relative_thresholds(make_run, capsys):

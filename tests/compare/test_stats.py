@@ -120,3 +120,36 @@ def test_thin_keeps_the_spread_and_mann_whitney_handles_constants():
     assert len(kept) <= 5000 and kept[0] == 0 and kept[-1] > 11000
     assert mann_whitney_p(np.ones(10), np.ones(10)) == 1.0
     assert mann_whitney_p(np.arange(50.0), np.arange(50.0) + 100) < 1e-6
+
+
+def test_tail_stability_needs_agreeing_baseline_repeats():
+    from duplexbench.stats import tail_is_stable
+
+    rng = np.random.default_rng(3)
+    th = Threshold(0.5, 2.0)
+    steady = [rng.normal(5.0, 0.3, 4000) for _ in range(3)]
+    stable, why = tail_is_stable(steady, 0.9, th)
+    assert stable, why
+    # One repeat with a tail twice as long: the baseline itself disagrees by more than +50 %.
+    wild = steady[:2] + [np.concatenate([steady[2][:3000], rng.normal(15.0, 1.0, 1000)])]
+    stable, why = tail_is_stable(wild, 0.9, th)
+    assert not stable and "spread" in why
+    stable, why = tail_is_stable(steady[:2], 0.9, th)
+    assert not stable and ">= 3" in why
+
+
+def test_paired_verdict_survives_one_disturbed_pair():
+    from duplexbench.stats import compare_paired
+
+    rng = np.random.default_rng(5)
+    th = Threshold(0.25, 1.0)
+    base = [rng.normal(1.3, 0.2, 2000) for _ in range(3)]
+    cur = [rng.normal(3.3, 0.2, 2000) for _ in range(3)]  # +2 ms in every pair
+    base[1] = base[1] + 250.0  # one baseline repeat stalled by something else
+    verdict = compare_paired(base, cur, [(0.5, th)])[0]
+    assert verdict.verdict == "worse" and "2 of 3" in verdict.reason
+    # The same build, with one pair disturbed on the current side only: not a regression.
+    same = [rng.normal(1.3, 0.2, 2000) for _ in range(3)]
+    noisy = [rng.normal(1.3, 0.2, 2000) for _ in range(3)]
+    noisy[2] = noisy[2] + 5.0
+    assert compare_paired(same, noisy, [(0.5, th)])[0].verdict == "same"

@@ -68,3 +68,14 @@ def test_notebook_helpers(fixture_run):
     samples = run.samples()
     assert plots.latency_over_time(samples).axes[0].get_xlabel().endswith("(s)")
     assert plots.latency_histogram(samples) is not None
+
+
+def test_points_that_cannot_be_compared_are_ringed(model_run):
+    _, agg, point = _agg(model_run("hot", client_cpu_pct={("websocket", 500, 10.0): 97.0}))
+    figure = plots.latency_vs(agg, "clients", point)
+    labels = [label for ax in figure.axes for label in ax.get_legend_handles_labels()[1]]
+    assert labels.count(plots.NOT_COMPARABLE) == len(figure.axes)  # once per panel
+    _, clean, point = _agg(model_run("cool"))
+    figure = plots.latency_vs(clean, "clients", point)
+    assert plots.NOT_COMPARABLE not in [label for ax in figure.axes
+                                        for label in ax.get_legend_handles_labels()[1]]

@@ -1,0 +1,37 @@
+"""The A/B gate's decisions before any statistics: failed points, and whose they are."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from duplexbench.abtest import EXIT_INPUT, EXIT_OK, EXIT_REGRESSION, Side, _failure_verdict
+from duplexbench.outcome import PointResult
+from duplexbench.scenario import LoadPoint
+
+
+def _side(name: str, role: str, failed: tuple[str, ...] = ()) -> Side:
+    results = []
+    for index, transport in enumerate(("sse", "websocket")):
+        point = LoadPoint(index=index, repeat=0, transport=transport, clients=10, rate=100,
+                          payload_bytes=64, delay_ms=0, keepalive=True)
+        bad = transport in failed
+        results.append(PointResult(point, {"status": "failed" if bad else "ok"}, measured=not bad,
+                                   reason="server exited with code 1" if bad else ""))
+    return Side(name, role, SimpleNamespace(results=results))
+
+
+def test_a_point_failing_only_in_the_current_version_is_a_regression():
+    code, text = _failure_verdict(_side("A", "base"), _side("B", "current", ("websocket",)), "")
+    assert code == EXIT_REGRESSION
+    assert text.startswith("REGRESSION: websocket point failed in the current version only")
+    assert "server exited with code 1" in text
+
+
+def test_a_failing_base_point_means_no_comparison():
+    code, text = _failure_verdict(_side("A", "base", ("sse",)), _side("B", "current"), "")
+    assert code == EXIT_INPUT and "base version failed 1 point" in text
+
+
+def test_no_failure_goes_on_to_the_statistics():
+    assert _failure_verdict(_side("A", "base"), _side("B", "current"), "") == (EXIT_OK, "")
+    assert _failure_verdict(_side("A", "base"), _side("B", "current"), "stopped")[0] == EXIT_INPUT
