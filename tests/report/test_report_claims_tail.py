@@ -47,9 +47,11 @@ def test_one_outlier_does_not_decide_the_worst_case_claim():
     assert header["ratio"] == round(540 / 871, 2)
 
 
-def test_too_few_deliveries_fall_back_to_the_maximum_and_say_so():
+def test_too_few_deliveries_are_not_judged():
+    """Under 100 deliveries a point is few-samples (validity): left out of every claim, said so."""
     samples = pd.DataFrame({"point": 0, "repeat": 0, "transport": "sse",
                             "latency_ms": np.full(50, 26.0)})
     run = SampledRun(pd.DataFrame([_summary("sse", lat_samples=50, delivered=50)]), samples)
-    row = next(r for r in claim_rows([run]) if r["claim"].startswith("SSE"))
-    assert "too few for a percentile" in row["measurement"]
+    rows = claim_rows([run])
+    assert not [r for r in rows if r["claim"].startswith("SSE")]
+    assert [r["verdict"] for r in rows] == ["not judged"] and "few-samples" in rows[0]["measurement"]
