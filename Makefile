@@ -15,7 +15,7 @@ AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims fuzz clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims fuzz soak faults clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -31,6 +31,8 @@ help:
 	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
+	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
+	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
 
 install: $(STAMP)
 
@@ -97,6 +99,19 @@ claims: install
 	$(PY) -m duplexbench run scenarios/frames.toml --out results/claims-frames --no-report
 	$(PY) -m duplexbench report results/claims-rfc6202 results/claims-overhead results/claims-frames --out results/claims-report
 	@echo "claims report: results/claims-report/report-side-by-side.html"
+
+# Faults as scenarios (docs/DESIGN.md "Faults and soak").
+faults: install
+	rm -rf results/faults
+	$(PY) -m duplexbench run scenarios/faults.toml --out results/faults
+
+# SOAK_S seconds of measurement per transport. The verdict runs even when the run itself
+# reports lost messages (exit 3): judging them is the verdict's job, and its exit code is make's.
+SOAK_S ?= 600
+soak: install
+	rm -rf results/soak
+	-$(PY) -m duplexbench run scenarios/soak.toml --duration $(SOAK_S) --out results/soak
+	$(PY) -m duplexbench.soak results/soak
 
 clean:
 	rm -rf $(VENV) build *.egg-info

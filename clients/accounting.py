@@ -35,6 +35,8 @@ __all__ = ["ENVELOPES", "DeliveryTotals", "RawLog", "Samples", "SubscriberLog", 
 #: regular expression over the whole chunk replaces a JSON parse, a dataclass
 #: and a callback per message: the receive path's per-message Python work is
 #: a loop iteration with a few integer conversions and array appends.
+#: The seq a reset object resumes from: its cursor "NEW-K".
+RESET_SEQ = re.compile(rb'"cursor":"[a-z0-9]{1,16}-(\d+)"')
 ENVELOPES = re.compile(rb'\{"seq":(\d+),"topic":"[^"]*","ts":(\d+),"data":"(?:(\d{1,12}):)?')
 
 
@@ -167,7 +169,8 @@ class RawLog:
     an event split across reads is counted once, at the read completing it.
     """
 
-    __slots__ = ("log", "delim", "chunks", "times", "pending", "limit")
+    __slots__ = ("log", "delim", "chunks", "times", "pending", "limit", "down_since",
+                 "disconnects", "recovery_ns_max", "resets")
 
     def __init__(self, log: SubscriberLog, delim: bytes | None = None, limit: int = 4096) -> None:
         self.log = log
@@ -176,6 +179,21 @@ class RawLog:
         self.times = array("q")
         self.pending = b""
         self.limit = limit
+        self.down_since = 0  # when the subscription was lost (0: it is up)
+        self.disconnects = 0
+        self.recovery_ns_max = 0  # longest time from a loss to the next delivery
+        self.resets = 0  # epoch resets seen (the server restarted)
+
+    def disconnected(self, now_ns: int) -> None:
+        self.disconnects += 1
+        if not self.down_since:
+            self.down_since = now_ns
+
+    def reset(self, seq: int) -> None:
+        """A reset object (contract v2: the server restarted): seqs restart after
+        ``seq``; what was never received stays expected, so it counts as lost."""
+        self.chunks.append(b"")
+        self.times.append(-2 - seq)
 
     def feed(self, data: bytes, recv_ns: int) -> None:
         self.chunks.append(data)
@@ -199,18 +217,29 @@ class RawLog:
             return
         self.chunks, self.times = [], array("q")
         findall, on_raw, delim = ENVELOPES.findall, self.log.on_raw, self.delim
+        if self.down_since:
+            self._recovered(times)
         if delim is None:
             for data, t in zip(chunks, times):
                 if t >= 0:
                     matches = findall(data)
                     if matches:
                         on_raw(matches, t)
+                elif t <= -2:
+                    self._restart(-2 - t)
             return
         pending, step = self.pending, len(delim)
         for data, t in zip(chunks, times):
             if t < 0:
                 pending = b""
+                if t <= -2:
+                    self._restart(-2 - t)
                 continue
+            if b'{"event":"reset"' in data:  # a stream's reset object (SSE / NDJSON)
+                found = RESET_SEQ.search(data)
+                if found:
+                    self._restart(int(found.group(1)))
+                pending = b""
             buf = pending + data if pending else data
             cut = buf.rfind(delim)
             if cut < 0:
@@ -221,6 +250,19 @@ class RawLog:
             if matches:
                 on_raw(matches, t)
         self.pending = pending
+
+    def _recovered(self, times) -> None:
+        for t in times:
+            if t > self.down_since:
+                self.recovery_ns_max = max(self.recovery_ns_max, t - self.down_since)
+                self.down_since = 0
+                return
+
+    def _restart(self, seq: int) -> None:
+        self.resets += 1
+        log = self.log
+        log.highest = seq
+        log.gaps.clear()
 
     @property
     def unflushed(self) -> int:
@@ -234,6 +276,8 @@ class DeliveryTotals:
     lost: int
     duplicated: int
     reordered: int
+    #: lost_per_sub[j]: measured messages subscriber j (the j-th log) never received.
+    lost_per_sub: np.ndarray | None = None
 
 
 def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarray,
@@ -245,7 +289,10 @@ def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarra
     Expected = successful measured publishes to a subscriber's topic, summed
     over subscribers; a delivery counts when it is one of those.
     """
-    n_topics = int(topic_of_index.max()) + 1 if len(topic_of_index) else 1
+    # Topics: every one a message went to or a subscriber listens on (echo with
+    # more clients than messages has topics no message reached).
+    n_topics = max(int(topic_of_index.max()) + 1 if len(topic_of_index) else 1,
+                   max((log.topic_k for log in logs), default=0) + 1)
     measured = np.zeros(len(published_ok), dtype=bool)
     measured[first:end] = True
     ok = published_ok & measured
@@ -269,4 +316,5 @@ def tally(logs: list[SubscriberLog], samples: Samples, topic_of_index: np.ndarra
         lost=int(lost.sum()),
         duplicated=sum(log.duplicated for log in logs),
         reordered=sum(log.reordered for log in logs),
+        lost_per_sub=lost,
     )

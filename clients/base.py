@@ -11,6 +11,7 @@ framing and handshakes included), never computed from formulas.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,33 +108,41 @@ class Endpoint:
 
 
 def parse_base_url(base_url: str) -> Endpoint:
-    """``http://127.0.0.1:8080`` -> Endpoint; only plain http (ws:// is derived)."""
+    """``http://127.0.0.1:8080`` (or https://) -> Endpoint (ws:// and wss:// are derived)."""
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "ws") or not parts.hostname:
+    if parts.scheme not in ("http", "ws", "https", "wss") or not parts.hostname:
         raise ClientError(f"bad base URL {base_url!r}: expected http://HOST:PORT")
     if parts.path not in ("", "/"):
         raise ClientError(f"bad base URL {base_url!r}: give no path, clients add their own")
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
     return Endpoint(parts.hostname, port, f"{parts.hostname}:{port}")
 
 
 class Backoff:
-    """Reconnect delays: quick first retry (a server closing a slow consumer
-    wants the client back at once), then doubling up to a cap."""
+    """Reconnect delays: exponential back-off with full jitter (RFC 6455 7.2.3:
+    "randomized ... so that clients do not reconnect at the same time").
 
-    __slots__ = ("_delay", "first", "cap")
+    The n-th consecutive retry waits uniform(0, min(cap, first x 2^n)) s, so
+    after a server restart thousands of subscribers spread their reconnects
+    instead of arriving in one burst; :meth:`reset` after a success.
+    """
+
+    __slots__ = ("attempt", "first", "cap")
 
     def __init__(self, first: float = 0.02, cap: float = 1.0) -> None:
         self.first, self.cap = first, cap
-        self._delay = 0.0
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0.0, min(self.cap, self.first * (1 << min(self.attempt, 30))))
+        self.attempt += 1
+        return delay
 
     async def wait(self) -> None:
-        if self._delay:
-            await asyncio.sleep(self._delay)
-        self._delay = min(self.cap, (self._delay * 2) or self.first)
+        await asyncio.sleep(self.next_delay())
 
     def reset(self) -> None:
-        self._delay = 0.0
+        self.attempt = 0
 
 
 class Subscriber:
@@ -160,6 +169,8 @@ class Subscriber:
         on_raw: OnRaw | None = None,
         tcp=None,
         local_addr: tuple[str, int] | None = None,
+        backoff: tuple[float, float] | None = None,
+        ssl_context=None,
     ) -> None:
         self.endpoint = parse_base_url(base_url)
         #: When set, envelopes skip ``on_message`` and go here in bulk (see OnRaw).
@@ -168,6 +179,12 @@ class Subscriber:
         self.tcp = tcp
         #: Source address to bind (several 127.0.0.x beat the ~28k ports per address).
         self.local_addr = local_addr
+        #: (first, cap) seconds of the reconnect back-off (Backoff); None: the default.
+        self.backoff_s = backoff
+        #: TLS: an ssl.SSLContext for https / wss (None: plain TCP).
+        self.ssl_context = ssl_context
+        #: The server instance's epoch (Duplexbench-Epoch header); cursors then read E-N.
+        self.epoch: str | None = None
         self.base_url = base_url.rstrip("/")
         self.topic = topic
         self.on_message = on_message
@@ -186,6 +203,19 @@ class Subscriber:
 
     async def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def cursor_text(self) -> str:
+        """The resume position: ``E-N`` once the epoch is known, else legacy ``N``."""
+        return f"{self.epoch}-{self.cursor}" if self.epoch else str(self.cursor)
+
+    def _new_backoff(self) -> "Backoff":
+        return Backoff(*self.backoff_s) if self.backoff_s else Backoff()
+
+    def _disconnected(self) -> None:
+        """A lost subscription: the RawLog times the recovery from now."""
+        raw = self.on_raw
+        if raw is not None:
+            raw.disconnected(time.monotonic_ns())
 
     def _error(self, message: str) -> None:
         self.stats.errors += 1

@@ -55,7 +55,9 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
                           spec.payload_bytes, now)
     recv = np.frombuffer(gen.samples.recv_ns, dtype=np.int64)
     late = count_late(recv, gen.late_after_ns) if gen.late_after_ns else 0
+    negative = int((recv < np.frombuffer(gen.samples.sent_ns, dtype=np.int64)).sum())
     reconnects = sum(s.stats.reconnects for s in gen.subscribers)
+    faults = gen.fault_stats()
     return {
         "complete": complete,
         "reason": reason,
@@ -71,6 +73,8 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "delivered": totals.delivered,
         "lost": totals.lost,
         "late": late,
+        # recv before ts: impossible on one monotonic clock; counted, never dropped.
+        "negative_latencies": negative,
         "drain_bound_s": round(gen.drain_bound_s, 6),
         "duplicated": totals.duplicated,
         "reordered": totals.reordered,
@@ -93,7 +97,9 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "ip_header_bytes": IP_HEADER_BYTES,
         "tcp_unreadable": gen.tcp["sub"].unreadable,
         "reconnects": end["reconnects"] if gen.is_sharded else reconnects,
-        "resets": getattr(gen, "resets", 0),
+        "resets": sum(f[3] for f in faults),
+        "disconnects": sum(f[1] for f in faults),
+        "recovery": _recovery(faults, totals),
         "errors": gen.errors,
         "error_messages": gen.error_messages,
         "measure_start_ns": (gen.start_ns + gen.pause_ns + schedule.warmup_ns
@@ -107,6 +113,23 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "procs": gen.procs,
         "publisher_sched": gen.publisher.sched if gen.publisher is not None else None,
         "spec": json.loads(spec.to_json()),
+    }
+
+
+def _recovery(faults: list[tuple[int, int, int, int, bool]], totals) -> dict | None:
+    """After a fault (a lost connection or a server restart): how long until every
+    affected subscriber received again, and what it lost (None: no fault)."""
+    hit = [f for f in faults if f[1] or f[3]]
+    if not hit:
+        return None
+    lost = totals.lost_per_sub
+    return {
+        "recovery_s_max": round(max(f[2] for f in hit) / 1e9, 6),
+        "disconnects": sum(f[1] for f in hit),
+        "reconnects": sum(f[1] for f in hit) - sum(1 for f in hit if f[4]),
+        "unrecovered": sum(1 for f in hit if f[4]),
+        "resets": sum(f[3] for f in hit),
+        "lost_across_fault": int(sum(lost[f[0]] for f in hit)) if lost is not None else None,
     }
 
 

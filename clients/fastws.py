@@ -17,7 +17,7 @@ by itself (pongs, the close frame).
 from __future__ import annotations
 
 import asyncio
-import ssl
+import json
 import time
 
 from picows import WSListener, WSMsgType, ws_connect
@@ -76,21 +76,18 @@ class FastWebSocketSubscriber(Subscriber):
 
     def __init__(self, base_url: str, topic: str, on_message: OnMessage, *, cursor: int = 0,
                  role: str = "sub", on_error: OnError | None = None, subscribe: bool = True,
-                 ssl_context: ssl.SSLContext | None = None, backoff=None, **fast) -> None:
+                 **fast) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
                          on_error=on_error, **fast)
         if self.on_raw is None:
             raise ValueError("FastWebSocketSubscriber needs on_raw (use WebSocketSubscriber otherwise)")
         self.subscribe = subscribe
-        self.ssl_context = ssl_context
         self._transport = None
         self._listener: _Listener | None = None
         self._sock = None
         self._lost: asyncio.Event | None = None
-        self._backoff = backoff
+        self._backoff = self._new_backoff()
         self.nodelay = False
-        #: Called with the raw JSON of a control object (a v2 reset); set by the owner.
-        self.on_control = None
 
     async def start(self) -> None:
         if self._task is not None:
@@ -133,7 +130,7 @@ class FastWebSocketSubscriber(Subscriber):
         e = self.endpoint
         scheme = "wss" if self.ssl_context is not None else "ws"
         url = f"{scheme}://{e.authority}{PATH_WS}?topic={self.topic}"
-        return url + (f"&cursor={self.cursor}" if self.subscribe else "&subscribe=0")
+        return url + (f"&cursor={self.cursor_text()}" if self.subscribe else "&subscribe=0")
 
     async def _connect(self) -> None:
         url = self._url()
@@ -148,6 +145,9 @@ class FastWebSocketSubscriber(Subscriber):
         except Exception as exc:  # picows raises its own handshake errors and OSError
             raise ClientError(f"WebSocket {url}: {exc or type(exc).__name__}") from None
         self._transport, self._listener = transport, listener
+        epoch = _header(transport.response, "duplexbench-epoch")
+        if epoch:
+            self.epoch = epoch
         self.stats.connections += 1
         self.stats.http_requests += 1  # the upgrade request
         raw = transport.underlying_transport
@@ -170,8 +170,19 @@ class FastWebSocketSubscriber(Subscriber):
                 self._lost.set()
 
     def _control(self, payload: bytes) -> None:
-        if self.on_control is not None:
-            self.on_control(self, payload)
+        """A control object in place of an envelope: contract v2's reset (the server
+        restarted): continue from its cursor, what we never got counts as lost."""
+        try:
+            obj = json.loads(payload)
+            if obj.get("event") != "reset":
+                return
+            epoch, k = obj["epoch"], int(str(obj["cursor"]).rsplit("-", 1)[1])
+        except (ValueError, KeyError, IndexError, AttributeError):
+            self._error(f"bad control frame {payload[:100]!r}")
+            return
+        self._error(f"server restarted (epoch {self.epoch} -> {epoch}); continuing at {k}")
+        self.epoch, self.cursor = epoch, k
+        self.on_raw.reset(k)
 
     async def _run(self) -> None:
         assert self._lost is not None
@@ -181,19 +192,25 @@ class FastWebSocketSubscriber(Subscriber):
             if self._closing:
                 return
             code = self._listener.close_code if self._listener is not None else None
+            self._disconnected()
             self.stats.reconnects += 1
             self.cursor = self.on_raw.highest()
             self._error(f"connection lost (close code {code}); resuming from seq {self.cursor}")
-            delay = None
             while not self._closing:
-                if self._backoff is not None:
-                    delay = self._backoff.next_delay(delay)
-                    await asyncio.sleep(delay)
-                else:
-                    await asyncio.sleep(0.05)
+                await self._backoff.wait()
                 try:
                     await self._connect()
                 except ClientError as exc:
                     self._error(f"resume failed: {exc}")
                 else:
+                    self._backoff.reset()
                     break
+
+
+def _header(response, name: str) -> str | None:
+    """A header of picows' upgrade response (None when absent)."""
+    headers = getattr(response, "headers", None) or {}
+    for key, value in (headers.items() if hasattr(headers, "items") else headers):
+        if str(key).lower() == name:
+            return value
+    return None

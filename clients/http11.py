@@ -73,12 +73,15 @@ class HTTP11Connection(asyncio.Protocol):
 
     @classmethod
     async def open(cls, endpoint: Endpoint, stats: WireStats, timeout: float = 10.0, *,
-                   tcp=None, local_addr: tuple[str, int] | None = None) -> "HTTP11Connection":
+                   tcp=None, local_addr: tuple[str, int] | None = None,
+                   ssl=None) -> "HTTP11Connection":
+        """``ssl``: an ssl.SSLContext for https (certificates verified against it)."""
         loop = asyncio.get_running_loop()
+        extra = {"ssl": ssl, "server_hostname": endpoint.host} if ssl is not None else {}
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: cls(endpoint, stats, tcp), endpoint.host,
-                                       endpoint.port, local_addr=local_addr),
+                                       endpoint.port, local_addr=local_addr, **extra),
                 timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import Backoff, OnError, OnMessage, Subscriber
+from .base import OnError, OnMessage, Subscriber
 from .http11 import HTTP11Connection
 from .publisher import HttpPublisher
 
@@ -36,7 +36,7 @@ class HttpSubscriber(Subscriber):
         self._conn: HTTP11Connection | None = None
         self._publisher = publisher
         self._own_publisher = False
-        self._backoff = Backoff()
+        self._backoff = self._new_backoff()
 
     async def publish(self, data: str, ts: int) -> None:
         """Publish with a POST on a separate connection (made on first use)."""
@@ -57,7 +57,14 @@ class HttpSubscriber(Subscriber):
 
     async def _open(self) -> HTTP11Connection:
         return await HTTP11Connection.open(self.endpoint, self.stats, tcp=self.tcp,
-                                           local_addr=self.local_addr)
+                                           local_addr=self.local_addr, ssl=self.ssl_context)
+
+    def _learn_epoch(self, headers: dict[str, str]) -> None:
+        """Every response names the server instance (contract v2): resume cursors
+        then carry it, so a restarted server answers with a reset, not a mix-up."""
+        epoch = headers.get("duplexbench-epoch")
+        if epoch:
+            self.epoch = epoch
 
     def drop_connection(self) -> None:
         """Abort the TCP connection as a network failure would (tests)."""

@@ -93,7 +93,8 @@ async def _main(spec: LoadSpec, out_dir: Path) -> int:
         progress.cancel()
         try:
             await asyncio.wait_for(gen.collect(), 30.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError, ClientError) as exc:
+        except (asyncio.TimeoutError, asyncio.CancelledError, ClientError, ValueError,
+                OSError) as exc:
             body.uncancel() if isinstance(exc, asyncio.CancelledError) else None
             gen.note_error(f"collecting the shards' results failed: {exc!r}")
         interruptible[0] = False

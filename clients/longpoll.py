@@ -17,7 +17,7 @@ from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
 from .base import OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection
+from .http11 import ConnectionLost
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
@@ -66,7 +66,8 @@ class LongPollSubscriber(HttpSubscriber):
         conn = self._conn
         if conn is None or not conn.reusable:
             conn = self._conn = await self._open()
-        return conn.send(b"GET", self._target_head + b"%d" % self.cursor, close=not self.keepalive)
+        return conn.send(b"GET", self._target_head + self.cursor_text().encode(),
+                         close=not self.keepalive)
 
     async def _run(self, pending: "asyncio.Future") -> None:
         while not self._closing:
@@ -75,12 +76,15 @@ class LongPollSubscriber(HttpSubscriber):
             except ConnectionLost as exc:
                 if self._closing:
                     return
+                self._disconnected()
                 self.stats.reconnects += 1
                 self._error(f"poll failed, resuming from cursor {self.cursor}: {exc}")
                 await self._backoff.wait()
                 pending = await self._next_poll()
                 continue
             status = response.status
+            if status != 410:
+                self._learn_epoch(response.headers)
             if status == 200:
                 self._deliver(response.body, response.recv_ns)
                 self._backoff.reset()
@@ -127,9 +131,22 @@ class LongPollSubscriber(HttpSubscriber):
         """410: our cursor fell out of retention; resume at the oldest kept
         message (the gap shows up as loss in the accounting)."""
         try:
-            oldest = int(json.loads(body)["oldest_seq"])
+            obj = json.loads(body)
+            oldest = int(obj["oldest_seq"])
         except (ValueError, KeyError, TypeError):
             self._error(f"410 without oldest_seq: {body[:200]!r}")
+            return
+        if obj.get("event") == "reset":  # contract v2: another server instance answered
+            try:
+                epoch, k = obj["epoch"], int(str(obj["cursor"]).rsplit("-", 1)[1])
+            except (KeyError, ValueError, IndexError):
+                self._error(f"bad reset object: {body[:200]!r}")
+                return
+            self._error(f"server restarted (epoch {self.epoch} -> {epoch}); continuing at {k}, "
+                        "messages not received count as lost")
+            self.epoch, self.cursor = epoch, k
+            if self.on_raw is not None:
+                self.on_raw.reset(k)
             return
         self._error(f"cursor {self.cursor} expired; resuming at {oldest}")
         self.cursor = max(self.cursor, oldest - 1)

@@ -28,10 +28,7 @@ import asyncio
 import gc
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,9 +43,11 @@ from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .stream import NDJSONSubscriber, SSESubscriber
+from .pubctl import PUBLISHER_SLACK_S, PublisherProcess, send_due as _send_due
+from .pubctl import sleep_until as _sleep_until
 from .tcpinfo import TcpTally
 
-__all__ = ["LoadGen", "SUBSCRIBERS", "emit"]
+__all__ = ["LoadGen", "PublisherProcess", "SUBSCRIBERS", "emit"]
 
 SUBSCRIBERS: dict[str, type[Subscriber]] = {
     "longpoll": LongPollSubscriber,
@@ -85,109 +84,13 @@ RAW_LIMIT_MAX = 16384
 #: Where an event ends on a stream (None: every read holds whole envelopes).
 DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n"}
 #: How long the publisher process may take to answer beyond its schedule.
-PUBLISHER_SLACK_S = 30.0
+
 
 
 def emit(event: str, **fields) -> None:
     """One JSON line on stdout: the runner's view of this process."""
     sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
     sys.stdout.flush()
-
-
-class PublisherProcess:
-    """The parent's end of clients.pubproc: JSON lines over its stdin / stdout."""
-
-    def __init__(self, spec: LoadSpec) -> None:
-        self.spec = spec
-        self.dir = Path(tempfile.mkdtemp(prefix="duplexbench-pub-"))
-        self.npz = self.dir / "published.npz"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.tcp_window: list[int] | None = None
-        self.sched: str | None = None  # the publisher's scheduling (pubproc._priority)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    async def start(self) -> None:
-        spec_path = self.dir / "spec.json"
-        spec_path.write_text(self.spec.to_json())
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "clients.pubproc", str(spec_path), str(self.npz),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )
-        if self.spec.publisher_cpu is not None and hasattr(os, "sched_setaffinity"):
-            try:
-                os.sched_setaffinity(self.proc.pid, {self.spec.publisher_cpu})
-            except OSError as exc:
-                raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
-        self.sched = (await self.expect("ready", 30.0)).get("sched")
-
-    def tell(self, **command) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(command) + "\n").encode())
-
-    async def expect(self, event: str, timeout: float) -> dict:
-        assert self.proc is not None and self.proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
-            raise ClientError(f"publisher process: no {event!r} within {timeout:.0f} s") from None
-        if not line:
-            code = await self.proc.wait()
-            raise ClientError(f"publisher process exited ({code}) before {event!r}; see stderr")
-        message = json.loads(line)
-        if message.get("event") == "failed":
-            raise ClientError(message["message"])
-        if message.get("event") != event:
-            raise ClientError(f"publisher process: expected {event!r}, got {message}")
-        return message
-
-    def published(self) -> dict[str, np.ndarray]:
-        with np.load(self.npz) as data:
-            return {name: data[name] for name in ("sent_ns", "ok", "seq")}
-
-    async def stop(self, timeout: float = 5.0) -> dict | None:
-        """Stop sending now (SIGUSR1); returns its ``sent`` event (None: it is gone)."""
-        if self.proc is None or self.proc.returncode is not None:
-            return None
-        try:
-            self.proc.send_signal(signal.SIGUSR1)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                assert self.proc.stdout is not None
-                line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-                if not line:
-                    return None
-                message = json.loads(line)
-                if message.get("event") == "sent":
-                    return message
-        except (ProcessLookupError, asyncio.TimeoutError, ValueError):
-            pass
-        return None
-
-    async def finish(self) -> None:
-        """After the drain: its TCP window, then it exits."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        try:
-            self.tell(cmd="end")
-            done = await self.expect("done", 10.0)
-            self.tcp_window = done["tcp"]
-        except (ClientError, OSError, ConnectionError):
-            pass
-
-    async def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                self.proc.terminate()
-                await asyncio.wait_for(self.proc.wait(), 3.0)
-            except (ProcessLookupError, asyncio.TimeoutError):
-                try:
-                    self.proc.kill()
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class LoadGen:
@@ -286,7 +189,8 @@ class LoadGen:
     async def _connect_subscribers(self) -> None:
         spec, plan = self.spec, self.plan
         cls = SUBSCRIBERS[spec.transport]
-        extra: dict = {"tcp": self.tcp["sub"]}
+        extra: dict = {"tcp": self.tcp["sub"], "ssl_context": spec.ssl_context(),
+                       "backoff": (spec.reconnect_min_s, spec.reconnect_max_s)}
         if spec.transport == "longpoll":
             extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
                          poll_timeout_s=spec.poll_timeout_s)
@@ -329,7 +233,7 @@ class LoadGen:
         as latency; ``measure_start_ns`` / ``_end_ns`` move with it.
         """
         schedule = self.schedule
-        n, first = len(schedule), self.first
+        first = self.first
         self.start_ns = start = time.monotonic_ns() + LEAD_NS
         pub = self.publisher
         if pub is None:  # messages go up the subscribers' own sockets, from this loop
@@ -454,7 +358,6 @@ class LoadGen:
         spec = self.spec
         now = time.monotonic_ns()
         end = self._measure_end_ns() or now
-        samples = self.samples
         self.drain_bound_s = drain_bound_s(await self.latencies_ns(), spec.drain_max_s)
         self.late_after_ns = end + round(self.drain_bound_s * 1e9)
         listen = listen_s(self.drain_bound_s, spec.drain_s, spec.drain_max_s)
@@ -500,6 +403,12 @@ class LoadGen:
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
         emit("phase", phase=phase)
+
+    def fault_stats(self) -> list[tuple[int, int, int, int, bool]]:
+        """Per subscriber: (log position, disconnects, longest recovery ns, resets,
+        still down at the end)."""
+        return [(j, raw.disconnects, raw.recovery_ns_max, raw.resets, bool(raw.down_since))
+                for j, raw in enumerate(self.raws)]
 
     async def collect(self) -> None:
         """Before writing: gather what other processes saw (a sharded point)."""
@@ -585,25 +494,3 @@ class LoadGen:
 
 def _ignore(envelope, recv_ns) -> None:
     """Publish-only sockets receive nothing."""
-
-
-async def _send_due(send, offsets: list[int], lo: int, hi: int, base_ns: int) -> None:
-    """Open loop: message i (lo <= i < hi) goes out once ``base_ns + offsets[i]`` is due."""
-    monotonic_ns, sleep = time.monotonic_ns, asyncio.sleep
-    i = lo
-    while i < hi:
-        now = monotonic_ns()
-        due = base_ns + offsets[i]
-        if due > now:
-            await sleep((due - now) / 1e9)
-            continue
-        # Everything due by now goes out at once (open loop: no waiting on answers).
-        while i < hi and base_ns + offsets[i] <= now:
-            send(i)
-            i += 1
-
-
-async def _sleep_until(deadline_ns: int) -> None:
-    delay = deadline_ns - time.monotonic_ns()
-    if delay > 0:
-        await asyncio.sleep(delay / 1e9)

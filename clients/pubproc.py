@@ -34,10 +34,10 @@ import os
 import select
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections import deque
-from pathlib import Path
 
 import httptools
 import numpy as np
@@ -53,6 +53,11 @@ from .tcpinfo import TcpTally, diff
 
 __all__ = ["main"]
 
+#: A non-blocking socket (plain or TLS) with nothing to read / no room to write.
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+#: The early wake-up margin never exceeds this (a long stall is not the timer's).
+MARGIN_MAX_NS = 200_000
 #: How long the end of publishing waits for the last answers.
 ANSWER_WAIT_S = 5.0
 
@@ -136,6 +141,7 @@ class Publisher:
         self.next_ws_check = 0
         self.stop_requested = False
         self.interruptible = False
+        self.margin_ns = 0  # how early sleeps aim (the mean wake-up lateness)
         self.payloads = [make_payload(i, spec.payload_bytes).encode() for i in range(n)]
         host = self.endpoint.authority.encode()
         self.heads = [b"POST %s?topic=%s&ts=" % (PATH_PUBLISH.encode(), t.encode())
@@ -155,31 +161,57 @@ class Publisher:
         if self.ws:
             from .wspub import BlockingWSPublisher
             for topic in self.plan.topics:
-                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp))
+                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp,
+                                                      self.spec.ssl_context()))
             return
         for _ in range(self.spec.publish_pool):
-            sock = socket.create_connection(addr, timeout=10.0)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
-            self.tcp.add(sock)
-            conn = _Post(self, sock)
-            self.conns.append(conn)
-            self.idle.append(conn)
+            self._open_post(10.0)
+
+    def _open_post(self, timeout: float) -> None:
+        sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = self.spec.ssl_context()
+        if ctx is not None:  # https: verify the server against ca_file
+            sock = ctx.wrap_socket(sock, server_hostname=self.endpoint.host)
+        sock.setblocking(False)
+        self.tcp.add(sock)
+        conn = _Post(self, sock)
+        self.conns.append(conn)
+        self.idle.append(conn)
 
     # Sending
 
     def send(self, i: int) -> None:
         if self.ws:
             ts = time.monotonic_ns()
+            k = self.topic_of[i]
             try:
-                self.conns[self.topic_of[i]].send(self.payloads[i], ts)
+                if self.conns[k] is None:  # lost earlier: reconnect (fails fast while down)
+                    from .wspub import BlockingWSPublisher
+                    self.conns[k] = BlockingWSPublisher(
+                        (self.endpoint.host, self.endpoint.port), self.endpoint.authority,
+                        self.plan.topics[k], self.tcp, self.spec.ssl_context())
+                self.conns[k].send(self.payloads[i], ts)
             except OSError as exc:
+                self.sent += 1  # attempted: counted as publish_failed, not as lost
                 self.error(f"publish {i} not sent: {exc}")
+                if self.conns[k] is not None:
+                    self.tcp.retire(self.conns[k].sock)
+                    self.conns[k].sock.close()
+                    self.conns[k] = None
                 return
             self.sent += 1
             self.sent_ns[i] = ts
             self.ok[i] = True
             return
+        if not self.idle and len(self.conns) < self.spec.publish_pool:
+            try:  # a connection was lost (e.g. a server restart): open another
+                self._open_post(1.0)
+            except OSError as exc:
+                if not self.conns:
+                    self.sent += 1  # attempted: counted as publish_failed, not as lost
+                    self.error(f"publish {i} not sent: {exc}")
+                    return
         if not self.idle:
             self.waiting.append(i)
             return
@@ -196,7 +228,7 @@ class Publisher:
         self.sent_ns[i] = ts
         try:
             sent = conn.sock.send(request)
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._failed(conn, f"POST {i} failed: {exc}")
@@ -234,12 +266,14 @@ class Publisher:
     def pump(self, timeout: float) -> None:
         """Wait up to ``timeout`` s, handling answers (and pongs) meanwhile."""
         if self.ws:
-            socks = [c.sock for c in self.conns]
-            readable, _, _ = select.select(socks, [], [], max(0.0, timeout))
-            for sock in readable:
-                for c in self.conns:
-                    if c.sock is sock:
+            live = [c for c in self.conns if c is not None]
+            readable, _, _ = select.select([c.sock for c in live], [], [], max(0.0, timeout))
+            for c in live:
+                if c.sock in readable:
+                    try:
                         c.receive()
+                    except OSError:
+                        pass  # the next send finds out and reconnects
             return
         socks = [c.sock for c in self.conns]
         writers = [c.sock for c in self.conns if c.out]
@@ -249,7 +283,7 @@ class Publisher:
                 try:
                     n = conn.sock.send(conn.out)
                     conn.out = conn.out[n:]
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     pass
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")
@@ -257,7 +291,7 @@ class Publisher:
             if conn.sock in readable:
                 try:
                     data = conn.sock.recv(65536)
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     data = b""
@@ -282,7 +316,7 @@ class Publisher:
             for conn in [c for c in self.conns if c.index >= 0 and not c.out]:
                 try:
                     data = conn.sock.recv(65536)
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     continue
                 except OSError as exc:
                     self._failed(conn, f"POST {conn.index} failed: {exc}")
@@ -299,8 +333,15 @@ class Publisher:
 
     def wait_until(self, deadline_ns: int) -> None:
         """Sleep to the deadline: ``time.sleep`` (clock_nanosleep, 1 us slack)
-        when nothing needs an answer to proceed, else ``select`` on the sockets."""
-        while (left := deadline_ns - time.monotonic_ns()) > 0:
+        when nothing needs an answer to proceed, else ``select`` on the sockets.
+
+        A wake-up comes late by the kernel's wake-up latency (tens of us on a VM,
+        more on a busy core), so the sleep aims ``margin`` early, the running
+        mean of that lateness, and the rest is a short spin: on time without
+        spinning through the whole gap (spinning bills the load generator CPU).
+        """
+        target = deadline_ns - self.margin_ns
+        while (left := target - time.monotonic_ns()) > 0:
             self.interruptible = True
             try:
                 if self.stop_requested:
@@ -309,8 +350,14 @@ class Publisher:
                     self.pump(left / 1e9)  # every connection busy: an answer frees one
                 else:
                     time.sleep(left / 1e9)
+                    woke = time.monotonic_ns()
+                    late = min(MARGIN_MAX_NS, max(0, woke - target))
+                    self.margin_ns += (late - self.margin_ns) >> 3  # mean of the last ~8
             finally:
                 self.interruptible = False
+        monotonic_ns = time.monotonic_ns
+        while monotonic_ns() < deadline_ns:  # at most ~margin: the last microseconds
+            pass
 
     def on_stop_signal(self, signum, frame) -> None:
         self.stop_requested = True
@@ -322,8 +369,8 @@ class Publisher:
         offsets = self.schedule.offsets_ns[lo:hi].tolist()  # Python ints in the loop
         for i, offset in enumerate(offsets, lo):
             self.wait_until(base_ns + offset)
+            self.send(i)  # first: reading earlier answers is not time-critical
             self.collect()
-            self.send(i)
 
     def sleep_until(self, deadline_ns: int) -> None:
         self.wait_until(deadline_ns)
@@ -393,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     _read()  # "end": the drain is over
     _say("done", tcp=list(diff(pub.tcp.total(), tcp_start)), unreadable=pub.tcp.unreadable)
     for conn in pub.conns:
-        conn.sock.close()
+        if conn is not None:
+            conn.sock.close()
     return 0
 
 

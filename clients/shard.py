@@ -21,8 +21,10 @@ samples in a .npz and its per-subscriber duplicate / reorder counts;
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import signal
 import sys
 from array import array
 from pathlib import Path
@@ -79,6 +81,10 @@ class ShardedLoadGen(LoadGen):
         self.shards: list[_Shard] = []
         self._last: dict | None = None
         self.shard_nodelay: list = []
+        self._faults: list[tuple] = []
+
+    def fault_stats(self) -> list[tuple[int, int, int, int, bool]]:
+        return self._faults
 
     @property
     def procs(self) -> list[int]:
@@ -95,7 +101,7 @@ class ShardedLoadGen(LoadGen):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "clients.shard", str(spec_path), str(out), str(k),
                 str(spec.loadgen_procs), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE)
+                stdout=asyncio.subprocess.PIPE, limit=1 << 24)
             if cpus and hasattr(os, "sched_setaffinity"):
                 try:
                     os.sched_setaffinity(proc.pid, {cpus[k % len(cpus)]})
@@ -171,7 +177,9 @@ class ShardedLoadGen(LoadGen):
             for message in part["error_messages"]:
                 if len(self.error_messages) < 20:
                     self.error_messages.append(f"shard {s.k}: {message}")
-            for sid, dup, reo, highest in part["logs"]:
+            per_sub = json.loads((s.out / "logs.json").read_text())
+            self._faults.extend(tuple(f) for f in per_sub["faults"])
+            for sid, dup, reo, highest in per_sub["logs"]:
                 log = self.logs[sid]
                 log.duplicated, log.reordered, log.highest = dup, reo, highest
 
@@ -202,7 +210,7 @@ def _merge(parts: list[dict], sent: int) -> dict:
 async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
     gen = LoadGen(spec, out, members=[c for c in range(spec.clients) if c % n == k])
     gen.is_conductor = False
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=1 << 24)  # per-topic lists: one int per topic
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     try:
@@ -239,9 +247,13 @@ async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
                                             for name in ("subscriber", "seq", "index", "sent_ns",
                                                          "recv_ns")})
             from .counters import _nodelay
+            # Per-subscriber figures go to a file: thousands of them make a line too long.
+            (out / "logs.json").write_text(json.dumps({
+                "logs": [[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs],
+                "faults": [[gen.members[j], d, r, z, down]
+                           for j, d, r, z, down in gen.fault_stats()]}))
             emit("written", delivered=s.delivered, errors=gen.errors, nodelay=_nodelay(gen),
-                 error_messages=gen.error_messages,
-                 logs=[[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs])
+                 error_messages=gen.error_messages)
         elif kind == "close":
             await gen.close()
             return 0
@@ -257,7 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     from .loadgen import raise_nofile_limit
     from .pubproc import _tune_process
 
-    _tune_process()  # die with the conductor
+    _tune_process()
+    # The conductor decides when a shard stops (it collects the shard's samples
+    # first): a supervisor's SIGTERM / SIGINT to the whole process group is its to
+    # handle; a shard still dies at once should the conductor itself die.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     raise_nofile_limit()
     spec = LoadSpec.from_file(args[0])
     try:

@@ -103,6 +103,8 @@ class LoadSpec:
             _check_int("publisher_cpu", self.publisher_cpu, 0)
         if not isinstance(self.ca_file, str):
             raise SpecError(f"ca_file: expected a path, got {self.ca_file!r}")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise SpecError(f"ca_file: {self.ca_file!r} is not a readable file (a PEM CA certificate)")
         _check_number("reconnect_min_s", self.reconnect_min_s, 0.0, strict=True)
         _check_number("reconnect_max_s", self.reconnect_max_s, 0.0, strict=True)
         if self.reconnect_max_s < self.reconnect_min_s:
@@ -128,6 +130,15 @@ class LoadSpec:
 
     def topic(self, k: int) -> str:
         return f"{self.topic_prefix}-{k}"
+
+    def ssl_context(self):
+        """The client TLS context for https / wss (None for plain http): verifies the
+        server's certificate against ``ca_file`` (else the system's CAs)."""
+        if not (self.sub_url.startswith("https:") or self.publish_url.startswith("https:")
+                or self.ca_file):
+            return None
+        import ssl
+        return ssl.create_default_context(cafile=self.ca_file or None)
 
     @property
     def ws_upstream(self) -> bool:
@@ -209,7 +220,7 @@ def _addr_tuple(value: object) -> tuple[str, ...]:
 
 def _check_url(name: str, value: object) -> None:
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise SpecError(f"{name}: expected http://HOST:PORT, got {value!r}")
     try:
         parts.port

@@ -18,7 +18,7 @@ from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
 from .base import ClientError, OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection
+from .http11 import ConnectionLost
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
@@ -74,6 +74,7 @@ class StreamSubscriber(HttpSubscriber):
             b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers),
             on_body=self._new_body_handler(),
         )
+        self._learn_epoch(response.headers)
         if response.status != 200:
             body = (await conn.wait_done()).body
             conn.close()
@@ -92,6 +93,7 @@ class StreamSubscriber(HttpSubscriber):
             if self._closing:
                 return
             self._conn.close()
+            self._disconnected()
             self.stats.reconnects += 1
             self._resumed = True
             if self.on_raw is not None:
@@ -116,8 +118,8 @@ class SSESubscriber(StreamSubscriber):
         base = b"%s?topic=%s" % (PATH_STREAM.encode(), self.topic.encode())
         if self._resumed:
             # As EventSource does: same URL, the last id in a header.
-            return base, b"Last-Event-ID: %d\r\n" % self.cursor
-        return base + b"&cursor=%d" % self.cursor, b""
+            return base, b"Last-Event-ID: %s\r\n" % self.cursor_text().encode()
+        return base + b"&cursor=%s" % self.cursor_text().encode(), b""
 
     def _new_body_handler(self):
         if self.on_raw is not None:
@@ -146,7 +148,8 @@ class NDJSONSubscriber(StreamSubscriber):
     accept = ACCEPT_NDJSON.encode()
 
     def _request_parts(self) -> tuple[bytes, bytes]:
-        return b"%s?topic=%s&cursor=%d" % (PATH_STREAM.encode(), self.topic.encode(), self.cursor), b""
+        return b"%s?topic=%s&cursor=%s" % (PATH_STREAM.encode(), self.topic.encode(),
+                                           self.cursor_text().encode()), b""
 
     def _new_body_handler(self):
         if self.on_raw is not None:

@@ -9,6 +9,7 @@ frames (pings, a close) are read when ``select`` says so.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from websockets.client import ClientProtocol
@@ -21,10 +22,14 @@ __all__ = ["BlockingWSPublisher"]
 
 
 class BlockingWSPublisher:
-    def __init__(self, addr: tuple[str, int], authority: str, topic: str, tcp) -> None:
-        self.protocol = ClientProtocol(parse_uri(f"ws://{authority}{PATH_WS}?topic={topic}&subscribe=0"))
+    def __init__(self, addr: tuple[str, int], authority: str, topic: str, tcp,
+                 ssl_context=None) -> None:
+        scheme = "wss" if ssl_context is not None else "ws"
+        self.protocol = ClientProtocol(parse_uri(f"{scheme}://{authority}{PATH_WS}?topic={topic}&subscribe=0"))
         self.sock = socket.create_connection(addr, timeout=10.0)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=addr[0])
         tcp.add(self.sock)
         self.protocol.send_request(self.protocol.connect())
         self._flush()
@@ -49,7 +54,7 @@ class BlockingWSPublisher:
     def receive(self) -> None:
         try:
             data = self.sock.recv(65536)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             return
         if data:
             self.protocol.receive_data(data)

@@ -13,8 +13,10 @@ mode that careful benchmark CI uses removes the machine from the question instea
 3. The points are **interleaved**: every load point of every repeat is measured for A (base)
    and B (current) back to back, A first in even repeats and B first in odd ones (ABBA), so
    drifting machine load and order effects fall on both sides alike.
-4. ``compare`` judges the two runs (``duplexbench/compare.py``) with the tails gated where the
-   base's own repeats show them stable (``stats.tail_is_stable``; docs/regression.md).
+4. ``compare`` judges the two runs (``duplexbench/compare.py``, ``paired=True``): consistency
+   pair by pair (``stats.compare_paired``), tails gated where the base's own repeats show them
+   stable (``stats.tail_is_stable``), points whose validity cannot carry a verdict not judged
+   (docs/regression.md).
 
 Exit status: 0 no regression, 1 regression (the last line names metric and transport; a point
 that fails only in the current version is one too), 2 cannot compare (unknown BASE, base
@@ -292,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         console.error(f"duplexbench ab: {exc or 'interrupted (Ctrl-C)'}")
         return EXIT_INTERRUPTED
     code, text = _failure_verdict(a, b, stopped)
-    if code != EXIT_OK:
+    if code != EXIT_OK:  # compare.md too: CI shows it in the job summary
+        word = "FAIL" if code == EXIT_REGRESSION else "NO COMPARISON"
+        (out / "compare.md").write_text(f"## duplexbench regression check: {word}\n\n`{text}`\n",
+                                        encoding="utf-8")
         console.always(text)
         return code
     try:

@@ -111,7 +111,8 @@ class _Procs:
         self.procs: list[subprocess.Popen] = []
         self.logs: list = []
 
-    def start(self, command: list[str], log_path: Path, stdout_pipe: bool = False) -> subprocess.Popen:
+    def start(self, command: list[str], log_path: Path, stdout_pipe: bool = False,
+              cpu: int | None = None) -> subprocess.Popen:
         log = open(log_path, "w")
         self.logs.append(log)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -123,6 +124,12 @@ class _Procs:
             text=True, env=env, preexec_fn=_die_with_parent,
         )
         self.procs.append(proc)
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            try:  # its own core: on a larger machine every worker adds a core's capacity
+                os.sched_setaffinity(proc.pid, {cpu})
+            except OSError as exc:
+                raise RuntimeError(f"loadgen_cpus: cannot pin a Locust process to core {cpu} "
+                                   f"({exc})") from None
         return proc
 
     def stop(self, grace: float) -> None:
@@ -140,6 +147,17 @@ class _Procs:
                 proc.wait()
         for log in self.logs:
             log.close()
+
+
+def _core(spec, k: int) -> int | None:
+    """The core of Locust process k (0: the master): round-robin over loadgen_cpus,
+    skipping the master's core for workers when there are cores to spare."""
+    cpus = tuple(getattr(spec, "loadgen_cpus", ()) or ())
+    if not cpus:
+        return None
+    if k and len(cpus) > 1:  # the master mostly waits: workers get the other cores first
+        return cpus[1 + (k - 1) % (len(cpus) - 1)]
+    return cpus[0]
 
 
 def run_point(spec, out_dir: Path, workers: int = 1) -> dict:
@@ -161,10 +179,13 @@ def run_point(spec, out_dir: Path, workers: int = 1) -> dict:
                 "--only-summary", "--csv", str(records / "stats"),
                 *locust_options(spec, records, workers),
             ]
-            master = procs.start(master_cmd, out_dir / "locust-master.log", stdout_pipe=True)
+            # Master on the first load-generator core, worker k on the next ones
+            # (round-robin); no loadgen_cpus: all inherit this process's affinity.
+            master = procs.start(master_cmd, out_dir / "locust-master.log", stdout_pipe=True,
+                                 cpu=_core(spec, 0))
             for k in range(workers):
                 procs.start(base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                            out_dir / f"locust-worker-{k}.log")
+                            out_dir / f"locust-worker-{k}.log", cpu=_core(spec, k + 1))
         else:  # one process, no master (Locust's LocalRunner)
             master = procs.start(
                 base + ["--headless", "--only-summary", "--csv", str(records / "stats"),
@@ -237,6 +258,7 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
     import numpy as np
     import pandas as pd
 
+    from clients.core import count_late, drain_bound_s
     from duplexbench.contract import encode_envelope, make_payload
 
     pubs = _read_csv(str(records / "publishes-*.csv"), ["index", "topic", "seq", "intended_ns", "sent_ns"],
@@ -275,15 +297,25 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
             before = record.get("at_measure_start", {}).get(role, {})
             for key, value in final.items():
                 wire[role][key] = wire[role].get(key, 0) + value - before.get(key, 0)
-    # Bytes of one envelope as the server encodes it (same for every transport).
+    # Bytes of every measured envelope as the server encodes it (mean, min, max), as the
+    # native engine reports them; WebSocket publishes are not answered with their seq
+    # (0): estimated from the index, as the native engine does.
     if len(measured):
-        row = measured.iloc[len(measured) // 2]
-        # WebSocket publishes are not answered with their seq (0): estimate it.
-        seq = int(row["seq"]) or int(row["index"]) // max(1, spec.topic_count) + 1
-        message_bytes = len(encode_envelope(seq, str(row["topic"]), int(row["sent_ns"]),
-                                            make_payload(int(row["index"]), spec.payload_bytes)))
+        lengths = [
+            len(encode_envelope(int(seq) or int(index) // max(1, spec.topic_count) + 1, str(topic),
+                                int(sent), make_payload(int(index), spec.payload_bytes)))
+            for index, topic, seq, sent in zip(measured["index"], measured["topic"],
+                                               measured["seq"], measured["sent_ns"])]
+        sizes = (round(float(np.mean(lengths)), 3), int(min(lengths)), int(max(lengths)))
     else:
-        message_bytes = 0
+        sizes = (0.0, 0, 0)
+    message_bytes = sizes[0]
+    # The engine core's figures: reordered / duplicated by replaying each subscriber's
+    # deliveries in arrival order; late against the same drain bound as native.
+    replay = _replay(dels, measured)
+    latencies = (samples["recv_ns"] - samples["sent_ns"]).to_numpy(np.int64)
+    bound = drain_bound_s(latencies, spec.drain_max_s)
+    late = count_late(samples["recv_ns"].to_numpy(np.int64), end + round(bound * 1e9)) if end else 0
     counters = {
         "complete": True,
         "reason": None,
@@ -296,14 +328,20 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
         "expected": expected,
         "delivered": delivered,
         "lost": max(0, expected - delivered),
-        "duplicated": duplicated + int(len(joined) - len(first)),
-        "reordered": 0,  # Locust users follow a cursor: an older seq is never accepted
+        "duplicated": max(duplicated + int(len(joined) - len(first)), replay[0]),
+        "reordered": replay[1],
+        "late": late,
+        "drain_bound_s": round(bound, 6),
+        # Clock skew between machines (wall clock): counted and shown, never dropped.
+        "negative_latencies": int((latencies < 0).sum()),
         "bytes_window": "measure",  # from measure start to the end of the drain
         "wire": wire,
         "reconnects": int(wire["sub"].get("reconnects", 0)),
         "errors": int(sum(w.get("errors", 0) for w in wire.values())),
         "error_messages": _failure_messages(records),
         "message_bytes": message_bytes,
+        "message_bytes_min": sizes[1],
+        "message_bytes_max": sizes[2],
         # WS echo/chat with upstream = transport: messages travel up subscriber sockets.
         "messages_up_on_sub": int(len(measured)) if (
             spec.ws_upstream and spec.pattern != "fanout") else 0,
@@ -316,6 +354,24 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
         "spec": json.loads(spec.to_json()),
     }
     return counters, samples
+
+
+def _replay(dels, measured) -> tuple[int, int]:
+    """(duplicated, reordered) over measured messages, by the engine core's rules
+    (clients.accounting.SubscriberLog): every delivery the users recorded, in order."""
+    from clients.accounting import Samples, SubscriberLog
+
+    if not len(dels) or not len(measured):
+        return 0, 0
+    lo, hi = int(measured["index"].min()), int(measured["index"].max()) + 1
+    duplicated = reordered = 0
+    for sid, group in dels.groupby("subscriber", sort=False):
+        log = SubscriberLog(int(sid), 0, Samples(), lo, hi)
+        log.on_raw([(b"%d" % seq, b"%d" % ts, b"%d" % index)
+                    for seq, ts, index in zip(group["seq"], group["sent_ns"], group["index"])], 0)
+        duplicated += log.duplicated
+        reordered += log.reordered
+    return duplicated, reordered
 
 
 def _failure_messages(records: Path, limit: int = 20) -> list[str]:

@@ -34,6 +34,8 @@ class OpenPath:
     url: str
     pids: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    #: Closes every connection on the path at once (the "cut" fault); None when it cannot.
+    cut: Callable[[], None] | None = None
 
 
 class Path(Protocol):
@@ -79,7 +81,8 @@ class EmulatedPath:
             for text in info.get("warnings", []):
                 self.warn(f"{point.label}: network: {text}")
             try:
-                yield OpenPath(path.url, {"proxy": pid for pid in path.pids[:1]}, info)
+                yield OpenPath(path.url, {"proxy": pid for pid in path.pids[:1]}, info,
+                               cut=path.cut)
             finally:
                 for pid in path.pids:
                     procs.untrack(pid)
@@ -87,6 +90,8 @@ class EmulatedPath:
 
 def needs_emulation(scenario: Scenario, point: LoadPoint) -> bool:
     network = scenario.network
+    if getattr(point, "fault", "") == "cut":
+        return True  # the proxy is what cuts the connections (duplexbench/faults)
     return bool(network is not None and (
         point.delay_ms or network.jitter_ms or network.bandwidth_kbps or network.loss_pct))
 

@@ -33,6 +33,7 @@ from .console import PointProgress
 from .outcome import PointFailed
 from .paths import path_for
 from .scenario import LoadPoint, Scenario
+from .faults.hook import PointFaults
 from .target import ServerHandle, SpawnedTarget, Target
 
 __all__ = ["PointOutput", "PointRunner", "SAMPLE_HZ", "STUCK_GRACE_S"]
@@ -51,6 +52,8 @@ class PointOutput:
 
     counters: dict
     samples: pd.DataFrame
+    #: The point's fault plan and what happened (duplexbench/faults), None without one.
+    faults: dict | None = None
 
 
 @dataclass
@@ -87,6 +90,7 @@ class PointRunner:
         stderr_path = point_dir / "loadgen.stderr"
         out_dir = work_dir / "out"
         command = self.command or generator.loadgen_command
+        self._faults = None
         try:
             with contextlib.ExitStack() as stack:
                 server = stack.enter_context(self.target.open(point, point_dir / "server.log"))
@@ -94,6 +98,10 @@ class PointRunner:
                 path = path_for(scenario, point, cpu=self.plan.loadgen, record=self.on_path,
                                 warn=self.warn, server_cpu=self.plan.server)
                 opened = stack.enter_context(path.open(point, server.url))
+                self._faults = PointFaults.open(scenario, point, server, opened, self.target,
+                                                point_dir)
+                if self._faults is not None:
+                    stack.callback(self._faults.close)  # before path and server close
                 spec = generator.make_spec(
                     scenario, point, sub_url=opened.url, pub_url=server.url,
                     topic_prefix=f"{scenario.name[:24]}-p{point.index}", **self.spec_extra(point))
@@ -114,6 +122,8 @@ class PointRunner:
                     if server.pid is not None:
                         targets = {"server": server.pid, **targets}
                     sampler = procs.Sampler(targets, hz=SAMPLE_HZ).start()
+                    if self._faults is not None:
+                        self._faults.start(sampler)
                     self._follow(point, server, loadgen, sampler, progress, stderr_path)
                     samples[:] = sampler.stop()
                     code = loadgen.wait(15.0)
@@ -129,7 +139,9 @@ class PointRunner:
                         generator.truncate_head(stderr_path)
         except subprocess.TimeoutExpired:
             raise PointFailed("load generator did not exit after 'done'") from None
-        return self._read_output(point_dir, out_dir)
+        output = self._read_output(point_dir, out_dir)
+        output.faults = self._faults.summary() if self._faults is not None else None
+        return output
 
     @staticmethod
     def _read_output(point_dir: Path, out_dir: Path) -> PointOutput:
@@ -187,6 +199,8 @@ class PointRunner:
             elif kind == "phase":
                 phase = str(event.get("phase", "?"))
                 sampler.phase = phase
+                if self._faults is not None:
+                    self._faults.on_phase(phase)
                 seconds = float(getattr(scenario, _PHASE_SECONDS.get(phase, ""), 0) or 0)
                 progress.phase(phase, seconds)
             elif kind == "progress":
@@ -203,7 +217,7 @@ class PointRunner:
             if time.monotonic() - remembered > 1.0:
                 remembered = time.monotonic()
                 loadgen.remember_descendants()  # Locust workers, should the master die first
-            server.check_alive()
+            (self._faults or server).check_alive()  # a planned restart is not a crash
             now = time.monotonic()
             if not ready and not done and now > ready_deadline:
                 raise PointFailed(f"load generator not ready after {now - started:.0f} s: "

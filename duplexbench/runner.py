@@ -36,6 +36,7 @@ from typing import Any
 
 from . import infra, procs
 from .console import Console, display_path
+from .faults import loss_allowed
 from .generator import loadgen_command, make_spec
 from .limits import LimitError
 from .outcome import PointResult
@@ -204,7 +205,8 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         reason = reason or (f"{len(failed)} of {len(points)} points failed "
                             f"({failed[0].status}); first: {failed[0].point.label}: "
                             f"{failed[0].reason}")
-    lost = [r for r in session.results if r.ok and r.lost > 0]
+    # A SIGKILL fault may lose what was in flight (counted in the row, not a failure).
+    lost = [r for r in session.results if r.ok and r.lost > 0 and not loss_allowed(r.point.fault)]
     if lost and not session.scenario.expect_loss and code == EXIT_OK:
         code = EXIT_LOST
         reason = (f"{sum(r.lost for r in lost)} message(s) lost in {len(lost)} point(s); "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .proxies.options import ProxyOptions, ProxyOptionsError, parse_proxy, proxy_variants
+from .faults.spec import FaultError, FaultOptions, parse_faults
 
 __all__ = [
     "ARRIVALS",
@@ -127,6 +128,7 @@ class LoadPoint:
     proxy_gzip: bool = False             # nginx compresses HTTP responses (Accept-Encoding)
     #: Load generator for this point; "" = the command line's (--engine).
     engine: str = ""
+    fault: str = ""     # a [faults] kind, "" = none
 
     @property
     def label(self) -> str:
@@ -144,6 +146,8 @@ class LoadPoint:
                 text += " gzip"
         if self.engine:
             text += f" [{self.engine}]"
+        if self.fault:
+            text += f" fault={self.fault}"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -151,9 +155,10 @@ class LoadPoint:
     @property
     def key(self) -> tuple:
         """Identity of the load point across repeats and runs (for comparisons)."""
-        return (self.transport, self.clients, self.rate, self.payload_bytes,
-                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
-                self.accel_header, self.proxy_gzip, self.engine)
+        key = (self.transport, self.clients, self.rate, self.payload_bytes,
+               self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
+               self.accel_header, self.proxy_gzip, self.engine)
+        return key + (self.fault,) if self.fault else key
 
 
 @dataclass(frozen=True)
@@ -181,27 +186,31 @@ class Scenario:
     proxy: ProxyOptions | None = None
     #: Load generators swept per point (``engine = "browser"`` or a list); () = --engine.
     engines: tuple[str, ...] = ()
+    #: What goes wrong during each point (duplexbench/faults); None = nothing.
+    faults: FaultOptions | None = None
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
 
     def points(self) -> list[LoadPoint]:
         """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive."""
         delays = self.network.delay_ms if self.network else (0.0,)
+        faults = self.faults.kind if self.faults else ("",)
         points: list[LoadPoint] = []
         for repeat in range(self.repeats):
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
                 for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
-                        keepalive in itertools.product(
+                        keepalive, fault in itertools.product(
                             self.engines or ("",), proxy_variants(self.proxy, transport),
-                            self.clients, self.rate, self.payload_bytes, delays, keepalives):
+                            self.clients, self.rate, self.payload_bytes, delays, keepalives,
+                            faults):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
                         delay_ms=delay, keepalive=keepalive, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
-                        engine=engine,
+                        engine=engine, fault=fault,
                     ))
         return points
 
@@ -216,6 +225,8 @@ class Scenario:
             del data["network"]
         if data["proxy"] is None:
             del data["proxy"]
+        if data["faults"] is None:
+            del data["faults"]
         return _lists(data)
 
     def with_overrides(self, **changes: Any) -> "Scenario":
@@ -320,6 +331,12 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     if "browser" in engines and (pattern != "fanout" or topics != 1):
         raise ScenarioError(f"{c.source}: key 'engine': the browser engine runs pattern "
                             f"'fanout' on one topic, got pattern {pattern!r} with {topics} topic(s)")
+    faults = None
+    if "faults" in data:
+        try:
+            faults = parse_faults(data["faults"], duration)
+        except FaultError as exc:
+            raise ScenarioError(f"{c.source}: {exc}") from None
 
     too_big = [p for p in payload if p > server.max_payload]
     if too_big:
@@ -349,6 +366,7 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
         server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
+        faults=faults,
         engine_options=engine_options,
     )
 
@@ -356,7 +374,8 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
 _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
-    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "engine", "proxy",
+    "repeats", "expect_loss", "seed", "server", "longpoll", "network", "faults", "engine",
+    "proxy",
 )
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import infra, procs
 from .console import Console, PointProgress, display_path
+from .faults.analysis import annotate_row, merge_server_generations
 from .limits import check_point, loadgen_layout
 from .outcome import PointFailed, PointResult, num
 from .point import SAMPLE_HZ, PointOutput, PointRunner
@@ -116,6 +117,8 @@ class Session:
         if self.engine != "native":  # Locust's processes are its workers (--workers)
             fields.pop("loadgen_procs")
         fields.update(self._point_fields.get((point.clients, point.transport), {}))
+        if self.scenario.faults is not None:  # the clients' back-off ([faults] table)
+            fields.update(self.scenario.faults.spec_fields())
         return fields
 
     # Start and finish ----------------------------------------------------------
@@ -263,7 +266,8 @@ class Session:
     def _load_frame(self, point: LoadPoint, samples: list) -> pd.DataFrame:
         rows = procs.samples_to_rows(samples, point=point.index, repeat=point.repeat,
                                      transport=point.transport)
-        return pd.DataFrame(rows, columns=list(LOAD_COLUMNS))
+        # A restarted server is sampled as server@N: one continuous "server" series again.
+        return merge_server_generations(pd.DataFrame(rows, columns=list(LOAD_COLUMNS)))
 
     def _summarize(self, point: LoadPoint, point_dir: Path, output: PointOutput,
                    samples: list) -> tuple[dict, Any, Any]:
@@ -289,6 +293,12 @@ class Session:
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
                               f"counters kept in {display_path(point_dir)}") from exc
         row = dict(row)
+        if output.faults is not None:  # recovery, failed publishes, reconnect storm
+            details = annotate_row(row, kind=point.fault, driver_summary=output.faults,
+                                   samples=output.samples, load=load_df, counters=counters)
+            self.writer.meta.setdefault("faults", []).append(
+                {"point": point.index, "repeat": point.repeat, "transport": point.transport,
+                 **output.faults, **details})
         row.update(infra.row_fields(point, counters, load_df, self.engine,
                                     str(row.get("warnings") or "")))
         return row, samples_df, load_df

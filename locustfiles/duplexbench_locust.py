@@ -14,37 +14,41 @@ imported here. Run it directly (see docs/locust.md) or through
 the ``--db-*`` options from a LoadSpec and collects the records written to
 ``--db-out`` into the native loadgen's file formats.
 
-Sockets are plain gevent sockets with byte counters (HTTP parsed by
-geventhttpclient's parser, WebSocket framed by the contract's own frame code), so
-bytes on the wire are counted at the socket like the native clients do.
+Sockets are plain gevent sockets with byte counters (locustfiles/dbwire.py: HTTP
+parsed by geventhttpclient's parser, WebSocket by the ``websockets`` sans-I/O
+protocol), so bytes on the wire are counted at the socket like the native clients do.
+After the run the engine core (clients.core / clients.accounting) turns the records
+into the native engine's figures (duplicated, reordered, late, message sizes).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import random
-import socket
 import time
-from urllib.parse import urlsplit
 
 import gevent
-from gevent.event import Event
+from gevent.queue import Queue
 from geventhttpclient.response import HTTPSocketResponse
-from locust import User, constant, events, task
-from locust.runners import MasterRunner, WorkerRunner
+from locust import User, constant, task
 
 from duplexbench.contract import ContractError, decode_envelope, make_payload, payload_index
 from duplexbench.contract.http import (
-    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM, PATH_WS,
+    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM,
 )
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
-from duplexbench.contract.websocket import (
-    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key, encode_frame, encode_publish, parse_frame,
-)
+from duplexbench.contract.websocket import encode_publish
+
+try:  # Locust puts the locustfile's folder on sys.path
+    from dbrun import RUN, fire as _fire, opt as _opt, phase_bounds as _phase_bounds
+    from dbrun import sleep_until as _sleep_until
+    from dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
+except ImportError:  # imported as a package module
+    from locustfiles.dbrun import RUN, fire as _fire, opt as _opt, phase_bounds as _phase_bounds
+    from locustfiles.dbrun import sleep_until as _sleep_until
+    from locustfiles.dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
 
 __all__ = [
     "LongPollUser",
@@ -58,369 +62,6 @@ __all__ = [
 #: Publish indices of per-client publishers (echo, chat) are ``k * INDEX_STRIDE +
 #: subscriber id``, so they stay unique across clients and map back to one sender.
 INDEX_STRIDE = 1_000_000
-
-# ---------------------------------------------------------------------------
-# Options: --db-* on the command line, in the web UI, or DUPLEXBENCH_* in the
-# environment (the defaults). The master forwards custom options to workers.
-# ---------------------------------------------------------------------------
-
-#: (option, env var, type, default, help)
-_OPTIONS = [
-    ("transport", "DUPLEXBENCH_TRANSPORT", str, "websocket",
-     "subscriber transport: longpoll | sse | ndjson | websocket"),
-    ("topic", "DUPLEXBENCH_TOPIC", str, "locust", "topic name (prefix when --db-topics > 1)"),
-    ("topics", "DUPLEXBENCH_TOPICS", int, 1, "number of topics (echo: one per client)"),
-    ("rate", "DUPLEXBENCH_RATE", float, 10.0, "messages/s published in total (open loop)"),
-    ("payload-bytes", "DUPLEXBENCH_PAYLOAD_BYTES", int, 64, "payload size in bytes"),
-    ("pattern", "DUPLEXBENCH_PATTERN", str, "fanout", "fanout | echo | chat"),
-    ("upstream", "DUPLEXBENCH_UPSTREAM", str, "post", "post | transport (WebSocket frames)"),
-    ("arrival", "DUPLEXBENCH_ARRIVAL", str, "uniform", "uniform | poisson"),
-    ("seed", "DUPLEXBENCH_SEED", int, 1, "random seed (poisson arrivals)"),
-    ("pub-host", "DUPLEXBENCH_PUB_HOST", str, "", "where publishers connect (default: --host)"),
-    ("clients", "DUPLEXBENCH_CLIENTS", int, 0,
-     "subscribers to wait for before publishing starts (0: publish at once)"),
-    ("id-stride", "DUPLEXBENCH_ID_STRIDE", int, 64, "subscriber ids: n * stride + worker index"),
-    ("warmup", "DUPLEXBENCH_WARMUP_S", float, 0.0, "seconds of publishing before measuring"),
-    ("duration", "DUPLEXBENCH_DURATION_S", float, 0.0,
-     "seconds of measured publishing, then drain and quit (0: until Locust stops)"),
-    ("drain", "DUPLEXBENCH_DRAIN_S", float, 1.0, "seconds to wait for in-flight messages"),
-    ("connect-timeout", "DUPLEXBENCH_CONNECT_TIMEOUT_S", float, 30.0,
-     "with --db-clients: give up (and quit) when not all have subscribed by then"),
-    ("keepalive", "DUPLEXBENCH_KEEPALIVE", int, 1, "long polling: 1 keep-alive, 0 close per poll"),
-    ("max-batch", "DUPLEXBENCH_MAX_BATCH", int, 1000, "long polling: max envelopes per poll"),
-    ("poll-timeout", "DUPLEXBENCH_POLL_TIMEOUT_S", float, 20.0, "long polling: hold time asked for"),
-    ("read-timeout", "DUPLEXBENCH_READ_TIMEOUT_S", float, 60.0, "stream / WebSocket read timeout"),
-    ("out", "DUPLEXBENCH_OUT", str, "", "directory for per-process delivery records (empty: none)"),
-    ("json-events", "DUPLEXBENCH_JSON_EVENTS", int, 0,
-     "master prints duplexbench JSON-line events to stdout"),
-    ("progress-interval", "DUPLEXBENCH_PROGRESS_S", float, 1.0, "seconds between progress events"),
-]
-
-
-@events.init_command_line_parser.add_listener
-def _add_options(parser, **_kw) -> None:
-    group = parser.add_argument_group("duplexbench", "the workload (env var DUPLEXBENCH_* = default)")
-    for name, env, kind, default, text in _OPTIONS:
-        value = kind(os.environ.get(env, default))
-        group.add_argument(f"--db-{name}", type=kind, default=value, env_var=env, help=text)
-
-
-def _opt(environment, name: str):
-    """Option value from the parsed options (the master's, on a worker) or its default."""
-    options = environment.parsed_options
-    key = "db_" + name.replace("-", "_")
-    if options is not None and hasattr(options, key):
-        return getattr(options, key)
-    for option, env, kind, default, _ in _OPTIONS:
-        if option == name:
-            return kind(os.environ.get(env, default))
-    raise KeyError(name)
-
-
-# ---------------------------------------------------------------------------
-# Run state: one per process. Phases are coordinated by custom messages so they
-# work across machines: subscribers report "subscribed", the master answers
-# "go" with the start time t0 (CLOCK_REALTIME) once all are in.
-# ---------------------------------------------------------------------------
-
-
-class _Run:
-    """What every user of this process shares: start signal, ids, records, counters."""
-
-    def __init__(self) -> None:
-        self.go = Event()  # set when publishing may start
-        self.t0_ns = 0  # when publishing starts (warm-up begins)
-        self.subscribed = 0  # master: subscribers that reported in
-        self.next_local_id = 0  # per-process counter for subscriber ids
-        self.wire = {"sub": _Wire(), "pub": _Wire()}
-        self.duplicated = 0  # deliveries of a seq a subscriber already held
-        self.window: dict[str, dict] = {}  # wire snapshots at measure start / end
-        self.recorder: _Recorder | None = None
-        self.all_classes: list = []  # every User class of this file (web UI re-picks)
-        self.environment = None
-
-    def new_subscriber_id(self) -> int:
-        env = self.environment
-        index = max(getattr(env.runner, "worker_index", 0), 0)
-        sid = self.next_local_id * _opt(env, "id-stride") + index
-        self.next_local_id += 1
-        return sid
-
-
-class _Wire:
-    """Socket counters of one role, summed over this process's connections."""
-
-    __slots__ = ("bytes_up", "bytes_down", "http_requests", "connections", "reconnects", "errors")
-
-    def __init__(self) -> None:
-        self.bytes_up = self.bytes_down = self.http_requests = 0
-        self.connections = self.reconnects = self.errors = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class _Recorder:
-    """Buffered CSV files in --db-out, one set per process (so workers never share a file)."""
-
-    FLUSH_LINES = 2000
-
-    def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        tag = f"{socket.gethostname()}-{os.getpid()}"
-        self.directory, self.tag = directory, tag
-        self._files = {
-            kind: open(os.path.join(directory, f"{kind}-{tag}.csv"), "a", buffering=1 << 16)
-            for kind in ("deliveries", "publishes", "subscribers")
-        }
-        self._lines: dict[str, list[str]] = {kind: [] for kind in self._files}
-
-    def add(self, kind: str, line: str) -> None:
-        lines = self._lines[kind]
-        lines.append(line)
-        if len(lines) >= self.FLUSH_LINES:
-            self.flush(kind)
-
-    def flush(self, kind: str | None = None) -> None:
-        for name in [kind] if kind else list(self._files):
-            lines, self._lines[name] = self._lines[name], []
-            if lines:
-                self._files[name].write("".join(lines))
-            self._files[name].flush()
-
-    def write_wire(self, run: "_Run") -> None:
-        final = {role: wire.as_dict() for role, wire in run.wire.items()}
-        path = os.path.join(self.directory, f"wire-{self.tag}.json")
-        with open(path + ".tmp", "w") as handle:
-            json.dump({"final": final, "duplicated": run.duplicated, **run.window}, handle)
-        os.replace(path + ".tmp", path)
-
-
-RUN = _Run()
-
-
-def _emit(event: dict) -> None:
-    """A duplexbench JSON-line event on the master's stdout (locust_engine forwards it)."""
-    if _opt(RUN.environment, "json-events"):
-        print(json.dumps(event, separators=(",", ":")), flush=True)
-
-
-@events.init.add_listener
-def _on_init(environment, runner, web_ui=None, **_kw) -> None:
-    RUN.environment = environment
-    is_worker = isinstance(runner, WorkerRunner)
-    if not is_worker:
-        RUN.all_classes = list(environment.user_classes)
-        _select_user_classes(environment)
-        runner.register_message("db_subscribed", _on_subscribed)
-        if web_ui is not None:
-            web_ui.app.before_request(_web_swarm_hook)
-    if not isinstance(runner, MasterRunner):
-        runner.register_message("db_go", _on_go)
-
-
-def _select_user_classes(environment, transport: str | None = None,
-                         pattern: str | None = None) -> None:
-    """Run only the chosen transport's subscriber (and the publisher for fanout), unless
-    the user named classes on the command line; the web UI's class picker still works."""
-    options = environment.parsed_options
-    if options is not None and (getattr(options, "user_classes", None) or
-                                getattr(options, "class_picker", False)):
-        return
-    transport = transport or _opt(environment, "transport")
-    if transport not in SUBSCRIBER_CLASSES:
-        raise ValueError(f"--db-transport: expected one of {', '.join(SUBSCRIBER_CLASSES)}, "
-                         f"got {transport!r}")
-    wanted = {SUBSCRIBER_CLASSES[transport].__name__}
-    if (pattern or _opt(environment, "pattern")) == "fanout":
-        wanted.add(PublisherUser.__name__)
-    environment.user_classes[:] = [c for c in RUN.all_classes if c.__name__ in wanted]
-
-
-def _web_swarm_hook() -> None:
-    """Web UI: a new test may name another transport in the form; pick the classes
-    before Locust builds its user dispatcher from them."""
-    from flask import request
-
-    if request.method != "POST" or not request.path.endswith("/swarm"):
-        return
-    environment = RUN.environment
-    runner = environment.runner
-    if runner is None or runner.state in ("running", "spawning"):
-        return  # a running test keeps its classes (Locust only changes the user count)
-    _select_user_classes(environment, request.form.get("db_transport") or None,
-                         request.form.get("db_pattern") or None)
-    runner._users_dispatcher = None  # rebuilt by start() with the classes chosen now
-
-
-def _on_subscribed(environment, msg, **_kw) -> None:
-    RUN.subscribed += int(msg.data or 1)
-    if RUN.go.is_set() or RUN.t0_ns or RUN.subscribed < _opt(environment, "clients"):
-        return
-    t0 = time.time_ns() + 200_000_000  # a moment for "go" to reach every worker
-    RUN.t0_ns = t0
-    environment.runner.send_message("db_go", {"t0_ns": t0})
-    gevent.spawn(_conduct, environment, t0)
-
-
-def _on_go(environment, msg, **_kw) -> None:
-    RUN.t0_ns = int(msg.data["t0_ns"])
-    RUN.go.set()
-    gevent.spawn(_snapshot_window, environment, RUN.t0_ns)
-
-
-def _sleep_until(deadline_ns: int) -> None:
-    delay = (deadline_ns - time.time_ns()) / 1e9
-    if delay > 0:
-        gevent.sleep(delay)
-
-
-def _phase_bounds(environment, t0: int) -> tuple[int, int, int]:
-    """(measure start, measure end, drain end) in CLOCK_REALTIME ns."""
-    start = t0 + int(_opt(environment, "warmup") * 1e9)
-    end = start + int(_opt(environment, "duration") * 1e9)
-    return start, end, end + int(_opt(environment, "drain") * 1e9)
-
-
-def _conduct(environment, t0: int) -> None:
-    """Master (or local runner): announce phases, report progress, quit after the drain."""
-    start, end, drain_end = _phase_bounds(environment, t0)
-    _emit({"event": "ready", "subscribers": RUN.subscribed, "t0_ns": t0})
-    _sleep_until(t0)
-    _emit({"event": "phase", "phase": "warmup", "t_ns": t0})
-    progress = gevent.spawn(_progress, environment)
-    _sleep_until(start)
-    _emit({"event": "phase", "phase": "measure", "t_ns": start, "measure_start_ns": start})
-    if _opt(environment, "duration") <= 0:
-        return  # open-ended: Locust's --run-time or the user stops the test
-    _sleep_until(end)
-    _emit({"event": "phase", "phase": "drain", "t_ns": end, "measure_end_ns": end})
-    _sleep_until(drain_end)
-    progress.kill()
-    _emit({"event": "finished", "t_ns": time.time_ns()})
-    environment.runner.quit()
-
-
-def _connect_watchdog(environment) -> None:
-    """Master: a run whose subscribers cannot all connect ends with an error event
-    instead of waiting for Locust's --run-time."""
-    gevent.sleep(_opt(environment, "connect-timeout"))
-    if RUN.t0_ns:
-        return
-    _emit({"event": "error", "message": f"only {RUN.subscribed} of {_opt(environment, 'clients')} "
-           f"subscribers connected within {_opt(environment, 'connect-timeout'):g} s"})
-    environment.runner.quit()
-
-
-def _progress(environment) -> None:
-    interval = max(0.2, _opt(environment, "progress-interval"))
-    while True:
-        gevent.sleep(interval)
-        sent = delivered = 0
-        for (name, method), entry in environment.stats.entries.items():
-            if method == "PUBLISH":
-                sent += entry.num_requests
-            else:
-                delivered += entry.num_requests
-        _emit({"event": "progress", "sent": sent, "delivered": delivered})
-
-
-def _snapshot_window(environment, t0: int) -> None:
-    """Wire counters at measure start; the window reported is final minus these
-    (handshakes and warm-up traffic stay out of the per-message costs)."""
-    start = _phase_bounds(environment, t0)[0]
-    _sleep_until(start)
-    RUN.window["at_measure_start"] = {r: w.as_dict() for r, w in RUN.wire.items()}
-
-
-@events.test_start.add_listener
-def _on_test_start(environment, **_kw) -> None:
-    if not isinstance(environment.runner, WorkerRunner) and _opt(environment, "clients") > 0:
-        gevent.spawn(_connect_watchdog, environment)
-    out = _opt(environment, "out")
-    if out and RUN.recorder is None and not isinstance(environment.runner, MasterRunner):
-        RUN.recorder = _Recorder(out)
-    # Every test (the web UI can start several) begins its own schedule.
-    RUN.go.clear()
-    RUN.t0_ns = RUN.subscribed = 0
-    if _opt(environment, "clients") <= 0:
-        RUN.t0_ns = time.time_ns()  # interactive use: publish as soon as users run
-        RUN.go.set()
-
-
-@events.test_stop.add_listener
-def _on_test_stop(environment, **_kw) -> None:
-    if RUN.recorder is not None:
-        RUN.recorder.flush()
-        RUN.recorder.write_wire(RUN)
-
-
-@events.quitting.add_listener
-def _on_quitting(environment, **_kw) -> None:
-    _on_test_stop(environment)
-
-
-# ---------------------------------------------------------------------------
-# Connections: a gevent socket that counts bytes, HTTP requests, WebSocket.
-# ---------------------------------------------------------------------------
-
-
-class _Conn:
-    """One TCP connection; every byte in and out is added to a role's counters."""
-
-    def __init__(self, url: str, wire: _Wire, timeout: float) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.authority = f"{self.host}:{self.port}"
-        self.wire = wire
-        self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        # Nagle + delayed ACK would add tens of ms to small messages (MEASUREMENT.md).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wire.connections += 1
-        self.closed = False
-
-    def sendall(self, data: bytes) -> None:
-        self.wire.bytes_up += len(data)
-        self.sock.sendall(data)
-
-    def recv(self, size: int) -> bytes:
-        data = self.sock.recv(size)
-        self.wire.bytes_down += len(data)
-        return data
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def send_request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                     body: bytes = b"") -> None:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        self.wire.http_requests += 1
-        self.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> HTTPSocketResponse:
-        self.send_request(method, target, headers, body)
-        return HTTPSocketResponse(self, method=method)
-
-
-class ClientFailure(Exception):
-    """A failure shown in Locust's failure table (lost messages, bad responses)."""
-
-
-def _fire(request_type: str, name: str, ms: float, length: int, exc: Exception | None = None):
-    RUN.environment.events.request.fire(
-        request_type=request_type, name=name, response_time=ms,
-        response_length=length, exception=exc, context={},
-    )
-
 
 # ---------------------------------------------------------------------------
 # Users
@@ -493,16 +134,19 @@ class _Subscriber(User):
             self.publisher = gevent.spawn(self._publish_share)
 
     def deliver(self, envelope, recv_ns: int, nbytes: int) -> None:
+        """Every delivery is recorded (the engine core replays them after the run:
+        duplicated and reordered are counted there, as for the native engine)."""
         last = self.cursor
         seq = envelope.seq
-        if last is not None and seq <= last:
-            RUN.duplicated += 1  # a resume overlap: not a second delivery
-            return
         if last is not None and seq > last + 1:
             _fire(self.label, f"lost {envelope.topic}", 0, 0,
                   ClientFailure(f"lost {seq - last - 1} message(s) before seq {seq}"))
-        self.cursor = seq
-        _fire(self.label, f"deliver {envelope.topic}", (recv_ns - envelope.ts) / 1e6, nbytes)
+        if last is None or seq > last:
+            self.cursor = seq
+        ms = (recv_ns - envelope.ts) / 1e6
+        if ms < 0:  # clock skew between machines: counted (counters.negative_latencies)
+            RUN.negative += 1
+        _fire(self.label, f"deliver {envelope.topic}", max(0.0, ms), nbytes)
         if RUN.recorder is not None:
             index = payload_index(envelope.data)
             RUN.recorder.add(
@@ -651,10 +295,10 @@ class WebSocketUser(_Subscriber):
     transport = "websocket"
 
     def subscribe_and_receive(self) -> None:
-        self.conn, buffer = _ws_open(self.environment.host, f"?topic={self.topic}" + self.cursor_query(),
-                                     self.wire, self.read_timeout)
+        self.conn = WSConn(self.environment.host, f"?topic={self.topic}" + self.cursor_query(),
+                           self.wire, self.read_timeout)
         self.subscribed()
-        for payload in _ws_messages(self.conn, buffer):
+        for payload in self.conn.messages():
             self.deliver(decode_envelope(payload), time.time_ns(), len(payload))
 
     def send_upstream(self, data: str, ts: int) -> int:
@@ -662,70 +306,24 @@ class WebSocketUser(_Subscriber):
             return super().send_upstream(data, ts)
         if self.conn is None or self.conn.closed:
             raise ClientFailure("WebSocket not connected")
-        frame = encode_frame(OP_TEXT, encode_publish(data, ts).encode(), mask=os.urandom(4))
-        self.conn.sendall(frame)
+        self.conn.send_text(encode_publish(data, ts).encode())
         return 0  # the seq is not answered over a WebSocket
 
 
-def _ws_open(url: str, query: str, wire: _Wire, timeout: float) -> tuple[_Conn, bytes]:
-    """Connect and upgrade ``/ws{query}``; returns the connection and any bytes that
-    followed the 101 (frames may share its read: an HTTP parser would drop them)."""
-    conn = _Conn(url, wire, timeout)
-    key = base64.b64encode(os.urandom(16)).decode()
-    conn.send_request("GET", PATH_WS + query, {
-        "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
-    })
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        data = conn.recv(4096)
-        if not data:
-            conn.close()
-            raise ClientFailure("connection closed during the WebSocket handshake")
-        buffer += data
-    head, _, buffer = buffer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    if lines[0].split(" ")[1:2] != ["101"] or fields.get("sec-websocket-accept") != accept_key(key):
-        conn.close()
-        raise ClientFailure(f"WebSocket upgrade answered {lines[0]!r}")
-    return conn, buffer
-
-
-def _ws_messages(conn: _Conn, buffer: bytes):
-    """Text frame payloads until the connection closes; pings are answered here
-    (the server closes sockets that do not pong)."""
-    while True:
-        parsed = parse_frame(buffer)
-        if parsed is None:
-            data = conn.recv(65536)
-            if not data:
-                return
-            buffer += data
-            continue
-        opcode, _fin, payload, used = parsed
-        buffer = buffer[used:]
-        if opcode == OP_TEXT:
-            yield payload
-        elif opcode == OP_PING:
-            conn.sendall(encode_frame(OP_PONG, payload, mask=os.urandom(4)))
-        elif opcode == OP_CLOSE:
-            return
-
-
-def _ws_reader(conn: _Conn, buffer: bytes) -> None:
+def _ws_reader(ws: WSConn) -> None:
     """A publish-only socket still reads: to answer pings and notice a close."""
     try:
-        for _ in _ws_messages(conn, buffer):
+        for _ in ws.messages():
             pass
     except OSError:
         pass
-    conn.close()
+    ws.close()
 
 
 SUBSCRIBER_CLASSES = {
     "longpoll": LongPollUser, "sse": SSEUser, "ndjson": NDJSONUser, "websocket": WebSocketUser,
 }
+RUN.subscriber_classes = SUBSCRIBER_CLASSES
 
 
 # ---------------------------------------------------------------------------
@@ -813,9 +411,19 @@ class PublisherUser(User):
     fixed_count = 1
     wait_time = constant(0)
 
+    #: POSTs in flight at once (keep-alive connections), as the native publish_pool.
+    POOL = 8
+
     def on_start(self) -> None:
         env = self.environment
         self.poster = _Poster(_pub_url(env), RUN.wire["pub"])
+        # Open loop: a POST waits for its answer in its own greenlet, on one of POOL
+        # keep-alive connections, so the schedule never waits for the server.
+        self.posters: Queue = Queue()
+        self.all_posters = [self.poster] + [_Poster(_pub_url(env), RUN.wire["pub"])
+                                            for _ in range(self.POOL - 1)]
+        for poster in self.all_posters:
+            self.posters.put(poster)
         # Fanout over WebSocket with upstream = transport: one publish-only socket per
         # topic (?subscribe=0), as the native loadgen does, instead of POSTs.
         self.ws_upstream = (_opt(env, "transport") == "websocket"
@@ -823,20 +431,34 @@ class PublisherUser(User):
         self.sockets: dict[str, _Conn] = {}
 
     def on_stop(self) -> None:
-        for conn in [self.poster.conn, *self.sockets.values()]:
+        for conn in [*(p.conn for p in self.all_posters), *self.sockets.values()]:
             if conn is not None:
                 conn.close()
+
+    def _post(self, index: int, topic: str, payload: str, intended: int) -> None:
+        poster = self.posters.get()  # waits only when POOL POSTs are in flight
+        sent = time.time_ns()
+        try:
+            seq = poster.publish(topic, payload, sent)
+        except (OSError, ClientFailure, ValueError) as exc:
+            RUN.wire["pub"].errors += 1
+            _fire("PUBLISH", f"publish {topic}", 0, 0, exc)
+            return
+        finally:
+            self.posters.put(poster)
+        _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
+        _record_publish(index, topic, seq, intended, sent)
 
     def _send(self, topic: str, payload: str, ts: int) -> int:
         if not self.ws_upstream:
             return self.poster.publish(topic, payload, ts)
-        conn = self.sockets.get(topic)
-        if conn is None or conn.closed:
-            conn, buffer = _ws_open(_pub_url(self.environment), f"?topic={topic}&subscribe=0",
-                                    RUN.wire["pub"], 3600.0)
-            self.sockets[topic] = conn
-            gevent.spawn(_ws_reader, conn, buffer)
-        conn.sendall(encode_frame(OP_TEXT, encode_publish(payload, ts).encode(), mask=os.urandom(4)))
+        ws = self.sockets.get(topic)
+        if ws is None or ws.closed:
+            ws = WSConn(_pub_url(self.environment), f"?topic={topic}&subscribe=0",
+                        RUN.wire["pub"], 3600.0)
+            self.sockets[topic] = ws
+            gevent.spawn(_ws_reader, ws)
+        ws.send_text(encode_publish(payload, ts).encode())
         return 0  # a WebSocket publish is not answered with its seq
 
     @task
@@ -856,6 +478,9 @@ class PublisherUser(User):
             _sleep_until(intended)
             topic = _topic_name(env, index % topics)
             payload = make_payload(index, size)
+            if not self.ws_upstream:
+                gevent.spawn(self._post, index, topic, payload, intended)
+                continue
             sent = time.time_ns()
             try:
                 seq = self._send(topic, payload, sent)
@@ -865,3 +490,6 @@ class PublisherUser(User):
                 continue
             _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
             _record_publish(index, topic, seq, intended, sent)
+
+
+RUN.publisher_class = PublisherUser

@@ -82,6 +82,12 @@ class NetworkPath:
         procs = [self._proxy] if self._proxy else (self._netns.relays if self._netns else [])
         return [p.pid for p in procs if p.process is not None]
 
+    def cut(self) -> None:
+        """Close every connection on the path at once (the "cut" fault, duplexbench/faults)."""
+        if self._proxy is None:
+            raise RuntimeError("cutting connections needs the user-space proxy (mode = proxy)")
+        self._proxy.cut()
+
     def close(self) -> None:
         if self._proxy is not None:
             self._proxy.stop()

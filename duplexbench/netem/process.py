@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 
 from duplexbench.childproc import AnnouncedProcess, StartError
@@ -74,10 +75,17 @@ class ProxyProcess(AnnouncedProcess):
                 self.address = (match.group(1), int(match.group(2)))
         elif line.startswith("{"):
             try:
-                self.stats = json.loads(line)
+                event = json.loads(line)
             except ValueError:
-                pass
+                event = None
+            if isinstance(event, dict) and event.get("event") == "stats":
+                self.stats = event
         return self.address is not None
+
+    def cut(self) -> None:
+        """Close every connection through the proxy now (the "cut" fault; see proxy.py)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGUSR1)
 
     def stop(self, timeout: float = 5.0) -> int | None:
         return super().stop(timeout)  # a proxy has no state worth a longer wait

@@ -13,6 +13,10 @@ algorithm never adds its own delay to what is configured.
 
 The first stdout line is ``duplexbench netem proxy listening on HOST:PORT -> HOST:PORT``;
 on SIGTERM/SIGINT it prints one JSON line of counters (``{"event": "stats", ...}``) and exits.
+SIGUSR1 cuts every open connection at once (both sockets reset, nothing held is
+forwarded) and prints ``{"event": "cut", "connections": N}``: the "cut" fault of
+duplexbench/faults, a network failover as the clients see it. New connections
+are accepted as before.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 class _Stats:
     __slots__ = ("connections", "active", "bytes_up", "bytes_down", "chunks", "stalls",
-                 "nodelay_failures", "connect_errors", "max_lateness_ms")
+                 "nodelay_failures", "connect_errors", "max_lateness_ms", "cuts", "cut_connections")
 
     def __init__(self) -> None:
         self.connections = self.active = self.bytes_up = self.bytes_down = 0
+        self.cuts = self.cut_connections = 0
         self.chunks = self.stalls = self.nodelay_failures = self.connect_errors = 0
         #: How late the event loop released a chunk versus its scheduled time: the
         #: proxy's own timing error, the first thing to check when in doubt.
@@ -206,6 +211,8 @@ class _Client(_Side):
         super().connection_made(transport)
         self.server.stats.connections += 1
         self.server.stats.active += 1
+        self.server.clients.add(self)
+        self.upstream: asyncio.Transport | None = None
         assert self.transport is not None
         self.transport.pause_reading()
         self.server.loop.create_task(self._connect())
@@ -225,11 +232,21 @@ class _Client(_Side):
         if self.transport is None or self.transport.is_closing():
             upstream.close()  # the client left while we connected: leave nothing open
             return
+        self.upstream = upstream
         self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.stats.active -= 1
+        self.server.clients.discard(self)
         super().connection_lost(exc)
+
+    def cut(self) -> None:
+        """Reset both sockets now: what a failed link or a failover looks like to both ends."""
+        self.in_pipe.cancel()
+        self.out_pipe.cancel()
+        for transport in (self.transport, self.upstream):
+            if transport is not None:
+                transport.abort()
 
 
 class ProxyServer:
@@ -245,6 +262,17 @@ class ProxyServer:
         self.bucket_down: TokenBucket | None = config.bucket()
         self.loop = asyncio.get_running_loop()
         self.server: asyncio.AbstractServer | None = None
+        #: Accepted connections still open, for :meth:`cut_all`.
+        self.clients: set[_Client] = set()
+
+    def cut_all(self) -> int:
+        """Close every proxied connection at once (SIGUSR1); returns how many."""
+        clients = list(self.clients)
+        for client in clients:
+            client.cut()
+        self.stats.cuts += 1
+        self.stats.cut_connections += len(clients)
+        return len(clients)
 
     def _accept(self) -> _Client:
         now = self.loop.time()
@@ -297,6 +325,12 @@ async def _serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         proxy.loop.add_signal_handler(signum, stop.set)
+
+    def cut() -> None:
+        count = proxy.cut_all()
+        print(json.dumps({"event": "cut", "connections": count}), flush=True)
+
+    proxy.loop.add_signal_handler(signal.SIGUSR1, cut)
     started = time.monotonic()
     await stop.wait()
     await proxy.close()

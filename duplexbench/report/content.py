@@ -74,8 +74,8 @@ class ReportContent:
     claims: Table | None  # "What the documents claim, measured" (claims.py), if any
     claims_error: str = ""
     generated_at: str = ""
-    #: nginx in the path, browsers as clients, the connection limit (report/infra.py).
-    infra: tuple = ()
+    #: Fault and soak sections (report/resilience.py): (title, paragraphs, tables).
+    extra: tuple[tuple[str, tuple[str, ...], tuple[Table, ...]], ...] = ()
 
 
 #: summary.csv column -> heading, for the key columns of the summary table.
@@ -281,17 +281,38 @@ def collect(runs: list[ReportRun]) -> ReportContent:
         for run in runs)
     comparisons = tuple(f for other in runs[1:] for f in compare_runs(runs[0], other))
     claims, claims_error = _claims(runs)
+    extra, extra_figures = _extra(runs)
     if len(runs) == 1:
         title = f"duplexbench report: {runs[0].run_id}"
     else:
         title = "duplexbench report: " + " vs ".join(f"{r.label} ({r.run_id})" for r in runs)
-    return ReportContent(title, sections, _metadata(runs), comparisons, tuple(_figures(runs)),
-                         claims, claims_error,
-                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
-                         tuple(_infra_sections(runs)))
+    return ReportContent(title, sections, _metadata(runs), comparisons,
+                         tuple(_figures(runs)) + extra_figures, claims, claims_error,
+                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"), extra)
 
 
-def _infra_sections(runs: list[ReportRun]) -> list:
-    from duplexbench.report.infra import sections
+def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
+    """Fault and soak sections; a bug there must not cost the rest of the report."""
+    try:
+        from duplexbench.report.resilience import sections
 
-    return sections(runs)
+        built = sections(runs)
+    except Exception as exc:
+        return ((("Faults and soak", (f"could not be computed: {type(exc).__name__}: {exc}",),
+                  ()),) + _infra(runs), ())
+    extra = tuple((s.title, s.paragraphs, tuple(Table(c, r) for c, r in s.tables)) for s in built)
+    figures = tuple(FigureItem(*f) for s in built for f in s.figures)
+    return extra + _infra(runs), figures
+
+
+def _infra(runs: list[ReportRun]) -> tuple:
+    """nginx in the path, browsers as clients, the connection limit (report/infra.py)."""
+    try:
+        from duplexbench.report.infra import sections
+
+        built = sections(runs)
+    except Exception as exc:  # a bug there must not cost the rest of the report
+        return (("Real infrastructure", (f"could not be computed: {type(exc).__name__}: {exc}",),
+                 ()),)
+    return tuple((s.title, s.paragraphs, (Table(s.columns, s.rows),) if s.rows else ())
+                 for s in built)

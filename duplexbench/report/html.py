@@ -101,11 +101,10 @@ def render(content: ReportContent) -> str:
             out.append(table(content.claims, css_class="claims"))
         if content.claims_error:
             out.append(f'<p class="muted">{_e(content.claims_error)}</p>')
-    for section in content.infra:  # report/infra.py: nginx, browsers, connection limit
-        out.append(f"<h2>{_e(section.title)}</h2>"
-                   + "".join(f"<p>{_e(p)}</p>" for p in section.paragraphs))
-        if section.rows:
-            out.append(table(Table(section.columns, section.rows), css_class="claims"))
+    for title, paragraphs, tables in content.extra:  # faults, soak (report/resilience.py)
+        out.append(f"<h2>{_e(title)}</h2>" + "".join(f"<p>{_e(p)}</p>" for p in paragraphs))
+        out.extend(table(t) for t in tables)
+    out.append('<h2 id="summary">Summary</h2>')
     for i, run in enumerate(content.runs):
         if several:
             out.append(f"<h3>Run {_e(run.label)} ({_e(run.run_id)})</h3>")

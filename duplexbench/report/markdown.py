@@ -50,10 +50,9 @@ def render(content: ReportContent, figure_links: dict[str, str]) -> str:
         out += ["## What the documents claim, measured", ""]
         out += [table(content.claims), ""] if content.claims is not None else []
         out += [f"_{content.claims_error}_", ""] if content.claims_error else []
-    for section in content.infra:  # report/infra.py: nginx, browsers, connection limit
-        out += [f"## {section.title}", ""] + [p + "\n" for p in section.paragraphs]
-        if section.rows:
-            out += [table(Table(section.columns, section.rows)), ""]
+    for title, paragraphs, tables in content.extra:  # faults, soak (report/resilience.py)
+        out += [f"## {title}", ""] + [x for p in paragraphs for x in (p, "")]
+        out += [x for t in tables for x in (table(t), "")]
     out += ["## Summary", ""]
     for run in content.runs:
         if several:

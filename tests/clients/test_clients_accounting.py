@@ -53,3 +53,13 @@ def test_tally_counts_loss_but_not_failed_publishes():
     assert totals.expected == 7
     assert totals.delivered == 6 and totals.lost == 1
     assert totals.duplicated == 0 and totals.reordered == 0
+
+
+def test_tally_with_more_topics_than_messages():
+    """Echo with more clients than messages: topics no message reached still count
+    (expected 0 for their subscribers), instead of an index error."""
+    samples = Samples()
+    logs = [SubscriberLog(s, s, samples, first=0, end=2) for s in range(5)]
+    deliver(logs[0], 1, 0, topic="t-0")
+    totals = tally(logs, samples, np.array([0, 1]), np.array([True, True]), 0, 2)
+    assert totals.expected == 2 and totals.delivered == 1 and totals.lost == 1

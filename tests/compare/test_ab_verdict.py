@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from duplexbench.abtest import EXIT_INPUT, EXIT_OK, EXIT_REGRESSION, Side, _failure_verdict
@@ -35,3 +36,13 @@ def test_a_failing_base_point_means_no_comparison():
 def test_no_failure_goes_on_to_the_statistics():
     assert _failure_verdict(_side("A", "base"), _side("B", "current"), "") == (EXIT_OK, "")
     assert _failure_verdict(_side("A", "base"), _side("B", "current"), "stopped")[0] == EXIT_INPUT
+
+
+def test_run_refuses_a_server_src_without_servers(tmp_path, capsys):
+    from duplexbench import runner
+
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "ab.toml"
+    assert runner.main([str(scenario), "--server-src", str(tmp_path),
+                        "--out", str(tmp_path / "run")]) == 2
+    assert "no servers/__main__.py there" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
