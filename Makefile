@@ -6,6 +6,8 @@ SCENARIO ?= scenarios/quick.toml
 BASELINE ?= results/baselines/ci
 # e.g. COMPARE_FLAGS=--normalize when the baseline came from another machine
 COMPARE_FLAGS ?=
+# make stacks STACKS_SCENARIO=scenarios/stacks-quick.toml for a quick side-by-side check
+STACKS_SCENARIO ?= scenarios/stacks.toml
 # A/B mode: `make ci-bench BASE=origin/main` (any commit-ish) runs BASE's servers and this
 # tree's, interleaved, with this tree's load generator (docs/regression.md); e.g.
 # AB_FLAGS="--repeats 6" or AB_FLAGS="--transports sse,websocket".
@@ -15,7 +17,7 @@ AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims fuzz soak faults clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -28,6 +30,8 @@ help:
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
 	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
+	@echo "make node       install the Node.js reference server (servers/node, npm ci)"
+	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
 	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
@@ -112,6 +116,15 @@ soak: install
 	rm -rf results/soak
 	-$(PY) -m duplexbench run scenarios/soak.toml --duration $(SOAK_S) --out results/soak
 	$(PY) -m duplexbench.soak results/soak
+
+# The Node.js reference server (a second stack): its own dependency, npm's lock file pinned.
+node: servers/node/node_modules/.package-lock.json
+
+servers/node/node_modules/.package-lock.json: servers/node/package.json servers/node/package-lock.json
+	npm ci --prefix servers/node --no-audit --no-fund
+
+stacks: install node
+	$(PY) -m duplexbench stacks $(STACKS_SCENARIO)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import procs
+from . import external, procs
 from .console import Column, Console, display_path
 from .limits import LimitError
 from .results import atomic_write_json, new_run_id
@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-report", action="store_true", help="accepted for symmetry; "
                         "capacity writes no report")
     parser.add_argument("--quiet", action="store_true")
+    external.add_arguments(parser)
     return parser
 
 
@@ -414,10 +415,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "--factor above 1 and --knee-repeats >= 0")
         return 2
     run_dir = args.out or Path("results") / new_run_id(scenario.name)
+    try:  # an outside server (--server-url, probed first) or TLS
+        setup = external.server_setup(args, scenario, run_dir, console)
+    except external.SetupError as exc:
+        console.error(str(exc))
+        return 2
     procs.install_signal_handlers()
-    session = Session(scenario, run_dir, console=console, engine=args.engine,
+    session = Session(setup.scenario, run_dir, console=console, engine=args.engine,
                       workers=args.workers, command="capacity", argv=list(argv or []),
                       loadgen_procs=args.loadgen_procs)
+    setup.attach(session)
     by_clients = args.by == "subscribers"
     if by_clients:
         from .capacity_clients import search_clients as searcher

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ab": ("duplexbench.abtest", "A/B gate: BASE's and this tree's servers, interleaved; exit 1 on a regression"),
     "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
+    "stacks": ("duplexbench.stacks", "one scenario on the aiohttp servers and the Node reference"),
+    "probe": ("duplexbench.probe", "check a server (any implementation) against the wire contract"),
     "fuzz": ("duplexbench.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
 }
 

@@ -40,30 +40,12 @@ from .runner import loadgen_command, make_spec
 from .scenario import ScenarioError, load_scenario
 from .serverproc import ServerError, ServerProcess
 
-__all__ = ["ENGINES", "main", "run_engine", "saturation_advice", "tree_cpu_s"]
+__all__ = ["ENGINES", "main", "run_engine", "tree_cpu_s"]
 
 ENGINES = ("native", "locust")
 COLUMNS = ("engine", "workers", "transport", "clients", "rate_msgs_s", "published", "delivered",
            "lost", "errors", "measure_cpu_s", "measure_delivered", "cpu_s_per_1k_measure",
            "total_cpu_s", "cpu_s_per_1k_total", "lat_p50_ms", "lat_p99_ms", "wall_s")
-
-
-def saturation_advice(engine: str, free_cores: int) -> str:
-    """What adds load-generator capacity on this machine, for the saturation warning.
-
-    ``free_cores``: cores allowed to this process that neither the server nor the
-    load generator already uses. None free (e.g. 2 cores: server + generator):
-    more processes on the same core add nothing, so say that instead.
-    """
-    if free_cores <= 0:
-        return ("no core is free for another load-generator process on this machine "
-                "(more processes would share the same core): lower the rate or the "
-                "subscribers, or run the load generator on another machine")
-    if engine == "locust":
-        return (f"add Locust workers on the {free_cores} free core(s): --workers N with "
-                "loadgen_cpus listing them")
-    return (f"shard the native engine over the {free_cores} free core(s): loadgen_procs = N "
-            "with loadgen_cpus listing them")
 
 
 def tree_cpu_s(root: psutil.Process, seen: dict[int, float]) -> float:

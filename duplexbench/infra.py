@@ -102,11 +102,12 @@ def proxy_path(scenario: Any, point: Any, *, cpu: int | None,
     return NginxPath(scenario, cpu, record or (lambda p, i: None))
 
 
-def console_table(rows: list[dict]) -> tuple[list[dict], list[Any]]:
-    """The final table's rows and columns, with engine and path columns when a run varies them."""
+def console_table(rows: list[dict], columns: Any = None) -> tuple[list[dict], list[Any]]:
+    """The final table's rows and ``columns`` (default the console's), with engine and path
+    columns when a run varies them."""
     from .console import TABLE_COLUMNS, Column
 
-    columns = list(TABLE_COLUMNS)
+    columns = list(TABLE_COLUMNS if columns is None else columns)
     extra = []
     if any(str(r.get("engine") or "native") != "native" for r in rows):
         extra.append(Column("engine", "engine", "{}"))

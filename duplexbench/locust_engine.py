@@ -334,7 +334,11 @@ def merge_records(spec, records: Path, phases: dict) -> tuple[dict, "object"]:
         "drain_bound_s": round(bound, 6),
         # Clock skew between machines (wall clock): counted and shown, never dropped.
         "negative_latencies": int((latencies < 0).sum()),
-        "bytes_window": "measure",  # from measure start to the end of the drain
+        # From the measure start (fanout: after every process held the warm-up, the
+        # measured schedule moved by the pause) to the end of the drain.
+        "bytes_window": "measure",
+        "warmup_pause_ms": (round((start - int(phases["t0_ns"]) - spec.warmup_s * 1e9) / 1e6, 3)
+                            if start and phases.get("t0_ns") else None),
         "wire": wire,
         "reconnects": int(wire["sub"].get("reconnects", 0)),
         "errors": int(sum(w.get("errors", 0) for w in wire.values())),

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import infra, procs
+from . import external, infra, procs
 from .console import Console, display_path
 from .faults import loss_allowed
 from .generator import loadgen_command, make_spec
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="store_true",
                         help="mark the run as a baseline (meta.json baseline=true; no latest link)")
     parser.add_argument("--quiet", action="store_true", help="no progress output; table only")
+    external.add_arguments(parser)
     return parser
 
 
@@ -146,18 +147,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (run_dir / "meta.json").exists():
         console.error(f"{run_dir} already holds a run; choose another --out or remove it")
         return 2
+    try:  # an outside server (--server-url, probed first) or TLS
+        setup = external.server_setup(args, scenario, run_dir, console)
+    except external.SetupError as exc:
+        console.error(str(exc))
+        return 2
+    scenario = setup.scenario
     target = None
     if args.server_src is not None:
         if not (args.server_src / "servers" / "__main__.py").is_file():
             console.error(f"--server-src {args.server_src}: no servers/__main__.py there")
             return 2
-        target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
-                               src=str(args.server_src.resolve()))
+        if args.server_url:
+            console.error("--server-src runs our servers from another tree; --server-url measures "
+                          "a running one: choose one")
+            return 2
+        src = str(args.server_src.resolve())
+        if isinstance(setup.target, external.TLSSpawnedTarget):  # TLS points of that tree
+            setup.target.base.src = src
+        else:
+            target = SpawnedTarget(args=scenario.server.to_args(), cpu=procs.plan_affinity().server,
+                                   src=src)
     procs.install_signal_handlers()
     session = Session(scenario, run_dir, console=console, engine=args.engine,
                       workers=_workers(args, scenario), baseline=args.baseline,
                       command="run", argv=argv, target=target,
                       loadgen_procs=args.loadgen_procs or scenario.engine_options.get("loadgen_procs"))
+    setup.attach(session)
     return run_session(session, scenario.points(), report=not args.no_report)
 
 
@@ -214,7 +230,8 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
         session.warn(reason)
     with procs.shielded(redeliver=False):  # a signal now would leave meta.json "running"
         session.finish(status, reason)
-    rows, columns = infra.console_table([r.row for r in session.results])
+    rows = [r.row for r in session.results]
+    rows, columns = infra.console_table(rows, external.table_columns(rows))
     console.always("")
     console.table(rows, columns=columns, title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "

@@ -74,6 +74,7 @@ class ServerOptions:
     retention: int = 10000         # messages kept per topic for resume
     uvloop: bool = True
     max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
+    tls: tuple[bool, ...] = (False,)  # https/wss with a per-run certificate; a sweep
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
@@ -129,6 +130,7 @@ class LoadPoint:
     #: Load generator for this point; "" = the command line's (--engine).
     engine: str = ""
     fault: str = ""     # a [faults] kind, "" = none
+    tls: bool = False
 
     @property
     def label(self) -> str:
@@ -148,6 +150,8 @@ class LoadPoint:
             text += f" [{self.engine}]"
         if self.fault:
             text += f" fault={self.fault}"
+        if self.tls:
+            text += " tls"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -159,6 +163,8 @@ class LoadPoint:
                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
                self.accel_header, self.proxy_gzip, self.engine)
         return key + (self.fault,) if self.fault else key
+        return (self.transport, self.clients, self.rate, self.payload_bytes,
+                self.delay_ms, self.keepalive, self.tls)
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ class Scenario:
     engine_options: dict = field(default_factory=dict, hash=False)
 
     def points(self) -> list[LoadPoint]:
-        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive."""
+        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS."""
         delays = self.network.delay_ms if self.network else (0.0,)
         faults = self.faults.kind if self.faults else ("",)
         points: list[LoadPoint] = []
@@ -201,14 +207,14 @@ class Scenario:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
                 for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
-                        keepalive, fault in itertools.product(
+                        keepalive, tls, fault in itertools.product(
                             self.engines or ("",), proxy_variants(self.proxy, transport),
                             self.clients, self.rate, self.payload_bytes, delays, keepalives,
-                            faults):
+                            self.server.tls, faults):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
-                        delay_ms=delay, keepalive=keepalive, proxy=proxy,
+                        delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
                         engine=engine, fault=fault,
                     ))
@@ -400,8 +406,12 @@ def _server(c: "_Checker | None") -> ServerOptions:
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
-               "max_payload"), "server.")
+               "max_payload", "tls"), "server.")
+    tls = c.get("tls", _list_of(_bool), "true, false or [false, true]", d.tls)
+    if len(set(tls)) != len(tls):
+        raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
     return ServerOptions(
+        tls=tls,
         queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
         ping_interval_s=c.get("ping_interval_s", _pos_float, "a number of seconds > 0",

@@ -9,6 +9,7 @@ output, then ``/healthz`` polled until it answers.
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 import time
 import urllib.request
@@ -17,7 +18,7 @@ from duplexbench.childproc import AnnouncedProcess, StartError
 
 __all__ = ["ServerError", "ServerProcess"]
 
-_URL_LINE = re.compile(r"listening on (http://\S+)")
+_URL_LINE = re.compile(r"listening on (https?://\S+)")
 
 
 class ServerError(StartError):
@@ -39,6 +40,7 @@ class ServerProcess(AnnouncedProcess):
         env: dict[str, str] | None = None,
         cpu: int | None = None,
         startup_timeout: float = 20.0,
+        ca_file: str = "",
         src: str | None = None,
     ) -> None:
         # src: another source tree's servers (A/B runs, duplexbench/abtest.py), run with this
@@ -52,6 +54,7 @@ class ServerProcess(AnnouncedProcess):
             env=env, cpu=cpu, startup_timeout=startup_timeout, cwd=src,
         )
         self.url: str = ""
+        self.ca_file = ca_file  # verifies an https server's certificate (TLS runs)
 
     def _on_line(self, line: str) -> bool:
         if not self.url:
@@ -69,7 +72,9 @@ class ServerProcess(AnnouncedProcess):
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                context = ssl.create_default_context(cafile=self.ca_file or None) \
+                    if self.url.startswith("https:") else None
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2, context=context) as response:
                     if response.status == 200:
                         return
             except OSError:

@@ -13,7 +13,7 @@ import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
     row.update(infra.row_fields(point, None, None, session.engine))
     judged = classify(row)
     row.update(validity=judged.validity, validity_notes=judged.notes)
+    row.update(session.row_extra(point))
     return row
 
 
@@ -89,6 +90,9 @@ class Session:
         self.writer: RunWriter | None = None
         self.finished = False
         self._first_server_seen = False
+        #: Set by duplexbench/external.py: meta.json entries and per-point row columns.
+        self.meta_extra: dict[str, Any] = {}
+        self.row_extra: Callable[[LoadPoint], dict] = lambda point: {}
         self.points = PointRunner(
             scenario, self.plan, engine=engine, workers=workers, target=target,
             warn=self._point_warning, on_server=self._note_server, on_path=self._note_path,
@@ -156,6 +160,7 @@ class Session:
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
                     "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
         )
+        meta.update(self.meta_extra)
         warnings = list(meta.pop("warnings", []))
         # `latest` belongs to the results folder; a run written elsewhere (--out /tmp/x)
         # must not drop a link into a folder the user did not hand over.
@@ -292,7 +297,7 @@ class Session:
         except Exception as exc:  # a harness bug must not take the finished points with it
             raise PointFailed(f"could not summarize the point ({type(exc).__name__}: {exc}); "
                               f"counters kept in {display_path(point_dir)}") from exc
-        row = dict(row)
+        row = {**row, **self.row_extra(point)}
         if output.faults is not None:  # recovery, failed publishes, reconnect storm
             details = annotate_row(row, kind=point.fault, driver_summary=output.faults,
                                    samples=output.samples, load=load_df, counters=counters)

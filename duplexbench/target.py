@@ -95,6 +95,7 @@ class SpawnedTarget:
     args: Sequence[str] = ()
     cpu: int | None = None
     env: dict[str, str] | None = None
+    ca_file: str = ""  # verifies an https server (TLS points; duplexbench/external.py)
     #: Another source tree whose servers to run (A/B runs: duplexbench/abtest.py).
     src: str | None = None
 
@@ -102,7 +103,7 @@ class SpawnedTarget:
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         server = ServerProcess(Transport(point.transport).server_mount,
                                args=list(self.args) + infra.server_args(point),
-                               env=self.env, cpu=self.cpu, src=self.src)
+                               env=self.env, cpu=self.cpu, ca_file=self.ca_file, src=self.src)
         try:
             try:
                 server.start()

@@ -25,7 +25,7 @@ try:  # Locust puts the locustfile's folder on sys.path
 except ImportError:  # imported as a package module
     from locustfiles.dbwire import Wire as _Wire
 
-__all__ = ["RUN", "fire", "opt", "phase_bounds", "sleep_until"]
+__all__ = ["RUN", "fire", "opt", "paused", "phase_bounds", "sleep_until"]
 
 # ---------------------------------------------------------------------------
 # Options: --db-* on the command line, in the web UI, or DUPLEXBENCH_* in the
@@ -110,6 +110,16 @@ class _Run:
         self.subscriber_classes: dict = {}
         self.publisher_class = None
         self.environment = None
+        # The pause between warm-up and measurement (fanout runs, as the native engine):
+        # the publisher stops after the warm-up, every process waits until its subscribers
+        # hold the warm-up, opens its byte window, and the measured schedule starts late
+        # by ``pause_ns`` (so the window holds measured messages only).
+        self.pause_ns = 0
+        self.measure_go = Event()  # workers: the pause is decided
+        self.warmup_done = Event()  # master: the publisher finished the warm-up
+        self.warmup_counts: dict[str, int] = {}  # topic -> successful warm-up publishes
+        self.settled = 0  # master: processes whose subscribers hold the warm-up
+        self.local_subscribers: list = []  # this process's subscriber users
 
     def new_subscriber_id(self) -> int:
         env = self.environment
@@ -148,7 +158,10 @@ class _Recorder:
             self._files[name].flush()
 
     def write_wire(self, run: "_Run") -> None:
-        final = {role: wire.as_dict() for role, wire in run.wire.items()}
+        # The window ends with the drain (as the native engine's), not at test stop,
+        # which also counts the close handshakes; live counts when the run was cut short.
+        final = run.window.get("at_drain_end") or {role: wire.as_dict()
+                                                    for role, wire in run.wire.items()}
         path = os.path.join(self.directory, f"wire-{self.tag}.json")
         with open(path + ".tmp", "w") as handle:
             json.dump({"final": final, "duplicated": run.duplicated, "negative": run.negative,
@@ -175,8 +188,12 @@ def _on_init(environment, runner, web_ui=None, **_kw) -> None:
         runner.register_message("db_subscribed", _on_subscribed)
         if web_ui is not None:
             web_ui.app.before_request(_web_swarm_hook)
+        runner.register_message("db_warmup_done", _on_warmup_done)
+        runner.register_message("db_settled", _on_settled)
     if not isinstance(runner, MasterRunner):
         runner.register_message("db_go", _on_go)
+        runner.register_message("db_owed", _on_owed)
+        runner.register_message("db_measure", _on_measure)
 
 
 def _select_user_classes(environment, transport: str | None = None,
@@ -227,7 +244,52 @@ def _on_subscribed(environment, msg, **_kw) -> None:
 def _on_go(environment, msg, **_kw) -> None:
     RUN.t0_ns = int(msg.data["t0_ns"])
     RUN.go.set()
-    gevent.spawn(_snapshot_window, environment, RUN.t0_ns)
+    if not paused(environment):  # else the window opens once the warm-up is held
+        gevent.spawn(_snapshot_window, environment, RUN.t0_ns)
+
+
+def paused(environment) -> bool:
+    """Whether this run pauses between warm-up and measurement (fanout, phased)."""
+    return (_opt(environment, "pattern") == "fanout" and _opt(environment, "clients") > 0
+            and _opt(environment, "warmup") > 0 and _opt(environment, "duration") > 0)
+
+
+def _on_warmup_done(environment, msg, **_kw) -> None:
+    RUN.warmup_counts = dict(msg.data or {})
+    RUN.warmup_done.set()
+
+
+def _on_settled(environment, msg, **_kw) -> None:
+    RUN.settled += 1
+
+
+def _on_owed(environment, msg, **_kw) -> None:
+    gevent.spawn(_settle, environment, dict(msg.data or {}))
+
+
+def _on_measure(environment, msg, **_kw) -> None:
+    RUN.pause_ns = int(msg.data["pause_ns"])
+    RUN.measure_go.set()
+
+
+def _settle(environment, owed: dict[str, int]) -> None:
+    """Wait (bounded) until this process's subscribers hold every warm-up message of
+    their topic, then open the byte window and tell the master."""
+    deadline = time.monotonic() + SETTLE_MAX_S
+    while time.monotonic() < deadline:
+        if all(s.cursor is not None and s.cursor >= owed.get(s.topic, 0)
+               for s in RUN.local_subscribers):
+            break
+        gevent.sleep(0.002)
+    RUN.window["at_measure_start"] = {r: w.as_dict() for r, w in RUN.wire.items()}
+    environment.runner.send_message("db_settled", 1)
+    if RUN.measure_go.wait(timeout=60.0):
+        _sleep_until(_phase_bounds(environment, RUN.t0_ns)[2])
+        RUN.window["at_drain_end"] = {r: w.as_dict() for r, w in RUN.wire.items()}
+
+
+#: How long a process waits for its subscribers to hold the warm-up.
+SETTLE_MAX_S = 2.0
 
 
 def _sleep_until(deadline_ns: int) -> None:
@@ -237,8 +299,9 @@ def _sleep_until(deadline_ns: int) -> None:
 
 
 def _phase_bounds(environment, t0: int) -> tuple[int, int, int]:
-    """(measure start, measure end, drain end) in CLOCK_REALTIME ns."""
-    start = t0 + int(_opt(environment, "warmup") * 1e9)
+    """(measure start, measure end, drain end) in CLOCK_REALTIME ns (after the pause
+    once it is decided)."""
+    start = t0 + int(_opt(environment, "warmup") * 1e9) + RUN.pause_ns
     end = start + int(_opt(environment, "duration") * 1e9)
     return start, end, end + int(_opt(environment, "drain") * 1e9)
 
@@ -251,6 +314,9 @@ def _conduct(environment, t0: int) -> None:
     _emit({"event": "phase", "phase": "warmup", "t_ns": t0})
     progress = gevent.spawn(_progress, environment)
     _sleep_until(start)
+    if paused(environment):
+        _pause(environment, start)
+        start, end, drain_end = _phase_bounds(environment, t0)
     _emit({"event": "phase", "phase": "measure", "t_ns": start, "measure_start_ns": start})
     if _opt(environment, "duration") <= 0:
         return  # open-ended: Locust's --run-time or the user stops the test
@@ -260,6 +326,21 @@ def _conduct(environment, t0: int) -> None:
     progress.kill()
     _emit({"event": "finished", "t_ns": time.time_ns()})
     environment.runner.quit()
+
+
+def _pause(environment, start: int) -> None:
+    """Master: warm-up published -> every process holds it -> measurement, late by the pause."""
+    runner = environment.runner
+    RUN.warmup_done.wait(timeout=30.0)
+    RUN.settled = 0
+    runner.send_message("db_owed", RUN.warmup_counts)
+    processes = runner.worker_count if isinstance(runner, MasterRunner) else 1
+    deadline = time.monotonic() + SETTLE_MAX_S + 5.0
+    while RUN.settled < processes and time.monotonic() < deadline:
+        gevent.sleep(0.002)
+    pause = max(0, time.time_ns() - start)
+    RUN.pause_ns = pause
+    runner.send_message("db_measure", {"pause_ns": pause})
 
 
 def _connect_watchdog(environment) -> None:
@@ -304,6 +385,10 @@ def _on_test_start(environment, **_kw) -> None:
     # Every test (the web UI can start several) begins its own schedule.
     RUN.go.clear()
     RUN.t0_ns = RUN.subscribed = 0
+    RUN.pause_ns = RUN.settled = 0
+    RUN.window = {}
+    RUN.measure_go.clear()
+    RUN.warmup_done.clear()
     if _opt(environment, "clients") <= 0:
         RUN.t0_ns = time.time_ns()  # interactive use: publish as soon as users run
         RUN.go.set()

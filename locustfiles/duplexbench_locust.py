@@ -42,11 +42,13 @@ from duplexbench.contract.sse import SSEParser
 from duplexbench.contract.websocket import encode_publish
 
 try:  # Locust puts the locustfile's folder on sys.path
-    from dbrun import RUN, fire as _fire, opt as _opt, phase_bounds as _phase_bounds
+    from dbrun import RUN, fire as _fire, opt as _opt, paused as _paused
+    from dbrun import phase_bounds as _phase_bounds
     from dbrun import sleep_until as _sleep_until
     from dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
 except ImportError:  # imported as a package module
-    from locustfiles.dbrun import RUN, fire as _fire, opt as _opt, phase_bounds as _phase_bounds
+    from locustfiles.dbrun import RUN, fire as _fire, opt as _opt, paused as _paused
+    from locustfiles.dbrun import phase_bounds as _phase_bounds
     from locustfiles.dbrun import sleep_until as _sleep_until
     from locustfiles.dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
 
@@ -86,6 +88,7 @@ class _Subscriber(User):
         # Phased runs start on fresh topics at cursor 0 (every message counts);
         # interactive runs take "from now on" (no cursor) and follow from there.
         self.cursor: int | None = 0 if _opt(env, "clients") > 0 else None
+        RUN.local_subscribers.append(self)
         self.wire = RUN.wire["sub"]
         self.read_timeout = _opt(env, "read-timeout")
         self.reported = False
@@ -446,6 +449,9 @@ class PublisherUser(User):
             return
         finally:
             self.posters.put(poster)
+            self.in_flight -= 1
+        if not self.measuring:
+            self.warm[topic] = self.warm.get(topic, 0) + 1
         _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
         _record_publish(index, topic, seq, intended, sent)
 
@@ -471,7 +477,15 @@ class PublisherUser(User):
             return
         topics = max(1, _opt(env, "topics"))
         size = _opt(env, "payload-bytes")
+        self.in_flight, self.warm, self.measuring = 0, {}, False
+        warmup_end = _phase_bounds(env, RUN.t0_ns)[0]
+        shift = 0
         for index, intended in enumerate(_schedule(env, RUN.t0_ns, rate, -1)):
+            if not self.measuring and intended >= warmup_end:
+                self.measuring = True
+                if _paused(env):
+                    shift = self._pause()
+            intended += shift
             if _past_measure_end(env, intended):
                 gevent.sleep(3600)  # measured publishing is over; the master quits after the drain
                 return
@@ -479,6 +493,7 @@ class PublisherUser(User):
             topic = _topic_name(env, index % topics)
             payload = make_payload(index, size)
             if not self.ws_upstream:
+                self.in_flight += 1
                 gevent.spawn(self._post, index, topic, payload, intended)
                 continue
             sent = time.time_ns()
@@ -488,8 +503,20 @@ class PublisherUser(User):
                 RUN.wire["pub"].errors += 1
                 _fire("PUBLISH", f"publish {topic}", 0, 0, exc)
                 continue
+            if not self.measuring:
+                self.warm[topic] = self.warm.get(topic, 0) + 1
             _fire("PUBLISH", f"publish {topic}", (time.time_ns() - sent) / 1e6, len(payload))
             _record_publish(index, topic, seq, intended, sent)
+
+    def _pause(self) -> int:
+        """After the warm-up: its answers in, report what was published, wait for the
+        master's pause (the measured schedule starts that much later)."""
+        deadline = time.monotonic() + 10.0
+        while self.in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.002)
+        self.environment.runner.send_message("db_warmup_done", self.warm)
+        RUN.measure_go.wait(timeout=60.0)
+        return RUN.pause_ns
 
 
 RUN.publisher_class = PublisherUser

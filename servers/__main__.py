@@ -67,18 +67,41 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
+        context, ca_note = _tls(config)
+        site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True,
+                           ssl_context=context)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{config.host}]" if ":" in config.host else config.host
         print(
-            f"duplexbench server listening on http://{shown}:{port} "
-            f"(transports: {', '.join(config.transports)})",
+            f"duplexbench server listening on {'https' if context else 'http'}://{shown}:{port} "
+            f"(transports: {', '.join(config.transports)}{ca_note})",
             flush=True,
         )
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _tls(config: ServerConfig):
+    """(SSL context or None, note for the start-up line): --tls-cert/--tls-key or --tls."""
+    if not (config.tls_cert or config.tls_dir):
+        return None, ""
+    from duplexbench.tls import make_certificates, server_context
+
+    cert, key, note = config.tls_cert, config.tls_key, ""
+    if not cert:
+        directory = config.tls_dir
+        if directory == "-":  # no --tls-dir: a temp dir that goes with the process
+            import atexit
+            import shutil
+            import tempfile
+
+            directory = tempfile.mkdtemp(prefix="duplexbench-tls-")
+            atexit.register(shutil.rmtree, directory, True)
+        files = make_certificates(directory)
+        cert, key, note = files.cert_file, files.key_file, f"; CA certificate: {files.ca_file}"
+    return server_context(cert, key), note
 
 
 def _quiet_bad_requests(record: logging.LogRecord) -> bool:

@@ -44,7 +44,9 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
     if request.path in CORS_PATHS:
         origin = request.headers.get("Origin")
         if origin is not None:
-            decision = origin_decision(origin, request.scheme, request.host,
+            # The Host header itself: aiohttp's request.host falls back to a (blocking)
+            # getfqdn() when a request has none.
+            decision = origin_decision(origin, request.scheme, request.headers.get("Host", ""),
                                        state.config.allow_origins)
             if decision == "deny":
                 state.metrics.http_requests["other"] += 1
@@ -83,6 +85,10 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
         return error_response(exc.status, reason, {**request[HEADERS], **headers})
     except asyncio.CancelledError:
         raise
+    except ConnectionError:
+        # The client's connection went away mid-answer: nothing to log, nothing to send
+        # (aiohttp drops this answer quietly on the dead connection).
+        return error_response(400, "client connection lost", request[HEADERS])
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path_qs[:200])
         return error_response(500, "internal server error (logged)", request[HEADERS])

@@ -67,6 +67,9 @@ class ServerConfig:
     allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-origin; "*" = any
     slow_grace_s: float = 2.0  # a full queue is tolerated this long before "slow consumer"
     accel_buffering_header: bool = True  # X-Accel-Buffering: no on streams
+    tls_cert: str = ""  # PEM chain: serve https / wss (with tls_key)
+    tls_key: str = ""
+    tls_dir: str = ""  # --tls without a certificate: generate one (and its CA) here ("-": a temp dir)
     inject: InjectConfig = InjectConfig()
 
 
@@ -74,8 +77,11 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option shows its default; flags say theirs in words."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.nargs == 0 or "(default:" in (action.help or ""):
-            return action.help or ""
+        text = action.help or ""
+        if "(default:" in text or action.default == argparse.SUPPRESS:  # e.g. --help
+            return text
+        if action.nargs == 0:  # a flag: say what it is when not given
+            return f"{text} (default: {'on' if action.default else 'off'})"
         return super()._get_help_string(action)
 
 
@@ -94,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which of /poll, /stream, /ws to mount (/publish, /healthz, /metrics always are)")
     add("--host", default=d.host, help="address to listen on")
     add("--port", type=int, default=d.port, help="port to listen on; 0 picks a free one")
-    add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop (default: off)")
+    add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     add("--retention", type=int, default=d.retention, help="messages kept per topic for resume")
     add("--retention-bytes", type=int, default=d.retention_bytes,
         help="envelope bytes kept per topic (memory bound)")
@@ -123,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-accel-buffering-header", dest="accel_buffering_header", action="store_false",
         help="do not send 'X-Accel-Buffering: no' on streams, for proxy buffering "
         "experiments (default: sent)")
+    add("--tls", action="store_true",
+        help="serve https/wss with a certificate generated at start (CA path printed)")
+    add("--tls-cert", default="", metavar="PEM", help="certificate chain; serve https/wss with it (default: none)")
+    add("--tls-key", default="", metavar="PEM", help="private key of --tls-cert (default: none)")
+    add("--tls-dir", default="", metavar="DIR",
+        help="where --tls writes ca.pem, server.pem, server.key (default: a temp dir)")
     return p
 
 
@@ -150,6 +162,9 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         slow_grace_s=args.slow_grace,
         accel_buffering_header=args.accel_buffering_header,
         inject=inject_from_env(os.environ if environ is None else environ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_dir=args.tls_dir or ("-" if args.tls and not args.tls_cert else ""),
     )
     _validate(config)
     return config
@@ -165,6 +180,8 @@ def _validate(c: ServerConfig) -> None:
     ]:
         if value < 1:
             raise ConfigError(f"{name} {value}: expected a positive integer")
+    if bool(c.tls_cert) != bool(c.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     for name, value in [
         ("--heartbeat", c.heartbeat_s), ("--ping-interval", c.ping_interval_s),
         ("--ping-timeout", c.ping_timeout_s), ("--poll-timeout-cap", c.poll_timeout_cap_s),

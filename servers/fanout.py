@@ -112,15 +112,19 @@ class Sink:
 
     def ready(self) -> bool:
         protocol = self.protocol
-        return not self.queue and not protocol._paused and protocol.transport is not None
+        transport = protocol.transport
+        return (not self.queue and not protocol._paused and transport is not None
+                and not transport.is_closing())
 
     def write_now(self, data: bytes) -> None:
         """Straight to the transport (callers checked :meth:`ready` or accept buffering)."""
         transport = self.protocol.transport
-        if transport is not None:
+        if transport is not None and not transport.is_closing():
             transport.write(data)
 
     def enqueue(self, item: tuple[bytes, int, float]) -> None:
+        if self.state is not SinkState.OPEN:
+            return  # dropped or closing: not fed any more
         queue = self.queue
         queue.append(item)
         n = len(queue)
@@ -150,7 +154,7 @@ class Sink:
         loop = asyncio.get_running_loop()
         try:
             while queue and self.state is SinkState.OPEN:
-                if protocol.transport is None:
+                if protocol.transport is None or protocol.transport.is_closing():
                     self.leave(SinkState.CLOSED)
                     return
                 if protocol._paused:

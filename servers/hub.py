@@ -116,6 +116,10 @@ class Hub:
         self._streams: set[Sink] = set()
         self._ticker: asyncio.Task | None = None
 
+    def reserve(self, name: str) -> None:
+        """Create the topic now (TooManyTopics -> 503 before a 200 / 101 is sent)."""
+        self._topic(name)
+
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
         if topic is None:
@@ -151,10 +155,15 @@ class Hub:
             direct = 0
             for sink in list(sinks):  # a copy: a sink may be dropped on the way
                 protocol = sink.protocol
-                if paced or sink.queue or protocol._paused or protocol.transport is None:
+                transport = protocol.transport
+                if transport is None or transport.is_closing():
+                    # The client is gone (its handler will hear soon): writing on would
+                    # only make asyncio count and log lost writes.
+                    sink.leave(SinkState.CLOSED)
+                elif paced or sink.queue or protocol._paused:
                     sink.enqueue(item)
                 else:
-                    protocol.transport.write(wire)
+                    transport.write(wire)
                     sink.last = clock
                     direct += 1
             if direct:
@@ -178,9 +187,17 @@ class Hub:
         A sink congested for ``slow_grace_s`` is dropped (a slow consumer), so the
         wait is bounded; shutdown ends it too (the message is flushed)."""
         topic = self._topics.get(topic_name)
-        if topic is None:
+        if topic is None or not topic.congested:
             return
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.metrics.publisher_waits += 1
+        try:
+            await self._wait_room(topic, loop)
+        finally:
+            self.metrics.publisher_wait_seconds += loop.time() - started
+
+    async def _wait_room(self, topic: _Topic, loop: asyncio.AbstractEventLoop) -> None:
         while topic.congested and not self.closing:
             now = loop.time()
             for sink in [s for s in topic.congested if now - s.congested_at >= self.slow_grace_s]:

@@ -18,7 +18,7 @@ LABELS = ("longpoll", "sse", "ndjson", "websocket", "publish", "other")
 class Metrics:
     __slots__ = (
         "connections_open", "http_requests", "published", "delivered",
-        "bytes_written", "slow_consumer_drops",
+        "bytes_written", "slow_consumer_drops", "publisher_waits", "publisher_wait_seconds",
     )
 
     def __init__(self) -> None:
@@ -31,6 +31,9 @@ class Metrics:
         #: Body bytes written (framing included, HTTP headers not).
         self.bytes_written: defaultdict[str, int] = defaultdict(int)
         self.slow_consumer_drops: defaultdict[str, int] = defaultdict(int)
+        #: The burst rule at work: publishes that waited for a congested topic, and how long.
+        self.publisher_waits = 0
+        self.publisher_wait_seconds = 0.0
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
@@ -49,6 +52,13 @@ class Metrics:
         self._family(out, "slow_consumer_drops_total", "counter",
                      "Connections closed because their queue overflowed.",
                      self.slow_consumer_drops)
+        out.append("# HELP duplexbench_publisher_waits_total Publishes that waited for a "
+                   "congested topic (burst rule).")
+        out.append("# TYPE duplexbench_publisher_waits_total counter")
+        out.append(f"duplexbench_publisher_waits_total {self.publisher_waits}")
+        out.append("# HELP duplexbench_publisher_wait_seconds_total Time publishers spent waiting.")
+        out.append("# TYPE duplexbench_publisher_wait_seconds_total counter")
+        out.append(f"duplexbench_publisher_wait_seconds_total {self.publisher_wait_seconds:.6f}")
         return "\n".join(out) + "\n"
 
     @staticmethod

@@ -24,4 +24,6 @@ class ServerState:
 
 STATE = web.AppKey("duplexbench_state", ServerState)
 #: request[HEADERS]: the headers every answer to this request carries (no-cache, epoch, CORS).
-HEADERS = "duplexbench_headers"
+#: A typed key where aiohttp has them (3.13+: a plain string key warns).
+HEADERS = (web.RequestKey("duplexbench_headers", dict) if hasattr(web, "RequestKey")
+           else "duplexbench_headers")

@@ -29,7 +29,7 @@ from duplexbench.contract.http import ACCEPT_SSE
 from duplexbench.contract.sse import RETRY_MS, encode_preamble, encode_reset_event
 
 from .fanout import NDJSON, NDJSON_CHUNKED, SSE, SSE_CHUNKED, SinkState, chunk
-from .hub import CursorAhead, CursorGone
+from .hub import HubError
 from .params import query_topic, request_cursor
 from .state import HEADERS, STATE
 
@@ -50,8 +50,10 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     topic = query_topic(request)
     # CursorGone / CursorAhead answer before 200; another epoch's cursor is a reset.
     start, reset = hub.position(topic, request_cursor(request))
-    headers = request[HEADERS]
-    headers["Content-Type"] = "text/event-stream" if sse else "application/x-ndjson"
+    hub.reserve(topic)  # too many topics: 503 now, not after the 200
+    # A copy: an error answer after this point must not inherit the stream's Content-Type.
+    headers = {**request[HEADERS],
+               "Content-Type": "text/event-stream" if sse else "application/x-ndjson"}
     if config.accel_buffering_header:
         headers["X-Accel-Buffering"] = "no"  # tell proxies (nginx) not to buffer either
     response = web.StreamResponse(headers=headers)
@@ -60,7 +62,10 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
             encode_preamble(hub.epoch, start, RETRY_MS)
     else:
         first = reset + b"\n" if reset else b""
-    await response.prepare(request)  # headers leave now, before any message
+    try:
+        await response.prepare(request)  # headers leave now, before any message
+    except ConnectionError:
+        return response  # the client left before its headers did
     if hub.closing:
         return response
     writer = response._payload_writer  # type: ignore[attr-defined]
@@ -72,15 +77,19 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     try:
         sink = hub.subscribe(topic, start, kind, request.protocol,
                              chunk(first) if first and chunked else first)
-    except (CursorGone, CursorAhead):
-        return response  # retention moved while the headers left: the reconnect gets the 410
+    except HubError:
+        # Retention moved while the headers left (the reconnect gets the 410), or the
+        # topic limit was reached meanwhile: the stream ends at once.
+        return response
     metrics.connections_open[label] += 1
     try:
-        left = await sink.done
-        if left is SinkState.OVERFLOWED or request.transport is None:
-            _abort(request)  # a slow consumer's stream just stops; it resumes from its cursor
-            return response
-        await _end(request, response)
+        left = await sink.done  # shutdown (after the flush), slow consumer, or client gone
+        if left is SinkState.OVERFLOWED:
+            # A slow consumer cannot take even the last chunk: the socket goes (the
+            # client resumes from its cursor); a keep-alive close would wait forever.
+            _abort(request)
+        elif request.transport is not None:
+            await _end(request, response)
         return response
     finally:
         hub.unsubscribe(sink)

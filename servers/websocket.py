@@ -148,6 +148,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not valid_key(request.headers.get("Sec-WebSocket-Key")):
         raise BadRequest("missing or invalid Sec-WebSocket-Key")
     start, reset = hub.position(topic, cursor) if subscribe == "1" else (0, None)
+    if subscribe == "1":
+        hub.reserve(topic)  # too many topics: 503 now, not after the 101
 
     ws = _WebSocketResponse(
         heartbeat=config.ping_interval_s,

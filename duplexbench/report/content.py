@@ -33,6 +33,7 @@ from duplexbench.report.findings import (
     run_warnings,
 )
 from duplexbench.report.load import ReportRun, is_complete
+from duplexbench.report.serverinfo import metadata_rows, server_findings
 
 __all__ = ["FigureItem", "Table", "RunSection", "ReportContent", "collect", "TABLE_COLUMNS"]
 
@@ -177,6 +178,7 @@ def _metadata_rows(meta: dict) -> dict[str, str]:
         "injected faults": (", ".join(f"{k}={v}" for k, v in inject.items()) if any(inject.values())
                             else "none"),
         "schema version": str(meta.get("schema_version", "?")),
+        **metadata_rows(meta),  # outside server, probe, TLS
     }
 
 
@@ -277,7 +279,8 @@ def collect(runs: list[ReportRun]) -> ReportContent:
     sections = tuple(
         RunSection(run.label, run.run_id, str(run.path), is_complete(run.meta),
                    str(run.meta.get("status", "unknown")), str(run.meta.get("reason") or ""),
-                   tuple(run_warnings(run)), tuple(run_findings(run)), _summary_table(run))
+                   tuple(run_warnings(run)), (*run_findings(run), *server_findings(run)),
+                   _summary_table(run))
         for run in runs)
     comparisons = tuple(f for other in runs[1:] for f in compare_runs(runs[0], other))
     claims, claims_error = _claims(runs)

@@ -106,6 +106,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     on = frame["keepalive"].map(_keepalive_on)
     has_on = on.groupby([frame["run"], frame["transport"]]).transform("any")
     frame = frame[on | ~has_on]
+    if "tls" in frame.columns:  # a TLS sweep: compare transports without TLS (serverinfo.py has the cost)
+        off = ~frame["tls"].map(_keepalive_on)
+        has_off = off.groupby([frame["run"], frame["transport"]]).transform("any")
+        frame = frame[off | ~has_off]
     from duplexbench.report.infra import main_rows  # direct, native rows (proxy/browser apart)
 
     frame = main_rows(frame)

@@ -63,3 +63,39 @@ def test_tally_with_more_topics_than_messages():
     deliver(logs[0], 1, 0, topic="t-0")
     totals = tally(logs, samples, np.array([0, 1]), np.array([True, True]), 0, 2)
     assert totals.expected == 2 and totals.delivered == 1 and totals.lost == 1
+
+
+def _env(seq, index, topic="t-0"):
+    from duplexbench.contract import encode_envelope
+    return encode_envelope(seq, topic, 1000 + index, make_payload(index, 16))
+
+
+def test_rawlog_stream_events_split_across_reads_count_once_at_the_completing_read():
+    from clients.accounting import RawLog
+    samples = Samples()
+    raw = RawLog(SubscriberLog(0, 0, samples, first=0, end=10), delim=b"\n\n")
+    raw.cut()
+    one, two = b"data: " + _env(1, 0) + b"\n\n", b"data: " + _env(2, 1) + b"\n\n"
+    raw.feed(b"retry: 1000\nid: e-0\n\n" + one[:20], 100)  # preamble, then half an event
+    raw.feed(one[20:] + two[:-1], 200)  # the rest of 1, all of 2 but its last newline
+    raw.feed(b"\n", 300)
+    assert raw.highest() == 2
+    assert list(samples.recv_ns) == [200, 300] and list(samples.seq) == [1, 2]
+
+
+def test_rawlog_reset_restarts_seqs_and_recovery_is_timed():
+    from clients.accounting import RawLog
+    samples = Samples()
+    log = SubscriberLog(0, 0, samples, first=0, end=10)
+    raw = RawLog(log)
+    raw.feed(_env(1, 0), 100)
+    raw.feed(_env(2, 1), 200)
+    raw.disconnected(250)
+    raw.reset(0)  # the server restarted: seqs start again after 0
+    raw.feed(_env(1, 3), 400)  # index 2 was never received: lost, not a duplicate
+    raw.flush()
+    assert log.duplicated == 0 and log.reordered == 0 and raw.resets == 1
+    assert list(samples.index) == [0, 1, 3]
+    assert raw.recovery_ns_max == 150 and raw.down_since == 0
+    totals = tally([log], samples, np.zeros(4, dtype=np.int64), np.ones(4, dtype=bool), 0, 4)
+    assert totals.delivered == 3 and totals.lost == 1

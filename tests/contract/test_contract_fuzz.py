@@ -42,9 +42,8 @@ from duplexbench.contract.sse import (
 )
 from duplexbench.contract.websocket import decode_publish, encode_frame, encode_publish, parse_frame
 
-settings.register_profile(
-    "contract", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("contract")
+#: Per test, not a global profile: other modules keep hypothesis' defaults.
+BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 topics = st.from_regex(r"[A-Za-z0-9_.\-]{1,64}", fullmatch=True)
 epochs = st.from_regex(r"[a-z0-9]{1,16}", fullmatch=True)
@@ -63,6 +62,7 @@ def splits(data: bytes, cuts: list[int]) -> list[bytes]:
 
 # -- envelope --
 
+@BOUNDED
 @given(envelopes)
 def test_envelope_round_trip(env):
     assert decode_envelope(encode_envelope(env.seq, env.topic, env.ts, env.data)) == env
@@ -70,6 +70,7 @@ def test_envelope_round_trip(env):
     assert list(json.loads(raw)) == ["seq", "topic", "ts", "data"]  # key order, compact
 
 
+@BOUNDED
 @given(junk)
 def test_envelope_decoder_raises_only_contract_errors(raw):
     try:
@@ -78,6 +79,7 @@ def test_envelope_decoder_raises_only_contract_errors(raw):
         pass
 
 
+@BOUNDED
 @given(st.text(max_size=100))
 def test_topic_validation(text):
     try:
@@ -88,11 +90,13 @@ def test_topic_validation(text):
 
 # -- cursor, reset, uint --
 
+@BOUNDED
 @given(st.one_of(st.none(), epochs), st.integers(min_value=0, max_value=2**63 - 1))
 def test_cursor_round_trip(epoch, seq):
     assert parse_cursor(format_cursor(epoch, seq)) == Cursor(epoch, seq)
 
 
+@BOUNDED
 @given(st.text(max_size=60))
 def test_cursor_parser_raises_only_contract_errors(text):
     try:
@@ -102,6 +106,7 @@ def test_cursor_parser_raises_only_contract_errors(text):
     assert str(cursor) == text.lstrip("0") or int(text.rpartition("-")[2]) == cursor.seq
 
 
+@BOUNDED
 @given(st.text(max_size=30))
 def test_uint_parser(text):
     try:
@@ -111,11 +116,13 @@ def test_uint_parser(text):
     assert 0 <= value <= MAX_TS and int(text) == value
 
 
+@BOUNDED
 @given(epochs, st.integers(min_value=0, max_value=2**63 - 1), st.integers(min_value=0, max_value=2**63 - 1))
 def test_reset_round_trip(epoch, k, last):
     assert decode_message(encode_reset(epoch, k, last)) == Reset(epoch, f"{epoch}-{k}", last)
 
 
+@BOUNDED
 @given(junk)
 def test_message_decoder_raises_only_contract_errors(raw):
     try:
@@ -126,12 +133,14 @@ def test_message_decoder_raises_only_contract_errors(raw):
 
 # -- long polling --
 
+@BOUNDED
 @given(st.lists(envelopes, max_size=8))
 def test_batch_round_trip(envs):
     body = encode_batch([encode_envelope(e.seq, e.topic, e.ts, e.data) for e in envs])
     assert decode_batch(body) == envs
 
 
+@BOUNDED
 @given(junk)
 def test_batch_decoder_raises_only_contract_errors(raw):
     try:
@@ -142,6 +151,7 @@ def test_batch_decoder_raises_only_contract_errors(raw):
 
 # -- SSE --
 
+@BOUNDED
 @given(epochs, st.lists(envelopes, min_size=1, max_size=6), st.lists(st.integers(0, 10_000), max_size=8))
 def test_sse_round_trip_in_any_chunking(epoch, envs, cuts):
     stream = encode_preamble(epoch, 0) + SSE_HB + b"".join(
@@ -153,6 +163,7 @@ def test_sse_round_trip_in_any_chunking(epoch, envs, cuts):
     assert parser.last_event_id == f"{epoch}-{envs[-1].seq}"
 
 
+@BOUNDED
 @given(epochs, st.integers(0, 2**40), st.integers(0, 2**40))
 def test_sse_reset_event_round_trip(epoch, k, last):
     events = SSEParser().feed(encode_reset_event(encode_reset(epoch, k, last), epoch, k))
@@ -160,6 +171,7 @@ def test_sse_reset_event_round_trip(epoch, k, last):
     assert decode_message(events[-1].data) == Reset(epoch, f"{epoch}-{k}", last)
 
 
+@BOUNDED
 @given(st.lists(junk, max_size=6))
 def test_sse_parser_never_raises(chunks):
     parser = SSEParser()
@@ -170,6 +182,7 @@ def test_sse_parser_never_raises(chunks):
 
 # -- NDJSON --
 
+@BOUNDED
 @given(st.lists(envelopes, max_size=6), st.lists(st.integers(0, 10_000), max_size=8))
 def test_ndjson_round_trip_in_any_chunking(envs, cuts):
     stream = ND_HB + b"".join(encode_line(encode_envelope(e.seq, e.topic, e.ts, e.data)) + ND_HB
@@ -179,6 +192,7 @@ def test_ndjson_round_trip_in_any_chunking(envs, cuts):
     assert [decode_envelope(line) for line in lines] == envs
 
 
+@BOUNDED
 @given(st.lists(junk, max_size=6))
 def test_ndjson_parser_never_raises(chunks):
     parser = NDJSONParser()
@@ -194,19 +208,21 @@ def test_ndjson_parser_never_raises(chunks):
 
 @given(st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA]), st.binary(max_size=70_000),
        st.one_of(st.none(), st.binary(min_size=4, max_size=4)), st.booleans())
-@settings(max_examples=60)
+@settings(BOUNDED, max_examples=60)
 def test_frame_round_trip(opcode, payload, mask, fin):
     frame = encode_frame(opcode, payload, mask, fin)
     assert parse_frame(frame) == (opcode, fin, payload, len(frame))
     assert parse_frame(frame[:-1]) is None  # incomplete: wait for more, never guess
 
 
+@BOUNDED
 @given(st.binary(max_size=300))
 def test_frame_parser_never_raises(data):
     parsed = parse_frame(data)
     assert parsed is None or 2 <= parsed[3] <= len(data)
 
 
+@BOUNDED
 @given(texts, st.one_of(st.none(), tss))
 def test_publish_round_trip(data, ts):
     assert decode_publish(encode_publish(data, ts)) == (data, ts)
@@ -214,6 +230,7 @@ def test_publish_round_trip(data, ts):
         assert decode_publish(json.dumps({"data": data, "ts": str(ts)})) == (data, ts)
 
 
+@BOUNDED
 @given(st.one_of(junk, st.text(max_size=200)))
 def test_publish_decoder_raises_only_contract_errors(raw):
     try:
@@ -225,6 +242,7 @@ def test_publish_decoder_raises_only_contract_errors(raw):
 
 # -- Origin policy --
 
+@BOUNDED
 @given(st.text(max_size=80), st.text(max_size=40), st.lists(st.text(max_size=40), max_size=3))
 def test_origin_policy_never_raises(origin, host, allow):
     assert origin_decision(origin, "http", host, tuple(allow)) in ("same", "cross", "deny")

@@ -72,3 +72,20 @@ def test_main_is_callable_for_duplexbench_serve(capsys):
 def test_uvloop_flag(start_server):
     server = start_server("all", args=["--uvloop"])
     assert http(server.url + "/healthz")[0] == 200
+
+
+def test_help_shows_every_option_with_a_line_and_its_default():
+    from servers.config import build_parser
+
+    done = subprocess.run([sys.executable, "-m", "servers", "--help"], capture_output=True,
+                          text=True, timeout=scaled(20), check=True)
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    for action in build_parser()._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help line"
+        assert action.option_strings[-1] in text
+        assert " ".join(action.help.split()) in text  # its own line is shown
+    defaults = re.findall(r"\(default: [^)]+\)", text)
+    assert len(defaults) == len([a for a in build_parser()._actions
+                                 if a.option_strings and a.dest != "help"])

@@ -241,3 +241,26 @@ def test_no_data_frame_after_the_servers_close(srv):
         offset += parsed[3]
     assert OP_CLOSE in frames
     assert frames.index(OP_CLOSE) == len(frames) - 1, "data frames after the Close"
+
+
+def test_too_many_topics_is_503_before_streaming_or_upgrading():
+    with ServerProcess("all", args=["--max-topics", "1"]) as server:
+        publish(server.url, "only", "x")
+        head = raw_get(server.url, "/stream?topic=another", "Accept: text/event-stream\r\n", marker=b"}")
+        assert head.startswith(b"HTTP/1.1 503") and b"maximum" in head
+        sock, head, _ = ws_handshake(server.url, "/ws?topic=another")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 503")
+        assert http(server.url + "/healthz")[0] == 200
+
+
+def test_origin_without_a_host_header_is_refused_quickly(srv):
+    """No Host (HTTP/1.0): nothing to be same-origin with, so 403; and no DNS lookup."""
+    sock = raw_connect(srv.url)
+    with sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /publish?topic=nohost HTTP/1.0\r\nOrigin: http://x.example\r\n"
+                     b"Content-Length: 1\r\n\r\nx")
+        data = recv_until(sock, b"}")
+    assert data.startswith(b"HTTP/1.0 403") or data.startswith(b"HTTP/1.1 403")
+    assert time.monotonic() - started < 1.0

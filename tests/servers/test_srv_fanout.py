@@ -30,9 +30,11 @@ from _srv_helpers import metric, publish, raw_connect, recv_until, ws_handshake
 BURST = 10_000
 
 
-@pytest.fixture(scope="module")
-def srv():
-    with ServerProcess("all") as server:  # default --queue-limit 1000, --slow-grace 2
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def srv(request):
+    # The direct-write path reads the transport's flow control: check both event loops.
+    args = ["--uvloop"] if request.param == "uvloop" else []
+    with ServerProcess("all", args=args) as server:  # default --queue-limit 1000, --slow-grace 2
         yield server
 
 
@@ -99,11 +101,14 @@ def test_websocket_burst_reaches_idle_subscribers_in_order(srv):
             sock.sendall(encode_frame(0x8, b"\x03\xe8", mask=b"abcd"))
             recv_until(sock, b"\x88")  # the Close echo: everything was read
 
+    waits = metric(srv.url, "publisher_waits_total")
     ws_seqs, sse_seqs = burst_subscribers(srv.url, "burst", send_burst)
     assert ws_seqs == list(range(1, BURST + 1))
     assert sse_seqs == list(range(1, BURST + 1))
     assert metric(srv.url, "slow_consumer_drops_total", "websocket") == 0
     assert metric(srv.url, "slow_consumer_drops_total", "sse") == 0
+    # The burst rule did the work: the publisher's reads paused while the queues drained.
+    assert metric(srv.url, "publisher_waits_total") > waits
 
 
 def test_pipelined_post_burst_reaches_idle_subscribers(srv):
@@ -193,3 +198,41 @@ def test_back_pressured_raw_clients_get_every_message_once_in_order(srv):
         assert [decode_envelope(line).seq for line in data.split(b"\n") if line.strip()] == \
             list(range(1, count + 1))
     assert metric(srv.url, "slow_consumer_drops_total", "websocket") == 0
+
+
+def test_clients_vanishing_mid_flood_leave_no_errors(start_server):
+    """Subscribers reset their connections while a publisher floods the topic: the
+    fan-out stops writing to them at once (no lost-write warnings, no tracebacks)."""
+    server = start_server("all")
+    host = server.url.split("://")[1]
+    frames = b"".join(encode_frame(OP_TEXT, json.dumps({"data": "v" * 200}).encode(), mask=b"abcd")
+                      for _ in range(2000))
+    publisher, head, _ = ws_handshake(server.url, "/ws?topic=gone&subscribe=0")
+    with publisher:
+        for path, accept in [("/ws?topic=gone", None), ("/stream?topic=gone", "text/event-stream"),
+                             ("/stream?topic=gone", None)]:
+            subs = []
+            for _ in range(15):
+                if accept is None and path.startswith("/ws"):
+                    subs.append(ws_handshake(server.url, path)[0])
+                else:
+                    sock = raw_connect(server.url)
+                    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                                 f"{'Accept: ' + accept + chr(13) + chr(10) if accept else ''}\r\n".encode())
+                    subs.append(sock)
+            time.sleep(0.1)
+            sender = __import__("threading").Thread(target=publisher.sendall, args=(frames,))
+            sender.start()
+            time.sleep(0.01)
+            for sock in subs:  # RST, mid-flood
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.close()
+            sender.join()
+    time.sleep(0.5)
+    for label in ("websocket", "sse", "ndjson"):
+        deadline = time.monotonic() + scaled(5)
+        while metric(server.url, "connections_open", label) > (1 if label == "websocket" else 0):
+            assert time.monotonic() < deadline, f"{label} connections not released"
+            time.sleep(0.05)
+    noise = [line for line in server.output if "WARNING" in line or "ERROR" in line or "Traceback" in line]
+    assert not noise, noise[:5]

@@ -13,7 +13,7 @@ import socket
 import pytest
 from aiohttp.base_protocol import BaseProtocol
 
-from duplexbench.contract import decode_envelope, encode_envelope
+from duplexbench.contract import Reset, decode_envelope, decode_message, encode_envelope
 from duplexbench.contract.websocket import parse_frame
 from servers.fanout import WEBSOCKET, SinkState
 from servers.hub import CursorAhead, CursorGone, Hub, TooManyTopics
@@ -220,3 +220,46 @@ def test_pad_and_topic_limit():
         protocol, _peer = await connection()
         h.unsubscribe(h.subscribe("a", None, WEBSOCKET, protocol))
     run(go())
+
+
+def test_cursor_rules_table_property():
+    """servers/README.md's cursor table, for any retention, topic length and cursor."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from duplexbench.contract import Cursor
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.integers(1, 8), st.integers(0, 20), st.sampled_from(["same", "other", None, "absent"]),
+           st.integers(0, 30))
+    def check(retention, published, epoch_kind, seq):
+        async def go():
+            h = hub(retention=retention)
+            for i in range(published):
+                h.publish("t", str(i))
+            last = published
+            oldest = max(1, published - retention + 1)
+            if epoch_kind == "absent":
+                assert h.position("t", None) == (last, None)
+                return
+            epoch = {"same": h.epoch, "other": "zz9", None: None}[epoch_kind]
+            cursor = Cursor(epoch, seq)
+            if seq == 0:
+                assert h.position("t", cursor) == (oldest - 1, None)
+            elif epoch_kind == "other":
+                start, reset = h.position("t", cursor)
+                assert start == oldest - 1 and reset is not None
+                assert decode_message(reset) == Reset(h.epoch, f"{h.epoch}-{oldest - 1}", last)
+            elif seq > last:
+                with pytest.raises(CursorAhead):
+                    h.position("t", cursor)
+            elif seq < oldest - 1:
+                with pytest.raises(CursorGone) as exc:
+                    h.position("t", cursor)
+                assert exc.value.cursor == f"{h.epoch}-{oldest - 1}"
+            else:
+                assert h.position("t", cursor) == (seq, None)
+                assert [m.seq for m in h.read_after("t", seq, 100)] == list(range(seq + 1, last + 1))
+        run(go())
+
+    check()

@@ -84,6 +84,10 @@ def test_websocket_slow_consumer_closed_1008_and_counted(srv):
         got = asyncio.run(good_subscriber_and_publisher(srv.url, "slow"))
         assert got == list(range(1, MESSAGES + 1))  # the good client lost nothing
         assert asyncio.run(wait_metric(srv.url, "slow_consumer_drops_total", "websocket", 1)) == 1
+        # The publisher was held back for the grace period first (burst rule), then the
+        # stuck client was dropped and publishing went on.
+        assert metric(srv.url, "publisher_waits_total") >= 1
+        assert metric(srv.url, "publisher_wait_seconds_total") >= 1.5
         data = drain_until_closed(slow)
     # Whatever reached the slow client is whole frames; a Close, if it got that far, says 1008.
     frames, offset = [], data.index(b"\r\n\r\n") + 4 if b"\r\n\r\n" in data else 0

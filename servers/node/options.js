@@ -1,0 +1,56 @@
+// Command-line options of the Node reference, the same names and checks as `python -m servers`.
+// Parsed once, when first required: server.js and hub.js share the one result.
+'use strict';
+
+// ---------------------------------------------------------------- options
+
+const TRANSPORTS = ['longpoll', 'stream', 'websocket'];
+const DEFAULTS = {
+  transport: 'all', host: '127.0.0.1', port: 8080, retention: 10000,
+  'retention-bytes': 64 * 1024 * 1024, 'max-topics': 100000, 'queue-limit': 1000,
+  'max-payload': 1024 * 1024, heartbeat: 15, 'ping-interval': 20, 'ping-timeout': 20,
+  'poll-timeout-cap': 120, 'max-batch': 10000, 'shutdown-timeout': 5, 'slow-grace': 2,
+};
+const INTEGERS = ['port', 'retention', 'retention-bytes', 'max-topics', 'queue-limit', 'max-payload', 'max-batch'];
+const SECONDS = ['heartbeat', 'ping-interval', 'ping-timeout', 'poll-timeout-cap', 'shutdown-timeout', 'slow-grace'];
+
+function usageExit(message) {
+  process.stderr.write(`node server.js: error: ${message}\n`);
+  process.exit(2);
+}
+
+function parseOptions(argv) {
+  const opts = { ...DEFAULTS, 'allow-origin': [] };
+  for (let i = 0; i < argv.length; i++) {
+    let [name, value] = argv[i].replace(/^--/, '').split(/=(.*)/s);
+    if (!argv[i].startsWith('--')) usageExit(`unexpected argument ${argv[i]}`);
+    if (name === 'uvloop') continue; // accepted so `python -m servers` flags work here too
+    if (!(name in opts)) usageExit(`unknown option --${name}`);
+    if (value === undefined) value = argv[++i];
+    if (value === undefined) usageExit(`--${name} needs a value`);
+    if (name === 'allow-origin') opts[name].push(value.trim().replace(/\/$/, '').toLowerCase());
+    else opts[name] = value;
+  }
+  for (const name of INTEGERS) {
+    const n = Number(opts[name]);
+    const low = name === 'port' ? 0 : 1;
+    if (!Number.isInteger(n) || n < low || (name === 'port' && n > 65535)) usageExit(`--${name} ${opts[name]}: expected an integer >= ${low}`);
+    opts[name] = n;
+  }
+  for (const name of SECONDS) {
+    const n = Number(opts[name]);
+    if (!Number.isFinite(n) || n <= 0) usageExit(`--${name} ${opts[name]}: expected a positive number of seconds`);
+    opts[name] = n;
+  }
+  if (opts.transport !== 'all' && !TRANSPORTS.includes(opts.transport)) usageExit(`--transport ${opts.transport}: expected one of ${TRANSPORTS.join(', ')}, all`);
+  // The injected regressions of the regression gate are a Python-server feature: refusing
+  // them is better than silently measuring an un-injected server.
+  for (const env of ['DUPLEXBENCH_INJECT_DELAY_MS', 'DUPLEXBENCH_INJECT_PAD_BYTES']) {
+    const v = (process.env[env] || '').trim();
+    if (v && Number(v) !== 0) usageExit(`${env}=${v}: injected regressions are not supported by the Node reference`);
+  }
+  return opts;
+}
+
+module.exports = parseOptions(process.argv.slice(2));
+module.exports.TRANSPORTS = TRANSPORTS;
