@@ -14,7 +14,7 @@ mode that careful benchmark CI uses removes the machine from the question instea
    and B (current) back to back, A first in even repeats and B first in odd ones (ABBA), so
    drifting machine load and order effects fall on both sides alike.
 4. ``compare`` judges the two runs (``duplexbench/compare.py``, ``paired=True``): consistency
-   pair by pair (``stats.compare_paired``), tails gated where the base's own repeats show them
+   pair by pair (``stats.compare_paired``), tails gated where each side's own repeats show them
    stable (``stats.tail_is_stable``), points whose validity cannot carry a verdict not judged
    (docs/regression.md).
 

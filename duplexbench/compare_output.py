@@ -127,7 +127,7 @@ def format_markdown(comp: Comparison) -> str:
     if comp.paired:
         lines += ["A/B mode: both versions' servers ran on this machine, interleaved (A B B A ...), "
                   "with one load generator; consistency is judged per repeat pair, and p90/p99 "
-                  "gate only where the base's own repeats agree on them (stable tails).", ""]
+                  "gate only where each side's own repeats agree on them (stable tails).", ""]
     lines += ["A metric is *worse* only when its change passes a minimum change, a significance "
               "test and is consistent across repeats; `(info)` metrics never fail the check; "
               "`unjudged` rows come from points whose validity cannot carry a verdict. "

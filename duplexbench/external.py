@@ -131,7 +131,10 @@ class ServerSetup:
         """Hook the session: meta.json entries, row columns, LoadSpec fields."""
         session.meta_extra.update(self.meta)
         session.row_extra = self.row_extra
-        session.points.spec_extra = self.spec_extra
+        # Add to the session's LoadSpec fields (loadgen_procs / cpus, publisher_cpu,
+        # source_addrs, the faults' back-off), never replace them.
+        before = session.points.spec_extra
+        session.points.spec_extra = lambda point: {**before(point), **self.spec_extra(point)}
         if self.target is not None:
             if isinstance(self.target, TLSSpawnedTarget):  # its core comes from the session's plan
                 self.target.base = dataclasses.replace(self.target.base, cpu=session.plan.server)

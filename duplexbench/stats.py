@@ -18,7 +18,7 @@ independent conditions hold (pyperf ``compare_to`` uses the first two, asv the r
 
 Interleaved A/B runs (``compare_paired``) judge condition 3 pair by pair instead: repeat i of
 both sides ran back to back, and the change must show in two thirds of the pairs. Tail
-quantiles may gate there only where the baseline's own repeats agree on them
+quantiles may gate there only where each side's own repeats agree on them
 (``tail_is_stable``).
 
 Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
@@ -287,15 +287,17 @@ def repeat_spread(groups: Sequence[np.ndarray], q: float) -> tuple[float, float]
 MIN_REPEATS_FOR_TAIL = 3
 
 
-def tail_is_stable(groups: Sequence[np.ndarray], q: float, th: Threshold) -> tuple[bool, str]:
-    """May a tail quantile gate? Only when the baseline's own repeats agree on it better than
-    the change that would be called: relative spread < ``th.rel`` and absolute < ``th.abs``,
-    over at least ``MIN_REPEATS_FOR_TAIL`` repeats. Returns (stable, why) for the notes."""
+def tail_is_stable(groups: Sequence[np.ndarray], q: float, th: Threshold,
+                   side: str = "baseline") -> tuple[bool, str]:
+    """Do one side's repeats agree on a tail quantile better than the change that would be
+    called? Relative spread < ``th.rel`` and absolute < ``th.abs``, over at least
+    ``MIN_REPEATS_FOR_TAIL`` repeats. A/B mode gates a tail only when *both* sides are stable
+    (compare.py). Returns (stable, why) for the notes."""
     n = sum(1 for g in groups if len(g))
     if n < MIN_REPEATS_FOR_TAIL:
-        return False, f"{n} baseline repeat(s), stability needs >= {MIN_REPEATS_FOR_TAIL}"
+        return False, f"{n} {side} repeat(s), stability needs >= {MIN_REPEATS_FOR_TAIL}"
     rel, spread = repeat_spread(groups, q)
-    text = f"baseline repeats spread {rel * 100:.0f}% / {spread:.3g} (limit {th.rel * 100:.0f}% / {th.abs:g})"
+    text = f"{side} repeats spread {rel * 100:.0f}% / {spread:.3g} (limit {th.rel * 100:.0f}% / {th.abs:g})"
     return (rel < th.rel and spread < th.abs), text
 
 

@@ -153,3 +153,21 @@ def test_paired_verdict_survives_one_disturbed_pair():
     noisy = [rng.normal(1.3, 0.2, 2000) for _ in range(3)]
     noisy[2] = noisy[2] + 5.0
     assert compare_paired(same, noisy, [(0.5, th)])[0].verdict == "same"
+
+
+def test_a_tail_disturbed_in_two_current_repeats_is_not_stable():
+    # The false alarm that made A/B mode check both sides: the same build, the current side hit
+    # by a neighbour's load in 2 of 3 pairs (p99 x25), the base quiet.
+    from duplexbench.stats import compare_paired, tail_is_stable
+
+    rng = np.random.default_rng(11)
+    th = Threshold(1.0, 5.0)
+    base = [rng.normal(1.0, 0.3, 3000) for _ in range(3)]
+    cur = [rng.normal(1.0, 0.3, 3000) for _ in range(3)]
+    for i in (0, 2):  # a busy moment: everything a little later, a few deliveries much later
+        cur[i] += 0.5
+        cur[i][::50] = rng.normal(120.0, 10.0, len(cur[i][::50]))
+    assert compare_paired(base, cur, [(0.99, th)])[0].verdict == "worse"  # alone: an alarm
+    assert tail_is_stable(base, 0.99, th)[0]
+    stable, why = tail_is_stable(cur, 0.99, th, "current")
+    assert not stable and why.startswith("current repeats spread")
