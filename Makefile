@@ -34,9 +34,9 @@ help:
 	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
 	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
+	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
 	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
-	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 
 install: $(STAMP)
 

@@ -133,7 +133,8 @@ PER_REQUEST_BYTES = {"bytes_down_per_msg": "overhead_down_per_msg",
 
 #: Parameters that identify a load point across runs (those present in both summaries).
 KEY_COLUMNS = ("clients", "rate_msgs_s", "payload_bytes", "delay_ms", "keepalive", "pattern",
-               "upstream")
+               "upstream", "engine", "proxy", "proxy_buffering", "proxy_accel_header",
+               "proxy_gzip")
 
 
 class InputError(Exception):
@@ -242,6 +243,14 @@ def _label(key: dict) -> str:
         parts.append(key["pattern"])
     if key.get("upstream") not in ("", "post"):
         parts.append(f"up={key['upstream']}")
+    # nginx in the path and browsers as clients (duplexbench/infra.py) are other points; the
+    # native and Locust engines measure the same point, so only "browser" is named.
+    if key.get("proxy") not in (None, "", "none"):
+        parts.append(f"{key['proxy']} buf={'on' if key.get('proxy_buffering') == 'true' else 'off'}"
+                     + (" no-accel" if key.get("proxy_accel_header") == "false" else "")
+                     + (" gzip" if key.get("proxy_gzip") == "true" else ""))
+    if key.get("engine") == "browser":
+        parts.append("browser")
     return " ".join(parts) or "-"
 
 

@@ -29,6 +29,8 @@ def loadgen_command(engine: str, spec_path: Path, out_dir: Path, workers: int) -
     """The engine's CLI (DESIGN.md: both engines offer ``SPEC.json OUT_DIR``)."""
     if engine == "native":
         return [sys.executable, "-m", "clients.loadgen", str(spec_path), str(out_dir)]
+    if engine == "browser":  # headless Chromium (duplexbench/browser); options: infra.browser_command
+        return [sys.executable, "-m", "duplexbench.browser", str(spec_path), str(out_dir)]
     if engine == "locust":
         return [sys.executable, "-m", "duplexbench.locust_engine", str(spec_path), str(out_dir),
                 "--workers", str(workers)]

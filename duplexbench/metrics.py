@@ -373,7 +373,8 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
     judged = classify(row, expect_loss=scenario.expect_loss)
     row["validity"], row["validity_notes"] = judged.validity, judged.notes
     row["warnings"] = "; ".join(warnings)
-    return {column: row[column] for column in SUMMARY_COLUMNS}, tidy
+    # .get: columns added by the runner's hooks (infra.row_fields) are filled after this.
+    return {column: row.get(column) for column in SUMMARY_COLUMNS}, tidy
 
 
 def _status(row: dict, scenario: Scenario, errors: int) -> str:

@@ -98,8 +98,16 @@ def needs_emulation(scenario: Scenario, point: LoadPoint) -> bool:
 
 def path_for(scenario: Scenario, point: LoadPoint, *, cpu: int | None,
              record: Callable[[LoadPoint, dict], None] | None = None,
-             warn: Callable[[str], None] | None = None) -> "Path":
+             warn: Callable[[str], None] | None = None,
+             server_cpu: int | None = None) -> "Path":
     """The path a point's subscribers take to the server."""
+    from .infra import proxy_path  # nginx (duplexbench/proxies), on the server's core
+
+    proxy = proxy_path(scenario, point, cpu=server_cpu, record=record)
+    if proxy is not None:
+        if needs_emulation(scenario, point):
+            raise PointFailed("a scenario cannot combine [proxy] with an emulated [network]")
+        return proxy
     if needs_emulation(scenario, point):
         return EmulatedPath(scenario, cpu, record or (lambda p, i: None), warn or (lambda t: None))
     return DirectPath()

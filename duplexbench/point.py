@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import generator, procs
+from . import generator, infra, procs
 from .console import PointProgress
 from .outcome import PointFailed
 from .paths import path_for
@@ -96,7 +96,7 @@ class PointRunner:
                 server = stack.enter_context(self.target.open(point, point_dir / "server.log"))
                 self.on_server(server)
                 path = path_for(scenario, point, cpu=self.plan.loadgen, record=self.on_path,
-                                warn=self.warn)
+                                warn=self.warn, server_cpu=self.plan.server)
                 opened = stack.enter_context(path.open(point, server.url))
                 self._faults = PointFaults.open(scenario, point, server, opened, self.target,
                                                 point_dir)
@@ -110,8 +110,11 @@ class PointRunner:
                 out_dir.mkdir()
                 try:
                     with open(stderr_path, "w", encoding="utf-8") as stderr:
+                        engine = infra.engine_of(point, self.engine)
                         loadgen = procs.spawn(
-                            command(self.engine, spec_path, out_dir, self.workers),
+                            infra.browser_command(spec_path, out_dir, scenario.engine_options)
+                            if engine == "browser" and self.command is None else
+                            command(engine, spec_path, out_dir, self.workers),
                             name="loadgen", cpu=self.plan.loadgen,
                             stdout=subprocess.PIPE, stderr=stderr,
                         )

@@ -67,6 +67,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "http_requests_per_msg", "pub_bytes_up_per_msg", "pub_http_requests_per_msg",
     "reconnects", "client_cpu_s", "client_cpu_pct", "client_cpu_tick_s", "loadgen_procs",
     "loadgen_cores", "status", "validity", "validity_notes", "warnings",
+    # Real infrastructure (duplexbench/infra.py): nginx in the path; engine may be "browser".
+    "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
+    "proxy_cpu_pct",
 )
 
 #: samples.parquet columns (one row per delivery).

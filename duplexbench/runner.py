@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import external, procs
+from . import external, infra, procs
 from .console import Console, display_path
 from .faults import loss_allowed
 from .generator import loadgen_command, make_spec
@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="measurement seconds per point")
     parser.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per point")
     parser.add_argument("--repeats", type=int, metavar="N", help="repeat every point N times")
-    parser.add_argument("--engine", choices=("native", "locust"), default="native",
-                        help="load generator (default native asyncio)")
+    parser.add_argument("--engine", choices=("native", "locust", "browser"), default="native",
+                        help="load generator (default native asyncio; browser = headless "
+                             "Chromium; a scenario's own engine = [...] sweep wins)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="Locust worker processes (engine locust)")
     parser.add_argument("--loadgen-procs", type=int, default=None, metavar="N",
@@ -230,8 +231,9 @@ def run_session(session: Session, points: Sequence[LoadPoint], *, report: bool =
     with procs.shielded(redeliver=False):  # a signal now would leave meta.json "running"
         session.finish(status, reason)
     rows = [r.row for r in session.results]
+    rows, columns = infra.console_table(rows, external.table_columns(rows))
     console.always("")
-    console.table(rows, external.table_columns(rows), title=f"{session.scenario.name}: {session.run_id}",
+    console.table(rows, columns=columns, title=f"{session.scenario.name}: {session.run_id}",
                   caption="latency from the intended send time (p50/p99/max; coordinated "
                           "omission corrected) and the actual send time (p99 sent); "
                           "CPU = % of one core while measuring; validity: only ok and "

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .proxies.options import ProxyOptions, ProxyOptionsError, parse_proxy, proxy_variants
 from .faults.spec import FaultError, FaultOptions, parse_faults
 
 __all__ = [
     "ARRIVALS",
+    "ENGINES",
     "NETWORK_MODES",
     "PATTERNS",
     "TRANSPORTS",
@@ -47,6 +49,8 @@ PATTERNS = ("fanout", "echo", "chat")
 UPSTREAMS = ("post", "transport")
 ARRIVALS = ("uniform", "poisson")
 NETWORK_MODES = ("proxy", "netem")
+#: Load generators (runner.loadgen_command); a scenario may sweep them (``engine = [...]``).
+ENGINES = ("native", "locust", "browser")
 
 # Scenario names become part of run ids and directory names.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -118,6 +122,13 @@ class LoadPoint:
     payload_bytes: int
     delay_ms: float = 0.0
     keepalive: bool = True
+    #: Intermediary between subscribers and server (duplexbench/proxies): none | nginx.
+    proxy: str = "none"
+    proxy_buffering: bool | None = None  # nginx proxy_buffering; None when direct
+    accel_header: bool = True            # the server sends X-Accel-Buffering: no on streams
+    proxy_gzip: bool = False             # nginx compresses HTTP responses (Accept-Encoding)
+    #: Load generator for this point; "" = the command line's (--engine).
+    engine: str = ""
     fault: str = ""     # a [faults] kind, "" = none
     tls: bool = False
 
@@ -129,6 +140,14 @@ class LoadPoint:
             text += f" d={_fmt(self.delay_ms)}ms"
         if not self.keepalive:
             text += " keepalive=off"
+        if self.proxy != "none":
+            text += f" {self.proxy} buf={'on' if self.proxy_buffering else 'off'}"
+            if not self.accel_header:
+                text += " no-accel"
+            if self.proxy_gzip:
+                text += " gzip"
+        if self.engine:
+            text += f" [{self.engine}]"
         if self.fault:
             text += f" fault={self.fault}"
         if self.tls:
@@ -141,7 +160,8 @@ class LoadPoint:
     def key(self) -> tuple:
         """Identity of the load point across repeats and runs (for comparisons)."""
         key = (self.transport, self.clients, self.rate, self.payload_bytes,
-               self.delay_ms, self.keepalive)
+               self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
+               self.accel_header, self.proxy_gzip, self.engine)
         return key + (self.fault,) if self.fault else key
         return (self.transport, self.clients, self.rate, self.payload_bytes,
                 self.delay_ms, self.keepalive, self.tls)
@@ -169,6 +189,9 @@ class Scenario:
     server: ServerOptions = field(default_factory=ServerOptions)
     longpoll: LongPollOptions = field(default_factory=LongPollOptions)
     network: NetworkOptions | None = None
+    proxy: ProxyOptions | None = None
+    #: Load generators swept per point (``engine = "browser"`` or a list); () = --engine.
+    engines: tuple[str, ...] = ()
     #: What goes wrong during each point (duplexbench/faults); None = nothing.
     faults: FaultOptions | None = None
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
@@ -183,14 +206,17 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for clients, rate, payload, delay, keepalive, tls, fault in itertools.product(
-                    self.clients, self.rate, self.payload_bytes, delays, keepalives,
-                    self.server.tls, faults,
-                ):
+                for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
+                        keepalive, tls, fault in itertools.product(
+                            self.engines or ("",), proxy_variants(self.proxy, transport),
+                            self.clients, self.rate, self.payload_bytes, delays, keepalives,
+                            self.server.tls, faults):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
-                        delay_ms=delay, keepalive=keepalive, tls=tls, fault=fault,
+                        delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
+                        proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
+                        engine=engine, fault=fault,
                     ))
         return points
 
@@ -198,8 +224,13 @@ class Scenario:
         """JSON-able, TOML-shaped dict (``parse_scenario(s.to_dict())`` gives ``s`` back)."""
         data = dataclasses.asdict(self)
         data["engine"] = data.pop("engine_options")
+        engines = data.pop("engines")
+        if engines:
+            data["engine"] = {**data["engine"], "kind": engines}
         if data["network"] is None:
             del data["network"]
+        if data["proxy"] is None:
+            del data["proxy"]
         if data["faults"] is None:
             del data["faults"]
         return _lists(data)
@@ -294,7 +325,18 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     longpoll = _longpoll(c.table("longpoll"))
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
-    engine_options = _engine(c.table("engine"))
+    engines = _engines(c)
+    # ``engine`` may be a kind or a list of kinds instead of a table (docs/browser.md).
+    engine_options = _engine(c.table("engine")) if isinstance(data.get("engine"), dict) else {}
+    proxy = None
+    if "proxy" in data:
+        try:
+            proxy = parse_proxy(data["proxy"])
+        except ProxyOptionsError as exc:
+            raise ScenarioError(f"{c.source}: {exc}") from None
+    if "browser" in engines and (pattern != "fanout" or topics != 1):
+        raise ScenarioError(f"{c.source}: key 'engine': the browser engine runs pattern "
+                            f"'fanout' on one topic, got pattern {pattern!r} with {topics} topic(s)")
     faults = None
     if "faults" in data:
         try:
@@ -329,7 +371,8 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         pattern=pattern, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
         upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
-        server=server, longpoll=longpoll, network=network, faults=faults,
+        server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
+        faults=faults,
         engine_options=engine_options,
     )
 
@@ -338,7 +381,24 @@ _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
     "repeats", "expect_loss", "seed", "server", "longpoll", "network", "faults", "engine",
+    "proxy",
 )
+
+
+def _engines(c: "_Checker") -> tuple[str, ...]:
+    """The engine sweep: ``engine = "browser"``, ``engine = ["native", "browser"]`` or
+    ``kind`` in an ``[engine]`` table (the same values); () = the command line's."""
+    value = c.data.get("engine")
+    if isinstance(value, dict):
+        value = value.get("kind")
+    if value is None:
+        return ()
+    try:
+        return _choices_list(ENGINES)(value)
+    except _Invalid:
+        raise ScenarioError(
+            f"{c.source}: key 'engine': expected a table, one of {list(ENGINES)} or a list "
+            f"of them (each once), got {value!r}") from None
 
 
 def _server(c: "_Checker | None") -> ServerOptions:
@@ -366,13 +426,23 @@ def _server(c: "_Checker | None") -> ServerOptions:
 _ENGINE_KEYS = ("workers", "loadgen_procs")
 
 
+#: Options of the browser engine (docs/browser.md), beside ``kind`` (the engine sweep).
+_BROWSER_ENGINE_KEYS = ("per_page", "poll_timeout_s")
+
+
 def _engine(c: "_Checker | None") -> dict:
     if c is None:
         return {}
-    c.unknown(_ENGINE_KEYS, "engine.")
+    c.unknown((*_ENGINE_KEYS, "kind", *_BROWSER_ENGINE_KEYS), "engine.")
     options = {}
     for key in _ENGINE_KEYS:
         value = c.get(key, _pos_int, "a positive integer", None)
+        if value is not None:
+            options[key] = value
+    browser = {"per_page": (_pos_int, "a positive integer"),
+               "poll_timeout_s": (_pos_float, "a number of seconds > 0")}
+    for key, (convert, expected) in browser.items():
+        value = c.get(key, convert, expected, None)
         if value is not None:
             options[key] = value
     return options

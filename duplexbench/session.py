@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import procs
+from . import infra, procs
 from .console import Console, PointProgress, display_path
 from .faults.analysis import annotate_row, merge_server_generations
 from .limits import check_point, loadgen_layout
@@ -49,6 +49,7 @@ def failed_row(session: "Session", point: LoadPoint, reason: str) -> dict:
         status="failed", warnings=reason, loadgen_procs=session.layout.procs,
         loadgen_cores=session.layout.cores,
     )
+    row.update(infra.row_fields(point, None, None, session.engine))
     judged = classify(row)
     row.update(validity=judged.validity, validity_notes=judged.notes)
     row.update(session.row_extra(point))
@@ -281,6 +282,9 @@ class Session:
             self.writer.meta["gc"] = {"loadgen": counters["gc"]}
         if counters.get("clock"):
             self.writer.meta["clock"] = counters["clock"]
+            # A run may sweep engines (native, browser) with different clocks: keep each.
+            self.writer.meta.setdefault("clocks", {})[
+                str(counters.get("engine") or self.engine)] = counters["clock"]
         from .metrics import summarize_point
 
         try:
@@ -300,6 +304,8 @@ class Session:
             self.writer.meta.setdefault("faults", []).append(
                 {"point": point.index, "repeat": point.repeat, "transport": point.transport,
                  **output.faults, **details})
+        row.update(infra.row_fields(point, counters, load_df, self.engine,
+                                    str(row.get("warnings") or "")))
         return row, samples_df, load_df
 
     def _runner_warnings(self, row: dict, load_df: pd.DataFrame | None) -> list[str]:
@@ -309,7 +315,8 @@ class Session:
         texts = [t for t in str(row.get("warnings") or "").split("; ") if t]
         extra: list[str] = []
         cpu = num(row.get("client_cpu_pct"))
-        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]):
+        if load_df is not None and len(load_df) and "proxy" in set(load_df["process"]) \
+                and row.get("proxy") in (None, "none"):  # nginx sits on the server's core
             from .metrics import process_stats
 
             proxy = num(process_stats(load_df, "proxy")["cpu_pct"])

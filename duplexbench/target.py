@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import procs
+from . import infra, procs
 from .contract import Transport
 from .outcome import PointFailed
 from .scenario import LoadPoint
@@ -102,8 +102,8 @@ class SpawnedTarget:
     @contextlib.contextmanager
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         server = ServerProcess(Transport(point.transport).server_mount,
-                               args=list(self.args), env=self.env, cpu=self.cpu,
-                               ca_file=self.ca_file, src=self.src)
+                               args=list(self.args) + infra.server_args(point),
+                               env=self.env, cpu=self.cpu, ca_file=self.ca_file, src=self.src)
         try:
             try:
                 server.start()

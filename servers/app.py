@@ -24,6 +24,7 @@ from .config import ServerConfig
 from .hub import CursorAhead, CursorGone, Hub, TooManyTopics
 from .longpoll import handle_poll
 from .metrics import Metrics
+from .pages import add_page_routes
 from .params import BadRequest, error_response, json_response
 from .publish import handle_publish
 from .state import HEADERS, STATE, ServerState
@@ -155,6 +156,7 @@ def make_app(config: ServerConfig) -> web.Application:
         app.router.add_get("/stream", handle_stream, allow_head=False)
     if "websocket" in config.transports:
         app.router.add_get("/ws", handle_ws, allow_head=False)
+    add_page_routes(app)  # the browser client's pages (servers/pages.py)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -87,6 +87,11 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     frame = _combined(runs)
     if frame.empty:
         return []
+    from duplexbench.report.infra import claim_rows as infra_claim_rows, main_rows
+
+    # RFC 6202 §3.2 (nginx, report/infra.py) reads every row: a held stream (lost, empty)
+    # is its evidence, not a point to leave out. The claims below: direct, native-engine rows.
+    full, frame = frame, main_rows(frame)
     left_out = _left_out_rows(frame)
     frame = frame[frame["_validity"].map(comparable)]
     rows: list[dict] = []
@@ -96,6 +101,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += _frame_header_rows(frame)
     rows += _client_frame_header_rows(frame)
     rows += _article_rows(frame)
+    rows += infra_claim_rows(full)
     return rows + left_out
 
 

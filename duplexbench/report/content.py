@@ -302,7 +302,20 @@ def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
         built = sections(runs)
     except Exception as exc:
         return ((("Faults and soak", (f"could not be computed: {type(exc).__name__}: {exc}",),
-                  ()),), ())
+                  ()),) + _infra(runs), ())
     extra = tuple((s.title, s.paragraphs, tuple(Table(c, r) for c, r in s.tables)) for s in built)
     figures = tuple(FigureItem(*f) for s in built for f in s.figures)
-    return extra, figures
+    return extra + _infra(runs), figures
+
+
+def _infra(runs: list[ReportRun]) -> tuple:
+    """nginx in the path, browsers as clients, the connection limit (report/infra.py)."""
+    try:
+        from duplexbench.report.infra import sections
+
+        built = sections(runs)
+    except Exception as exc:  # a bug there must not cost the rest of the report
+        return (("Real infrastructure", (f"could not be computed: {type(exc).__name__}: {exc}",),
+                 ()),)
+    return tuple((s.title, s.paragraphs, (Table(s.columns, s.rows),) if s.rows else ())
+                 for s in built)

@@ -110,6 +110,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         off = ~frame["tls"].map(_keepalive_on)
         has_off = off.groupby([frame["run"], frame["transport"]]).transform("any")
         frame = frame[off | ~has_off]
+    from duplexbench.report.infra import main_rows  # direct, native rows (proxy/browser apart)
+
+    frame = main_rows(frame)
     keys = ["run", "transport", *AXES]
     numeric = frame.select_dtypes("number").columns.difference(keys)
     # groupby drops NaN keys by default: an axis the run does not record must still group.

@@ -1,0 +1,86 @@
+"""Headless Chromium, driven by Playwright, with the pages a point needs.
+
+Debian's Chromium (``/usr/bin/chromium``) is launched through Playwright for
+Python with ``executable_path``: Playwright's own browser downloads are never
+used (no ``playwright install``). Every page lives in its own browser context,
+and a context has its own network state (cookies, cache, connection pool), so
+subscribers on different pages do not share the six HTTP/1.1 connections that
+Chromium allows per origin within one pool; subscribers on the *same* page do,
+and so does that page's publisher (the connection limit scenario relies on it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "find_chromium", "launch",
+           "open_pages", "Page"]
+
+CHROMIUM = "/usr/bin/chromium"
+#: No sandbox (root in CI), no GPU, TCP only (no QUIC), and none of the background
+#: traffic a fresh profile makes (updates, sync, first-run pages) in the measured path.
+CHROMIUM_ARGS = (
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # Timers of pages that are not in front must not be throttled: every page is a client.
+    "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+)
+PAGE_PATH = "/pages/bench.html"
+
+
+class BrowserUnavailable(RuntimeError):
+    """Chromium or Playwright is missing; the message says which and how to get it."""
+
+
+def find_chromium() -> str | None:
+    """Debian's Chromium (``DUPLEXBENCH_CHROMIUM`` overrides), or None."""
+    override = os.environ.get("DUPLEXBENCH_CHROMIUM")
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    if os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def launch(playwright: Any) -> Any:
+    """Chromium via Playwright with the system executable."""
+    executable = find_chromium()
+    if executable is None:
+        raise BrowserUnavailable("Chromium is not installed (apt-get install chromium)")
+    return await playwright.chromium.launch(executable_path=executable, headless=True,
+                                            args=list(CHROMIUM_ARGS))
+
+
+@dataclass
+class Page:
+    """One page: its subscribers (ids) and whether it publishes."""
+
+    page: Any
+    context: Any
+    subscribers: list[int]
+    publisher: bool
+
+    async def call(self, method: str, arg: Any = None) -> Any:
+        return await self.page.evaluate(f"(a) => window.duplexbench.{method}(a)", arg)
+
+
+async def open_pages(browser: Any, base_url: str, layout: list[tuple[list[int], bool]],
+                     timeout_s: float = 20.0) -> list[Page]:
+    """One context + page per ``(subscriber ids, publishes)`` entry, each at the bench page."""
+    pages: list[Page] = []
+    for subscribers, publishes in layout:
+        context = await browser.new_context()
+        page = await context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        response = await page.goto(base_url.rstrip("/") + PAGE_PATH, wait_until="load")
+        if response is None or response.status != 200:
+            status = response.status if response is not None else "no response"
+            raise BrowserUnavailable(f"the server does not serve {PAGE_PATH} ({status}): "
+                                     "servers/pages.py must be mounted")
+        await page.wait_for_function("() => window.duplexbench !== undefined")
+        pages.append(Page(page, context, list(subscribers), publishes))
+    return pages
