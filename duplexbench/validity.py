@@ -122,7 +122,12 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
     found: list[tuple[str, str]] = []
     status = str(row.get("status") or "ok")
     errors = _num(row, "errors")
-    if status in ("failed", "error") or errors > 0:
+    # A fault point (a restart or a cut, [faults]) causes client errors on purpose: refused
+    # connections and resets while the server is away. Recovery and loss judge it instead.
+    fault = str(row.get("fault") or "")
+    if fault and fault != "nan" and errors > 0 and status not in ("failed", "error"):
+        found.append(("note", f"{errors:.0f} client errors during the {fault} (expected)"))
+    elif status in ("failed", "error") or errors > 0:
         why = "no measurement" if status == "failed" else "client errors"
         found.append(("failed", why))
     delivered = _num(row, "delivered")

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..validity import classify
+
 from .spec import loss_allowed
 
 __all__ = ["FAULT_COLUMNS", "STORM_WINDOW_S", "annotate_row", "merge_server_generations",
@@ -211,7 +213,13 @@ def annotate_row(row: dict, *, kind: str, driver_summary: dict,
     if unrecovered:
         warnings.append(f"NOT RECOVERED: {unrecovered} subscriber(s) received nothing published "
                         f"after a {kind} fault")
+    # The client errors a fault causes are its expected symptoms, not a broken measurement.
+    warnings = [w if "client errors: see the load generator" not in w else
+                w.split(":")[0] + f" during the {kind}: expected while the server is away"
+                for w in warnings if w != "the point is not trustworthy"]
     row["status"] = _fault_status(row, kind, unrecovered, bool(driver_summary.get("error")))
+    judged = classify(row, expect_loss=loss_allowed(kind))
+    row.update(validity=judged.validity, validity_notes=judged.notes)
     row["warnings"] = "; ".join(dict.fromkeys(warnings))
     per_fault = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                   for k, v in f.items()} for f in per_fault]

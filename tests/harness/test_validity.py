@@ -83,3 +83,12 @@ def test_a_publisher_behind_its_schedule_is_a_saturated_load_generator():
     assert classify({**GOOD, "sent": 20, "rate_msgs_s": 50, "duration_s": 1.0}).validity == "ok"
     assert classify({**GOOD, "sent": 100, "publish_failed": 400}).validity == "ok"
     assert classify({**GOOD, "sent": 100, "server_cpu_pct": 97}).validity == "server-saturated"
+
+
+def test_client_errors_of_a_fault_point_are_expected_not_a_failure():
+    """A restart or cut makes clients fail on purpose; recovery and loss judge that point."""
+    row = {"status": "ok", "errors": 20, "delivered": 1000, "lat_samples": 1000, "lost": 0}
+    assert classify(row).validity == "failed"
+    judged = classify({**row, "fault": "restart-sigterm"})
+    assert judged.validity == "ok" and "20 client errors during the restart-sigterm" in judged.notes
+    assert classify({**row, "fault": "cut", "status": "failed"}).validity == "failed"
