@@ -211,6 +211,19 @@ class Subscriber:
     def _new_backoff(self) -> "Backoff":
         return Backoff(*self.backoff_s) if self.backoff_s else Backoff()
 
+    async def _reconnect(self) -> None:
+        """Connect again after the back-off (exponential, full jitter: RFC 6455 7.2.3)
+        until it works or the client closes; each failed attempt is counted as an error."""
+        while not self._closing:
+            await self._backoff.wait()
+            try:
+                await self._connect()
+            except ClientError as exc:  # ConnectionLost included
+                self._error(f"resume failed: {exc}")
+            else:
+                self._backoff.reset()
+                return
+
     def _disconnected(self) -> None:
         """A lost subscription: the RawLog times the recovery from now."""
         raw = self.on_raw

@@ -196,15 +196,7 @@ class FastWebSocketSubscriber(Subscriber):
             self.stats.reconnects += 1
             self.cursor = self.on_raw.highest()
             self._error(f"connection lost (close code {code}); resuming from seq {self.cursor}")
-            while not self._closing:
-                await self._backoff.wait()
-                try:
-                    await self._connect()
-                except ClientError as exc:
-                    self._error(f"resume failed: {exc}")
-                else:
-                    self._backoff.reset()
-                    break
+            await self._reconnect()
 
 
 def _header(response, name: str) -> str | None:

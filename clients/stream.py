@@ -99,15 +99,7 @@ class StreamSubscriber(HttpSubscriber):
             if self.on_raw is not None:
                 self.cursor = self.on_raw.highest()
             self._error(f"{reason}; resuming from seq {self.cursor}")
-            while not self._closing:
-                await self._backoff.wait()
-                try:
-                    await self._connect()
-                except ClientError as exc:  # ConnectionLost included
-                    self._error(f"resume failed: {exc}")
-                else:
-                    self._backoff.reset()
-                    break
+            await self._reconnect()
 
 
 class SSESubscriber(StreamSubscriber):

@@ -272,12 +272,4 @@ class WebSocketSubscriber(Subscriber):
             code = conn.protocol.close_code if conn is not None else None
             self.stats.reconnects += 1
             self._error(f"connection lost (close code {code}); resuming from seq {self.cursor}")
-            while not self._closing:
-                await self._backoff.wait()
-                try:
-                    await self._connect()
-                except ClientError as exc:
-                    self._error(f"resume failed: {exc}")
-                else:
-                    self._backoff.reset()
-                    break
+            await self._reconnect()
