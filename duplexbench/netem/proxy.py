@@ -1,6 +1,6 @@
 """A delaying TCP proxy on loopback: the portable network between clients and server.
 
-Why a proxy: these machines have no netem qdisc (see /work/shared/MEASUREMENT.md),
+Why a proxy: these machines have no netem qdisc (see docs/network.md),
 and a user-space proxy needs no privileges. It runs in its own process (so its
 CPU is neither the server's nor the load generator's to account for, and a
 busy proxy cannot stall either event loop), accepts on 127.0.0.1, opens one
