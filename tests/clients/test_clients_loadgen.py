@@ -272,8 +272,11 @@ def test_two_shard_processes_deliver_what_one_does(server_url, tmp_path, transpo
     assert len(two["procs"]) == 4 and len(set(two["procs"])) == 4
     assert sorted(two_samples["subscriber"].unique()) == list(range(6))
     assert two["wire"]["sub"]["bytes_down"] > 0
+    # Each shard reads TCP_INFO at the window edges in its own process, so an edge may
+    # catch a message in flight: seen twice as 2 of 90 messages per subscriber (2.04 %).
+    # 5 % still fails for a shard whose bytes are missing or counted twice (50 %).
     assert abs(two["wire"]["sub"]["bytes_down"] - one["wire"]["sub"]["bytes_down"]) \
-        < 0.02 * one["wire"]["sub"]["bytes_down"]
+        < 0.05 * one["wire"]["sub"]["bytes_down"]
 
 
 def test_server_restart_mid_point_counts_the_gap_and_recovers(tmp_path):
