@@ -35,7 +35,13 @@ from duplexbench.report.derived import (
     swept_axes,
 )
 from duplexbench.report.load import ReportRun, is_complete
-from duplexbench.validity import COMPARABLE, SATURATED_PCT, comparable, loadgen_pct_per_core
+from duplexbench.validity import (
+    COMPARABLE,
+    SATURATED_PCT,
+    comparable,
+    loadgen_pct_per_core,
+    near_saturation,
+)
 
 __all__ = [
     "TIE_TOLERANCE",
@@ -217,6 +223,22 @@ def _noise_tie(rows: pd.DataFrame, metric: str, best: str, worst: str, ratio: fl
     return ""
 
 
+def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
+    """' (near saturation: NDJSON's server at 85 %, > 80 %)' for the compared transports whose
+    server or load generator was above 80 % of its core there, else ''.
+
+    Such a side is still comparable (validity ``ok``), but its own queueing starts to show
+    in what it measured (duplexbench/validity.py), so the sentence must say so.
+    """
+    parts = []
+    for transport in transports:
+        for _, row in rows[rows["transport"] == transport].iterrows():
+            for note in near_saturation(row):
+                # "near saturation (server at 85 %, > 80 %)" -> "NDJSON's server at 85 %, > 80 %"
+                parts.append(f"{_name(transport)}'s {note[len('near saturation ('):-1]}")
+    return f" (near saturation: {'; '.join(parts)})" if parts else ""
+
+
 def transport_findings(agg: pd.DataFrame, metrics=METRICS,
                        frame: pd.DataFrame | None = None) -> list[Finding]:
     """Cheapest vs most expensive transport per metric, for one run's aggregated rows.
@@ -285,15 +307,17 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
         elif spread is None and not math.isinf(ratio):
             tie_why = _noise_tie(rows, metric.column, best, worst, ratio)
         if tie_why:
+            near = _near_saturation_text(rows, [t for t, _ in values])
             findings.append(Finding(
                 f"{metric.name[0].upper() + metric.name[1:]} {where}: {tie_why} across "
                 f"{len(values)} transports ({_values_text(metric, values)} {metric.unit}): "
-                f"no clear difference{note}.", metric.column, best, worst, ratio, "tie"))
+                f"no clear difference{note}{near}.", metric.column, best, worst, ratio, "tie"))
             continue
+        near = _near_saturation_text(rows, [best, worst])
         if math.isinf(ratio):
             text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=_name(best)) +
                     ", against "
-                    f"{number(high)} {metric.unit} for {_name(worst)}{note}.")
+                    f"{number(high)} {metric.unit} for {_name(worst)}{note}{near}.")
         else:
             shown = format_ratio(ratio)
             if spread is not None:
@@ -301,7 +325,7 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
             text = (metric.less.format(best=_name(best, True), ratio=shown,
                                        worst=_name(worst)) +
                     f" {where} ({number(low)} vs {number(high)} "
-                    f"{metric.unit}){note}.")
+                    f"{metric.unit}){note}{near}.")
         findings.append(Finding(text, metric.column, best, worst, ratio))
     return findings
 
