@@ -27,9 +27,20 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from duplexbench.report import headers
 from duplexbench.report.claims_common import PUBLISHED_POLL_HEADER_BYTES
-from duplexbench.report.claims_frames import client_frame_header_rows, frame_header_rows
-from duplexbench.report.claims_headers import article_rows, batching_rows, poll_header_rows
+from duplexbench.report.claims_frames import (
+    FRAME_SLACK_BYTES,
+    client_frame_header_rows,
+    frame_header_rows,
+)
+from duplexbench.report.claims_headers import (
+    BATCHING_FALL_RATIO,
+    WS_MAX_OVERHEAD,
+    article_rows,
+    batching_rows,
+    poll_header_rows,
+)
 from duplexbench.report.claims_transits import (
     LONGPOLL_MAX_BAND,
     LONGPOLL_MEAN_BAND,
@@ -45,8 +56,28 @@ __all__ = [
     "LONGPOLL_MEAN_BAND",
     "PUBLISHED_POLL_HEADER_BYTES",
     "STREAM_MAX_BAND",
+    "VERDICT_RULES",
     "claim_rows",
 ]
+
+#: What "confirmed" means, row kind by row kind: the report prints these under the table.
+VERDICT_RULES: tuple[str, ...] = (
+    "Only points whose validity is ok or server-saturated are judged; the others are named "
+    "in \"not judged\" rows.",
+    "Transits (RFC 6202 §2.2): the long-poll worst case (p99.9 from >= 1,000 deliveries, p99 "
+    f"from >= 100) within {3 * LONGPOLL_MAX_BAND[0]:.1f}–{3 * LONGPOLL_MAX_BAND[1]:.1f} "
+    f"transits, its mean net of the delay-0 mean within {LONGPOLL_MEAN_BAND[0]:g}–"
+    f"{LONGPOLL_MEAN_BAND[1]:g} transits, a streaming worst case within {STREAM_MAX_BAND[0]:g}–"
+    f"{STREAM_MAX_BAND[1]:g} transits; a percentile counts when its 95 % interval meets the band.",
+    "HTTP header per message (RFC 6202's header rows and the article's rows): "
+    + headers.RULE + f" WebSocket's row also needs its down overhead below "
+    f"{WS_MAX_OVERHEAD:g} B per message (a frame header, not an HTTP one). Ratio = the figure "
+    "÷ the 1 predicted.",
+    f"Batching (RFC 6202 §2.2): overhead per message at the highest rate below "
+    f"{BATCHING_FALL_RATIO:g} × that at the lowest.",
+    "Frame headers (RFC 6455 §5.2): the smallest measured header per payload within "
+    f"−0.25 / +{FRAME_SLACK_BYTES:g} B of the RFC's size.",
+)
 
 
 def claim_rows(runs: Iterable[Any]) -> list[dict]:

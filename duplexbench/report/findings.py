@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from duplexbench.report import colors
+from duplexbench.report import colors, headers
 from duplexbench.report.derived import (
     AXES,
     ReferencePoint,
@@ -91,7 +91,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("bytes_per_msg", "bytes on the wire per delivered message",
            "{best} moved {ratio} fewer bytes per delivered message than {worst}",
            "{best} moved no bytes", "bytes"),
-    Metric("http_requests_per_msg", "HTTP requests per delivered message",
+    Metric(headers.COLUMN, headers.NAME,
            "{best} made {ratio} fewer HTTP requests per delivered message than {worst}",
            "{best} made no HTTP requests per delivered message after connecting",
            "requests per message"),
@@ -223,6 +223,11 @@ def _noise_tie(rows: pd.DataFrame, metric: str, best: str, worst: str, ratio: fl
     return ""
 
 
+def _reading(metric: Metric, value: float) -> str:
+    """What a figure below 1 HTTP request per message means (report/headers.py), else ''."""
+    return headers.batching_note(value) if metric.column == headers.COLUMN else ""
+
+
 def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
     """' (near saturation: NDJSON's server at 85 %, > 80 %)' for the compared transports whose
     server or load generator was above 80 % of its core there, else ''.
@@ -317,7 +322,8 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
         if math.isinf(ratio):
             text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=_name(best)) +
                     ", against "
-                    f"{number(high)} {metric.unit} for {_name(worst)}{note}{near}.")
+                    f"{number(high)} {metric.unit}{_reading(metric, high)} for {_name(worst)}"
+                    f"{note}{near}.")
         else:
             shown = format_ratio(ratio)
             if spread is not None:
@@ -325,7 +331,7 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
             text = (metric.less.format(best=_name(best, True), ratio=shown,
                                        worst=_name(worst)) +
                     f" {where} ({number(low)} vs {number(high)} "
-                    f"{metric.unit}){note}{near}.")
+                    f"{metric.unit}{_reading(metric, high)}){note}{near}.")
         findings.append(Finding(text, metric.column, best, worst, ratio))
     return findings
 
