@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests._scenarios import tiny_scenario
 from tests._timeouts import scaled
 
 __all__ = ["ABResult", "ROOT", "SCENARIO", "SCENARIO_NAME", "git", "make_clone", "run_ab"]
@@ -29,21 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_NAME = "ab-tiny.toml"
 
 #: Two transports at the extremes of cost (a request per message vs a frame per message).
-SCENARIO = """\
-name = "ab-tiny"
-transports = ["longpoll", "websocket"]
-pattern = "fanout"
-clients = [5]
-rate = [200]
-payload_bytes = [64]
-warmup_s = 0.5
-duration_s = 1.0
-drain_s = 0.3
-repeats = 3
-seed = 1
-[server]
-uvloop = true
-"""
+SCENARIO = tiny_scenario("ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
+                         duration_s=1.0, drain_s=0.3, repeats=3, seed=1,
+                         tables={"server": {"uvloop": True}})
 
 CHILD_CHANGE = ('\n\n# Test commit: every delivery 2 ms late (a regression the A/B gate must flag).\n'
                 'import os as _os\n_os.environ.setdefault("DUPLEXBENCH_INJECT_DELAY_MS", "2")\n')
