@@ -21,6 +21,26 @@ FRAME_SLACK_BYTES = 1.0
 ENVELOPE_SPREAD = 4
 
 
+def _judged(ws: pd.DataFrame, header: str, length: str, masked: bool):
+    """Per payload, from the point with the smallest measured header (biases only add):
+    (payload, points, that row, frame payload length, predicted, measured, confirmed).
+
+    The frame length is a mean (seq, index and ts digits vary by a few bytes between
+    messages), so a frame this close to 126 or 65,536 mixes two header sizes: skipped.
+    """
+    for payload, group in sorted(ws.groupby("payload_bytes"), key=lambda kv: kv[0]):
+        best = group.loc[group[header].idxmin()]
+        size = float(best[length])
+        if not math.isfinite(size) or frame_header_size(
+                int(size) - ENVELOPE_SPREAD, masked) != frame_header_size(
+                int(size) + ENVELOPE_SPREAD, masked):
+            continue
+        predicted = frame_header_size(int(round(size)), masked=masked)
+        measured = float(best[header])
+        ok = predicted - 0.25 <= measured <= predicted + FRAME_SLACK_BYTES
+        yield payload, len(group), best, size, predicted, measured, ok
+
+
 def frame_header_rows(frame: pd.DataFrame) -> list[dict]:
     """Per payload, the *smallest* overhead over the points that swept it.
 
@@ -33,17 +53,8 @@ def frame_header_rows(frame: pd.DataFrame) -> list[dict]:
     ws = frame[(frame["transport"] == "websocket") & frame["message_bytes"].notna()
                & frame["overhead_down_per_msg"].notna() & (frame["_upstream"] == "post")]
     rows = []
-    for payload, group in sorted(ws.groupby("payload_bytes"), key=lambda kv: kv[0]):
-        best = group.loc[group["overhead_down_per_msg"].idxmin()]
-        length = float(best["message_bytes"])
-        # message_bytes is a mean: seq and index digits vary by a few bytes between
-        # messages, so an envelope this close to 126 or 65,536 mixes two header sizes.
-        if frame_header_size(int(length) - ENVELOPE_SPREAD, False) != frame_header_size(
-                int(length) + ENVELOPE_SPREAD, False):
-            continue
-        predicted = frame_header_size(int(round(length)), masked=False)
-        measured = float(best["overhead_down_per_msg"])
-        ok = predicted - 0.25 <= measured <= predicted + FRAME_SLACK_BYTES
+    for payload, points, best, length, predicted, measured, ok in _judged(
+            ws, "overhead_down_per_msg", "message_bytes", masked=False):
         rate = best.get("rate_msgs_s", math.nan)
         rows.append(claim_row(
             RFC6455,
@@ -52,7 +63,7 @@ def frame_header_rows(frame: pd.DataFrame) -> list[dict]:
             "10 B beyond",
             f"{predicted} B per message",
             f"{measured:.2f} B per message on the wire (at {rate:g} msg/s: the smallest of "
-            f"{len(group)} point(s))",
+            f"{points} point(s))",
             measured / predicted, ok))
     return rows
 
@@ -80,17 +91,8 @@ def client_frame_header_rows(frame: pd.DataFrame) -> list[dict]:
     ws["_up_header"] = ws["overhead_up_per_msg"] * per_frame
     ws["_up_frame"] = (ws["bytes_up_per_msg"] - ws["overhead_up_per_msg"]) * per_frame
     rows = []
-    for payload, group in sorted(ws.groupby("payload_bytes"), key=lambda kv: kv[0]):
-        best = group.loc[group["_up_header"].idxmin()]
-        length = float(best["_up_frame"])
-        # A mean again (index and ts digits): skip frames that straddle a size boundary.
-        if not math.isfinite(length) or frame_header_size(
-                int(length) - ENVELOPE_SPREAD, True) != frame_header_size(
-                int(length) + ENVELOPE_SPREAD, True):
-            continue
-        predicted = frame_header_size(round(length), masked=True)
-        measured = float(best["_up_header"])
-        ok = predicted - 0.25 <= measured <= predicted + FRAME_SLACK_BYTES
+    for payload, points, best, length, predicted, measured, ok in _judged(
+            ws, "_up_header", "_up_frame", masked=True):
         rate = best.get("rate_msgs_s", math.nan)
         rows.append(claim_row(
             RFC6455,
@@ -99,6 +101,6 @@ def client_frame_header_rows(frame: pd.DataFrame) -> list[dict]:
             "6 B below 126, 8 B below 65,536, 14 B beyond",
             f"{predicted} B per message sent up",
             f"{measured:.2f} B per message sent up on the wire (at {rate:g} msg/s: the "
-            f"smallest of {len(group)} point(s))",
+            f"smallest of {points} point(s))",
             measured / predicted, ok))
     return rows
