@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pytest
 
+from _claim_rows import FakeRun, summary_row
 from duplexbench.report.claims import claim_rows, gap_model_transits
 
 KEYS = {"source", "claim", "prediction", "measurement", "ratio", "verdict"}
 
 
-@dataclass
-class FakeRun:
-    summary: pd.DataFrame
-
-
 def _row(transport, **values):
-    row = {"transport": transport, "delay_ms": 0, "payload_bytes": 64, "message_bytes": 110,
-           "rate_msgs_s": 5, "keepalive": True, "upstream": "post", "status": "ok",
-           "lat_samples": 100, "lat_mean_ms": 1.0, "lat_max_ms": 2.0,
-           "overhead_down_per_msg": 3.0, "overhead_up_per_msg": 0.0,
-           "http_requests_per_msg": 0.0, "clients": 2, "delivered": 2400}
-    row.update(values)
-    return row
+    return summary_row(transport, **values)
 
 
 def _rfc6202_run():

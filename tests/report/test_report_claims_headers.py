@@ -7,11 +7,10 @@ quote another number, another point or another verdict for the same run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pytest
 
+from _claim_rows import FakeRun, summary_row
 from duplexbench.report import findings, headers
 from duplexbench.report.claims import VERDICT_RULES, claim_rows
 from duplexbench.report.content import collect
@@ -19,19 +18,10 @@ from duplexbench.report.load import load_run_dir
 from duplexbench.report.markdown import render
 
 
-@dataclass
-class FakeRun:
-    summary: pd.DataFrame
-
-
 def _row(transport, **values):
-    row = {"transport": transport, "delay_ms": 0, "payload_bytes": 100, "message_bytes": 155,
-           "rate_msgs_s": 1000, "keepalive": True, "upstream": "post", "status": "ok",
-           "lat_samples": 5000, "lat_mean_ms": 1.0, "lat_max_ms": 2.0, "clients": 2,
-           "delivered": 5000, "overhead_down_per_msg": 4.0, "overhead_up_per_msg": 0.0,
-           "http_requests_per_msg": 0.0}
-    row.update(values)
-    return row
+    return summary_row(transport, **{"payload_bytes": 100, "message_bytes": 155,
+                                     "rate_msgs_s": 1000, "lat_samples": 5000, "delivered": 5000,
+                                     "overhead_down_per_msg": 4.0, **values})
 
 
 def _run(requests: float, *extra) -> FakeRun:
