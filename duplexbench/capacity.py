@@ -12,7 +12,9 @@ written like any run's (summary.csv, samples, load series), plus
 
 Every transport's answer says what bounded it (``bound``: ``server``,
 ``loadgen``, ``both`` or ``none``, from the CPU shares of the first failing step
-and duplexbench/validity.py's threshold), with the server's and the load
+and duplexbench/validity.py's threshold; when both cores were saturated but the
+subscribers got every message promptly after its send, the server, see
+:func:`judge`), with the server's and the load
 generator's CPU at the first failing step too; a sustained step whose load
 generator was saturated is marked (its rate is a floor for the server). The
 steps at the knee (last sustained, first failing) are repeated (``--knee-repeats``):
@@ -27,6 +29,7 @@ machine's limits (open files, ports) stop the search.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -44,7 +47,7 @@ LOADGEN_SATURATED_PCT = SATURATED_PCT
 from .scenario import TRANSPORTS, LoadPoint, Scenario, ScenarioError, parse_scenario
 
 __all__ = ["BOUNDS", "CapacityResult", "Verdict", "bound_of", "build_parser", "judge", "main",
-           "next_rate"]
+           "next_rate", "publisher_realtime"]
 
 #: What limited a transport: its server, the load generator, both, or neither core.
 BOUNDS = ("server", "loadgen", "both", "none")
@@ -58,6 +61,8 @@ class Verdict:
     why: str  # "" when sustained
     loadgen_bound: bool = False
     server_bound: bool = False
+    #: Why a saturated load generator was not named (see judge), else "".
+    note: str = ""
 
     @property
     def bound(self) -> str:
@@ -109,31 +114,64 @@ def _num(value: object) -> float | None:
 
 
 def judge(result: PointResult, limit_ms: float, latency: float | None = None,
-          name: str = "p99") -> Verdict:
+          name: str = "p99", publisher_realtime: bool = False) -> Verdict:
     """Apply the capacity criterion to one measured point.
 
     ``latency``: the figure judged (default the row's p99); ``name`` its label.
+    ``publisher_realtime``: the publisher ran at SCHED_FIFO (counters.json's
+    ``publisher_sched``), so it was never late for want of CPU on the load
+    generator's core.
+
+    What bounded the step: the server when its core was saturated; the load
+    generator when its core was saturated or its publisher fell short. When
+    both cores were saturated, the side where messages waited is named: if the
+    subscribers got every message within the bound *of its actual send*
+    (``sent_p99_ms``), the publisher sent its whole schedule at real-time
+    priority and nothing was lost, the latency was spent before the send, with
+    the publisher's POSTs in flight waiting for the server's answers (clients/
+    pubproc.py), so the server alone is named and the load generator's share
+    is kept as a note: it was busy but kept up.
     """
     row = result.row
     pct = loadgen_pct_per_core(row)
     server = _num(row.get("server_cpu_pct"))
     server_bound = server is not None and server > SATURATED_PCT
     # Same rule as validity.py: a publisher far behind its schedule is a saturated client.
-    bound = pct > SATURATED_PCT or (bool(publish_shortfall(row)) and not server_bound)
+    shortfall = bool(publish_shortfall(row))
+    bound = pct > SATURATED_PCT or (shortfall and not server_bound)
+    lost = _num(row.get("lost")) or 0
+    note = ""
+    if bound and server_bound and publisher_realtime and not shortfall and lost == 0:
+        sent = _num(row.get("sent_p99_ms"))
+        if sent is not None and sent < limit_ms:
+            bound = False
+            note = (f"load generator at {pct:.0f}% but kept up (p99 from the send "
+                    f"{sent:.1f} ms): the wait was before the send, for the server")
     if not result.measured:
         return Verdict(False, f"point failed: {result.reason.splitlines()[0] if result.reason else '?'}",
                        bound, server_bound)
     if result.status not in ("ok", "lost"):
         return Verdict(False, f"client errors ({result.status})", bound, server_bound)
-    lost = _num(row.get("lost")) or 0
     if lost > 0:
         return Verdict(False, f"lost {lost:.0f}", bound, server_bound)
     value = latency if latency is not None else _num(row.get("lat_p99_ms"))
     if value is None:
         return Verdict(False, "no latency samples", bound, server_bound)
     if value >= limit_ms:
-        return Verdict(False, f"{name} {value:.1f} ms >= {limit_ms:g} ms", bound, server_bound)
-    return Verdict(True, "", bound, server_bound)
+        return Verdict(False, f"{name} {value:.1f} ms >= {limit_ms:g} ms", bound, server_bound,
+                       note)
+    return Verdict(True, "", bound, server_bound, note)
+
+
+def publisher_realtime(run_dir: Path, point: LoadPoint) -> bool:
+    """Did this point's publisher run at SCHED_FIFO (its counters.json says so)?"""
+    path = (Path(run_dir) / "points" / f"{point.index:03d}-{point.transport}-r{point.repeat}"
+            / "counters.json")
+    try:
+        sched = json.loads(path.read_text(encoding="utf-8")).get("publisher_sched")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(sched or "").startswith("SCHED_FIFO")
 
 
 def next_rate(good: float | None, bad: float | None, start: float, factor: float,
@@ -322,6 +360,8 @@ def result_from(transport: str, clients: int, found: Bracket, *, rate_of, why_no
     why = why_none if bad is None else bad.verdict.why
     if bad is not None and bad.verdict.loadgen_bound:
         why += "; loadgen-bound (a floor for the server)"
+    if bad is not None and bad.verdict.note:
+        why += f"; {bad.verdict.note}"
     unstable = [s for s in found.history if bad is not None and s.value == bad.value
                 and s.verdict.sustained]
     if unstable:
@@ -359,7 +399,8 @@ def search(session: Session, transport: str, args: argparse.Namespace, counter: 
                           clients=args.clients, rate=rate, payload_bytes=args.payload)
         counter[0] += 1
         result = session.run_point(point, counter[0], total_hint)
-        verdict = judge(result, args.p99_ms)
+        verdict = judge(result, args.p99_ms,
+                        publisher_realtime=publisher_realtime(session.run_dir, point))
         _say(session, result, verdict)
         return result, verdict
 
@@ -372,6 +413,8 @@ def search(session: Session, transport: str, args: argparse.Namespace, counter: 
 
 
 def _say(session: Session, result: PointResult, verdict: Verdict) -> None:
+    if verdict.note:
+        session.console.info(f"  {verdict.note}")
     if verdict.sustained:
         if verdict.loadgen_bound:
             session.console.info("  sustained, but the load generator was saturated "

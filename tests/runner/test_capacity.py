@@ -192,3 +192,53 @@ def test_a_publisher_behind_schedule_bounds_the_load_generator():
     assert not verdict.sustained and verdict.bound == "loadgen"
     busy = capacity.judge(PointResult(point, {**row, "server_cpu_pct": 97.0}, measured=True), 100.0)
     assert busy.bound == "server"
+
+
+def _both_saturated(**changes) -> PointResult:
+    """The shape measured at make capacity's knee (2026-11-30): both cores ~96 %, p99 from
+    the intended send 500 ms, from the actual send 4 ms, the whole schedule sent."""
+    point = LoadPoint(index=0, repeat=0, transport="websocket", clients=50, rate=4530.0,
+                      payload_bytes=64)
+    row = {"status": "ok", "lost": 0, "lat_p99_ms": 509.0, "sent_p99_ms": 4.3,
+           "server_cpu_pct": 97.0, "client_cpu_pct": 97.0, "sent": 13590,
+           "rate_msgs_s": 4530.0, "duration_s": 3.0, **changes}
+    return PointResult(point, row, measured=True)
+
+
+def test_both_saturated_but_subscribers_kept_up_names_the_server():
+    verdict = capacity.judge(_both_saturated(), 100.0, publisher_realtime=True)
+    assert not verdict.sustained and verdict.bound == "server"
+    assert "kept up" in verdict.note and "4.3 ms" in verdict.note
+
+
+@pytest.mark.parametrize("changes, realtime", [
+    ({}, False),                                  # publisher may have been late for CPU
+    ({"sent_p99_ms": 900.0}, True),               # subscribers fell behind the sends
+    ({"sent": 9000}, True),                       # publisher short of its schedule
+    ({"lost": 3, "status": "lost"}, True),        # a loss is not "kept up"
+    ({"sent_p99_ms": float("nan")}, True),        # no send-time latency: cannot tell
+])
+def test_both_saturated_stays_both_without_evidence(changes, realtime):
+    verdict = capacity.judge(_both_saturated(**changes), 100.0, publisher_realtime=realtime)
+    assert verdict.bound == "both" and verdict.note == ""
+
+
+def test_a_saturated_loadgen_beside_an_idle_server_stays_loadgen():
+    # 6,400 msg/s in the same run: server 79 %, load generator 96 %, p99 from send 1.3 s.
+    row = _both_saturated(server_cpu_pct=79.0, client_cpu_pct=96.0, sent_p99_ms=1334.0,
+                          lat_p99_ms=3108.0)
+    assert capacity.judge(row, 100.0, publisher_realtime=True).bound == "loadgen"
+    quick = _both_saturated(server_cpu_pct=79.0, client_cpu_pct=96.0)
+    assert capacity.judge(quick, 100.0, publisher_realtime=True).bound == "loadgen"
+
+
+def test_publisher_realtime_reads_the_points_counters(tmp_path):
+    point = LoadPoint(index=3, repeat=0, transport="sse", clients=50, rate=100.0,
+                      payload_bytes=64)
+    assert not capacity.publisher_realtime(tmp_path, point)  # no counters.json
+    where = tmp_path / "points" / "003-sse-r0"
+    where.mkdir(parents=True)
+    (where / "counters.json").write_text('{"publisher_sched": "SCHED_FIFO 1"}')
+    assert capacity.publisher_realtime(tmp_path, point)
+    (where / "counters.json").write_text('{"publisher_sched": "nice -10"}')
+    assert not capacity.publisher_realtime(tmp_path, point)
