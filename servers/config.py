@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where --tls writes ca.pem, server.pem, server.key (default: a temp dir)")
     add("--gc", choices=list(GC_POLICIES), default=d.gc,
         help="garbage-collector policy: 'tuned' freezes the start-up objects and collects the "
-        "young generation every 100,000 net allocations (servers/gcpolicy.py); 'python' keeps "
+        "young generation every 1,000,000 net allocations (servers/gcpolicy.py); 'python' keeps "
         "CPython's defaults")
     return p
 

@@ -71,6 +71,10 @@ class Metrics:
         out.append("# TYPE duplexbench_gc_seconds_total counter")
         for gen, seconds in enumerate(self.gc.seconds):
             out.append(f'duplexbench_gc_seconds_total{{generation="{gen}"}} {seconds:.6f}')
+        out.append("# HELP duplexbench_gc_collected_total Unreachable objects the collector freed.")
+        out.append("# TYPE duplexbench_gc_collected_total counter")
+        for gen, count in enumerate(self.gc.collected):
+            out.append(f'duplexbench_gc_collected_total{{generation="{gen}"}} {count}')
         return "\n".join(out) + "\n"
 
     @staticmethod
