@@ -256,15 +256,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
-    scenario = load_scenario(args.scenario)
-    changes: dict = {}
-    if args.transports:
-        changes["transports"] = [t.strip() for t in args.transports.split(",") if t.strip()]
-    if args.duration is not None:
-        changes["duration_s"] = args.duration
-    if args.repeats is not None:
-        changes["repeats"] = args.repeats
-    return scenario.with_overrides(**changes) if changes else scenario
+    """The scenario file with the command line's overrides, exactly as `run` applies them."""
+    from .runner import prepare_scenario
+
+    return prepare_scenario(load_scenario(args.scenario), args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,12 +118,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _discard(tmp: str | Path) -> None:
+    """Remove a temporary name that never got renamed into place (it may be gone already)."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -222,10 +227,7 @@ def update_latest(run_dir: Path) -> Path:
             raise RunError(f"{link} is a real directory; not replacing it with a link")
         os.replace(tmp, link)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     return link
 

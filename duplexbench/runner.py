@@ -118,7 +118,7 @@ def prepare_scenario(scenario: Scenario, args: argparse.Namespace) -> Scenario:
         changes["transports"] = [t.strip() for t in args.transports.split(",") if t.strip()]
     if args.duration is not None:
         changes["duration_s"] = args.duration
-    if args.warmup is not None:
+    if getattr(args, "warmup", None) is not None:  # `ab` has no --warmup
         changes["warmup_s"] = args.warmup
     if args.repeats is not None:
         changes["repeats"] = args.repeats

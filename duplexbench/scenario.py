@@ -14,17 +14,32 @@ outermost so a regression run interleaves transports across repeats.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .proxies.options import ProxyOptions, ProxyOptionsError, parse_proxy, proxy_variants
 from .faults.spec import FaultError, FaultOptions, parse_faults
+from .scenario_check import (
+    Checker,
+    Invalid,
+    ScenarioError,
+    boolean,
+    choice,
+    choices_list,
+    did_you_mean,
+    integer,
+    list_of,
+    scenario_name,
+    nonneg_float,
+    one_of,
+    percent,
+    pos_float,
+    pos_int,
+    string,
+)
 
 __all__ = [
     "ARRIVALS",
@@ -51,14 +66,6 @@ ARRIVALS = ("uniform", "poisson")
 NETWORK_MODES = ("proxy", "netem")
 #: Load generators (runner.loadgen_command); a scenario may sweep them (``engine = [...]``).
 ENGINES = ("native", "locust", "browser")
-
-# Scenario names become part of run ids and directory names.
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-
-
-class ScenarioError(ValueError):
-    """A scenario file (or override) that cannot be run; the message says why."""
-
 
 # ---------------------------------------------------------------------------
 # The dataclasses
@@ -244,7 +251,7 @@ class Scenario:
             if key not in data and key not in _TOP_KEYS:
                 raise ScenarioError(
                     f"{self.path or self.name}: override {key!r}: not a scenario field"
-                    + _did_you_mean(key, [*_TOP_KEYS, "engine_options"])
+                    + did_you_mean(key, [*_TOP_KEYS, "engine_options"])
                 )
             if dataclasses.is_dataclass(value):
                 value = dataclasses.asdict(value)
@@ -291,35 +298,35 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     """Validate a TOML-shaped dict (as :func:`tomllib.load` returns) into a Scenario."""
-    checker = _Checker(path or str(data.get("name", "<scenario>")), data)
+    checker = Checker(path or str(data.get("name", "<scenario>")), data)
     defaults = Scenario(name="_", path="")
     c = checker
     c.unknown(_TOP_KEYS, "")
-    name = c.get("name", _name, "a name of letters, digits, '_', '.', '-'", None)
+    name = c.get("name", scenario_name, "a name of letters, digits, '_', '.', '-'", None)
     if name is None:
         if not path:
             raise ScenarioError(f"{c.source}: key 'name': expected a scenario name, got nothing")
         name = Path(path).stem
-    transports = c.get("transports", _choices_list(TRANSPORTS),
+    transports = c.get("transports", choices_list(TRANSPORTS),
                        f"a non-empty list of transports from {list(TRANSPORTS)}, each once",
                        defaults.transports)
-    pattern = c.get("pattern", _choice(PATTERNS), _one_of(PATTERNS), defaults.pattern)
-    clients = c.get("clients", _list_of(_pos_int), "a positive integer or a list of them",
+    pattern = c.get("pattern", choice(PATTERNS), one_of(PATTERNS), defaults.pattern)
+    clients = c.get("clients", list_of(pos_int), "a positive integer or a list of them",
                     defaults.clients)
-    rate = c.get("rate", _list_of(_pos_float), "a positive number or a list of them",
+    rate = c.get("rate", list_of(pos_float), "a positive number or a list of them",
                  defaults.rate)
-    payload = c.get("payload_bytes", _list_of(_pos_int),
+    payload = c.get("payload_bytes", list_of(pos_int),
                     "a positive integer or a list of them", defaults.payload_bytes)
-    topics = c.get("topics", _pos_int, "a positive integer", defaults.topics)
-    upstream = c.get("upstream", _choice(UPSTREAMS), _one_of(UPSTREAMS), defaults.upstream)
-    arrival = c.get("arrival", _choice(ARRIVALS), _one_of(ARRIVALS), defaults.arrival)
-    warmup = c.get("warmup_s", _nonneg_float, "a number of seconds >= 0", defaults.warmup_s)
-    duration = c.get("duration_s", _pos_float, "a number of seconds > 0", defaults.duration_s)
-    drain = c.get("drain_s", _nonneg_float, "a number of seconds >= 0", defaults.drain_s)
-    repeats = c.get("repeats", _pos_int, "a positive integer", defaults.repeats)
-    expect_loss = c.get("expect_loss", _bool, "true or false", defaults.expect_loss)
-    seed = c.get("seed", _int, "an integer", defaults.seed)
-    description = c.get("description", _str, "a string", defaults.description)
+    topics = c.get("topics", pos_int, "a positive integer", defaults.topics)
+    upstream = c.get("upstream", choice(UPSTREAMS), one_of(UPSTREAMS), defaults.upstream)
+    arrival = c.get("arrival", choice(ARRIVALS), one_of(ARRIVALS), defaults.arrival)
+    warmup = c.get("warmup_s", nonneg_float, "a number of seconds >= 0", defaults.warmup_s)
+    duration = c.get("duration_s", pos_float, "a number of seconds > 0", defaults.duration_s)
+    drain = c.get("drain_s", nonneg_float, "a number of seconds >= 0", defaults.drain_s)
+    repeats = c.get("repeats", pos_int, "a positive integer", defaults.repeats)
+    expect_loss = c.get("expect_loss", boolean, "true or false", defaults.expect_loss)
+    seed = c.get("seed", integer, "an integer", defaults.seed)
+    description = c.get("description", string, "a string", defaults.description)
 
     server = _server(c.table("server"))
     longpoll = _longpoll(c.table("longpoll"))
@@ -385,7 +392,7 @@ _TOP_KEYS = (
 )
 
 
-def _engines(c: "_Checker") -> tuple[str, ...]:
+def _engines(c: "Checker") -> tuple[str, ...]:
     """The engine sweep: ``engine = "browser"``, ``engine = ["native", "browser"]`` or
     ``kind`` in an ``[engine]`` table (the same values); () = the command line's."""
     value = c.data.get("engine")
@@ -394,31 +401,31 @@ def _engines(c: "_Checker") -> tuple[str, ...]:
     if value is None:
         return ()
     try:
-        return _choices_list(ENGINES)(value)
-    except _Invalid:
+        return choices_list(ENGINES)(value)
+    except Invalid:
         raise ScenarioError(
             f"{c.source}: key 'engine': expected a table, one of {list(ENGINES)} or a list "
             f"of them (each once), got {value!r}") from None
 
 
-def _server(c: "_Checker | None") -> ServerOptions:
+def _server(c: "Checker | None") -> ServerOptions:
     d = ServerOptions()
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
                "max_payload", "tls"), "server.")
-    tls = c.get("tls", _list_of(_bool), "true, false or [false, true]", d.tls)
+    tls = c.get("tls", list_of(boolean), "true, false or [false, true]", d.tls)
     if len(set(tls)) != len(tls):
         raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
     return ServerOptions(
         tls=tls,
-        queue_limit=c.get("queue_limit", _pos_int, "a positive integer", d.queue_limit),
-        heartbeat_s=c.get("heartbeat_s", _pos_float, "a number of seconds > 0", d.heartbeat_s),
-        ping_interval_s=c.get("ping_interval_s", _pos_float, "a number of seconds > 0",
+        queue_limit=c.get("queue_limit", pos_int, "a positive integer", d.queue_limit),
+        heartbeat_s=c.get("heartbeat_s", pos_float, "a number of seconds > 0", d.heartbeat_s),
+        ping_interval_s=c.get("ping_interval_s", pos_float, "a number of seconds > 0",
                               d.ping_interval_s),
-        retention=c.get("retention", _pos_int, "a positive integer", d.retention),
-        uvloop=c.get("uvloop", _bool, "true or false", d.uvloop),
-        max_payload=c.get("max_payload", _pos_int, "a positive number of bytes", d.max_payload),
+        retention=c.get("retention", pos_int, "a positive integer", d.retention),
+        uvloop=c.get("uvloop", boolean, "true or false", d.uvloop),
+        max_payload=c.get("max_payload", pos_int, "a positive number of bytes", d.max_payload),
     )
 
 
@@ -430,17 +437,17 @@ _ENGINE_KEYS = ("workers", "loadgen_procs")
 _BROWSER_ENGINE_KEYS = ("per_page", "poll_timeout_s")
 
 
-def _engine(c: "_Checker | None") -> dict:
+def _engine(c: "Checker | None") -> dict:
     if c is None:
         return {}
     c.unknown((*_ENGINE_KEYS, "kind", *_BROWSER_ENGINE_KEYS), "engine.")
     options = {}
     for key in _ENGINE_KEYS:
-        value = c.get(key, _pos_int, "a positive integer", None)
+        value = c.get(key, pos_int, "a positive integer", None)
         if value is not None:
             options[key] = value
-    browser = {"per_page": (_pos_int, "a positive integer"),
-               "poll_timeout_s": (_pos_float, "a number of seconds > 0")}
+    browser = {"per_page": (pos_int, "a positive integer"),
+               "poll_timeout_s": (pos_float, "a number of seconds > 0")}
     for key, (convert, expected) in browser.items():
         value = c.get(key, convert, expected, None)
         if value is not None:
@@ -448,172 +455,32 @@ def _engine(c: "_Checker | None") -> dict:
     return options
 
 
-def _longpoll(c: "_Checker | None") -> LongPollOptions:
+def _longpoll(c: "Checker | None") -> LongPollOptions:
     d = LongPollOptions()
     if c is None:
         return d
     c.unknown(("keepalive", "max_batch"), "longpoll.")
-    keepalive = c.get("keepalive", _list_of(_bool), "true, false or a list of them",
+    keepalive = c.get("keepalive", list_of(boolean), "true, false or a list of them",
                       d.keepalive)
     if len(set(keepalive)) != len(keepalive):
         raise ScenarioError(f"{c.source}: key 'longpoll.keepalive': expected each value once, "
                             f"got {list(keepalive)}")
     return LongPollOptions(
         keepalive=keepalive,
-        max_batch=c.get("max_batch", _pos_int, "a positive integer", d.max_batch),
+        max_batch=c.get("max_batch", pos_int, "a positive integer", d.max_batch),
     )
 
 
-def _network(c: "_Checker") -> NetworkOptions:
+def _network(c: "Checker") -> NetworkOptions:
     d = NetworkOptions()
     c.unknown(("delay_ms", "jitter_ms", "bandwidth_kbps", "loss_pct", "mode"), "network.")
     return NetworkOptions(
-        delay_ms=c.get("delay_ms", _list_of(_nonneg_float),
+        delay_ms=c.get("delay_ms", list_of(nonneg_float),
                        "a number of milliseconds >= 0 or a list of them", d.delay_ms),
-        jitter_ms=c.get("jitter_ms", _nonneg_float, "a number of milliseconds >= 0",
+        jitter_ms=c.get("jitter_ms", nonneg_float, "a number of milliseconds >= 0",
                         d.jitter_ms),
-        bandwidth_kbps=c.get("bandwidth_kbps", _nonneg_float,
+        bandwidth_kbps=c.get("bandwidth_kbps", nonneg_float,
                              "a number of kbit/s >= 0 (0 = unlimited)", d.bandwidth_kbps),
-        loss_pct=c.get("loss_pct", _percent, "a percentage from 0 to 100", d.loss_pct),
-        mode=c.get("mode", _choice(NETWORK_MODES), _one_of(NETWORK_MODES), d.mode),
+        loss_pct=c.get("loss_pct", percent, "a percentage from 0 to 100", d.loss_pct),
+        mode=c.get("mode", choice(NETWORK_MODES), one_of(NETWORK_MODES), d.mode),
     )
-
-
-class _Invalid(Exception):
-    """Raised by a converter; the checker turns it into a ScenarioError."""
-
-
-class _Checker:
-    """Reads keys from one table, turning bad values into ScenarioError messages."""
-
-    def __init__(self, source: str, data: Any, prefix: str = "") -> None:
-        self.source = source
-        self.data = data
-        self.prefix = prefix
-
-    def unknown(self, known: tuple[str, ...], prefix: str) -> None:
-        for key in self.data:
-            if key not in known:
-                raise ScenarioError(
-                    f"{self.source}: unknown key '{prefix}{key}'"
-                    + _did_you_mean(key, known)
-                    + f" (known keys: {', '.join(k for k in known if k != 'path')})"
-                )
-
-    def get(self, key: str, convert: Callable[[Any], Any], expected: str, default: Any) -> Any:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        try:
-            return convert(value)
-        except _Invalid:
-            # An empty list is a sweep over nothing: say so rather than just "got []".
-            hint = " (an empty list sweeps nothing)" if value == [] else ""
-            raise ScenarioError(
-                f"{self.source}: key '{self.prefix}{key}': expected {expected}, "
-                f"got {value!r}{hint}"
-            ) from None
-
-    def table(self, key: str, default: Any = "empty") -> "_Checker | None":
-        if key not in self.data:
-            return None if default is None else _Checker(self.source, {}, f"{key}.")
-        value = self.data[key]
-        if not isinstance(value, dict):
-            raise ScenarioError(
-                f"{self.source}: key '{key}': expected a table ([{key}]), got {value!r}"
-            )
-        return _Checker(self.source, value, f"{key}.")
-
-
-def _did_you_mean(key: str, known: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _one_of(choices: tuple[str, ...]) -> str:
-    return "one of " + ", ".join(repr(c) for c in choices)
-
-
-# Converters: return the clean value or raise _Invalid. TOML booleans are Python
-# bools, which are ints too, so numbers reject bools explicitly.
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid
-    return value
-
-
-def _pos_int(value: Any) -> int:
-    if _int(value) <= 0:
-        raise _Invalid
-    return value
-
-
-def _pos_float(value: Any) -> float:
-    if not _is_number(value) or value <= 0:
-        raise _Invalid
-    return float(value)
-
-
-def _nonneg_float(value: Any) -> float:
-    if not _is_number(value) or value < 0:
-        raise _Invalid
-    return float(value)
-
-
-def _percent(value: Any) -> float:
-    if _nonneg_float(value) > 100:
-        raise _Invalid
-    return float(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid
-    return value
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise _Invalid
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in choices:
-            raise _Invalid
-        return value
-    return convert
-
-
-def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple]:
-    """A scalar or a non-empty list of scalars -> tuple (a list is a sweep)."""
-    def convert(value: Any) -> tuple:
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if not values:
-            raise _Invalid
-        return tuple(item(v) for v in values)
-    return convert
-
-
-def _choices_list(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
-    one = _choice(choices)
-
-    def convert(value: Any) -> tuple[str, ...]:
-        values = _list_of(one)(value)
-        if len(set(values)) != len(values):
-            raise _Invalid
-        return values
-    return convert

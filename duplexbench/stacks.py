@@ -38,11 +38,10 @@ import pandas as pd
 from . import procs
 from .childproc import AnnouncedProcess
 from .contract import Transport
-from .outcome import PointFailed
 from .results import SAMPLES, SAMPLES_DIR, read_point_files
 from .scenario import LoadPoint, ScenarioError, load_scenario
-from .serverproc import ServerError, ServerProcess
-from .target import ServerHandle, last_lines, stop_server
+from .serverproc import ServerProcess
+from .target import ServerHandle, served
 from .validity import comparable
 
 __all__ = [
@@ -142,21 +141,14 @@ class StackTarget:
     def open(self, point: LoadPoint, log_path: Path) -> Iterator[ServerHandle]:
         kind = NodeServerProcess if self.stack == "node" else ServerProcess
         server = kind(Transport(point.transport).server_mount, args=list(self.args), cpu=self.cpu)
-        try:
-            try:
-                server.start()
-            except ServerError as exc:
-                raise PointFailed(f"{self.stack} server did not start: {last_lines(str(exc))}") from None
+
+        def started(server) -> None:
             if self.cpu is not None:
                 pin_threads(server.pid, self.cpu)
-            procs.track(server.pid, "server")
             self.baselines[(point.index, point.repeat)] = rss_mib(server.pid)
-            yield ServerHandle(url=server.url, pid=server.pid, process=server)
-        finally:
-            with procs.shielded():
-                output = "\n".join(server.output)
-                stop_server(server)
-                log_path.write_text(output + "\n", encoding="utf-8")
+
+        with served(server, log_path, f"{self.stack} server", started) as handle:
+            yield handle
 
 
 def stack_versions(stacks: Sequence[str], uvloop: bool = False) -> list[str]:

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from . import infra, procs
 from .contract import Transport
@@ -32,7 +32,7 @@ from .scenario import LoadPoint
 from .serverproc import ServerError, ServerProcess
 
 __all__ = ["ExternalTarget", "ServerHandle", "SpawnedTarget", "Target", "fetch_json",
-           "stop_server"]
+           "served", "stop_server"]
 
 
 @dataclass
@@ -88,6 +88,28 @@ def stop_server(server: ServerProcess | None) -> None:
     procs.untrack(server.pid)
 
 
+@contextlib.contextmanager
+def served(server, log_path: Path, what: str = "server",
+           on_start: Callable[[Any], None] | None = None) -> Iterator[ServerHandle]:
+    """One point's life of a server process: start it (a failure is the point's, with the
+    server's last lines), ``on_start(server)`` (pinning, a baseline), track it, and always
+    stop it and keep its output in ``log_path``, whatever happened in between."""
+    try:
+        try:
+            server.start()
+        except ServerError as exc:
+            raise PointFailed(f"{what} did not start: {last_lines(str(exc))}") from None
+        if on_start is not None:
+            on_start(server)
+        procs.track(server.pid, "server")
+        yield ServerHandle(url=server.url, pid=server.pid, process=server)
+    finally:
+        with procs.shielded():
+            output = "\n".join(server.output)
+            stop_server(server)
+            log_path.write_text(output + "\n", encoding="utf-8")
+
+
 @dataclass
 class SpawnedTarget:
     """A fresh server process per point (``python -m servers``), pinned to ``cpu``."""
@@ -104,18 +126,8 @@ class SpawnedTarget:
         server = ServerProcess(Transport(point.transport).server_mount,
                                args=list(self.args) + infra.server_args(point),
                                env=self.env, cpu=self.cpu, ca_file=self.ca_file, src=self.src)
-        try:
-            try:
-                server.start()
-            except ServerError as exc:
-                raise PointFailed(f"server did not start: {last_lines(str(exc))}") from None
-            procs.track(server.pid, "server")
-            yield ServerHandle(url=server.url, pid=server.pid, process=server)
-        finally:
-            with procs.shielded():
-                output = "\n".join(server.output)
-                stop_server(server)
-                log_path.write_text(output + "\n", encoding="utf-8")
+        with served(server, log_path) as handle:
+            yield handle
 
 
 @dataclass

@@ -34,6 +34,12 @@ was not saturated and no publish failed, the point is ``loadgen-saturated``.
 (A server that back-pressures the publisher because *the load generator's
 subscribers* read too slowly is the same case: the client could not keep up.)
 
+Near saturation is a note, not a validity: a process above 80 % of its core
+(and not above 90 %) still measures mostly the other side, but its own queueing
+starts to show (M/M/1: at 80 % busy a request waits 4 service times on average,
+at 50 % one). The note says so with the figure ("near saturation (server at
+85 %, > 80 %)"), and the findings repeat it for a compared transport.
+
 The load generator may run on several cores (``--loadgen-procs``): its
 ``client_cpu_pct`` (% of one core, summed over its processes) is divided by
 ``loadgen_cores`` (the cores it could use, 1 when the row does not say).
@@ -49,12 +55,14 @@ from typing import Any
 __all__ = [
     "COMPARABLE",
     "MIN_SAMPLES",
+    "NEAR_SATURATED_PCT",
     "SATURATED_PCT",
     "SEVERITY",
     "Validity",
     "classify",
     "comparable",
     "loadgen_pct_per_core",
+    "near_saturation",
     "publish_shortfall",
     "validity_column",
 ]
@@ -66,6 +74,8 @@ SEVERITY: tuple[str, ...] = (
 )
 #: A process above this share of a core measures its own queueing.
 SATURATED_PCT = 90.0
+#: Above this share of a core (up to SATURATED_PCT) a process is near saturation: a note.
+NEAR_SATURATED_PCT = 80.0
 #: Fewest latency samples for a p99 that is not the maximum in disguise.
 MIN_SAMPLES = 100
 #: A publisher short of its schedule by more than this share (or 3 sd) could not keep up.
@@ -103,6 +113,17 @@ def loadgen_pct_per_core(row: Mapping[str, Any]) -> float:
     if not cores > 0:
         cores = 1.0
     return pct / cores
+
+
+def near_saturation(row: Mapping[str, Any]) -> list[str]:
+    """'near saturation (server at 85 %, > 80 %)' per process above NEAR_SATURATED_PCT but
+    not above SATURATED_PCT (server, load generator per core); [] when neither is."""
+    notes = []
+    for who, pct in (("server", _num(row, "server_cpu_pct")),
+                     ("load generator", loadgen_pct_per_core(row))):
+        if NEAR_SATURATED_PCT < pct <= SATURATED_PCT:
+            notes.append(f"near saturation ({who} at {pct:.0f} %, > {NEAR_SATURATED_PCT:.0f} %)")
+    return notes
 
 
 def publish_shortfall(row: Mapping[str, Any]) -> str:
@@ -156,6 +177,7 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
         found.append(("loadgen-saturated", f"load generator {client:.0f}% of a core"))
     elif server_hot:
         found.append(("server-saturated", f"server {server:.0f}% of a core"))
+    found += [("note", text) for text in near_saturation(row)]
     unpublished = _num(row, "publish_failed")
     if unpublished > 0:  # never published: neither delivered nor counted as lost
         found.append(("note", f"{unpublished:.0f} publishes failed"))

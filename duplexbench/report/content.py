@@ -75,6 +75,8 @@ class ReportContent:
     claims: Table | None  # "What the documents claim, measured" (claims.py), if any
     claims_error: str = ""
     generated_at: str = ""
+    #: What "confirmed" means per kind of claim row (claims.VERDICT_RULES), under the table.
+    claims_rules: tuple[str, ...] = ()
     #: Fault and soak sections (report/resilience.py): (title, paragraphs, tables).
     extra: tuple[tuple[str, tuple[str, ...], tuple[Table, ...]], ...] = ()
 
@@ -254,6 +256,13 @@ def _figures(runs: list[ReportRun]) -> list[FigureItem]:
             for name, title, caption, fig in items if fig is not None]
 
 
+def _claims_rules() -> tuple[str, ...]:
+    try:
+        return tuple(importlib.import_module("duplexbench.report.claims").VERDICT_RULES)
+    except (ImportError, AttributeError):
+        return ()
+
+
 def _claims(runs: list[ReportRun]) -> tuple[Table | None, str]:
     """The network engineer's claims module, when it exists and has rows for these runs."""
     try:
@@ -291,7 +300,8 @@ def collect(runs: list[ReportRun]) -> ReportContent:
         title = "duplexbench report: " + " vs ".join(f"{r.label} ({r.run_id})" for r in runs)
     return ReportContent(title, sections, _metadata(runs), comparisons,
                          tuple(_figures(runs)) + extra_figures, claims, claims_error,
-                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"), extra)
+                         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+                         extra=extra, claims_rules=_claims_rules() if claims is not None else ())
 
 
 def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:

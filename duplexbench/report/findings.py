@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from duplexbench.report import colors
+from duplexbench.report import colors, headers
 from duplexbench.report.derived import (
     AXES,
     ReferencePoint,
@@ -35,7 +35,8 @@ from duplexbench.report.derived import (
     swept_axes,
 )
 from duplexbench.report.load import ReportRun, is_complete
-from duplexbench.validity import COMPARABLE, SATURATED_PCT, comparable, loadgen_pct_per_core
+from duplexbench.report.alerts import Warning_, run_warnings
+from duplexbench.validity import COMPARABLE, comparable, near_saturation
 
 __all__ = [
     "TIE_TOLERANCE",
@@ -49,17 +50,11 @@ __all__ = [
     "validity_notices",
     "run_findings",
     "compare_runs",
-    "run_warnings",
+    "run_warnings",  # report/alerts.py; kept here for the callers that import it from here
 ]
 
 #: Ratios within this of 1 are reported as "no clear difference".
 TIE_TOLERANCE = 0.05
-#: p99.9 needs ~1,000 samples before it is more than the maximum in disguise.
-MIN_SAMPLES = 1000
-#: Words that make a warning from metrics.py loud (a result not to trust as it stands).
-_LOUD = ("LOST", "load generator used", "errors", "reconnects", "no latency samples")
-#: Repeats whose median latency spreads by more than this are called noisy (pyperf: 10 %).
-NOISY_CV = 0.10
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("bytes_per_msg", "bytes on the wire per delivered message",
            "{best} moved {ratio} fewer bytes per delivered message than {worst}",
            "{best} moved no bytes", "bytes"),
-    Metric("http_requests_per_msg", "HTTP requests per delivered message",
+    Metric(headers.COLUMN, headers.NAME,
            "{best} made {ratio} fewer HTTP requests per delivered message than {worst}",
            "{best} made no HTTP requests per delivered message after connecting",
            "requests per message"),
@@ -108,14 +103,6 @@ class Finding:
     worst: str = ""
     ratio: float = math.nan  # worst / best; inf when best is zero
     kind: str = "compare"  # compare | tie | single | note | run-vs-run
-
-
-@dataclass(frozen=True)
-class Warning_:
-    """A warning for the top of the report; `loud` ones are shown in red."""
-
-    text: str
-    loud: bool = False
 
 
 def number(value: float) -> str:
@@ -217,6 +204,27 @@ def _noise_tie(rows: pd.DataFrame, metric: str, best: str, worst: str, ratio: fl
     return ""
 
 
+def _reading(metric: Metric, value: float) -> str:
+    """What a figure below 1 HTTP request per message means (report/headers.py), else ''."""
+    return headers.batching_note(value) if metric.column == headers.COLUMN else ""
+
+
+def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
+    """' (near saturation: NDJSON's server at 85 %, > 80 %)' for the compared transports whose
+    server or load generator was above 80 % of its core there, else ''.
+
+    Such a side is still comparable (validity ``ok``), but its own queueing starts to show
+    in what it measured (duplexbench/validity.py), so the sentence must say so.
+    """
+    parts = []
+    for transport in transports:
+        for _, row in rows[rows["transport"] == transport].iterrows():
+            for note in near_saturation(row):
+                # "near saturation (server at 85 %, > 80 %)" -> "NDJSON's server at 85 %, > 80 %"
+                parts.append(f"{_name(transport)}'s {note[len('near saturation ('):-1]}")
+    return f" (near saturation: {'; '.join(parts)})" if parts else ""
+
+
 def transport_findings(agg: pd.DataFrame, metrics=METRICS,
                        frame: pd.DataFrame | None = None) -> list[Finding]:
     """Cheapest vs most expensive transport per metric, for one run's aggregated rows.
@@ -285,15 +293,18 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
         elif spread is None and not math.isinf(ratio):
             tie_why = _noise_tie(rows, metric.column, best, worst, ratio)
         if tie_why:
+            near = _near_saturation_text(rows, [t for t, _ in values])
             findings.append(Finding(
                 f"{metric.name[0].upper() + metric.name[1:]} {where}: {tie_why} across "
                 f"{len(values)} transports ({_values_text(metric, values)} {metric.unit}): "
-                f"no clear difference{note}.", metric.column, best, worst, ratio, "tie"))
+                f"no clear difference{note}{near}.", metric.column, best, worst, ratio, "tie"))
             continue
+        near = _near_saturation_text(rows, [best, worst])
         if math.isinf(ratio):
             text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=_name(best)) +
                     ", against "
-                    f"{number(high)} {metric.unit} for {_name(worst)}{note}.")
+                    f"{number(high)} {metric.unit}{_reading(metric, high)} for {_name(worst)}"
+                    f"{note}{near}.")
         else:
             shown = format_ratio(ratio)
             if spread is not None:
@@ -301,7 +312,7 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
             text = (metric.less.format(best=_name(best, True), ratio=shown,
                                        worst=_name(worst)) +
                     f" {where} ({number(low)} vs {number(high)} "
-                    f"{metric.unit}){note}.")
+                    f"{metric.unit}{_reading(metric, high)}){note}{near}.")
         findings.append(Finding(text, metric.column, best, worst, ratio))
     return findings
 
@@ -410,56 +421,3 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
             f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: "
             + "; ".join(parts) + ".", best=transport, kind="run-vs-run"))
     return findings
-
-
-def _where_row(row: pd.Series) -> str:
-    return (f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, "
-            f"{row['rate_msgs_s']:,.4g} messages/s")
-
-
-def run_warnings(run: ReportRun) -> list[Warning_]:
-    """Warnings from the run itself plus those computed from its numbers."""
-    out: list[Warning_] = []
-    if not is_complete(run.meta):
-        out.append(Warning_(f"Run status is {run.meta.get('status', 'unknown')!r}"
-                            + (f": {run.meta['reason']}" if run.meta.get("reason") else "")
-                            + ". Figures and findings cover only the points that finished.", True))
-    out += [Warning_(str(text)) for text in run.meta.get("warnings") or []]
-    summary = run.summary
-    expect_loss = bool(((run.meta.get("scenario") or {}).get("parsed") or {}).get("expect_loss"))
-    for _, row in summary.iterrows():
-        where = _where_row(row)
-        # metrics.py writes its warnings "; "-joined; sample-count ones are summarised below.
-        pieces = [p.strip() for p in str(row["warnings"]).split("; ") if p.strip()]
-        for piece in pieces:
-            if "maximum in disguise" not in piece:
-                out.append(Warning_(f"{where}: {piece}", any(k in piece for k in _LOUD)))
-        if row["status"] and row["status"] not in ("ok", "complete", "done", "lost"):
-            out.append(Warning_(f"{where}: point status {row['status']!r}.", True))
-        if row["lost"] > 0 and not expect_loss and not any(p.startswith("LOST") for p in pieces):
-            out.append(Warning_(
-                f"LOST MESSAGES: {where} lost {row['lost']:,.0f} of "
-                f"{row['expected']:,.0f} expected messages; latency percentiles leave them out.",
-                True))
-        for kind in ("duplicated", "reordered"):
-            if row[kind] > 0:
-                out.append(Warning_(f"{where}: {row[kind]:,.0f} messages {kind}.", True))
-        pct = loadgen_pct_per_core(row)
-        if pct > SATURATED_PCT and not any("load generator used" in p for p in pieces):
-            out.append(Warning_(
-                f"SATURATED LOAD GENERATOR: {where} used {pct:.0f}% of its core(s): latency "
-                "and throughput there measure the client, not the server.", True))
-    few = summary[summary["lat_samples"] < MIN_SAMPLES]
-    if len(few):
-        out.append(Warning_(
-            f"{len(few)} load point(s) have fewer than {MIN_SAMPLES:,} latency samples "
-            f"(smallest: {few['lat_samples'].min():,.0f}): their p99.9 is close to the maximum."))
-    keys = ["transport", "clients", "rate_msgs_s", "payload_bytes", "delay_ms"]
-    repeats = summary.groupby(keys, dropna=False)["lat_p50_ms"].agg(["count", "mean", "std"])
-    noisy = repeats[(repeats["count"] > 1) & (repeats["std"] > NOISY_CV * repeats["mean"])]
-    for key, row in noisy.iterrows():
-        out.append(Warning_(
-            f"NOISY: {_name(key[0])} at {key[1]:,.0f} subscribers: median latency varies by "
-            f"{100 * row['std'] / row['mean']:.0f}% across {row['count']:.0f} repeats (>10%); "
-            "quiet the machine or add repeats before trusting a difference.", True))
-    return list(dict.fromkeys(out))  # keep order, drop repeats of the same text

@@ -99,6 +99,9 @@ def render(content: ReportContent) -> str:
         out.append('<h2 id="claims">What the documents claim, measured</h2>')
         if content.claims is not None:
             out.append(table(content.claims, css_class="claims"))
+        if content.claims_rules:
+            out.append("<p>Verdict rules:</p><ul>"
+                       + "".join(f"<li>{_e(rule)}</li>" for rule in content.claims_rules) + "</ul>")
         if content.claims_error:
             out.append(f'<p class="muted">{_e(content.claims_error)}</p>')
     for title, paragraphs, tables in content.extra:  # faults, soak (report/resilience.py)

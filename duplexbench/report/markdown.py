@@ -49,6 +49,8 @@ def render(content: ReportContent, figure_links: dict[str, str]) -> str:
     if content.claims is not None or content.claims_error:
         out += ["## What the documents claim, measured", ""]
         out += [table(content.claims), ""] if content.claims is not None else []
+        if content.claims_rules:
+            out += ["Verdict rules:", ""] + [f"- {rule}" for rule in content.claims_rules] + [""]
         out += [f"_{content.claims_error}_", ""] if content.claims_error else []
     for title, paragraphs, tables in content.extra:  # faults, soak (report/resilience.py)
         out += [f"## {title}", ""] + [x for p in paragraphs for x in (p, "")]

@@ -1,11 +1,14 @@
-"""The ``make_run`` fixture: synthetic runs under the test's tmp_path (see synthetic.py)."""
+"""``make_run``: synthetic runs under the test's tmp_path (see synthetic.py); ``ab_clone``,
+``ab_child``, ``ab_same``: real A/B runs made once per session (see realruns.py)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from .realruns import git, make_clone, new_root, run_ab
 from .synthetic import Model, write_run
 
 
@@ -17,3 +20,33 @@ def make_run(tmp_path):
         return write_run(tmp_path / name, model, seed)
 
     return make
+
+
+# Real runs, made once per session and shared by test_ab.py and test_e2e.py (realruns.py).
+
+
+@pytest.fixture(scope="session")
+def ab_clone():
+    """A repository with commits tagged parent and child (child = +2 ms per delivery)."""
+    root = new_root("duplexbench-ab-test-")
+    try:
+        yield make_clone(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ab_child(ab_clone):
+    """``duplexbench ab parent`` with the child checked out: a regression to find."""
+    git(ab_clone, "checkout", "-q", "child")
+    return run_ab(ab_clone, "parent", ab_clone.parent / "ab-child")
+
+
+@pytest.fixture(scope="session")
+def ab_same(ab_clone):
+    """``duplexbench ab HEAD`` with the parent checked out: the same build on both sides."""
+    git(ab_clone, "checkout", "-q", "parent")
+    try:
+        return run_ab(ab_clone, "HEAD", ab_clone.parent / "ab-same")
+    finally:
+        git(ab_clone, "checkout", "-q", "child")

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
 from duplexbench.report.claims import claim_rows
-
-
-@dataclass
-class FakeRun:
-    summary: pd.DataFrame
+from tests._claim_rows import FakeRun, summary_row
 
 
 def _row(transport, **values):
-    row = {"transport": transport, "delay_ms": 25, "payload_bytes": 64, "message_bytes": 110,
-           "rate_msgs_s": 5, "keepalive": True, "upstream": "post", "status": "ok",
-           "lat_samples": 400, "lat_mean_ms": 26.0, "lat_max_ms": 27.5,
-           "overhead_down_per_msg": 3.0, "overhead_up_per_msg": 0.0,
-           "http_requests_per_msg": 0.0, "clients": 4, "delivered": 400,
-           "client_cpu_pct": 20.0, "server_cpu_pct": 10.0}
-    row.update(values)
-    return row
+    return summary_row(transport, **{"delay_ms": 25, "lat_samples": 400, "lat_mean_ms": 26.0,
+                                     "lat_max_ms": 27.5, "clients": 4, "delivered": 400,
+                                     "client_cpu_pct": 20.0, "server_cpu_pct": 10.0, **values})
 
 
 def test_saturated_points_make_no_claim_and_are_named():

@@ -1,9 +1,10 @@
-"""The gate against real runs: same build passes, injected delay and padding fail.
+"""The plain ``compare`` gate against real runs: same build passes, injected delay and padding fail.
 
-Four tiny runs of a two-transport scenario (about 10-15 s each): a baseline, one more run of
-the same build (a fresh run, never a copy), one with ``DUPLEXBENCH_INJECT_DELAY_MS=2`` and one
-with ``DUPLEXBENCH_INJECT_PAD_BYTES=100``; every injected run must fail naming the right
-metrics. (The A/B mode's own end-to-end test is test_ab.py.)
+The same-build pair and the +2 ms pair are the A/B runs test_ab.py judges (made once per
+session, realruns.py): fresh runs, never copies, here read by ``compare`` without pairing.
+One run of this test's own adds ``DUPLEXBENCH_INJECT_PAD_BYTES=100`` through the environment
+(the same points, 2 repeats of 0.5 s: bytes per message hardly vary, ~10 s); every injected run
+must fail naming the right metrics.
 """
 
 from __future__ import annotations
@@ -13,34 +14,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from duplexbench import compare
+from tests._timeouts import scaled
 
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+from tests._scenarios import tiny_scenario
 
-pytestmark = pytest.mark.slow
+from .realruns import ROOT, new_root
 
-#: Two transports at the extremes of cost (a request per message vs a frame per message).
-SCENARIO = """\
-name = "ci-tiny"
-transports = ["longpoll", "websocket"]
-pattern = "fanout"
-clients = [5]
-rate = [200]
-payload_bytes = [64]
-warmup_s = 0.5
-duration_s = 1.0
-drain_s = 0.3
-repeats = 2
-seed = 1
-[server]
-uvloop = true
-"""
+#: The first test here may make both A/B runs (when test_ab.py did not run first) and its own.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300))]
 
 
 def _runner_problem() -> str | None:
@@ -55,38 +41,30 @@ def _runner_problem() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs():
-    """name -> run directory, for the five runs; a runner that does not import is a failure."""
+def padded():
+    """A run of this tree with every delivered envelope 100 bytes larger."""
     problem = _runner_problem()
     if problem:  # the runner exists: failing to import it is a bug, not a reason to skip
         pytest.fail(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
-    # Our own temp dir, not tmp_path_factory: concurrent pytest sessions of the same user prune
-    # each other's old basetemp dirs, and these runs must outlive ~1 minute of tests.
-    root = Path(tempfile.mkdtemp(prefix="duplexbench-compare-e2e-"))
+    root = new_root("duplexbench-compare-e2e-")
     try:
-        yield _make_runs(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _make_runs(root: Path) -> dict[str, Path]:
-    scenario = root / "ci-tiny.toml"
-    scenario.write_text(SCENARIO)
-    plan = {"base": {}, "same1": {},
-            "delay": {"DUPLEXBENCH_INJECT_DELAY_MS": "2"},
-            "pad": {"DUPLEXBENCH_INJECT_PAD_BYTES": "100"}}
-    out = {}
-    for name, extra in plan.items():
+        scenario = root / "ab-tiny.toml"
+        # The A/B runs' points (realruns.SCENARIO), shorter: 100 B per message is 30x the
+        # threshold, and the byte counts of one build move by < 1 % between repeats.
+        scenario.write_text(tiny_scenario(
+            "ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
+            duration_s=0.5, drain_s=0.3, repeats=2, seed=1, tables={"server": {"uvloop": True}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
-        env.update(extra)
-        run_dir = root / name
+        env["DUPLEXBENCH_INJECT_PAD_BYTES"] = "100"
+        run_dir = root / "pad"
         done = subprocess.run(
             [sys.executable, "-m", "duplexbench", "run", str(scenario), "--out", str(run_dir),
              "--no-report", "--quiet"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120 * TIMEOUT_SCALE)
-        assert done.returncode == 0, f"run {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-        out[name] = run_dir
-    return out
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=scaled(120))
+        assert done.returncode == 0, f"run pad failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        yield run_dir
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _compare(capsys, base: Path, cur: Path) -> tuple[int, str]:
@@ -95,19 +73,21 @@ def _compare(capsys, base: Path, cur: Path) -> tuple[int, str]:
     return status, out + err
 
 
-def test_same_build_fresh_runs_pass(runs, capsys):
-    status, out = _compare(capsys, runs["base"], runs["same1"])
-    assert status == 0, out
-    assert out.strip().splitlines()[-1].startswith("OK: no regression")
-
-
 def _meta(run_dir: Path) -> dict:
     return json.loads((run_dir / "meta.json").read_text())
 
 
-def test_injected_delay_fails_naming_latency(runs, capsys):
-    assert (_meta(runs["delay"]).get("inject") or {}).get("delay_ms") == 2, "inject not recorded"
-    status, out = _compare(capsys, runs["base"], runs["delay"])
+def test_same_build_fresh_runs_pass(ab_same, capsys):
+    status, out = _compare(capsys, ab_same.out / "base", ab_same.out / "current")
+    assert status == 0, out
+    assert out.strip().splitlines()[-1].startswith("OK: no regression")
+
+
+def test_injected_delay_fails_naming_latency(ab_child, capsys):
+    # The child's servers report the delay they inject (/healthz), so meta.json records it.
+    assert (_meta(ab_child.out / "current").get("inject") or {}).get("delay_ms") == 2, \
+        "inject not recorded"
+    status, out = _compare(capsys, ab_child.out / "base", ab_child.out / "current")
     last = out.strip().splitlines()[-1]
     assert status == 1, out
     for transport in ("longpoll", "websocket"):
@@ -116,9 +96,9 @@ def test_injected_delay_fails_naming_latency(runs, capsys):
         assert f"{transport} lat_p50_ms +" in last or f"{transport} sent_p50_ms +" in last, out
 
 
-def test_injected_padding_fails_naming_bytes(runs, capsys):
-    assert (_meta(runs["pad"]).get("inject") or {}).get("pad_bytes") == 100, "inject not recorded"
-    status, out = _compare(capsys, runs["base"], runs["pad"])
+def test_injected_padding_fails_naming_bytes(ab_same, padded, capsys):
+    assert (_meta(padded).get("inject") or {}).get("pad_bytes") == 100, "inject not recorded"
+    status, out = _compare(capsys, ab_same.out / "current", padded)
     last = out.strip().splitlines()[-1]
     assert status == 1, out
     for transport in ("longpoll", "websocket"):

@@ -92,3 +92,24 @@ def test_client_errors_of_a_fault_point_are_expected_not_a_failure():
     judged = classify({**row, "fault": "restart-sigterm"})
     assert judged.validity == "ok" and "20 client errors during the restart-sigterm" in judged.notes
     assert classify({**row, "fault": "cut", "status": "failed"}).validity == "failed"
+
+
+@pytest.mark.parametrize("changes, note", [
+    ({"server_cpu_pct": 85.0}, "near saturation (server at 85 %, > 80 %)"),
+    ({"client_cpu_pct": 88.0}, "near saturation (load generator at 88 %, > 80 %)"),
+    ({"client_cpu_pct": 170.0, "loadgen_cores": 2}, "near saturation (load generator at 85 %"),
+])
+def test_near_saturation_is_a_note_with_its_figure(changes, note):
+    judged = classify({**GOOD, **changes})
+    assert judged.validity == "ok" and note in judged.notes
+
+
+@pytest.mark.parametrize("server, client", [(80.0, 40.0), (50.0, 79.9), (95.0, 40.0), (50.0, 91.0)])
+def test_no_near_saturation_note_at_or_below_80_or_when_saturated(server, client):
+    judged = classify({**GOOD, "server_cpu_pct": server, "client_cpu_pct": client})
+    assert "near saturation" not in judged.notes
+
+
+def test_near_saturation_rides_along_with_a_worse_validity():
+    judged = classify({**GOOD, "server_cpu_pct": 86.0, "lost": 2})
+    assert judged.validity == "lost" and "near saturation (server at 86 %" in judged.notes

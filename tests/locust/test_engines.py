@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
+from _scenarios import tiny_scenario
+from _timeouts import scaled
 
-SCENARIO = """\
-name = "engines-test"
-transports = ["websocket"]
-pattern = "fanout"
-clients = [5]
-rate = [40]
-payload_bytes = [64]
-warmup_s = 0.5
-duration_s = 1.5
-drain_s = 0.5
-[server]
-uvloop = false
-"""
+SCENARIO = tiny_scenario("engines-test", transports=["websocket"], clients=5, rate=40,
+                         tables={"server": {"uvloop": False}})
 
 
 def test_engines_benchmark_prints_both_engines(tmp_path: Path):
@@ -38,7 +27,7 @@ def test_engines_benchmark_prints_both_engines(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-m", "duplexbench", "engines", str(scenario), "--workers", "2",
          "--out", str(out)],
-        capture_output=True, text=True, timeout=120 * TIMEOUT_SCALE,
+        capture_output=True, text=True, timeout=scaled(120),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()

@@ -9,28 +9,17 @@ this test cheap; tests/locust/test_locust_engine.py covers every transport.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from _scenarios import tiny_scenario
+from _timeouts import scaled
 from duplexbench.results import SUMMARY_COLUMNS
 
-TIMEOUT_SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
-
-SCENARIO = """\
-name = "locust-runner-test"
-transports = ["sse"]
-pattern = "fanout"
-clients = [6]
-rate = [50]
-payload_bytes = [64]
-warmup_s = 0.5
-duration_s = 1.5
-drain_s = 0.5
-"""
+SCENARIO = tiny_scenario("locust-runner-test", transports=["sse"], clients=6, rate=50)
 
 
 def test_run_engine_locust_writes_standard_summary(tmp_path: Path):
@@ -40,7 +29,7 @@ def test_run_engine_locust_writes_standard_summary(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-m", "duplexbench", "run", str(scenario), "--engine", "locust",
          "--workers", "2", "--no-report", "--quiet", "--out", str(out)],
-        capture_output=True, text=True, timeout=120 * TIMEOUT_SCALE,
+        capture_output=True, text=True, timeout=scaled(120),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = pd.read_csv(out / "summary.csv")

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pytest
 
+from _claim_rows import FakeRun, summary_row
 from duplexbench.report.claims import claim_rows, gap_model_transits
 
 KEYS = {"source", "claim", "prediction", "measurement", "ratio", "verdict"}
 
 
-@dataclass
-class FakeRun:
-    summary: pd.DataFrame
-
-
 def _row(transport, **values):
-    row = {"transport": transport, "delay_ms": 0, "payload_bytes": 64, "message_bytes": 110,
-           "rate_msgs_s": 5, "keepalive": True, "upstream": "post", "status": "ok",
-           "lat_samples": 100, "lat_mean_ms": 1.0, "lat_max_ms": 2.0,
-           "overhead_down_per_msg": 3.0, "overhead_up_per_msg": 0.0,
-           "http_requests_per_msg": 0.0, "clients": 2, "delivered": 2400}
-    row.update(values)
-    return row
+    return summary_row(transport, **values)
 
 
 def _rfc6202_run():
@@ -92,7 +80,10 @@ def test_overhead_rows():
     batching = _find(rows, "batches")
     assert batching["ratio"] == pytest.approx(40 / 300, abs=0.01) and batching["verdict"] == "confirmed"
     header = _find(rows, "full HTTP request", "keep-alive on")
-    assert header["ratio"] == pytest.approx(300 / 871, abs=0.01) and header["verdict"] == "confirmed"
+    # Judged by HTTP requests per delivered message (report/headers.py), as the article's row.
+    assert header["ratio"] == 1.0 and header["verdict"] == "confirmed"
+    assert "300 B overhead per message" in header["measurement"]
+    assert "871 B is shown, not judged" in header["measurement"]
     article_lp = _find(rows, "Long polling: the server response")
     assert article_lp["verdict"] == "confirmed" and article_lp["ratio"] == pytest.approx(1.0)
     article_sse = _find(rows, "SSE: the server response")

@@ -15,25 +15,13 @@ import sys
 import pandas as pd
 import pytest
 
+from _scenarios import tiny_scenario
 from _timeouts import scaled
 from duplexbench.stacks import node_unavailable, render_markdown, stack_rows
 
-SCENARIO = """\
-name = "stacks-test"
-transports = ["websocket"]
-pattern = "fanout"
-clients = [20]
-rate = [20]
-payload_bytes = [64]
-topics = 1
-warmup_s = 0.3
-duration_s = 1.5
-drain_s = 2.0
-expect_loss = false
-
-[server]
-queue_limit = 1000
-"""
+SCENARIO = tiny_scenario("stacks-test", transports=["websocket"], clients=20, rate=20, topics=1,
+                         warmup_s=0.3, drain_s=2.0, expect_loss=False,
+                         tables={"server": {"queue_limit": 1000}})
 
 
 def _fake_run(root, stack, cpu_s, rss, lost=0):

@@ -19,6 +19,7 @@ from duplexbench.serverproc import ServerProcess
 
 from ._broken import ok_200_in_thread
 
+#: Short points: these tests check what a run records (measured or not, TLS), not figures.
 TINY = """
 name = "tiny"
 transports = [{transports}]
@@ -26,8 +27,8 @@ pattern = "fanout"
 clients = [3]
 rate = [40]
 payload_bytes = [32]
-warmup_s = 0.5
-duration_s = 1.0
+warmup_s = 0.3
+duration_s = 0.5
 drain_s = 0.5
 {extra}
 """

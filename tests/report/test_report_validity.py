@@ -95,3 +95,26 @@ def test_a_bad_repeat_is_left_out_and_named(model_run):
     assert any("WebSocket at 500 subscribers, repeat 2 (loadgen-saturated)" in t for t in notes)
     cpu = [f for f in result if f.metric == "server_cpu_s_per_1k"][0]
     assert cpu.best == "websocket" and "at 500 subscribers" in cpu.text
+
+
+def test_a_compared_side_near_saturation_is_said(model_run):
+    """Server or load generator above 80 % (not 90 %): still compared, but the sentence says so."""
+    run_dir = model_run("near", client_cpu_pct={("websocket", 500, 10.0): 85.0})
+    summary = pd.read_csv(run_dir / "summary.csv")
+    hot = (summary["transport"] == "longpoll") & (summary["clients"] == 500)
+    summary.loc[hot, "server_cpu_pct"] = 87.0
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    result = findings.run_findings(load_run_dir(run_dir))
+    cpu = next(f for f in result if f.metric == "server_cpu_s_per_1k")
+    assert (cpu.best, cpu.worst, cpu.kind) == ("websocket", "longpoll", "compare")
+    assert cpu.text.endswith("(near saturation: WebSocket's load generator at 85 %, > 80 %; "
+                             "long polling's server at 87 %, > 80 %).")
+    # A sentence comparing neither near-saturated side says nothing of it.
+    for f in result:
+        if f.kind in ("compare", "tie") and {f.best, f.worst}.isdisjoint({"websocket", "longpoll"}):
+            assert "near saturation" not in f.text
+
+
+def test_no_near_saturation_words_on_a_cool_run(model_run):
+    result = findings.run_findings(load_run_dir(model_run("cool")))
+    assert not any("near saturation" in f.text for f in result)

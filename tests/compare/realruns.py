@@ -1,0 +1,92 @@
+"""Real A/B runs shared by test_ab.py and test_e2e.py: each is made once per session.
+
+A clone of this working tree (committed or not) holds two commits, tagged ``parent`` and
+``child``; the child makes the servers' injected delay default to 2 ms (``servers/__init__.py``
+sets ``DUPLEXBENCH_INJECT_DELAY_MS`` unless already set: a real change to the server's code,
+seen only by the child's servers, which report it in ``/healthz`` and so in meta.json
+``inject``). Two A/B runs are made from it: the child against its parent (must fail) and the
+parent against itself (must pass). Each is tiny (two transports, 5 subscribers, 1 s points,
+3 repeats per side: one disturbed repeat must not decide; 3 also lets the tails be checked for
+stability), ~35 s on a busy 2-core machine. test_ab.py judges them as ``duplexbench ab`` did;
+test_e2e.py feeds their run directories to the plain ``compare`` gate.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests._scenarios import tiny_scenario
+from tests._timeouts import scaled
+
+__all__ = ["ABResult", "ROOT", "SCENARIO", "SCENARIO_NAME", "git", "make_clone", "run_ab"]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO_NAME = "ab-tiny.toml"
+
+#: Two transports at the extremes of cost (a request per message vs a frame per message).
+SCENARIO = tiny_scenario("ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
+                         duration_s=1.0, drain_s=0.3, repeats=3, seed=1,
+                         tables={"server": {"uvloop": True}})
+
+CHILD_CHANGE = ('\n\n# Test commit: every delivery 2 ms late (a regression the A/B gate must flag).\n'
+                'import os as _os\n_os.environ.setdefault("DUPLEXBENCH_INJECT_DELAY_MS", "2")\n')
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """One ``duplexbench ab`` run: exit status, output (stdout last) and its directory."""
+
+    status: int
+    output: str
+    out: Path  # holds base/, current/, compare.md, compare.json
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=duplexbench-test", "-c", "user.email=test@duplexbench.invalid",
+         *args], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"git {args}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def make_clone(root: Path) -> Path:
+    """A repository under ``root`` with commits tagged parent and child (+2 ms per delivery)."""
+    repo = root / "repo"
+    files = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file() and not name.startswith("results/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    (repo / SCENARIO_NAME).write_text(SCENARIO)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "parent")
+    git(repo, "tag", "parent")
+    with open(repo / "servers" / "__init__.py", "a", encoding="utf-8") as init:
+        init.write(CHILD_CHANGE)
+    git(repo, "commit", "-qam", "child: 2 ms before each delivery")
+    git(repo, "tag", "child")
+    return repo
+
+
+def run_ab(repo: Path, base: str, out: Path) -> ABResult:
+    """``duplexbench ab BASE`` in ``repo`` as checked out; DUPLEXBENCH_INJECT_* cleared."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "duplexbench", "ab", base, "--scenario", SCENARIO_NAME,
+         "--out", str(out), "--quiet"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=scaled(200))
+    return ABResult(done.returncode, done.stderr + done.stdout, out)
+
+
+def new_root(prefix: str) -> Path:
+    """Our own temp dir, not tmp_path_factory: concurrent pytest sessions of the same user
+    prune each other's old basetemp dirs, and these runs must outlive minutes of tests."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
