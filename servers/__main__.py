@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .app import make_app
 from .config import ConfigError, ServerConfig, parse_config
+from .gcpolicy import apply_gc_policy
 
 __all__ = ["main", "serve"]
 
@@ -66,6 +67,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
         handler_cancellation=True,  # a vanished client's held poll stops holding
     )
     await runner.setup()
+    apply_gc_policy(config.gc)  # after the app is built: its objects are frozen
     try:
         context, ca_note = _tls(config)
         site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True,

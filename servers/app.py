@@ -117,6 +117,11 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _on_startup(app: web.Application) -> None:
     app[STATE].hub.start()
+    app[STATE].metrics.gc.install()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    app[STATE].metrics.gc.uninstall()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -159,4 +164,5 @@ def make_app(config: ServerConfig) -> web.Application:
     add_page_routes(app)  # the browser client's pages (servers/pages.py)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
     return app

@@ -12,6 +12,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from .gcpolicy import GC_POLICIES
+
 __all__ = [
     "ALL_TRANSPORTS",
     "ConfigError",
@@ -70,6 +72,7 @@ class ServerConfig:
     tls_cert: str = ""  # PEM chain: serve https / wss (with tls_key)
     tls_key: str = ""
     tls_dir: str = ""  # --tls without a certificate: generate one (and its CA) here ("-": a temp dir)
+    gc: str = "tuned"  # garbage-collector policy (servers/gcpolicy.py)
     inject: InjectConfig = InjectConfig()
 
 
@@ -135,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tls-key", default="", metavar="PEM", help="private key of --tls-cert (default: none)")
     add("--tls-dir", default="", metavar="DIR",
         help="where --tls writes ca.pem, server.pem, server.key (default: a temp dir)")
+    add("--gc", choices=list(GC_POLICIES), default=d.gc,
+        help="garbage-collector policy: 'tuned' freezes the start-up objects and collects the "
+        "young generation every 1,000,000 net allocations (servers/gcpolicy.py); 'python' keeps "
+        "CPython's defaults")
     return p
 
 
@@ -165,6 +172,7 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_dir=args.tls_dir or ("-" if args.tls and not args.tls_cert else ""),
+        gc=args.gc,
     )
     _validate(config)
     return config

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .gcpolicy import GcStats
+
 __all__ = ["LABELS", "Metrics"]
 
 LABELS = ("longpoll", "sse", "ndjson", "websocket", "publish", "other")
@@ -18,7 +20,7 @@ LABELS = ("longpoll", "sse", "ndjson", "websocket", "publish", "other")
 class Metrics:
     __slots__ = (
         "connections_open", "http_requests", "published", "delivered",
-        "bytes_written", "slow_consumer_drops", "publisher_waits", "publisher_wait_seconds",
+        "bytes_written", "slow_consumer_drops", "publisher_waits", "publisher_wait_seconds", "gc",
     )
 
     def __init__(self) -> None:
@@ -34,6 +36,8 @@ class Metrics:
         #: The burst rule at work: publishes that waited for a congested topic, and how long.
         self.publisher_waits = 0
         self.publisher_wait_seconds = 0.0
+        #: The garbage collector's work (installed while the app runs: servers/gcpolicy.py).
+        self.gc = GcStats()
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
@@ -59,6 +63,18 @@ class Metrics:
         out.append("# HELP duplexbench_publisher_wait_seconds_total Time publishers spent waiting.")
         out.append("# TYPE duplexbench_publisher_wait_seconds_total counter")
         out.append(f"duplexbench_publisher_wait_seconds_total {self.publisher_wait_seconds:.6f}")
+        out.append("# HELP duplexbench_gc_collections_total Garbage collections per generation.")
+        out.append("# TYPE duplexbench_gc_collections_total counter")
+        for gen, count in enumerate(self.gc.collections):
+            out.append(f'duplexbench_gc_collections_total{{generation="{gen}"}} {count}')
+        out.append("# HELP duplexbench_gc_seconds_total Time spent in garbage collections.")
+        out.append("# TYPE duplexbench_gc_seconds_total counter")
+        for gen, seconds in enumerate(self.gc.seconds):
+            out.append(f'duplexbench_gc_seconds_total{{generation="{gen}"}} {seconds:.6f}')
+        out.append("# HELP duplexbench_gc_collected_total Unreachable objects the collector freed.")
+        out.append("# TYPE duplexbench_gc_collected_total counter")
+        for gen, count in enumerate(self.gc.collected):
+            out.append(f'duplexbench_gc_collected_total{{generation="{gen}"}} {count}')
         return "\n".join(out) + "\n"
 
     @staticmethod

@@ -180,7 +180,24 @@ def test_subscriber_search_stops_at_the_machine_limit():
     session = Limited(knee=math.inf)
     result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
     assert session.rates == [2.0, 2.0, 2.0]  # 1000, 2000, 4000 subscribers at 2 msg/s
-    assert result.clients == 4000 and "machine limit at 8,000 subscribers" in result.why
+    assert result.clients == 4000 and "machine's ceiling of 4,000 subscribers" in result.why
+
+
+def test_subscriber_search_steps_to_the_machine_ceiling_between_doublings():
+    """A limit between two doublings (here 5,000): the last step is the largest count that
+    fits, not the last doubling below it."""
+    from duplexbench.capacity_clients import search_clients
+    from duplexbench.limits import LimitError
+
+    class Limited(FakeSession):
+        def check_limits(self, points):
+            if points[0].clients > 5000:
+                raise LimitError("open files: `ulimit -Hn`")
+
+    session = Limited(knee=math.inf)
+    result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
+    assert len(session.rates) == 4  # 1000, 2000, 4000, then the ceiling
+    assert result.clients == 5000 and "ceiling" in result.why
 
 
 def test_a_publisher_behind_schedule_bounds_the_load_generator():
