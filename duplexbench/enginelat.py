@@ -30,7 +30,7 @@ from . import procs
 from .results import atomic_write_json
 from .serverproc import ServerProcess
 
-__all__ = ["LIMIT", "main"]
+__all__ = ["LIMIT", "main", "out_dir"]
 
 LIMIT = 1.3
 RATE = 200.0
@@ -71,9 +71,22 @@ def _pinned(cmd: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if cpu is not None else cmd
 
 
+def out_dir(argv: list[str]) -> Path:
+    """The results directory: ``DIR`` or ``--out DIR`` (as ``engines`` takes it; ``--out`` was
+    once taken for a directory of that name), else results/engines-latency-<time>."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m duplexbench engines --latency")
+    parser.add_argument("out_dir", nargs="?", help="results directory")
+    parser.add_argument("--out", dest="out_opt", help="results directory")
+    args = parser.parse_args(argv)
+    chosen = args.out_opt or args.out_dir
+    if chosen:
+        return Path(chosen)
+    return Path("results") / f"engines-latency-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = Path(argv[0]) if argv else Path("results") / f"engines-latency-{stamp}"
+    out = out_dir(argv or [])
     plan = procs.plan_affinity()
     procs.raise_nofile_limit()
     rows: list[dict] = []
