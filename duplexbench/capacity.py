@@ -29,7 +29,6 @@ machine's limits (open files, ports) stop the search.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -41,38 +40,16 @@ from .console import Column, Console, display_path
 from .limits import LimitError
 from .results import atomic_write_json, new_run_id
 from .runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PointResult, Session
-from .validity import SATURATED_PCT, loadgen_pct_per_core, publish_shortfall
+from .capacity_judge import BOUNDS, Verdict, bound_of, judge, num, publisher_realtime
+from .scenario import TRANSPORTS, LoadPoint, Scenario, ScenarioError, parse_scenario
+from .validity import SATURATED_PCT
 
 LOADGEN_SATURATED_PCT = SATURATED_PCT
-from .scenario import TRANSPORTS, LoadPoint, Scenario, ScenarioError, parse_scenario
 
+# The criterion (BOUNDS, Verdict, bound_of, judge, publisher_realtime) lives in
+# capacity_judge and is re-exported: callers and tests know it as capacity.judge.
 __all__ = ["BOUNDS", "CapacityResult", "Verdict", "bound_of", "build_parser", "judge", "main",
            "next_rate", "publisher_realtime"]
-
-#: What limited a transport: its server, the load generator, both, or neither core.
-BOUNDS = ("server", "loadgen", "both", "none")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Did one step sustain its rate, and if not, why."""
-
-    sustained: bool
-    why: str  # "" when sustained
-    loadgen_bound: bool = False
-    server_bound: bool = False
-    #: Why a saturated load generator was not named (see judge), else "".
-    note: str = ""
-
-    @property
-    def bound(self) -> str:
-        return bound_of(self.server_bound, self.loadgen_bound)
-
-
-def bound_of(server: bool, loadgen: bool) -> str:
-    return "both" if server and loadgen else "server" if server else \
-        "loadgen" if loadgen else "none"
-
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -103,75 +80,6 @@ class CapacityResult:
     by: str = "rate"
     #: --by subscribers: the lowest subscriber count that failed (nan when none did).
     failed_clients: float = float("nan")
-
-
-def _num(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def judge(result: PointResult, limit_ms: float, latency: float | None = None,
-          name: str = "p99", publisher_realtime: bool = False) -> Verdict:
-    """Apply the capacity criterion to one measured point.
-
-    ``latency``: the figure judged (default the row's p99); ``name`` its label.
-    ``publisher_realtime``: the publisher ran at SCHED_FIFO (counters.json's
-    ``publisher_sched``), so it was never late for want of CPU on the load
-    generator's core.
-
-    What bounded the step: the server when its core was saturated; the load
-    generator when its core was saturated or its publisher fell short. When
-    both cores were saturated, the side where messages waited is named: if the
-    subscribers got every message within the bound *of its actual send*
-    (``sent_p99_ms``), the publisher sent its whole schedule at real-time
-    priority and nothing was lost, the latency was spent before the send, with
-    the publisher's POSTs in flight waiting for the server's answers (clients/
-    pubproc.py), so the server alone is named and the load generator's share
-    is kept as a note: it was busy but kept up.
-    """
-    row = result.row
-    pct = loadgen_pct_per_core(row)
-    server = _num(row.get("server_cpu_pct"))
-    server_bound = server is not None and server > SATURATED_PCT
-    # Same rule as validity.py: a publisher far behind its schedule is a saturated client.
-    shortfall = bool(publish_shortfall(row))
-    bound = pct > SATURATED_PCT or (shortfall and not server_bound)
-    lost = _num(row.get("lost")) or 0
-    note = ""
-    if bound and server_bound and publisher_realtime and not shortfall and lost == 0:
-        sent = _num(row.get("sent_p99_ms"))
-        if sent is not None and sent < limit_ms:
-            bound = False
-            note = (f"load generator at {pct:.0f}% but kept up (p99 from the send "
-                    f"{sent:.1f} ms): the wait was before the send, for the server")
-    if not result.measured:
-        return Verdict(False, f"point failed: {result.reason.splitlines()[0] if result.reason else '?'}",
-                       bound, server_bound)
-    if result.status not in ("ok", "lost"):
-        return Verdict(False, f"client errors ({result.status})", bound, server_bound)
-    if lost > 0:
-        return Verdict(False, f"lost {lost:.0f}", bound, server_bound)
-    value = latency if latency is not None else _num(row.get("lat_p99_ms"))
-    if value is None:
-        return Verdict(False, "no latency samples", bound, server_bound)
-    if value >= limit_ms:
-        return Verdict(False, f"{name} {value:.1f} ms >= {limit_ms:g} ms", bound, server_bound,
-                       note)
-    return Verdict(True, "", bound, server_bound, note)
-
-
-def publisher_realtime(run_dir: Path, point: LoadPoint) -> bool:
-    """Did this point's publisher run at SCHED_FIFO (its counters.json says so)?"""
-    path = (Path(run_dir) / "points" / f"{point.index:03d}-{point.transport}-r{point.repeat}"
-            / "counters.json")
-    try:
-        sched = json.loads(path.read_text(encoding="utf-8")).get("publisher_sched")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return str(sched or "").startswith("SCHED_FIFO")
 
 
 def next_rate(good: float | None, bad: float | None, start: float, factor: float,
@@ -353,7 +261,7 @@ def result_from(transport: str, clients: int, found: Bracket, *, rate_of, why_no
     row = found.good.result.row if found.good else {}
 
     def value(key: str) -> float:
-        number = _num(row.get(key))
+        number = num(row.get(key))
         return nan if number is None else number
 
     bad = found.bad
@@ -382,8 +290,8 @@ def result_from(transport: str, clients: int, found: Bracket, *, rate_of, why_no
         why=why,
         steps=found.steps,
         bound=bad.verdict.bound if bad else ("loadgen" if good_row_sat else "none"),
-        failed_server_cpu_pct=_num(bad.result.row.get("server_cpu_pct")) or nan if bad else nan,
-        failed_client_cpu_pct=_num(bad.result.row.get("client_cpu_pct")) or nan if bad else nan,
+        failed_server_cpu_pct=num(bad.result.row.get("server_cpu_pct")) or nan if bad else nan,
+        failed_client_cpu_pct=num(bad.result.row.get("client_cpu_pct")) or nan if bad else nan,
         sustained_loadgen_saturated=good_row_sat,
         knee_runs=sum(1 for s in found.history if s.value in knee),
         by=by,
@@ -420,7 +328,7 @@ def _say(session: Session, result: PointResult, verdict: Verdict) -> None:
             session.console.info("  sustained, but the load generator was saturated "
                                  "(this rate is a floor for the server)")
         return
-    server_pct = _num(result.row.get("server_cpu_pct"))
+    server_pct = num(result.row.get("server_cpu_pct"))
     note = ""
     if verdict.loadgen_bound:
         note = " (load generator saturated)"
