@@ -8,6 +8,9 @@ BASELINE ?= results/baselines/ci
 COMPARE_FLAGS ?=
 # make stacks STACKS_SCENARIO=scenarios/stacks-quick.toml for a quick side-by-side check
 STACKS_SCENARIO ?= scenarios/stacks.toml
+# make capacity-subscribers: the publish rate held while subscribers are stepped (the
+# websocket-shootout setting of issue 15 and the README table is 1 msg/s)
+CAPSUB_RATE ?= 1
 # A/B mode: `make ci-bench BASE=origin/main` (any commit-ish) runs BASE's servers and this
 # tree's, interleaved, with this tree's load generator (docs/regression.md); e.g.
 # AB_FLAGS="--repeats 6" or AB_FLAGS="--transports sse,websocket".
@@ -32,7 +35,7 @@ help:
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make node       install the Node.js reference server (servers/node, npm ci)"
 	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
-	@echo "make capacity-subscribers   most subscribers per transport at 2 msg/s with p95 under 500 ms"
+	@echo "make capacity-subscribers   most subscribers per transport at CAPSUB_RATE msg/s (default 1) with p95 under 500 ms"
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
@@ -80,7 +83,7 @@ capacity: install
 
 # The websocket-shootout method: fixed rate, subscribers doubled from 1,000 (long: minutes).
 capacity-subscribers: install
-	$(PY) -m duplexbench capacity --by subscribers
+	$(PY) -m duplexbench capacity --by subscribers --rate $(CAPSUB_RATE)
 
 c10k: install
 	$(PY) -m duplexbench run scenarios/c10k.toml
