@@ -24,7 +24,6 @@ into the native engine's figures (duplicated, reordered, late, message sizes).
 from __future__ import annotations
 
 import json
-import random
 import time
 
 import gevent
@@ -34,7 +33,7 @@ from locust import User, constant, task
 
 from duplexbench.contract import ContractError, decode_envelope, make_payload, payload_index
 from duplexbench.contract.http import (
-    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_PUBLISH, PATH_STREAM,
+    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_STREAM,
 )
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.ndjson import NDJSONParser
@@ -45,12 +44,18 @@ try:  # Locust puts the locustfile's folder on sys.path
     from dbrun import RUN, fire as _fire, opt as _opt, paused as _paused
     from dbrun import phase_bounds as _phase_bounds
     from dbrun import sleep_until as _sleep_until
-    from dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
+    from dbwire import ClientFailure, Conn as _Conn, WSConn
+    from dbpublish import Poster as _Poster, past_measure_end as _past_measure_end
+    from dbpublish import pub_url as _pub_url, record_publish as _record_publish
+    from dbpublish import schedule as _schedule, topic_name as _topic_name
 except ImportError:  # imported as a package module
     from locustfiles.dbrun import RUN, fire as _fire, opt as _opt, paused as _paused
     from locustfiles.dbrun import phase_bounds as _phase_bounds
     from locustfiles.dbrun import sleep_until as _sleep_until
-    from locustfiles.dbwire import ClientFailure, Conn as _Conn, WSConn, Wire as _Wire
+    from locustfiles.dbwire import ClientFailure, Conn as _Conn, WSConn
+    from locustfiles.dbpublish import Poster as _Poster, past_measure_end as _past_measure_end
+    from locustfiles.dbpublish import pub_url as _pub_url, record_publish as _record_publish
+    from locustfiles.dbpublish import schedule as _schedule, topic_name as _topic_name
 
 __all__ = [
     "LongPollUser",
@@ -327,80 +332,6 @@ SUBSCRIBER_CLASSES = {
     "longpoll": LongPollUser, "sse": SSEUser, "ndjson": NDJSONUser, "websocket": WebSocketUser,
 }
 RUN.subscriber_classes = SUBSCRIBER_CLASSES
-
-
-# ---------------------------------------------------------------------------
-# Publishing
-# ---------------------------------------------------------------------------
-
-
-def _topic_name(environment, k: int) -> str:
-    """``{prefix}-{k}`` as the native loadgen names topics; interactive runs with one
-    topic use the name given, so a person can watch it with curl."""
-    prefix = _opt(environment, "topic")
-    if _opt(environment, "clients") <= 0 and _opt(environment, "topics") <= 1 \
-            and _opt(environment, "pattern") == "fanout":
-        return prefix
-    return f"{prefix}-{k}"
-
-
-def _pub_url(environment) -> str:
-    return _opt(environment, "pub-host") or environment.host
-
-
-class _Poster:
-    """Keep-alive ``POST /publish``; reconnects once when the server closed the connection."""
-
-    def __init__(self, url: str, wire: _Wire) -> None:
-        self.url, self.wire = url, wire
-        self.conn: _Conn | None = None
-
-    def publish(self, topic: str, data: str, ts: int) -> int:
-        for attempt in (1, 2):
-            if self.conn is None or self.conn.closed:
-                self.conn = _Conn(self.url, self.wire, 10.0)
-            try:
-                response = self.conn.request(
-                    "POST", f"{PATH_PUBLISH}?topic={topic}&ts={ts}",
-                    {"Content-Type": "text/plain; charset=utf-8"}, data.encode())
-                body = response.read()
-            except OSError:
-                self.conn.close()
-                if attempt == 2:
-                    raise
-                continue
-            if response.should_close():
-                self.conn.close()
-            if response.status_code != 200:
-                raise ClientFailure(f"publish answered {response.status_code}: {body[:200]!r}")
-            return int(json.loads(body)["seq"])
-        raise AssertionError("unreachable")
-
-
-def _schedule(environment, first_ns: int, rate: float, salt: int):
-    """Intended send times (open loop): uniform spacing or Poisson arrivals."""
-    period = 1e9 / rate
-    if _opt(environment, "arrival") == "poisson":
-        rng = random.Random(_opt(environment, "seed") * 1_000_003 + salt)
-        t = float(first_ns)
-        while True:
-            yield int(t)
-            t += rng.expovariate(1.0) * period
-    k = 0
-    while True:
-        yield first_ns + int(k * period)
-        k += 1
-
-
-def _past_measure_end(environment, intended_ns: int) -> bool:
-    if _opt(environment, "duration") <= 0:
-        return False
-    return intended_ns >= _phase_bounds(environment, RUN.t0_ns)[1]
-
-
-def _record_publish(index: int, topic: str, seq: int, intended: int, sent: int) -> None:
-    if RUN.recorder is not None:
-        RUN.recorder.add("publishes", f"{index},{topic},{seq},{intended},{sent}\n")
 
 
 class PublisherUser(User):
