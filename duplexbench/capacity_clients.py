@@ -71,8 +71,9 @@ def machine_ceiling(session: Session, transport: str, rate: float, payload: int,
     why = fits(high)
     if not why:
         return high, ""
-    if fits(low):
-        return low, fits(low)  # not even the first step fits: run_step will say so
+    why_low = fits(low)
+    if why_low:
+        return low, why_low  # not even the first step fits: run_step will say so
     while high - low > 1:  # about 20 checks from 1,000 to 1,000,000
         middle = (low + high) // 2
         reason = fits(middle)

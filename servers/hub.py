@@ -386,7 +386,7 @@ class Hub:
         if self._ticker is None:
             self._loop = asyncio.get_running_loop()
             self.clock = self._loop.time()
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            self._ticker = self._loop.create_task(self._tick())
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -168,16 +168,22 @@ def test_capacity_by_subscribers_writes_bound_per_transport(tmp_path, fake_engin
     assert "capacity by subscribers" in printed
 
 
-def test_subscriber_search_stops_at_the_machine_limit():
-    from duplexbench.capacity_clients import search_clients
+def _limited_session(most_clients: int) -> FakeSession:
+    """A session whose limit checks refuse more than ``most_clients`` subscribers."""
     from duplexbench.limits import LimitError
 
     class Limited(FakeSession):
         def check_limits(self, points):
-            if points[0].clients > 4000:
+            if points[0].clients > most_clients:
                 raise LimitError("open files: `ulimit -Hn`")
 
-    session = Limited(knee=math.inf)
+    return Limited(knee=math.inf)
+
+
+def test_subscriber_search_stops_at_the_machine_limit():
+    from duplexbench.capacity_clients import search_clients
+
+    session = _limited_session(4000)
     result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
     assert session.rates == [2.0, 2.0, 2.0]  # 1000, 2000, 4000 subscribers at 2 msg/s
     assert result.clients == 4000 and "machine's ceiling of 4,000 subscribers" in result.why
@@ -187,14 +193,8 @@ def test_subscriber_search_steps_to_the_machine_ceiling_between_doublings():
     """A limit between two doublings (here 5,000): the last step is the largest count that
     fits, not the last doubling below it."""
     from duplexbench.capacity_clients import search_clients
-    from duplexbench.limits import LimitError
 
-    class Limited(FakeSession):
-        def check_limits(self, points):
-            if points[0].clients > 5000:
-                raise LimitError("open files: `ulimit -Hn`")
-
-    session = Limited(knee=math.inf)
+    session = _limited_session(5000)
     result = search_clients(session, "sse", args(by="subscribers", start_clients=1000), [0], 10)
     assert len(session.rates) == 4  # 1000, 2000, 4000, then the ceiling
     assert result.clients == 5000 and "ceiling" in result.why
