@@ -36,7 +36,7 @@ from duplexbench.report.derived import (
 )
 from duplexbench.report.load import ReportRun, is_complete
 from duplexbench.report.alerts import Warning_, run_warnings
-from duplexbench.validity import COMPARABLE, comparable, near_saturation
+from duplexbench.validity import COMPARABLE, SATURATED_PCT, comparable, near_saturation
 
 __all__ = [
     "TIE_TOLERANCE",
@@ -210,19 +210,32 @@ def _reading(metric: Metric, value: float) -> str:
 
 
 def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
-    """' (near saturation: NDJSON's server at 85 %, > 80 %)' for the compared transports whose
-    server or load generator was above 80 % of its core there, else ''.
+    """What a compared side's own load did to its figures, as a suffix of the sentence:
+    ' (saturated: long polling's server at 92 %, ...)' for a server above 90 % of its core,
+    ' (near saturation: NDJSON's server at 85 %, > 80 %)' for a server or load generator
+    above 80 %, else ''.
 
-    Such a side is still comparable (validity ``ok``), but its own queueing starts to show
-    in what it measured (duplexbench/validity.py), so the sentence must say so.
+    Both sides stay comparable (validity ``ok`` or ``server-saturated``), but a saturated
+    server's latency is mostly its own queue, which grows with the offered load and the
+    run's length, and near saturation that queueing starts to show
+    (duplexbench/validity.py), so the sentence must say so.
     """
-    parts = []
+    saturated, near = [], []
     for transport in transports:
         for _, row in rows[rows["transport"] == transport].iterrows():
+            server = pd.to_numeric(row.get("server_cpu_pct"), errors="coerce")
+            if server > SATURATED_PCT:
+                saturated.append(f"{_name(transport)}'s server at {server:.0f} %")
             for note in near_saturation(row):
                 # "near saturation (server at 85 %, > 80 %)" -> "NDJSON's server at 85 %, > 80 %"
-                parts.append(f"{_name(transport)}'s {note[len('near saturation ('):-1]}")
-    return f" (near saturation: {'; '.join(parts)})" if parts else ""
+                near.append(f"{_name(transport)}'s {note[len('near saturation ('):-1]}")
+    text = ""
+    if saturated:
+        text += (f" (saturated: {'; '.join(saturated)}: its figures include its own queueing "
+                 "and hold for this load only)")
+    if near:
+        text += f" (near saturation: {'; '.join(near)})"
+    return text
 
 
 def transport_findings(agg: pd.DataFrame, metrics=METRICS,

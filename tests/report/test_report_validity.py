@@ -118,3 +118,23 @@ def test_a_compared_side_near_saturation_is_said(model_run):
 def test_no_near_saturation_words_on_a_cool_run(model_run):
     result = findings.run_findings(load_run_dir(model_run("cool")))
     assert not any("near saturation" in f.text for f in result)
+
+
+def test_a_compared_side_whose_server_saturated_is_said(model_run):
+    """A server above 90 % (validity server-saturated) is still compared, but its latency is
+    its own queue: every sentence comparing that transport says it was saturated."""
+    run_dir = model_run("saturated")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    hot = (summary["transport"] == "longpoll") & (summary["clients"] == 500)
+    summary.loc[hot, "server_cpu_pct"] = 96.0
+    summary.loc[hot, "validity"] = "server-saturated"
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    result = findings.run_findings(load_run_dir(run_dir))
+    compared = [f for f in result if f.kind in ("compare", "tie") and "longpoll" in (f.best, f.worst)]
+    assert compared
+    for f in compared:
+        assert "(saturated: long polling's server at 96 %: its figures include its own " \
+               "queueing and hold for this load only)" in f.text
+    for f in result:
+        if f.kind in ("compare", "tie") and "longpoll" not in (f.best, f.worst):
+            assert "saturated:" not in f.text
