@@ -118,7 +118,7 @@ SOAK_S ?= 600
 soak: install
 	rm -rf results/soak
 	-$(PY) -m duplexbench run scenarios/soak.toml --duration $(SOAK_S) --out results/soak
-	$(PY) -m duplexbench.soak results/soak
+	$(PY) -m duplexbench soak results/soak
 
 # The Node.js reference server (a second stack): its own dependency, npm's lock file pinned.
 node: servers/node/node_modules/.package-lock.json

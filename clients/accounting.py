@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from duplexbench.contract import Envelope
+from duplexbench.contract.envelope import Envelope
 
 __all__ = ["ENVELOPES", "DeliveryTotals", "RawLog", "Samples", "SubscriberLog", "tally"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from duplexbench.contract import Envelope
+from duplexbench.contract.envelope import Envelope
 
 __all__ = [
     "ClientError",

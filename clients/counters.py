@@ -21,7 +21,7 @@ from .core import count_late, message_bytes_up, message_sizes, tally
 from .plan import ROUTE_POST, ROUTE_WS_SUB
 from .tcpinfo import FIELDS, IP_HEADER_BYTES, diff
 
-__all__ = ["build_counters"]
+__all__ = ["build_counters", "nodelay_state"]
 
 
 def build_counters(gen, complete: bool, reason: str | None) -> dict:
@@ -108,7 +108,7 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "drain_end_ns": gen.drain_end_ns or None,
         "clock": "CLOCK_MONOTONIC",
         "samples": len(gen.samples),
-        "tcp_nodelay": _nodelay(gen),
+        "tcp_nodelay": nodelay_state(gen),
         "gc": gen.gc_note,
         "procs": gen.procs,
         "publisher_sched": gen.publisher.sched if gen.publisher is not None else None,
@@ -140,7 +140,7 @@ def _publish_failed(gen, measured_ok: int) -> int:
     return max(0, attempted - measured_ok)
 
 
-def _nodelay(gen) -> bool | None:
+def nodelay_state(gen) -> bool | None:
     """Whether TCP_NODELAY was on for the subscribers' current connections."""
     if getattr(gen, "shard_nodelay", None):
         states = [s for s in gen.shard_nodelay if s is not None]

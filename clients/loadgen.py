@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import signal
 import sys
 import traceback
@@ -24,22 +23,10 @@ from pathlib import Path
 
 from .base import ClientError
 from .point import LoadGen, emit
+from .process import raise_nofile_limit
 from .spec import LoadSpec, SpecError
 
-__all__ = ["main", "raise_nofile_limit"]
-
-
-def raise_nofile_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit: thousands of sockets need it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
+__all__ = ["main"]
 
 
 # The process: signals, exit codes, output files

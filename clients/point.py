@@ -40,11 +40,12 @@ from .core import drain_bound_s, listen_s
 from .fastws import FastWebSocketSubscriber
 from .longpoll import LongPollSubscriber
 from .plan import ROUTE_WS_SUB, Plan, make_plan
+from .pubctl import PUBLISHER_SLACK_S, PublisherProcess
+from .pubctl import send_due as _send_due
+from .pubctl import sleep_until as _sleep_until
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .stream import NDJSONSubscriber, SSESubscriber
-from .pubctl import PUBLISHER_SLACK_S, PublisherProcess, send_due as _send_due
-from .pubctl import sleep_until as _sleep_until
 from .tcpinfo import TcpTally
 
 __all__ = ["LoadGen", "PublisherProcess", "SUBSCRIBERS", "emit"]

@@ -246,13 +246,13 @@ async def _serve(spec: LoadSpec, out: Path, k: int, n: int) -> int:
             np.savez(out / "samples.npz", **{name: np.frombuffer(getattr(s, name), dtype=np.int64)
                                             for name in ("subscriber", "seq", "index", "sent_ns",
                                                          "recv_ns")})
-            from .counters import _nodelay
+            from .counters import nodelay_state
             # Per-subscriber figures go to a file: thousands of them make a line too long.
             (out / "logs.json").write_text(json.dumps({
                 "logs": [[log.sid, log.duplicated, log.reordered, log.highest] for log in gen.logs],
                 "faults": [[gen.members[j], d, r, z, down]
                            for j, d, r, z, down in gen.fault_stats()]}))
-            emit("written", delivered=s.delivered, errors=gen.errors, nodelay=_nodelay(gen),
+            emit("written", delivered=s.delivered, errors=gen.errors, nodelay=nodelay_state(gen),
                  error_messages=gen.error_messages)
         elif kind == "close":
             await gen.close()
@@ -266,10 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 4:
         print("usage: python -m clients.shard SPEC.json OUT_DIR K N", file=sys.stderr)
         return 2
-    from .loadgen import raise_nofile_limit
-    from .pubproc import _tune_process
+    from .process import raise_nofile_limit, tune_process
 
-    _tune_process()
+    tune_process()
     # The conductor decides when a shard stops (it collects the shard's samples
     # first): a supervisor's SIGTERM / SIGINT to the whole process group is its to
     # handle; a shard still dies at once should the conductor itself die.

@@ -1,6 +1,8 @@
 """`python -m duplexbench COMMAND …`: one entry point, each command in its own module.
 
-Each command module exposes ``main(argv: list[str]) -> int`` and parses its own
+The verb names the module: ``duplexbench/commands/<verb>.py`` (as asv's ``commands/``);
+the machinery the commands share lives beside them, in the other packages. Each command
+module exposes ``main(argv: list[str]) -> int`` and parses its own
 arguments, so commands stay independent and import only what they use.
 """
 
@@ -13,16 +15,17 @@ __all__ = ["COMMANDS", "main"]
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("duplexbench.runner", "run a scenario: servers, load generators, results"),
+    "run": ("duplexbench.commands.run", "run a scenario: servers, load generators, results"),
     "serve": ("servers.__main__", "start a duplexbench server by hand"),
-    "report": ("duplexbench.report", "write report.md / report.html for result directories"),
-    "compare": ("duplexbench.compare", "compare two runs; exit 1 on a regression"),
-    "ab": ("duplexbench.abtest", "A/B gate: BASE's and this tree's servers, interleaved; exit 1 on a regression"),
-    "capacity": ("duplexbench.capacity", "highest sustained delivery rate with p99 < 100 ms"),
-    "engines": ("duplexbench.engines", "native engine vs Locust, client CPU per message"),
-    "stacks": ("duplexbench.stacks", "one scenario on the aiohttp servers and the Node reference"),
-    "probe": ("duplexbench.probe", "check a server (any implementation) against the wire contract"),
-    "fuzz": ("duplexbench.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
+    "report": ("duplexbench.commands.report", "write report.md / report.html for result directories"),
+    "compare": ("duplexbench.commands.compare", "compare two runs; exit 1 on a regression"),
+    "ab": ("duplexbench.commands.ab", "A/B gate: BASE's and this tree's servers, interleaved; exit 1 on a regression"),
+    "capacity": ("duplexbench.commands.capacity", "highest sustained delivery rate with p99 < 100 ms"),
+    "engines": ("duplexbench.commands.engines", "native engine vs Locust, client CPU per message"),
+    "stacks": ("duplexbench.commands.stacks", "one scenario on the aiohttp servers and the Node reference"),
+    "probe": ("duplexbench.commands.probe", "check a server (any implementation) against the wire contract"),
+    "fuzz": ("duplexbench.commands.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
+    "soak": ("duplexbench.commands.soak", "judge a soak run: RSS and open files over time, lost, late"),
 }
 
 

@@ -23,9 +23,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from .validity import comparable
+from .measure.validity import comparable
 
-__all__ = ["Column", "Console", "PointProgress", "TABLE_COLUMNS", "display_path", "format_value"]
+__all__ = ["Column", "Console", "PointProgress", "TABLE_COLUMNS", "display_path", "format_value",
+           "insert_column"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("bytes_down_per_msg", "bytes\ndown/msg", "{:,.1f}"),
     Column("http_requests_per_msg", "req/msg", "{:.3f}"),
 )
+
+
+def insert_column(columns: list, column: Column, after: tuple[str, ...] = ("transport",)) -> list:
+    """``columns`` with ``column`` after the last of the keys ``after`` present (else first)."""
+    keys = [c.key for c in columns]
+    at = max((keys.index(k) + 1 for k in after if k in keys), default=0)
+    return columns[:at] + [column] + columns[at:]
 
 
 def format_value(value: Any, fmt: str) -> str:
@@ -269,7 +277,7 @@ class Console:
             needed += widest + 3
             table.add_column(column.header, justify="left" if column.fmt == "{}" else "right",
                              no_wrap=True, min_width=widest)
-        if status:  # the point's validity (duplexbench/validity.py); status for old rows
+        if status:  # the point's validity (duplexbench/measure/validity.py); status for old rows
             table.add_column("validity", no_wrap=True)
             needed += 20
         for row, cells in zip(rows, body):

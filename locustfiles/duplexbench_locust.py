@@ -10,7 +10,7 @@ gaps) and client errors fire failures.
 Kept apart from the asyncio code on purpose: importing ``locust`` monkey-patches
 the standard library with gevent. Only the pure-code ``duplexbench.contract`` is
 imported here. Run it directly (see docs/locust.md) or through
-``python -m duplexbench.locust_engine SPEC.json OUT_DIR --workers N``, which sets
+``python -m duplexbench.engines.locust SPEC.json OUT_DIR --workers N``, which sets
 the ``--db-*`` options from a LoadSpec and collects the records written to
 ``--db-out`` into the native loadgen's file formats.
 
@@ -32,9 +32,7 @@ from geventhttpclient.response import HTTPSocketResponse
 from locust import User, constant, task
 
 from duplexbench.contract import ContractError, decode_envelope, make_payload, payload_index
-from duplexbench.contract.http import (
-    ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_STREAM,
-)
+from duplexbench.contract.http import ACCEPT_NDJSON, ACCEPT_SSE, PATH_POLL, PATH_STREAM
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser

@@ -1,7 +1,7 @@
 """``python -m servers``: start one duplexbench server, print its URL, stop on a signal.
 
 The first stdout line is the contract with whoever started us
-(duplexbench/serverproc.py parses ``listening on (http://...)``), so it is
+(duplexbench/procs/server.py parses ``listening on (http://...)``), so it is
 printed and flushed the moment the socket listens, with the real port when
 ``--port 0`` asked for any free one. SIGINT/SIGTERM shut down gracefully
 (listener closed, held polls answered, streams ended, WebSockets closed 1001)

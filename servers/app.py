@@ -18,7 +18,12 @@ import os
 from aiohttp import web
 
 from duplexbench.contract import EPOCH_HEADER
-from duplexbench.contract.origin import CORS_PATHS, PREFLIGHT_HEADERS, cors_headers, origin_decision
+from duplexbench.contract.origin import (
+    CORS_PATHS,
+    PREFLIGHT_HEADERS,
+    cors_headers,
+    origin_decision,
+)
 
 from .config import ServerConfig
 from .hub import CursorAhead, CursorGone, Hub, TooManyTopics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplexbench.serverproc import ServerProcess
+from duplexbench.procs.server import ServerProcess
 
 
 @pytest.fixture

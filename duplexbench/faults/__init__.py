@@ -2,10 +2,16 @@
 
 ``spec`` parses the ``[faults]`` table (imported by the scenario loader, so kept
 light), ``driver`` carries the faults out while a point runs, ``analysis`` turns
-deliveries and process samples into recovery figures, and duplexbench/soak.py judges a long run.
+deliveries and process samples into recovery figures, and duplexbench/benchmarks/soak.py judges a long run.
 See docs/DESIGN.md, "Faults and soak".
 """
 
-from .spec import FAULT_KINDS, FaultError, FaultOptions, loss_allowed, parse_faults
+from ..scenario.faults import (
+    FAULT_KINDS,
+    FaultError,
+    FaultOptions,
+    loss_allowed,
+    parse_faults,
+)
 
 __all__ = ["FAULT_KINDS", "FaultError", "FaultOptions", "loss_allowed", "parse_faults"]

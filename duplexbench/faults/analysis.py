@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..validity import classify
+from ..measure.validity import classify
+from ..scenario.faults import loss_allowed
 
-from .spec import loss_allowed
-
-__all__ = ["FAULT_COLUMNS", "STORM_WINDOW_S", "annotate_row", "merge_server_generations",
+__all__ = ["FAULT_COLUMNS", "STORM_WINDOW_S", "annotate_row",
            "recovery"]
 
 #: Added to summary.csv after the harness's columns (readers tolerate added columns).
@@ -43,35 +42,6 @@ FAULT_COLUMNS = ("fault", "fault_count", "recovery_s_max", "recovery_after_up_s_
 STORM_WINDOW_S = 10.0
 _STORM_BIN_S = 0.5
 _NAN = float("nan")
-
-
-def merge_server_generations(load: pd.DataFrame) -> pd.DataFrame:
-    """One ``server`` series out of ``server``, ``server@1``, ``server@2``…
-
-    Each restarted process counts CPU from zero; the old process's last
-    cumulative figures are added to the next one's, so CPU seconds stay
-    cumulative (what metrics.process_stats expects) across restarts.
-    """
-    if load is None or not len(load) or "process" not in load:
-        return load
-    names = [n for n in load["process"].unique() if str(n).startswith("server@")]
-    if not names:
-        return load
-    names.sort(key=lambda n: int(str(n).split("@", 1)[1]))
-    frame = load.copy()
-    cumulative = [c for c in ("cpu_user_s", "cpu_system_s", "cpu_sched_s") if c in frame]
-    offsets = dict.fromkeys(cumulative, 0.0)
-    previous = frame[frame["process"] == "server"].sort_values("t_s")
-    for name in names:
-        mask = frame["process"] == name
-        current = frame[mask].sort_values("t_s")
-        for column in cumulative:
-            if len(previous) and previous[column].notna().any():
-                offsets[column] += float(previous[column].dropna().iloc[-1])
-            frame.loc[mask, column] = frame.loc[mask, column] + offsets[column]
-        frame.loc[mask, "process"] = "server"
-        previous = current
-    return frame.sort_values(["process", "t_s"], kind="stable").reset_index(drop=True)
 
 
 def recovery(events: list[dict], samples: pd.DataFrame) -> list[dict]:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .spec import FaultOptions
+from ..scenario.faults import FaultOptions
 
 __all__ = ["FaultDriver", "RESTART_ATTEMPTS"]
 

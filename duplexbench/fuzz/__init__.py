@@ -22,62 +22,23 @@ bounded in time (``--seconds``, default 50).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import sys
 import time
 from collections import Counter, defaultdict
 
 import aiohttp
 
-from duplexbench.contract import decode_envelope
-from duplexbench.contract.sse import SSEParser
-from duplexbench.contract.websocket import parse_frame
-
+from ..contract import decode_envelope
+from ..contract.sse import SSEParser
+from ..contract.websocket import parse_frame
 from .cases import AREAS, TRANSPORTS, Case, generate
 
-__all__ = ["main", "run"]
+__all__ = ["classify_answer", "run"]
 
 GOOD_TOPIC = "fuzz-good"
 OK_CLOSES = {1000, 1001}
 CLIENT_FAULT_CLOSES = {1002, 1003, 1007, 1008, 1009}
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m duplexbench fuzz",
-        description="Malformed requests and frames per transport at a server while a good "
-        "client is served; exit 1 on a 5xx, a crash or a lost message.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--url", default="", help="fuzz this server instead of starting one")
-    p.add_argument("--per-transport", type=int, default=1000, help="inputs per transport")
-    p.add_argument("--seconds", type=float, default=50.0, help="time budget for the whole run")
-    p.add_argument("--seed", type=int, default=1, help="random seed of the mutations")
-    p.add_argument("--concurrency", type=int, default=32, help="connections at once")
-    p.add_argument("--read-timeout", type=float, default=0.5, help="wait for an answer, s")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.per_transport < 1 or args.seconds <= 0 or args.concurrency < 1:
-        print("fuzz: --per-transport, --seconds and --concurrency must be positive", file=sys.stderr)
-        return 2
-    server = None
-    url = args.url.rstrip("/")
-    if not url:
-        from duplexbench.serverproc import ServerProcess
-
-        # A small --max-payload keeps the size cases quick; the rules are the same.
-        server = ServerProcess("all", args=["--max-payload", "65536"]).start()
-        url = server.url
-    try:
-        failed = asyncio.run(run(url, args, server))
-    finally:
-        if server is not None:
-            server.stop()
-    return 1 if failed else 0
 
 
 async def run(url: str, args, server=None) -> bool:
@@ -127,7 +88,7 @@ async def _send(host: str, port: int, case: Case, read_timeout: float) -> str:
         data = b""
         end = time.monotonic() + read_timeout
         while time.monotonic() < end:
-            outcome = _classify(data, case.websocket, echo=case.echo)
+            outcome = classify_answer(data, case.websocket, echo=case.echo)
             if outcome is not None:
                 return outcome
             try:
@@ -137,7 +98,7 @@ async def _send(host: str, port: int, case: Case, read_timeout: float) -> str:
             if not chunk:
                 break
             data += chunk
-        outcome = _classify(data, case.websocket, final=True, echo=case.echo)
+        outcome = classify_answer(data, case.websocket, final=True, echo=case.echo)
         return outcome or "none"
     except (ConnectionError, OSError):
         return "none"
@@ -145,7 +106,7 @@ async def _send(host: str, port: int, case: Case, read_timeout: float) -> str:
         writer.transport.abort()
 
 
-def _classify(data: bytes, websocket: bool, final: bool = False, echo: int = 0) -> str | None:
+def classify_answer(data: bytes, websocket: bool, final: bool = False, echo: int = 0) -> str | None:
     """The outcome once enough bytes arrived; None = keep reading."""
     head, sep, rest = data.partition(b"\r\n\r\n")
     if not sep:

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from duplexbench.contract.websocket import encode_frame, parse_frame
+from ..contract.websocket import encode_frame, parse_frame
 
 __all__ = ["AREAS", "Case", "TRANSPORTS", "generate"]
 

@@ -1,6 +1,6 @@
 """The proxy as a child process: start it, read its address, stop it, keep its counters.
 
-Started like the server under test (:mod:`duplexbench.childproc`): own process
+Started like the server under test (:mod:`duplexbench.procs.announced`): own process
 group, address read from the first output line, SIGTERM then SIGKILL, no
 orphan left behind; and raised in priority (see :func:`_raise_priority`).
 """
@@ -13,8 +13,7 @@ import re
 import signal
 import sys
 
-from duplexbench.childproc import AnnouncedProcess, StartError
-
+from ..procs.announced import AnnouncedProcess, StartError
 from .link import LinkConfig
 
 __all__ = ["ProxyError", "ProxyProcess"]

@@ -30,8 +30,7 @@ import signal
 import sys
 import time
 
-from duplexbench.tcp import set_nodelay
-
+from ..tcp import set_nodelay
 from .link import Direction, LinkConfig, TokenBucket
 
 __all__ = ["ProxyServer", "main", "parse_hostport"]

@@ -7,14 +7,14 @@ NDJSON lines, SSE events and WebSocket frames back into single envelopes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from duplexbench.contract import encode_envelope
-from duplexbench.contract.websocket import OP_TEXT
-
+from ..contract import encode_envelope
+from ..contract.websocket import OP_TEXT
 from .core import Ctx, Fail, check, parse_json, short
 
-__all__ = ["check_envelope", "check_reset", "read_envelopes", "split_array"]
+__all__ = ["check_envelope", "check_reset", "fill", "read_envelopes", "split_array"]
 
 KEYS = ["seq", "topic", "ts", "data"]
 
@@ -104,3 +104,12 @@ async def read_ws(ctx: Ctx, topic: str, after: int, count: int) -> list[bytes]:
         if opcode == OP_TEXT:
             frames.append(payload)
     return frames
+
+
+async def fill(ctx: Ctx, topic: str, count: int) -> int:
+    """Publish ``count`` messages, several at a time (retention may be large)."""
+    last = 0
+    for start in range(0, count, 20):
+        seqs = await asyncio.gather(*[ctx.publish(topic, f"r{i}") for i in range(start, min(count, start + 20))])
+        last = max(last, *seqs)
+    return last

@@ -3,7 +3,17 @@ unknown paths and bad input (4xx with a JSON reason, never 5xx)."""
 
 from __future__ import annotations
 
-from .core import EPOCH_RE, Ctx, Fail, Skip, check, expect_error, parse_json, rule, short
+from .core import (
+    EPOCH_RE,
+    Ctx,
+    Fail,
+    Skip,
+    check,
+    expect_error,
+    parse_json,
+    rule,
+    short,
+)
 from .envelopes import check_envelope, read_envelopes, read_ndjson, read_ws, split_array
 
 __all__: list[str] = []

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from .core import Ctx, check, expect_error, parse_json, rule, short
-from .envelopes import check_envelope, check_reset, split_array
+from .envelopes import check_envelope, check_reset, fill, split_array
 
 __all__: list[str] = []
 
@@ -100,7 +100,7 @@ async def _epoch_header(ctx: Ctx) -> None:
     epoch = ctx.need_epoch()
     topic = ctx.topic("eh")
     seq = await ctx.publish(topic)
-    for query, status in ((f"cursor=0", 200), (f"cursor={seq}&timeout=0", 204),
+    for query, status in (("cursor=0", 200), (f"cursor={seq}&timeout=0", 204),
                           (f"cursor={ctx.other_epoch()}-1", 410)):
         resp = await _poll(ctx, f"topic={topic}&{query}")
         check(resp.status == status, f"poll {query} status", status, resp.status)
@@ -143,7 +143,7 @@ async def _reset(ctx: Ctx) -> None:
 async def _retention(ctx: Ctx) -> None:
     retention = ctx.options.retention
     topic = ctx.topic("ret")
-    last = await _fill(ctx, topic, retention + 3)
+    last = await fill(ctx, topic, retention + 3)
     oldest = last - retention + 1
     for cursor in ("1", f"{ctx.epoch}-1" if ctx.epoch else "1"):
         resp = await _poll(ctx, f"topic={topic}&cursor={cursor}")
@@ -157,12 +157,3 @@ async def _retention(ctx: Ctx) -> None:
         first = check_envelope(split_array(resp.body)[0])["seq"] if resp.status == 200 else None
         check(first == oldest, f"cursor={cursor}: from the oldest retained", f"200 starting at {oldest}",
               f"{resp.status} {first if first else short(resp.body)}")
-
-
-async def _fill(ctx: Ctx, topic: str, count: int) -> int:
-    """Publish ``count`` messages, several at a time (retention may be large)."""
-    last = 0
-    for start in range(0, count, 20):
-        seqs = await asyncio.gather(*[ctx.publish(topic, f"r{i}") for i in range(start, min(count, start + 20))])
-        last = max(last, *seqs)
-    return last

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 from .core import Ctx, check, expect_error, parse_json, rule, soon
-from .envelopes import check_envelope, check_reset
+from .envelopes import check_envelope, check_reset, fill
 
 __all__: list[str] = []
 
@@ -197,10 +197,9 @@ async def _nd_reset(ctx: Ctx) -> None:
 @rule("stream.retention", "older than retention: 410 before streaming; cursor=0 streams from the oldest",
       ST, needs="retention", timeout_s=20)
 async def _retention(ctx: Ctx) -> None:
-    from .rules_poll import _fill
     retention = ctx.options.retention
     topic = ctx.topic("sret")
-    last = await _fill(ctx, topic, retention + 3)
+    last = await fill(ctx, topic, retention + 3)
     oldest = last - retention + 1
     for headers in (SSE, NDJSON):
         obj = expect_error(await ctx.request("GET", f"/stream?topic={topic}&cursor=1", headers), 410,

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 
-from duplexbench.contract.websocket import (
-    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key,
+from ..contract.websocket import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    accept_key,
 )
-
 from .core import Ctx, check, expect_error, parse_json, rule, short, soon
-from .envelopes import check_envelope, check_reset
+from .envelopes import check_envelope, check_reset, fill
 from .wire import WSConn, ws_key
 
 __all__: list[str] = []
@@ -209,10 +213,9 @@ async def _reset(ctx: Ctx) -> None:
 @rule("ws.retention", "older than retention: 410 before upgrading; cursor=0 never 410",
       WS, needs="retention", timeout_s=20)
 async def _retention(ctx: Ctx) -> None:
-    from .rules_poll import _fill
     retention = ctx.options.retention
     topic = ctx.topic("wret")
-    last = await _fill(ctx, topic, retention + 3)
+    last = await fill(ctx, topic, retention + 3)
     oldest = last - retention + 1
     obj = expect_error(await ctx.request("GET", f"/ws?topic={topic}&cursor=1", ctx.ws_headers()), 410,
                        "/ws cursor older than retention")

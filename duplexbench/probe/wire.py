@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from duplexbench.contract.websocket import OP_CLOSE, encode_frame, parse_frame
+from ..contract.websocket import OP_CLOSE, encode_frame, parse_frame
 
 __all__ = ["BodyReader", "Conn", "Head", "Response", "Target", "WSConn", "WireError", "ws_key"]
 

@@ -5,8 +5,8 @@
 the runner opens per load point (docs/proxy.md).
 """
 
+from ..scenario.proxy import ProxyOptions, parse_proxy, proxy_variants
 from .nginx import NginxError, NginxProxy, NginxSettings, find_nginx, nginx_config
-from .options import ProxyOptions, parse_proxy, proxy_variants
 
 __all__ = ["NginxError", "NginxProxy", "NginxSettings", "ProxyOptions", "find_nginx",
            "nginx_config", "parse_proxy", "proxy_variants"]

@@ -21,7 +21,7 @@ path, configured the way a deployment configures each transport:
 Everything nginx writes (config, pid file, error log, temp directories) lives in
 one directory the caller owns (a point's work directory): no root paths, no
 ``/var/log``. nginx runs in the foreground (``daemon off``) as a master and one
-worker, started with :func:`duplexbench.procs.spawn` (own session, pinned,
+worker, started with :func:`duplexbench.procs.children.spawn` (own session, pinned,
 tracked, dies with the harness); the sampler follows the tree as process
 ``proxy``.
 """
@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from duplexbench import procs
+from .. import procs
 
 __all__ = [
     "NGINX",

@@ -1,4 +1,4 @@
-"""`python -m duplexbench report RUN_DIR [RUN_DIR …] [--out DIR]`: report.md + report.html.
+"""The report of one or several runs: report.md + report.html (``python -m duplexbench report``).
 
 A run should end with something a person reads: which transport, at what cost,
 and why, from that run's own numbers. The work is split by concern: ``load``
@@ -10,13 +10,11 @@ inside ``build_report`` so importing this package stays cheap.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReportPaths", "build_report", "main"]
+__all__ = ["ReportPaths", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +24,10 @@ class ReportPaths:
     markdown: Path
     html: Path
     figures: tuple[Path, ...]
+
+    def summary(self) -> str:
+        """What the command prints once the report is written."""
+        return f"wrote {self.markdown}\nwrote {self.html} ({len(self.figures)} figures)"
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -45,9 +47,9 @@ def build_report(run_dirs, out_dir=None) -> ReportPaths:
     give ``report-side-by-side.*`` so that a comparison written into the first run's
     directory does not replace that run's own report.
     """
-    from duplexbench.report import html, markdown
-    from duplexbench.report.content import collect
-    from duplexbench.report.load import load_runs
+    from . import html, markdown
+    from .content import collect
+    from .load import load_runs
 
     run_dirs = [Path(p) for p in run_dirs]
     if not run_dirs:
@@ -69,23 +71,3 @@ def build_report(run_dirs, out_dir=None) -> ReportPaths:
     _write(md_path, markdown.render(content, links))
     _write(html_path, html.render(content))
     return ReportPaths(md_path, html_path, tuple(figures))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m duplexbench report",
-        description="Write report.md and a self-contained report.html for result directories. "
-                    "Several directories are reported side by side (run A, B, …).")
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="results directory (e.g. results/latest)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="where to write (default: the first RUN_DIR)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    for run_dir in args.run_dirs:
-        if not (Path(run_dir) / "meta.json").exists():
-            print(f"duplexbench report: {run_dir}: no meta.json; not a results directory",
-                  file=sys.stderr)
-            return 2
-    paths = build_report(args.run_dirs, args.out)
-    print(f"wrote {paths.markdown}\nwrote {paths.html} ({len(paths.figures)} figures)")
-    return 0

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from duplexbench.report import colors
-from duplexbench.report.load import ReportRun, is_complete
-from duplexbench.validity import SATURATED_PCT, loadgen_pct_per_core
+from ..measure.validity import SATURATED_PCT, loadgen_pct_per_core
+from . import colors
+from .load import ReportRun, is_complete
 
 __all__ = ["MIN_SAMPLES", "NOISY_CV", "Warning_", "run_warnings"]
 

@@ -27,28 +27,28 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from duplexbench.report import headers
-from duplexbench.report.claims_common import PUBLISHED_POLL_HEADER_BYTES
-from duplexbench.report.claims_frames import (
+from ..measure.validity import comparable, validity_column
+from . import headers
+from .claims_common import PUBLISHED_POLL_HEADER_BYTES
+from .claims_frames import (
     FRAME_SLACK_BYTES,
     client_frame_header_rows,
     frame_header_rows,
 )
-from duplexbench.report.claims_headers import (
+from .claims_headers import (
     BATCHING_FALL_RATIO,
     WS_MAX_OVERHEAD,
     article_rows,
     batching_rows,
     poll_header_rows,
 )
-from duplexbench.report.claims_transits import (
+from .claims_transits import (
     LONGPOLL_MAX_BAND,
     LONGPOLL_MEAN_BAND,
     STREAM_MAX_BAND,
     gap_model_transits,
     transit_rows,
 )
-from duplexbench.validity import comparable, validity_column
 
 __all__ = [
     "LONGPOLL_MAX_BAND",
@@ -81,9 +81,9 @@ VERDICT_RULES: tuple[str, ...] = (
 
 
 def claim_rows(runs: Iterable[Any]) -> list[dict]:
-    """The claims that the given runs (duplexbench.results.Run) can speak to.
+    """The claims that the given runs (duplexbench.measure.results.Run) can speak to.
 
-    Only points whose validity is comparable (duplexbench/validity.py: ``ok``,
+    Only points whose validity is comparable (duplexbench/measure/validity.py: ``ok``,
     ``server-saturated``) confirm or refute a claim; the others get a ``not judged`` row each
     (per transport and validity) saying what was left out and why, never silence.
     """
@@ -91,7 +91,8 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     frame = _combined(runs)
     if frame.empty:
         return []
-    from duplexbench.report.infra import claim_rows as infra_claim_rows, main_rows
+    from .infra import claim_rows as infra_claim_rows
+    from .infra import main_rows
 
     # RFC 6202 §3.2 (nginx, report/infra.py) reads every row: a held stream (lost, empty)
     # is its evidence, not a point to leave out. The claims below: direct, native-engine rows.
@@ -115,7 +116,7 @@ def _left_out_rows(frame: pd.DataFrame) -> list[dict]:
     rows = []
     for (transport, validity), group in bad.groupby(["transport", "_validity"], sort=True):
         rows.append({
-            "source": "point validity (duplexbench/validity.py)",
+            "source": "point validity (duplexbench/measure/validity.py)",
             "claim": f"{transport}: {len(group)} point(s) left out of every claim",
             "prediction": "",
             "measurement": f"{validity}: its figures describe something other than the server",

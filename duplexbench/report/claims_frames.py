@@ -9,8 +9,8 @@ import math
 
 import pandas as pd
 
-from duplexbench.contract.websocket import frame_header_size
-from duplexbench.report.claims_common import RFC6455, UPSTREAM_PATTERNS, claim_row
+from ..contract.websocket import frame_header_size
+from .claims_common import RFC6455, UPSTREAM_PATTERNS, claim_row
 
 __all__ = ["ENVELOPE_SPREAD", "FRAME_SLACK_BYTES", "client_frame_header_rows", "frame_header_rows"]
 

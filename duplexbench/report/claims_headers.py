@@ -9,8 +9,8 @@ import math
 
 import pandas as pd
 
-from duplexbench.report import headers
-from duplexbench.report.claims_common import (
+from . import headers
+from .claims_common import (
     ARTICLE,
     NAMES,
     PUBLISHED,

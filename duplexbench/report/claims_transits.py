@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from duplexbench.metrics import nearest_rank
-from duplexbench.report.claims_common import NAMES, RFC6202, STREAMING, claim_row, ms, within
-from duplexbench.report.noise import percentile_noise
+from ..measure.metrics import nearest_rank
+from .claims_common import NAMES, RFC6202, STREAMING, claim_row, ms, within
+from .noise import percentile_noise
 
 __all__ = [
     "LONGPOLL_MAX_BAND",

@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from duplexbench.report import plots
-from duplexbench.report.colors import label
-from duplexbench.report.derived import (
+from . import plots
+from .colors import label
+from .derived import (
     AXES,
     AXIS_LABELS,
     aggregate,
@@ -24,16 +24,10 @@ from duplexbench.report.derived import (
     reference_point,
     swept_axes,
 )
-from duplexbench.report.findings import (
-    Finding,
-    Warning_,
-    compare_runs,
-    number,
-    run_findings,
-    run_warnings,
-)
-from duplexbench.report.load import ReportRun, is_complete
-from duplexbench.report.serverinfo import metadata_rows, server_findings
+from .finding import Finding
+from .findings import Warning_, compare_runs, number, run_findings, run_warnings
+from .load import ReportRun, is_complete
+from .serverinfo import metadata_rows, server_findings
 
 __all__ = ["FigureItem", "Table", "RunSection", "ReportContent", "collect", "TABLE_COLUMNS"]
 
@@ -307,7 +301,7 @@ def collect(runs: list[ReportRun]) -> ReportContent:
 def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
     """Fault and soak sections; a bug there must not cost the rest of the report."""
     try:
-        from duplexbench.report.resilience import sections
+        from .resilience import sections
 
         built = sections(runs)
     except Exception as exc:
@@ -321,7 +315,7 @@ def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
 def _infra(runs: list[ReportRun]) -> tuple:
     """nginx in the path, browsers as clients, the connection limit (report/infra.py)."""
     try:
-        from duplexbench.report.infra import sections
+        from .infra import sections
 
         built = sections(runs)
     except Exception as exc:  # a bug there must not cost the rest of the report

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from duplexbench.report.colors import order_transports
+from .colors import order_transports
 
 __all__ = [
     "AXES",
@@ -110,7 +110,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         off = ~frame["tls"].map(_keepalive_on)
         has_off = off.groupby([frame["run"], frame["transport"]]).transform("any")
         frame = frame[off | ~has_off]
-    from duplexbench.report.infra import main_rows  # direct, native rows (proxy/browser apart)
+    from .infra import main_rows  # direct, native rows (proxy/browser apart)
 
     frame = main_rows(frame)
     keys = ["run", "transport", *AXES]
@@ -128,7 +128,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _worst_validity(values: pd.Series) -> str:
-    from duplexbench.validity import SEVERITY
+    from ..measure.validity import SEVERITY
 
     ranked = [v for v in values if v in SEVERITY]
     return min(ranked, key=SEVERITY.index) if ranked else ""

@@ -4,7 +4,7 @@ A report is read from its sentences; each one here is a pure function of the
 summary, so a sentence can be tested against the fixture values it was made from.
 Per metric the cheapest and the most expensive transport are compared at the
 largest load point they share **where every compared row can carry a comparison**
-(validity ``ok`` or ``server-saturated``, duplexbench/validity.py); where the
+(validity ``ok`` or ``server-saturated``, duplexbench/measure/validity.py); where the
 largest point cannot, a sentence says why ("at 50 subscribers the load generator
 was saturated for WebSocket: no server comparison at this point").
 
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from duplexbench.report import colors, headers
-from duplexbench.report.derived import (
+from ..measure.validity import COMPARABLE, SATURATED_PCT, comparable, near_saturation
+from . import colors, headers
+from .alerts import Warning_, run_warnings
+from .derived import (
     AXES,
     ReferencePoint,
     aggregate,
@@ -34,15 +36,13 @@ from duplexbench.report.derived import (
     reference_point,
     swept_axes,
 )
-from duplexbench.report.load import ReportRun, is_complete
-from duplexbench.report.alerts import Warning_, run_warnings
-from duplexbench.validity import COMPARABLE, SATURATED_PCT, comparable, near_saturation
+from .finding import Finding
+from .load import ReportRun, is_complete
 
 __all__ = [
     "TIE_TOLERANCE",
     "Metric",
     "METRICS",
-    "Finding",
     "Warning_",
     "format_ratio",
     "number",
@@ -91,18 +91,6 @@ METRICS: tuple[Metric, ...] = (
            "{best} needed {ratio} less load-generator CPU per delivered message than {worst}",
            "{best} needed no load-generator CPU", "s of CPU per 1,000 messages"),
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One computed sentence, with the numbers behind it (tests read these)."""
-
-    text: str
-    metric: str = ""  # Metric.column, "" for general sentences
-    best: str = ""  # transport
-    worst: str = ""
-    ratio: float = math.nan  # worst / best; inf when best is zero
-    kind: str = "compare"  # compare | tie | single | note | run-vs-run
 
 
 def number(value: float) -> str:
@@ -218,7 +206,7 @@ def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
     Both sides stay comparable (validity ``ok`` or ``server-saturated``), but a saturated
     server's latency is mostly its own queue, which grows with the offered load and the
     run's length, and near saturation that queueing starts to show
-    (duplexbench/validity.py), so the sentence must say so.
+    (duplexbench/measure/validity.py), so the sentence must say so.
     """
     saturated, near = [], []
     for transport in transports:
@@ -350,7 +338,7 @@ def run_findings(run: ReportRun) -> list[Finding]:
     frame = combine([run])
     if not frame.empty and frame["repeat"].nunique() < 2:
         try:  # one repeat: the noise measured inside each point decides ties
-            from duplexbench.report.noise import point_noise
+            from .noise import point_noise
 
             noise = point_noise(run.summary, run.samples(), run.load())
             frame = pd.concat([frame, noise.set_index(frame.index)], axis=1)

@@ -6,7 +6,7 @@ message pays a full header set) and the article's rows (long polling and streami
 an HTTP header per message, WebSocket does not). They read the same column, print it the
 same way and judge it by the same rule, all defined here.
 
-The figure is ``http_requests_per_msg`` (duplexbench/metrics.py): the HTTP requests the
+The figure is ``http_requests_per_msg`` (duplexbench/measure/metrics.py): the HTTP requests the
 subscribers sent during the measurement window divided by the messages delivered to them.
 Every request is answered by exactly one response, so it is also the HTTP responses, i.e.
 full header sets, per delivered message:

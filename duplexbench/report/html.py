@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 
-from duplexbench.report.content import ReportContent, Table
+from .content import ReportContent, Table
 
 __all__ = ["render", "table"]
 

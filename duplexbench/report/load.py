@@ -1,7 +1,7 @@
 """Read results directories for the report, tolerant of what a report may meet.
 
 The report must open any run: complete, interrupted (no samples yet), older or
-newer (extra columns). When ``duplexbench.results.load_run`` exists it is the
+newer (extra columns). When ``duplexbench.measure.results.load_run`` exists it is the
 reader of record and is used; otherwise the files are read directly with pandas
 following docs/DESIGN.md, so the report does not depend on the writer's module.
 Either way the report sees the same shape: ``ReportRun`` with a short label.
@@ -66,7 +66,7 @@ class ReportRun:
             except FileNotFoundError:
                 return None
             return frame
-        from duplexbench.results import read_point_files  # one file per point (schema 2)
+        from ..measure.results import read_point_files  # one file per point (schema 2)
 
         return read_point_files(self.path, name, folder)
 
@@ -91,7 +91,7 @@ def _normalise(summary: pd.DataFrame) -> pd.DataFrame:
         values = summary[column].astype(object)  # an all-empty column reads as float NaN
         summary[column] = values.where(values.notna(), "").astype(str)
     if len(summary) and (summary["validity"] == "").any():
-        from duplexbench.validity import validity_column
+        from ..measure.validity import validity_column
 
         summary["validity"] = validity_column(summary.assign(
             validity=summary["validity"].replace("", None)))
@@ -115,7 +115,7 @@ def load_run_dir(path: str | Path, label: str | None = None) -> ReportRun:
     path = Path(path).resolve()
     source = None
     try:  # the results module owns the format; use it when it is there
-        from duplexbench.results import load_run  # type: ignore[attr-defined]
+        from ..measure.results import load_run  # type: ignore[attr-defined]
     except ImportError:
         load_run = None
     if load_run is not None:

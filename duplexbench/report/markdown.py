@@ -6,7 +6,7 @@ portably); report.html is the self-contained variant.
 
 from __future__ import annotations
 
-from duplexbench.report.content import ReportContent, Table
+from .content import ReportContent, Table
 
 __all__ = ["render", "table"]
 

@@ -21,9 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from duplexbench.report import colors
-from duplexbench.report.derived import AXIS_LABELS, ReferencePoint, swept_axes
-from duplexbench.validity import comparable
+from ..measure.validity import comparable
+from . import colors
+from .derived import AXIS_LABELS, ReferencePoint, swept_axes
 
 __all__ = [
     "RC",

@@ -5,7 +5,7 @@ column, scenarios/faults.toml) gets a table of recovery, loss, failed publishes
 and the reconnect storm's CPU peak, plus a figure of deliveries per second
 around the fault; a long run (a soak, or any measurement of 120 s or more)
 gets the server's RSS and open files over time and, when it is long enough,
-the verdict of :mod:`duplexbench.soak` with its stated bounds.
+the verdict of :mod:`duplexbench.benchmarks.soak` with its stated bounds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from duplexbench.report import colors, plots
+from . import colors, plots
 
 __all__ = ["ExtraSection", "LONG_RUN_S", "fault_figure", "sections", "soak_figure"]
 
@@ -156,7 +156,7 @@ def _faults_section(run) -> ExtraSection | None:
 
 
 def _soak_section(run) -> ExtraSection | None:
-    from duplexbench import soak
+    from ..benchmarks import soak
 
     summary = run.summary
     name = str((run.meta.get("scenario") or {}).get("name") or "")

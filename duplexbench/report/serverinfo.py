@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from duplexbench.report.findings import Finding
+from .finding import Finding
 
 __all__ = ["metadata_rows", "server_findings", "tls_costs"]
 
@@ -66,7 +66,7 @@ def tls_costs(summary: pd.DataFrame) -> list[dict]:
     frame["client_us"] = frame["client_cpu_s"] / delivered * 1e6
     wire = next((c for c in WIRE_BYTES if c in frame.columns and frame[c].notna().any()), None)
     cols = ["server_us", "client_us"] + ([wire] if wire else [])
-    from duplexbench.validity import comparable
+    from ..measure.validity import comparable
 
     validity = frame["validity"] if "validity" in frame.columns else pd.Series("ok", index=frame.index)
     frame["_bad"] = [str(v) for v in validity.where(~validity.map(comparable), "")]

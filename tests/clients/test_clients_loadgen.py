@@ -23,7 +23,7 @@ from clients.output import SAMPLE_COLUMNS
 from clients.spec import LoadSpec
 from duplexbench.netem.link import LinkConfig
 from duplexbench.netem.process import ProxyProcess
-from duplexbench.serverproc import ServerProcess
+from duplexbench.procs.server import ServerProcess
 
 SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
 
@@ -157,7 +157,7 @@ def test_unreachable_server_fails_and_says_where(tmp_path):
 def test_raise_nofile_limit():
     import resource
 
-    from clients.loadgen import raise_nofile_limit
+    from clients.process import raise_nofile_limit
 
     soft = raise_nofile_limit()
     now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

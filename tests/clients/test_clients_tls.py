@@ -20,7 +20,7 @@ import time
 import pytest
 
 from clients.spec import LoadSpec
-from duplexbench.serverproc import ServerProcess
+from duplexbench.procs.server import ServerProcess
 
 
 def loadgen(spec: LoadSpec, tmp_path) -> subprocess.Popen:

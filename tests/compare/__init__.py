@@ -1,1 +1,1 @@
-"""Tests of the regression gate: duplexbench.stats, .compare, .calibration."""
+"""Tests of the regression gate: duplexbench.compare.stats, .compare, .calibration."""

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from duplexbench.results import RunWriter
+
+from duplexbench.measure.results import RunWriter
 
 __all__ = ["Model", "latency_samples", "write_run"]
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from duplexbench.abtest import EXIT_INPUT, EXIT_OK, EXIT_REGRESSION, Side, _failure_verdict
-from duplexbench.outcome import PointResult
+from duplexbench.compare.ab import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    Side,
+    failure_verdict,
+)
+from duplexbench.runner.outcome import PointResult
 from duplexbench.scenario import LoadPoint
 
 
@@ -22,27 +28,27 @@ def _side(name: str, role: str, failed: tuple[str, ...] = ()) -> Side:
 
 
 def test_a_point_failing_only_in_the_current_version_is_a_regression():
-    code, text = _failure_verdict(_side("A", "base"), _side("B", "current", ("websocket",)), "")
+    code, text = failure_verdict(_side("A", "base"), _side("B", "current", ("websocket",)), "")
     assert code == EXIT_REGRESSION
     assert text.startswith("REGRESSION: websocket point failed in the current version only")
     assert "server exited with code 1" in text
 
 
 def test_a_failing_base_point_means_no_comparison():
-    code, text = _failure_verdict(_side("A", "base", ("sse",)), _side("B", "current"), "")
+    code, text = failure_verdict(_side("A", "base", ("sse",)), _side("B", "current"), "")
     assert code == EXIT_INPUT and "base version failed 1 point" in text
 
 
 def test_no_failure_goes_on_to_the_statistics():
-    assert _failure_verdict(_side("A", "base"), _side("B", "current"), "") == (EXIT_OK, "")
-    assert _failure_verdict(_side("A", "base"), _side("B", "current"), "stopped")[0] == EXIT_INPUT
+    assert failure_verdict(_side("A", "base"), _side("B", "current"), "") == (EXIT_OK, "")
+    assert failure_verdict(_side("A", "base"), _side("B", "current"), "stopped")[0] == EXIT_INPUT
 
 
 def test_run_refuses_a_server_src_without_servers(tmp_path, capsys):
-    from duplexbench import runner
+    from duplexbench.commands import run as run_command
 
     scenario = Path(__file__).resolve().parents[2] / "scenarios" / "ab.toml"
-    assert runner.main([str(scenario), "--server-src", str(tmp_path),
+    assert run_command.main([str(scenario), "--server-src", str(tmp_path),
                         "--out", str(tmp_path / "run")]) == 2
     assert "no servers/__main__.py there" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()

@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from duplexbench import compare
+from duplexbench.commands import compare as compare_command
+from duplexbench.compare.metrics import METRICS
 
 from .synthetic import Model
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
-    status = compare.main([str(a) for a in argv])
+    status = compare_command.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -146,6 +147,6 @@ def test_min_change_option_overrides_relative_thresholds(make_run, capsys):
 
 @pytest.mark.parametrize("name", ["lat_p50_ms", "bytes_down_per_msg", "lost", "throughput_msgs_s"])
 def test_every_metric_has_a_direction_and_a_threshold(name):
-    spec = next(m for m in compare.METRICS if m.name == name)
+    spec = next(m for m in METRICS if m.name == name)
     assert spec.gate
     assert spec.threshold.higher_is_worse is (name != "throughput_msgs_s")

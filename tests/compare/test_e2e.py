@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from duplexbench import compare
-from tests._timeouts import scaled
-
+from duplexbench.commands import compare as compare_command
 from tests._scenarios import tiny_scenario
+from tests._timeouts import scaled
 
 from .realruns import ROOT, new_root
 
@@ -32,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300))]
 def _runner_problem() -> str | None:
     """Why `python -m duplexbench run` cannot work here yet, or None."""
     probe = subprocess.run(
-        [sys.executable, "-c", "import duplexbench.runner, clients.loadgen, servers.__main__"],
+        [sys.executable, "-c", "import duplexbench.commands.run, clients.loadgen, servers.__main__"],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     if probe.returncode:
         lines = probe.stderr.strip().splitlines() or ["unknown import error"]
@@ -68,7 +67,7 @@ def padded():
 
 
 def _compare(capsys, base: Path, cur: Path) -> tuple[int, str]:
-    status = compare.main([str(base), str(cur)])
+    status = compare_command.main([str(base), str(cur)])
     out, err = capsys.readouterr()
     return status, out + err
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duplexbench.compare import METRICS
-from duplexbench.stats import (
+from duplexbench.compare.runs import METRICS
+from duplexbench.compare.stats import (
     BETTER,
     SAME,
     WORSE,
@@ -123,7 +123,7 @@ def test_thin_keeps_the_spread_and_mann_whitney_handles_constants():
 
 
 def test_tail_stability_needs_agreeing_baseline_repeats():
-    from duplexbench.stats import tail_is_stable
+    from duplexbench.compare.stats import tail_is_stable
 
     rng = np.random.default_rng(3)
     th = Threshold(0.5, 2.0)
@@ -139,7 +139,7 @@ def test_tail_stability_needs_agreeing_baseline_repeats():
 
 
 def test_paired_verdict_survives_one_disturbed_pair():
-    from duplexbench.stats import compare_paired
+    from duplexbench.compare.stats import compare_paired
 
     rng = np.random.default_rng(5)
     th = Threshold(0.25, 1.0)
@@ -158,7 +158,7 @@ def test_paired_verdict_survives_one_disturbed_pair():
 def test_a_tail_disturbed_in_two_current_repeats_is_not_stable():
     # The false alarm that made A/B mode check both sides: the same build, the current side hit
     # by a neighbour's load in 2 of 3 pairs (p99 x25), the base quiet.
-    from duplexbench.stats import compare_paired, tail_is_stable
+    from duplexbench.compare.stats import compare_paired, tail_is_stable
 
     rng = np.random.default_rng(11)
     th = Threshold(1.0, 5.0)

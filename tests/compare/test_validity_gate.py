@@ -3,9 +3,9 @@ better or worse silently; a point the current build broke is a regression by its
 
 from __future__ import annotations
 
-from duplexbench import compare
-from duplexbench.compare import compare_runs, resolve_run
-from duplexbench.compare_output import format_markdown, summary_line
+from duplexbench.compare.model import UNJUDGED
+from duplexbench.compare.output import format_markdown, summary_line
+from duplexbench.compare.runs import compare_runs, resolve_run
 
 from .synthetic import Model
 
@@ -23,7 +23,7 @@ def test_regression_on_a_saturated_load_generator_is_not_called(make_run):
     comp = compare_runs(resolve_run(base), resolve_run(cur))
     assert not comp.regressions
     row = _rows(comp, "websocket", "lat_p50_ms")[0]
-    assert row.status == compare.UNJUDGED and row.why == f"current {SATURATED}"
+    assert row.status == UNJUDGED and row.why == f"current {SATURATED}"
     assert row.verdict is not None and row.verdict.current > row.verdict.baseline  # values shown
     text = summary_line(comp)
     assert text.startswith("OK") and f"not judged: websocket (current {SATURATED})" in text
@@ -36,7 +36,7 @@ def test_improvement_on_a_saturated_baseline_is_not_called(make_run):
     base = make_run("base", Model(delay_ms={"sse": 2.0}, validity={"sse": SATURATED}), seed=1)
     comp = compare_runs(resolve_run(base), resolve_run(make_run("cur", seed=2)))
     row = _rows(comp, "sse", "lat_p50_ms")[0]
-    assert row.status == compare.UNJUDGED and "baseline" in row.why
+    assert row.status == UNJUDGED and "baseline" in row.why
 
 
 def test_invalid_repeats_are_left_out_and_said(make_run):

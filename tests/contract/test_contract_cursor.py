@@ -18,7 +18,13 @@ from duplexbench.contract import (
 )
 from duplexbench.contract.cursor import EPOCH_PATTERN
 from duplexbench.contract.origin import cors_headers, normalise_origin, origin_decision
-from duplexbench.contract.sse import SSEEvent, SSEParser, encode_event, encode_preamble, encode_reset_event
+from duplexbench.contract.sse import (
+    SSEEvent,
+    SSEParser,
+    encode_event,
+    encode_preamble,
+    encode_reset_event,
+)
 
 
 def test_epochs_are_tokens_and_differ():

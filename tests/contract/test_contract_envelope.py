@@ -6,10 +6,10 @@ import pytest
 
 from duplexbench.contract import (
     ContractError,
+    Cursor,
     Envelope,
     decode_envelope,
     encode_envelope,
-    Cursor,
     make_payload,
     parse_cursor,
     payload_index,

@@ -35,12 +35,19 @@ from duplexbench.contract.ndjson import NDJSONParser, encode_line
 from duplexbench.contract.origin import normalise_origin, origin_decision
 from duplexbench.contract.sse import (
     HEARTBEAT as SSE_HB,
+)
+from duplexbench.contract.sse import (
     SSEParser,
     encode_event,
     encode_preamble,
     encode_reset_event,
 )
-from duplexbench.contract.websocket import decode_publish, encode_frame, encode_publish, parse_frame
+from duplexbench.contract.websocket import (
+    decode_publish,
+    encode_frame,
+    encode_publish,
+    parse_frame,
+)
 
 #: Per test, not a global profile: other modules keep hypothesis' defaults.
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

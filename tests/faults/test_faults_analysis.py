@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from duplexbench.faults.analysis import annotate_row, merge_server_generations, recovery
+from duplexbench.faults.analysis import annotate_row, recovery
+from duplexbench.measure.series import merge_generations
 
 S = 1_000_000_000
 
@@ -80,7 +81,7 @@ def test_generations_merge_into_one_cumulative_series_and_the_storm_peak_is_foun
     cpu1 = np.where(t1 < 6.5, (t1 - 5.5) * 0.8, 0.8 + (t1 - 6.5) * 0.1)
     load = pd.concat([_load("server", t0, t0 * 0.1), _load("server@1", t1, cpu1),
                       _load("loadgen", t0, t0 * 0.2)], ignore_index=True)
-    merged = merge_server_generations(load)
+    merged = merge_generations(load)
     server = merged[merged["process"] == "server"].sort_values("t_s")
     assert set(merged["process"]) == {"server", "loadgen"}
     assert np.all(np.diff(server["cpu_user_s"].to_numpy()) >= -1e-12)  # never drops

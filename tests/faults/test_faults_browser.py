@@ -13,7 +13,6 @@ lose no message the server acknowledged.
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import shutil
 import threading
@@ -25,8 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from duplexbench.serverproc import ServerProcess
-
+from duplexbench.procs.server import ServerProcess
 from tests._timeouts import scaled
 
 pytestmark = pytest.mark.browser

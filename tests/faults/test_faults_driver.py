@@ -14,8 +14,7 @@ import pytest
 
 from duplexbench.faults import FaultOptions
 from duplexbench.faults.driver import FaultDriver
-from duplexbench.serverproc import ServerProcess
-
+from duplexbench.procs.server import ServerProcess
 from tests._timeouts import scaled
 
 
@@ -118,20 +117,27 @@ def test_a_restart_needs_a_way_to_start_servers():
         FaultDriver("cut", FaultOptions(), object())
 
 
-def test_the_hook_refuses_what_it_cannot_do():
+def test_the_extension_refuses_what_it_cannot_do(tmp_path):
     """A restart needs a server the harness started; a cut needs the proxy in the path."""
-    from types import SimpleNamespace
-
-    from duplexbench.faults.hook import PointFaults
-    from duplexbench.outcome import PointFailed
+    from duplexbench.faults.extension import FaultsExtension
+    from duplexbench.runner.extension import PointContext
+    from duplexbench.runner.outcome import PointFailed
+    from duplexbench.runner.target import ServerHandle
     from duplexbench.scenario import load_scenario
 
     scenario = load_scenario("scenarios/faults.toml")
     restart, _, cut = scenario.points()[:3]
-    external = SimpleNamespace(url="http://127.0.0.1:1", process=None)
+    extension = FaultsExtension(scenario.faults)
+    external = ServerHandle(url="http://127.0.0.1:1")  # not started by the harness
+
+    def opened(point):
+        ctx = PointContext(scenario, point, tmp_path, server=external)
+        with extension.open(ctx):
+            return ctx
+
     with pytest.raises(PointFailed, match="server the harness started"):
-        PointFaults.open(scenario, restart, external, SimpleNamespace(cut=None), object(), None)
+        opened(restart)
     with pytest.raises(PointFailed, match="network proxy"):
-        PointFaults.open(scenario, cut, external, SimpleNamespace(cut=None), object(), None)
+        opened(cut)
     healthy = restart.__class__(**{**restart.__dict__, "fault": ""})
-    assert PointFaults.open(scenario, healthy, external, None, object(), None) is None
+    assert "faults" not in opened(healthy).state

@@ -8,7 +8,6 @@ import time
 from duplexbench.netem.calibrate import EchoServer, echo_rtts_ms
 from duplexbench.netem.link import LinkConfig
 from duplexbench.netem.process import ProxyProcess
-
 from tests._timeouts import scaled
 
 

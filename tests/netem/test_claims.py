@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from _claim_rows import FakeRun, summary_row
+
 from duplexbench.report.claims import claim_rows, gap_model_transits
 
 KEYS = {"source", "claim", "prediction", "measurement", "ratio", "verdict"}

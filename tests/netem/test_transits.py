@@ -27,7 +27,7 @@ from clients.publisher import HttpPublisher
 from clients.stream import SSESubscriber
 from clients.websocket import WebSocketSubscriber
 from duplexbench.netem import open_network_path
-from duplexbench.serverproc import ServerProcess
+from duplexbench.procs.server import ServerProcess
 
 DELAY_MS = 25.0
 

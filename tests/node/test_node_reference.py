@@ -24,12 +24,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
 from _timeouts import scaled
+
 from clients.spec import LoadSpec
+from duplexbench.benchmarks.stacks import NodeServerProcess, node_unavailable
 from duplexbench.contract import encode_envelope
 from duplexbench.contract.websocket import OP_CLOSE, OP_TEXT, encode_frame, parse_frame
-from duplexbench.stacks import NodeServerProcess, node_unavailable
 
 _REASON = node_unavailable()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Node reference unavailable: {_REASON}")

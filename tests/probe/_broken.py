@@ -13,8 +13,7 @@ import contextlib
 import json
 import re
 
-from aiohttp import WSMsgType, web
-from aiohttp import http_websocket, web_ws
+from aiohttp import WSMsgType, http_websocket, web, web_ws
 
 from servers.app import make_app
 from servers.config import parse_config

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _timeouts import scaled
 
 from duplexbench.probe import RULES, Options
 from duplexbench.probe.core import run_rules
-from _timeouts import scaled
 
-from ._broken import ALLOWED, BREAKAGES, HEARTBEAT_S, RETENTION, ok_200_server, real_server
+from ._broken import (
+    ALLOWED,
+    BREAKAGES,
+    HEARTBEAT_S,
+    RETENTION,
+    ok_200_server,
+    real_server,
+)
 
 #: Rules the "200 []" server must fail; http.malformed fails only there (aiohttp always parses).
 MUST_FAIL_ON_200 = ["http.malformed", "http.404", "publish.seq", "poll.204", "ws.handshake",

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from _timeouts import scaled
+
 from duplexbench.probe import Options, probe
+from duplexbench.procs.server import ServerProcess
 from duplexbench.report.serverinfo import tls_costs
 from duplexbench.scenario import parse_scenario
-from duplexbench.serverproc import ServerProcess
 
 from ._broken import ok_200_in_thread
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from _timeouts import scaled
 
 from duplexbench.probe import RULES, Options, format_report, probe
-from _timeouts import scaled
 
 from ._broken import ALLOWED, ok_200_in_thread
 

@@ -14,9 +14,14 @@ import urllib.request
 
 import pytest
 
-from duplexbench.proxies.nginx import NginxProxy, NginxSettings, find_nginx, nginx_config
-from duplexbench.proxies.options import proxy_variants, parse_proxy
+from duplexbench.proxies.nginx import (
+    NginxProxy,
+    NginxSettings,
+    find_nginx,
+    nginx_config,
+)
 from duplexbench.scenario import ScenarioError, parse_scenario
+from duplexbench.scenario.proxy import parse_proxy, proxy_variants
 from tests._timeouts import scaled
 
 needs_nginx = pytest.mark.skipif(find_nginx() is None,
@@ -185,7 +190,7 @@ def _first_event_after_publish(url: str, server_url: str, topic: str, wait_s: fl
 def test_buffering_with_gzip_holds_a_stream_unless_the_server_says_no(start_server, tmp_path):
     """RFC 6202 §3.2 in nginx: buffering + gzip hold an SSE stream's events; the server's
     X-Accel-Buffering: no (sent by default) makes nginx pass every write on."""
-    from duplexbench.infra import server_args
+    from duplexbench.proxies.extension import server_args
     from duplexbench.scenario import LoadPoint
 
     quiet = LoadPoint(0, 0, "sse", 1, 1.0, 8, proxy="nginx", proxy_buffering=True,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from duplexbench import runner
+from duplexbench.commands import run as run_command
+
+from duplexbench.runner import loop
+from duplexbench.measure.results import load_run
 from duplexbench.proxies.nginx import find_nginx
-from duplexbench.results import load_run
 
 SCENARIO = """
 name = "tinyproxy"
@@ -31,7 +33,7 @@ def test_run_with_and_without_nginx(tmp_path):
     path = tmp_path / "tinyproxy.toml"
     path.write_text(SCENARIO)
     out = tmp_path / "run"
-    assert runner.main([str(path), "--out", str(out), "--no-report", "--quiet"]) == runner.EXIT_OK
+    assert run_command.main([str(path), "--out", str(out), "--no-report", "--quiet"]) == loop.EXIT_OK
     run = load_run(out)
     summary = run.summary
     assert list(summary["proxy"]) == ["none", "nginx"]

@@ -6,7 +6,8 @@ import re
 import sys
 import types
 
-from duplexbench.report import build_report, main
+from duplexbench.commands.report import main
+from duplexbench.report import build_report
 
 
 def test_single_run_report(fixture_run):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from _claim_rows import FakeRun, summary_row
+
 from duplexbench.report import findings, headers
 from duplexbench.report.claims import VERDICT_RULES, claim_rows
 from duplexbench.report.content import collect

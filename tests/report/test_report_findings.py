@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from make_fixture import MODELS
 
 from duplexbench.report import findings
 from duplexbench.report.findings import format_ratio
 from duplexbench.report.load import load_run_dir, load_runs
-from make_fixture import MODELS
 
 
 def _finding(run_dir, metric):

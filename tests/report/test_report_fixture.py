@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-
-import pandas as pd
+from pathlib import Path
 
 import make_fixture
-from pathlib import Path
+import pandas as pd
 
 # Not imported from conftest: several test folders have one (see tests/_timeouts.py).
 FIXTURES = Path(__file__).resolve().parents[2] / "results" / "fixtures"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from duplexbench.measure.validity import comparable
 from duplexbench.report import findings
 from duplexbench.report.derived import aggregate, combine
 from duplexbench.report.load import load_run_dir
-from duplexbench.validity import comparable
 
 
 def compared_rows_are_comparable(run) -> list[str]:

@@ -7,14 +7,15 @@ import sys
 
 import pytest
 
-from duplexbench import runner
+
+from duplexbench.runner.session import Session
 
 from .helpers import FAKE
 
 
 @pytest.fixture(autouse=True)
 def keep_signal_handlers():
-    """runner.main installs SIGTERM/SIGHUP handlers; give pytest its own back."""
+    """run_command.main installs SIGTERM/SIGHUP handlers; give pytest its own back."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     yield
     for sig, handler in saved.items():
@@ -23,7 +24,7 @@ def keep_signal_handlers():
 
 @pytest.fixture
 def no_calibration(monkeypatch):
-    monkeypatch.setattr(runner.Session, "_calibrate", lambda self: None)
+    monkeypatch.setattr(Session, "_calibrate", lambda self: None)
 
 
 @pytest.fixture
@@ -34,6 +35,6 @@ def fake_engine(monkeypatch, no_calibration):
         def command(engine, spec_path, out_dir, workers):
             return [sys.executable, str(FAKE), mode, str(spec_path), str(out_dir)]
 
-        monkeypatch.setattr("duplexbench.generator.loadgen_command", command)
+        monkeypatch.setattr("duplexbench.runner.generator.loadgen_command", command)
 
     return use

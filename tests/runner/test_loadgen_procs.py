@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from duplexbench import runner
-from duplexbench.results import load_run
+from duplexbench.commands import run as run_command
+
+from duplexbench.runner import loop
+from duplexbench.measure.results import load_run
 
 from .helpers import no_children_left, write_scenario
 
@@ -15,10 +17,10 @@ def test_two_loadgen_processes_deliver_the_same_counts(tmp_path, no_calibration,
     counts = {}
     for procs in (1, 2):
         out = tmp_path / f"p{procs}"
-        code = runner.main([str(scenario), "--out", str(out), "--no-report", "--quiet",
+        code = run_command.main([str(scenario), "--out", str(out), "--no-report", "--quiet",
                             "--loadgen-procs", str(procs)])
         printed = capsys.readouterr().out
-        assert code == runner.EXIT_OK, printed
+        assert code == loop.EXIT_OK, printed
         run = load_run(out)
         assert (run.summary["lost"] == 0).all()
         assert (run.summary["loadgen_procs"] == procs).all()

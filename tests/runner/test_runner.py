@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from duplexbench import runner
-from duplexbench.results import SUMMARY_COLUMNS, load_run
+from duplexbench.commands import run as run_command
+
+from duplexbench.runner import loop
+from duplexbench.measure.results import SUMMARY_COLUMNS, load_run
 
 from .helpers import no_children_left, write_scenario
-
 
 # ---------------------------------------------------------------------------
 # The real thing
@@ -16,9 +17,9 @@ from .helpers import no_children_left, write_scenario
 
 def test_tiny_scenario_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    code = runner.main([str(write_scenario(tmp_path)), "--out", str(out), "--no-report"])
+    code = run_command.main([str(write_scenario(tmp_path)), "--out", str(out), "--no-report"])
     printed = capsys.readouterr().out
-    assert code == runner.EXIT_OK, printed
+    assert code == loop.EXIT_OK, printed
     run = load_run(out)
     assert run.meta["status"] == "complete" and run.meta["complete"] is True
     assert list(pd.read_csv(out / "summary.csv").columns)[: len(SUMMARY_COLUMNS)] == list(SUMMARY_COLUMNS)

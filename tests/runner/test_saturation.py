@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 
-from duplexbench import runner
+from duplexbench.commands import run as run_command
+
+from duplexbench.measure.validity import comparable
 from duplexbench.report import findings
 from duplexbench.report.load import load_run_dir
-from duplexbench.validity import comparable
 
 OVERLOAD = {
     "name": "overload", "transports": ["sse", "websocket"], "clients": [100],
@@ -33,7 +34,7 @@ def test_overloaded_point_is_not_compared_without_saying_so(tmp_path, no_calibra
     scenario = tmp_path / "overload.toml"
     scenario.write_text(_toml(OVERLOAD))
     out = tmp_path / "run"
-    runner.main([str(scenario), "--out", str(out), "--no-report", "--quiet",
+    run_command.main([str(scenario), "--out", str(out), "--no-report", "--quiet",
                  "--engine", "locust", "--workers", "1"])
     capsys.readouterr()
     run = load_run_dir(out)

@@ -11,9 +11,9 @@ import struct
 import time
 
 import pytest
-
-from duplexbench.serverproc import ServerProcess
 from _srv_helpers import http, publish, raw_connect, recv_until, wait_metric
+
+from duplexbench.procs.server import ServerProcess
 
 _topics = itertools.count()
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-from _timeouts import scaled
-from servers.__main__ import main
 from _srv_helpers import http
+from _timeouts import scaled
+
+from servers.__main__ import main
 
 LINE = re.compile(
     r"^duplexbench server listening on http://127\.0\.0\.1:(\d+) \(transports: ([a-z, ]+)\)$"

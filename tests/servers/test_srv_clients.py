@@ -10,15 +10,15 @@ import time
 
 import aiohttp
 import pytest
+from _srv_helpers import http, publish, wait_metric
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 
-from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.sse import SSEParser
 from duplexbench.contract.websocket import encode_publish
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, publish, wait_metric
+from duplexbench.procs.server import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import struct
 import time
 
 import pytest
+from _srv_helpers import http, publish, raw_connect, recv_until, ws_handshake
 
 from duplexbench.contract.websocket import OP_CLOSE, OP_TEXT, encode_frame, parse_frame
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, publish, raw_connect, recv_until, ws_handshake
+from duplexbench.procs.server import ServerProcess
 
 ALLOWED = "http://page.example:3000"
 WS_HEADERS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",

@@ -18,14 +18,14 @@ import time
 
 import aiohttp
 import pytest
+from _srv_helpers import metric, publish, raw_connect, recv_until, ws_handshake
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 
-from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.sse import SSEParser
 from duplexbench.contract.websocket import OP_TEXT, encode_frame, parse_frame
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import metric, publish, raw_connect, recv_until, ws_handshake
+from duplexbench.procs.server import ServerProcess
 
 BURST = 10_000
 

@@ -10,12 +10,12 @@ import time
 
 import aiohttp
 import pytest
+from _srv_helpers import http, publish
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 
-from _timeouts import scaled
 from duplexbench.contract import decode_envelope, encode_envelope
 from duplexbench.contract.longpoll import decode_batch
-from _srv_helpers import http, publish
 
 
 def test_pad_grows_every_envelope_by_exactly_n(start_server):

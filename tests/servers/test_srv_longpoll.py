@@ -10,10 +10,10 @@ import threading
 import time
 
 import pytest
-
 from _srv_helpers import http, metric, publish, wait_metric
 from _timeouts import scaled
-from duplexbench.serverproc import ServerProcess
+
+from duplexbench.procs.server import ServerProcess
 from servers.hub import POLL_TIMEOUT_GRAIN_S
 
 ALLOWED = "http://page.example:3000"

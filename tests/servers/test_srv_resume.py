@@ -8,14 +8,14 @@ import json
 
 import aiohttp
 import pytest
+from _srv_helpers import http, publish
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 
-from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.longpoll import decode_batch
 from duplexbench.contract.sse import SSEParser
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, publish
+from duplexbench.procs.server import ServerProcess
 
 
 @pytest.fixture(scope="module")

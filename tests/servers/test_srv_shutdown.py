@@ -13,12 +13,12 @@ import time
 import aiohttp
 import psutil
 import pytest
+from _srv_helpers import raw_connect, wait_metric
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from _timeouts import scaled
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import raw_connect, wait_metric
+from duplexbench.procs.server import ServerProcess
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -8,12 +8,12 @@ import time
 
 import aiohttp
 import pytest
+from _srv_helpers import metric, recv_until
+from _timeouts import scaled
 from websockets.asyncio.client import connect as ws_connect
 
-from _timeouts import scaled
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.websocket import OP_CLOSE, parse_frame
-from _srv_helpers import metric, recv_until
 
 MESSAGES = 200
 PAYLOAD = "x" * 50_000  # 10 MB in all: more than socket buffers can hide

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
+from _srv_helpers import http, publish, raw_connect, recv_until, ws_handshake
 from _timeouts import scaled
+
 from duplexbench.contract import decode_envelope
 from duplexbench.contract.websocket import (
     OP_CLOSE,
@@ -17,8 +18,7 @@ from duplexbench.contract.websocket import (
     encode_publish,
     parse_frame,
 )
-from duplexbench.serverproc import ServerProcess
-from _srv_helpers import http, publish, raw_connect, recv_until, ws_handshake
+from duplexbench.procs.server import ServerProcess
 
 MASK = b"\x11\x22\x33\x44"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
@@ -182,6 +182,7 @@ def test_server_pings_and_drops_a_peer_that_never_pongs():
 
 def test_ponging_peer_survives_pings():
     import asyncio
+
     from websockets.asyncio.client import connect
 
     with ServerProcess("websocket", args=["--ping-interval", "0.2", "--ping-timeout", "0.5"]) as server:

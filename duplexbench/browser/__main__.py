@@ -1,7 +1,0 @@
-"""``python -m duplexbench.browser SPEC.json OUT_DIR [--per-page K]``."""
-
-import sys
-
-from .engine import main
-
-sys.exit(main())

@@ -1,0 +1,336 @@
+"""Comparing two runs: the regression gate's verdicts (``python -m duplexbench compare``).
+
+Compares two run directories metric by metric, per transport and load point, and says for each
+whether it got better, stayed the same or got worse; exits 1 when a gated metric got worse, so a
+CI job fails, and 0 otherwise; 2 when the input cannot be compared (incomplete run, another
+schema, no common load point). The statistics live in ``duplexbench.compare.stats``; this module knows
+the metrics: which way is bad, how big a change matters, which ones gate (the thresholds and why
+are in docs/regression.md, which must change with ``METRICS``).
+
+Load points are matched by their parameters (transport, clients, rate, payload, delay,
+keepalive, pattern, upstream), not by their index, so a scenario that gained a point still
+compares the ones both runs have. Used directly against a committed baseline, and by the A/B
+mode (:mod:`~duplexbench.compare.ab`, ``paired=True``). Repeats whose validity cannot carry a
+verdict are left out (:mod:`~duplexbench.compare.comparable`); the verdict table's shape is
+:mod:`~duplexbench.compare.model`, its outputs :mod:`~duplexbench.compare.output`, run-level
+notes :mod:`~duplexbench.compare.notes`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import SCHEMA_VERSION
+from ..measure.results import Run, RunError, is_complete, load_run
+from .comparable import ALWAYS_JUDGED, split_repeats
+from .metrics import KEY_COLUMNS, METRICS, PER_REQUEST_BYTES, MetricSpec
+from .model import MISSING, UNJUDGED, Comparison, InputError, Row
+from .notes import meta_notes, normalisation
+from .stats import (
+    WORSE,
+    compare_counts,
+    compare_paired,
+    compare_repeats,
+    compare_samples,
+    tail_is_stable,
+)
+
+__all__ = ["compare_runs", "resolve_run"]
+
+def resolve_run(path: str | Path, allow_incomplete: bool = False) -> Run:
+    """A run directory, or a directory holding exactly one run (or a ``latest`` link)."""
+    given = Path(path)
+    if not given.exists():
+        hint = " (record a baseline with `make baseline`)" if "baseline" in str(given) else ""
+        raise InputError(f"{given}: no such directory{hint}")
+    if given.is_dir() and not (given / "meta.json").exists():
+        if (given / "latest").exists():
+            given = given / "latest"
+        else:
+            runs = sorted(p for p in given.iterdir() if (p / "meta.json").exists())
+            if len(runs) != 1:
+                what = "no run" if not runs else f"{len(runs)} runs ({', '.join(r.name for r in runs[:5])})"
+                raise InputError(f"{path}: holds {what}; name one run directory")
+            given = runs[0]
+    try:
+        run = load_run(given)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
+    version = run.meta.get("schema_version")
+    # results.load_run reads every schema up to this one (older columns converted: MB -> MiB,
+    # validity classified from the row), so an older baseline still compares.
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(
+            f"{given}: schema mismatch: results schema_version {version!r}, this duplexbench "
+            f"reads 1 to {SCHEMA_VERSION}; re-run it (or refresh the baseline with `make baseline`)")
+    if not is_complete(run.meta) and not allow_incomplete:
+        status, reason = run.meta.get("status"), run.meta.get("reason") or "no reason given"
+        raise InputError(
+            f"{given}: incomplete run (status {status!r}: {reason}); only complete runs are "
+            "compared (--allow-incomplete compares the points it finished)")
+    if run.summary.empty:
+        raise InputError(f"{given}: summary.csv has no load points")
+    return run
+
+
+def _fmt_key(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value).strip().lower()
+
+
+def _label(key: dict) -> str:
+    """Short load point label: the parameters people read, extras only when set."""
+    parts = []
+    if key.get("clients"):
+        parts.append(f"{key['clients']}c")
+    if key.get("rate_msgs_s"):
+        parts.append(f"{key['rate_msgs_s']}/s")
+    if key.get("payload_bytes"):
+        parts.append(f"{key['payload_bytes']}B")
+    if key.get("delay_ms") not in ("", "0"):
+        parts.append(f"+{key['delay_ms']}ms")
+    if key.get("keepalive") in ("false", "0"):
+        parts.append("no-keepalive")
+    if key.get("pattern") not in ("", "fanout"):
+        parts.append(key["pattern"])
+    if key.get("upstream") not in ("", "post"):
+        parts.append(f"up={key['upstream']}")
+    # nginx in the path and browsers as clients (duplexbench/extensions.py) are other points; the
+    # native and Locust engines measure the same point, so only "browser" is named.
+    if key.get("proxy") not in (None, "", "none"):
+        parts.append(f"{key['proxy']} buf={'on' if key.get('proxy_buffering') == 'true' else 'off'}"
+                     + (" no-accel" if key.get("proxy_accel_header") == "false" else "")
+                     + (" gzip" if key.get("proxy_gzip") == "true" else ""))
+    if key.get("engine") == "browser":
+        parts.append("browser")
+    return " ".join(parts) or "-"
+
+
+def _points(run: Run, key_columns: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(transport, point label) -> the summary rows (one per repeat) of that point."""
+    out: dict[tuple[str, str], list] = {}
+    summary = run.summary
+    for index, row in summary.iterrows():
+        key = {c: _fmt_key(row.get(c)) for c in key_columns}
+        out.setdefault((str(row["transport"]), _label(key)), []).append(index)
+    return {k: summary.loc[v] for k, v in out.items()}
+
+
+SampleIndex = dict[tuple[str, str, str], pd.DataFrame]
+
+
+def _sample_index(run: Run) -> SampleIndex:
+    """samples.parquet split by (transport, point, repeat), keys normalised like the summary's."""
+    samples = run.samples()
+    if samples.empty:
+        return {}
+    if "repeat" not in samples.columns:
+        samples = samples.assign(repeat=0)
+    keys = [samples[c].map(_fmt_key) for c in ("transport", "point", "repeat")]
+    return {k: g for k, g in samples.groupby(keys, sort=False)}
+
+
+def _sample_groups(index: SampleIndex, rows: pd.DataFrame, column: str,
+                   scale: float) -> list[np.ndarray] | None:
+    """Raw samples of one point, one array per repeat; None when the run has none."""
+    groups = []
+    for _, row in rows.iterrows():
+        repeat = 0 if pd.isna(row.get("repeat")) else row.get("repeat")
+        frame = index.get((_fmt_key(row["transport"]), _fmt_key(row["point"]), _fmt_key(repeat)))
+        if frame is None or column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values):
+            groups.append(values / scale)
+    return groups or None
+
+
+# ---------------------------------------------------------------------------
+# Comparing
+
+
+def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
+    if min_change is None or spec.kind == "count":
+        return spec
+    return replace(spec, threshold=replace(spec.threshold, rel=min_change / 100.0))
+
+
+def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
+                   transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
+                   factor: float, paired: bool) -> tuple[list[Row], list[str]]:
+    """Rows for one load point, and notes (left-out repeats, tails not gated)."""
+    split = split_repeats(b_all, c_all)
+    notes = [f"{transport} {label}: {n}" for n in split.notes]
+    if paired and not split.why and "repeat" in b_all and "repeat" in c_all:
+        # Pairs stay pairs: a repeat left out on one side takes its partner with it.
+        common = set(split.base["repeat"]) & set(split.current["repeat"])
+        if common:
+            split = replace(split, base=split.base[split.base["repeat"].isin(common)].sort_values("repeat"),
+                            current=split.current[split.current["repeat"].isin(common)].sort_values("repeat"))
+        else:
+            split = replace(split, why="no repeat pair comparable on both sides")
+    rows: dict[str, Row] = {}
+
+    def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
+        v = pd.to_numeric(frame[spec.name], errors="coerce").to_numpy(dtype=float)
+        return v / scale if spec.latency else v
+
+    def judged_on(spec: MetricSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if spec.name in ALWAYS_JUDGED or split.why:  # unjudged rows still show all values
+            return b_all, c_all
+        return split.base, split.current
+
+    specs = [s for s in specs if s.name in b_all or s.name in c_all or s.kind == "samples"]
+    # Latency quantiles of one samples column share one bootstrap (same resamples).
+    by_column: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.kind == "samples":
+            by_column.setdefault(spec.column, []).append(spec)
+    for column, group in by_column.items():
+        b_rows, c_rows = judged_on(group[0])
+        b_groups = _sample_groups(base, b_rows, column, 1.0)
+        c_groups = _sample_groups(cur, c_rows, column, factor)
+        if b_groups is None or c_groups is None:
+            continue  # falls back to the per-repeat summary values below
+        wanted = [(s.quantile, s.threshold) for s in group]
+        if paired and len(b_groups) == len(c_groups):  # A/B: repeat i of both sides adjacent
+            verdicts = compare_paired(b_groups, c_groups, wanted, alpha=alpha)
+        else:
+            verdicts = compare_samples(b_groups, c_groups, wanted, alpha=alpha)
+        for spec, verdict in zip(group, verdicts):
+            gated, note = spec.gate, ""
+            if paired and spec.tail:
+                # Both sides: noise that hits the current side in 2 of 3 pairs (seen: p99
+                # x25 on the same build while a neighbour ran 10k connections) leaves its
+                # repeats far apart; a real tail change moves all of them together.
+                b_ok, b_text = tail_is_stable(b_groups, spec.quantile, spec.threshold)
+                c_ok, c_text = tail_is_stable(c_groups, spec.quantile, spec.threshold, "current")
+                gated = b_ok and c_ok
+                note = (f"tail {'gated' if gated else 'not gated (unstable)'}: "
+                        f"{b_text}; {c_text}")
+            rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, gated, verdict, note)
+
+    for spec in specs:
+        if spec.name in rows:
+            continue
+        b_rows, c_rows = judged_on(spec)
+        if spec.name not in b_rows or spec.name not in c_rows:
+            rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate, note="no column")
+            continue
+        b, c = values(b_rows, spec, 1.0), values(c_rows, spec, factor)
+        b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+        if len(b) == 0 and len(c) == 0:
+            continue  # reported by neither run (an optional column): nothing to say
+        if len(b) == 0 or len(c) == 0:
+            side = "baseline" if len(b) == 0 else "current"
+            rows[spec.name] = Row(transport, label, spec.name, MISSING, spec.gate,
+                                  note=f"no value in {side}")
+            continue
+        if spec.kind == "count":
+            b_tot = pd.to_numeric(b_rows.get("expected"), errors="coerce")
+            c_tot = pd.to_numeric(c_rows.get("expected"), errors="coerce")
+            verdict = compare_counts(b, c, None if b_tot is None else float(b_tot.sum()),
+                                     None if c_tot is None else float(c_tot.sum()),
+                                     spec.threshold.higher_is_worse)
+            note = ""
+        else:
+            threshold, note = spec.threshold, ""
+            allowance = _batching_allowance(spec, b_rows, c_rows)
+            if allowance > 0:
+                threshold = replace(threshold, abs=threshold.abs + allowance)
+            if allowance >= 1.0:  # worth a note only when it can change a verdict
+                note = f"{allowance:.1f} B allowed for the change in requests per message"
+            verdict = compare_repeats(b, c, threshold)
+            if spec.kind == "samples":
+                note = "from per-repeat summary (no samples)"
+        rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
+    out = [rows[s.name] for s in specs if s.name in rows]
+    if split.why:  # no comparable repeat on a side: show the values, call nothing
+        out = [r if r.metric in ALWAYS_JUDGED or r.status == MISSING
+               else replace(r, status=UNJUDGED, why=split.why) for r in out]
+        notes.append(f"{transport} {label}: not judged ({split.why}): its figures describe "
+                     "something other than the server under test")
+    if split.broken:
+        out.append(Row(transport, label, "validity", WORSE, True, None, split.broken))
+    return out, notes
+
+
+def _batching_allowance(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame) -> float:
+    """Bytes per message explained by a change in requests per message (long-poll batching).
+
+    Baseline bytes per request (its overhead / its requests per message) times the change in
+    requests per message: the cost of each request is unchanged, only amortised differently.
+    A 100-byte pad is per message and stays visible; more requests per message are judged by
+    ``http_requests_per_msg`` itself.
+    """
+    column = PER_REQUEST_BYTES.get(spec.name)
+    if column is None or "http_requests_per_msg" not in b_rows or column not in b_rows:
+        return 0.0
+    def mean(frame: pd.DataFrame, col: str) -> float:
+        return float(pd.to_numeric(frame[col], errors="coerce").mean())
+
+    b_req, c_req = mean(b_rows, "http_requests_per_msg"), mean(c_rows, "http_requests_per_msg")
+    per_request = mean(b_rows, column) / b_req if b_req > 0 else math.nan
+    allowance = abs(c_req - b_req) * per_request
+    return allowance if math.isfinite(allowance) else 0.0
+
+
+def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
+                 normalize: bool = False, paired: bool = False) -> Comparison:
+    """Every metric of every load point both runs have; notes for everything else.
+
+    ``paired`` (A/B mode, interleaved runs): repeat i of both sides ran back to back, so
+    latency consistency is judged pair by pair (stats.compare_paired), and p90/p99 gate where
+    both sides' repeats show them stable (stats.tail_is_stable).
+    """
+    notes: list[str] = []
+    specs = [_apply_min_change(s, min_change) for s in METRICS]
+    factor = 1.0
+    if normalize:
+        try:
+            factor, note = normalisation(base, cur)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        notes.append(note)
+    keys = [c for c in KEY_COLUMNS if c in base.summary and c in cur.summary]
+    b_points, c_points = _points(base, keys), _points(cur, keys)
+    common = [k for k in b_points if k in c_points]
+    if not common:
+        raise InputError(
+            "no common load points: baseline has "
+            f"{', '.join(f'{t} {p}' for t, p in b_points) or 'none'}; current has "
+            f"{', '.join(f'{t} {p}' for t, p in c_points) or 'none'}")
+    b_index, c_index = _sample_index(base), _sample_index(cur)
+    rows: list[Row] = []
+    for transport, label in sorted(set(b_points) | set(c_points)):
+        if (transport, label) not in common:
+            side = "baseline" if (transport, label) in b_points else "current"
+            rows.append(Row(transport, label, "*", MISSING, False, note=f"only in {side}"))
+            notes.append(f"{transport} {label}: only in the {side} run, not compared")
+            continue
+        b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
+        point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
+                                                 label, specs, alpha, factor, paired)
+        rows += point_rows
+        notes += point_notes
+        if min(len(b_rows), len(c_rows)) < 2:
+            notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
+                         "estimated, verdicts may be over-confident (use repeats >= 3)")
+    notes += [f"{r.transport} {r.point} {r.metric}: {r.note}" for r in rows
+              if r.note and r.metric != "*"]
+    notes += meta_notes(base, cur, normalize)
+    multi = len({label for _, label in common}) > 1
+    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi, paired)

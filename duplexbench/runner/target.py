@@ -1,0 +1,156 @@
+"""The server a load point measures: how it is obtained, watched and let go.
+
+A *target* opens a :class:`ServerHandle` for one point and closes it after,
+given the point's :class:`~duplexbench.runner.extension.PointContext` (the
+flags its extensions add are ``ctx.server_args``). Two kinds exist here:
+
+- :class:`SpawnedTarget` (the default): a fresh ``python -m servers`` process
+  per point, pinned to the server's core, stopped (gracefully, then its whole
+  tree) when the point ends, its output kept as ``server.log``. A fresh server
+  per point means no point inherits another's connections, topics or heap.
+- :class:`ExternalTarget`: a server someone else runs, given by URL. Nothing
+  is started or stopped; its CPU and memory are not sampled (``pid`` None)
+  unless a pid is given.
+
+New ways to get a server (another source tree for A/B runs, the Node
+reference, a container) are new Target classes; the point orchestration only
+uses the handle. A handle whose server can be started again on the same port
+has ``relaunch`` (the restart faults use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .. import procs
+from ..contract import Transport
+from ..procs.server import ServerError, ServerProcess
+from .outcome import PointFailed
+
+__all__ = ["ExternalTarget", "ServerHandle", "SpawnedTarget", "Target", "fetch_json",
+           "served", "stop_server"]
+
+
+@dataclass
+class ServerHandle:
+    """What a point sees of its server."""
+
+    url: str
+    #: Process to sample (its tree); None when the server is not ours to watch.
+    pid: int | None = None
+    process: ServerProcess | None = field(default=None, repr=False)
+    #: ``relaunch(port)``: a new, not yet started process of the same server (same options,
+    #: core and source tree) on ``port``; None when the harness cannot start it again.
+    relaunch: Callable[[int], ServerProcess] | None = field(default=None, repr=False)
+
+    def check_alive(self) -> None:
+        """Raise PointFailed when a server we started has exited during the point."""
+        proc = self.process
+        if proc is not None and proc.process is not None and proc.process.poll() is not None:
+            raise PointFailed(f"server exited with code {proc.process.returncode} "
+                              f"during the point: {last_lines(chr(10).join(proc.output))}")
+
+
+class Target(Protocol):
+    """Opens the server for one point (a context manager yielding a ServerHandle)."""
+
+    def open(self, ctx: Any) -> contextlib.AbstractContextManager[ServerHandle]:
+        ...
+
+
+def last_lines(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def fetch_json(url: str, timeout: float = 2.0) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = json.loads(response.read().decode("utf-8"))
+            return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def stop_server(server: ServerProcess | None) -> None:
+    """Graceful stop (SIGTERM closes sockets properly), then anything it left behind."""
+    if server is None or server.process is None:
+        return
+    try:
+        import psutil
+
+        descendants = psutil.Process(server.pid).children(recursive=True)
+    except Exception:
+        descendants = []
+    server.stop(timeout=5.0)
+    for child in descendants:
+        procs.kill_tree(child.pid, timeout=1.0)
+    procs.untrack(server.pid)
+
+
+@contextlib.contextmanager
+def served(server, log_path: Path, what: str = "server",
+           on_start: Callable[[Any], None] | None = None,
+           relaunch: Callable[[int], Any] | None = None) -> Iterator[ServerHandle]:
+    """One point's life of a server process: start it (a failure is the point's, with the
+    server's last lines), ``on_start(server)`` (pinning, a baseline), track it, and always
+    stop it and keep its output in ``log_path``, whatever happened in between."""
+    try:
+        try:
+            server.start()
+        except ServerError as exc:
+            raise PointFailed(f"{what} did not start: {last_lines(str(exc))}") from None
+        if on_start is not None:
+            on_start(server)
+        procs.track(server.pid, "server")
+        yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=relaunch)
+    finally:
+        with procs.shielded():
+            output = "\n".join(server.output)
+            stop_server(server)
+            log_path.write_text(output + "\n", encoding="utf-8")
+
+
+@dataclass
+class SpawnedTarget:
+    """A fresh server process per point (``python -m servers``), pinned to ``cpu``."""
+
+    args: Sequence[str] = ()
+    cpu: int | None = None
+    env: dict[str, str] | None = None
+    ca_file: str = ""  # verifies an https server (TLS points; duplexbench/runner/outside.py)
+    #: Another source tree whose servers to run (A/B runs: duplexbench/compare/ab.py).
+    src: str | None = None
+
+    @contextlib.contextmanager
+    def open(self, ctx: Any) -> Iterator[ServerHandle]:
+        mount = Transport(ctx.point.transport).server_mount
+        args = list(self.args) + list(ctx.server_args)
+        ca_file = self.ca_file or ctx.ca_file
+
+        def launch(port: int = 0) -> ServerProcess:
+            return ServerProcess(mount, port=port, args=args, env=self.env, cpu=self.cpu,
+                                 ca_file=ca_file, src=self.src)
+
+        with served(launch(), ctx.point_dir / "server.log", relaunch=launch) as handle:
+            yield handle
+
+
+@dataclass
+class ExternalTarget:
+    """A server already running at ``url``; checked with /healthz, never started or stopped."""
+
+    url: str
+    pid: int | None = None
+
+    @contextlib.contextmanager
+    def open(self, ctx: Any) -> Iterator[ServerHandle]:
+        url = self.url.rstrip("/")
+        if not fetch_json(url + "/healthz"):
+            raise PointFailed(f"no server answers {url}/healthz")
+        yield ServerHandle(url=url, pid=self.pid)

@@ -1,0 +1,62 @@
+"""One load point: one transport at one load, one repeat (what a scenario's sweep expands to)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LoadPoint"]
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """One measurement: one transport at one load, one repeat."""
+
+    index: int          # position in Scenario.points(); the `point` column
+    repeat: int         # 0-based
+    transport: str
+    clients: int
+    rate: float
+    payload_bytes: int
+    delay_ms: float = 0.0
+    keepalive: bool = True
+    #: Intermediary between subscribers and server (duplexbench/proxies): none | nginx.
+    proxy: str = "none"
+    proxy_buffering: bool | None = None  # nginx proxy_buffering; None when direct
+    accel_header: bool = True            # the server sends X-Accel-Buffering: no on streams
+    proxy_gzip: bool = False             # nginx compresses HTTP responses (Accept-Encoding)
+    #: Load generator for this point; "" = the command line's (--engine).
+    engine: str = ""
+    fault: str = ""     # a [faults] kind, "" = none
+    tls: bool = False
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``websocket c=100 r=200/s p=64B``."""
+        text = f"{self.transport} c={self.clients} r={self.rate:g}/s p={self.payload_bytes}B"
+        if self.delay_ms:
+            text += f" d={self.delay_ms:g}ms"
+        if not self.keepalive:
+            text += " keepalive=off"
+        if self.proxy != "none":
+            text += f" {self.proxy} buf={'on' if self.proxy_buffering else 'off'}"
+            if not self.accel_header:
+                text += " no-accel"
+            if self.proxy_gzip:
+                text += " gzip"
+        if self.engine:
+            text += f" [{self.engine}]"
+        if self.fault:
+            text += f" fault={self.fault}"
+        if self.tls:
+            text += " tls"
+        if self.repeat:
+            text += f" #{self.repeat + 1}"
+        return text
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the load point across repeats and runs (for comparisons)."""
+        key = (self.transport, self.clients, self.rate, self.payload_bytes,
+               self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
+               self.accel_header, self.proxy_gzip, self.engine)
+        return key + (self.fault,) if self.fault else key
