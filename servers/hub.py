@@ -141,18 +141,26 @@ class Hub:
 
     # -- publishing --
 
+    #: False: publish() is the hub; True (servers/broker.py): publishes go through a broker
+    #: (``await publish_remote``) and requests ``await prepare`` before reading the cache.
+    remote = False
+
     def publish(self, topic_name: str, data: str, ts: int | None = None) -> int:
         """Assign the next seq, retain, fan out; returns the seq. Never awaits."""
         topic = self._topic(topic_name)
-        ring = topic.ring
-        seq = ring.last + 1
+        seq = topic.ring.last + 1
         body = encode_envelope(seq, topic_name, time.time_ns() if ts is None else ts, data)
         if self._pad_tail:
             body = body[:-1] + self._pad_tail
+        self.metrics.published += 1
+        self._deliver(topic, seq, body)
+        return seq
+
+    def _deliver(self, topic: _Topic, seq: int, body: bytes) -> None:
+        """Retain message ``seq`` (the topic's next) and fan it out. Never awaits."""
         now = asyncio.get_running_loop().time()
-        ring.append(Message(seq, body, now))
+        topic.ring.append(Message(seq, body, now))
         metrics = self.metrics
-        metrics.published += 1
         if topic.batches:
             topic.batches.clear()
         # One clock read per publish (not per delivery): when each sink last got a write.
@@ -185,7 +193,6 @@ class Hub:
             waiters, topic.waiters = topic.waiters, set()
             for waiter in waiters:
                 _wake(waiter)
-        return seq
 
     def congested_topic(self, topic_name: str) -> bool:
         """True while a subscriber of the topic is above its high-water mark."""
