@@ -18,6 +18,7 @@ __all__ = [
     "ALL_TRANSPORTS",
     "BROKERS",
     "ConfigError",
+    "ENV_WORKER_INDEX",
     "InjectConfig",
     "MIN_PAD_BYTES",
     "ServerConfig",
@@ -34,6 +35,8 @@ BROKERS = ("none", "redis")
 
 ENV_DELAY = "DUPLEXBENCH_INJECT_DELAY_MS"
 ENV_PAD = "DUPLEXBENCH_INJECT_PAD_BYTES"
+#: Set by the parent of --workers on each worker's environment: its index (servers/workers.py).
+ENV_WORKER_INDEX = "DUPLEXBENCH_WORKER_INDEX"
 #: ``,"pad":""`` is 9 bytes: the smallest growth the pad field can add.
 MIN_PAD_BYTES = 9
 
@@ -82,7 +85,7 @@ class ServerConfig:
     broker: str = "none"  # "redis": the hub's topics live in Redis (servers/broker.py)
     redis_url: str = ""  # redis://HOST:PORT/DB of --broker redis
     worker_cpus: tuple[int, ...] = ()  # worker k pinned to worker_cpus[k % len]; () = inherit
-    worker_index: int = -1  # set by the parent on a worker's command line; -1 = not a worker
+    worker_index: int = -1  # set by the parent (env DUPLEXBENCH_WORKER_INDEX); -1 = not a worker
 
     @property
     def brokered(self) -> bool:
@@ -165,9 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--redis-url", default=d.redis_url, metavar="URL",
         help="Redis of --broker redis, e.g. redis://127.0.0.1:6379/0 (default: none)")
     add("--worker-cpus", default="", metavar="LIST",
-        help="pin worker k to core LIST[k %% len] (e.g. 2,3); default: workers inherit the "
-        "parent's CPU affinity (default: inherit)")
-    add("--worker-index", type=int, default=-1, help=argparse.SUPPRESS)  # parent -> worker
+        help="pin worker k to core LIST[k mod len] (e.g. 2,3); without it workers inherit "
+        "the parent's CPU affinity (default: inherit)")
     return p
 
 
@@ -203,10 +205,21 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         broker=args.broker,
         redis_url=args.redis_url,
         worker_cpus=_cpu_list(args.worker_cpus),
-        worker_index=args.worker_index,
+        worker_index=_worker_index(os.environ if environ is None else environ),
     )
     _validate(config)
     return config
+
+
+def _worker_index(environ) -> int:
+    """Which worker this process is: the parent (servers/workers.py) says so in the
+    environment, not on the command line, which stays the user's."""
+    text = environ.get(ENV_WORKER_INDEX, "").strip()
+    if not text:
+        return -1
+    if not text.isdigit():
+        raise ConfigError(f"{ENV_WORKER_INDEX}={text!r}: expected a worker number")
+    return int(text)
 
 
 def _cpu_list(text: str) -> tuple[int, ...]:
@@ -246,6 +259,8 @@ def _validate(c: ServerConfig) -> None:
     if c.brokered and not c.redis_url.startswith(("redis://", "unix://")):
         raise ConfigError(f"--broker {c.broker} needs --redis-url redis://HOST:PORT/DB "
                           f"(got {c.redis_url!r})")
+    if c.worker_index >= 0 and not c.brokered:
+        raise ConfigError(f"{ENV_WORKER_INDEX} is set: only workers of --broker redis have one")
     if not c.brokered and (c.redis_url or c.worker_cpus):
         raise ConfigError("--redis-url and --worker-cpus go with --broker redis")
 

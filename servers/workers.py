@@ -10,16 +10,18 @@ prints one URL, stops on one SIGTERM and leaves nothing behind. So:
   kernel spreads incoming connections over the listening workers (a hash of
   the connection's addresses). The parent's socket never listens, so it never
   gets a connection.
-- It starts the workers (``python -m servers <same options> --port P
-  --worker-index K``), each wrapped by ``duplexbench.procs.dying_with_parent``
+- It starts the workers (``python -m servers <same options> --port P`` with
+  ``DUPLEXBENCH_WORKER_INDEX=K`` in their environment), each wrapped by ``duplexbench.procs.dying_with_parent``
   (PR_SET_PDEATHSIG = SIGKILL: they die with the parent, even a SIGKILLed
   one), waits until each printed its ``listening on`` line, then prints the
   usual first line ``duplexbench server listening on http://HOST:PORT
   (transports: ...; workers: N, broker: redis)``.
-- Workers stay in the parent's process group, so a signal to the group (the
-  harness's stop, Ctrl-C) reaches them too. SIGTERM / SIGINT to the parent is
-  forwarded as SIGTERM (each worker's graceful flush); the parent exits 0 once
-  all have (SIGKILL after twice ``--shutdown-timeout`` plus 5 s).
+- Workers run in sessions of their own, so a signal to the parent's process
+  group (the harness's stop, Ctrl-C) reaches the parent only, which forwards
+  it once as SIGTERM (each worker's graceful flush: a second signal during it
+  would cut it short); the parent exits 0 once all have (SIGKILL after twice
+  ``--shutdown-timeout`` plus 5 s). A SIGKILL of the parent (or of its group)
+  takes the workers with it through PR_SET_PDEATHSIG.
 - A worker that dies otherwise (a crash, a SIGKILL, exit 75 = its broker lost
   its data) is started again at once with the same index; its clients have
   reconnected meanwhile (to the other workers) and resume from their cursors.
@@ -44,7 +46,7 @@ import time
 
 from duplexbench import procs
 
-from .config import ServerConfig
+from .config import ENV_WORKER_INDEX, ServerConfig
 
 __all__ = ["START_TIMEOUT_S", "supervise"]
 
@@ -184,7 +186,7 @@ class _Parent:
 
     def _command(self, worker: _Worker) -> list[str]:
         return [sys.executable, "-m", "servers", *self.argv, *self.extra_args,
-                "--port", str(self.port), "--worker-index", str(worker.index)]
+                "--port", str(self.port)]
 
     async def _start(self, worker: _Worker) -> bool:
         """Start one worker and wait for its line; False (and the reason said) if it failed."""
@@ -193,7 +195,8 @@ class _Parent:
             proc = worker.proc = await asyncio.create_subprocess_exec(
                 *procs.dying_with_parent(self._command(worker)),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                start_new_session=True,  # signals come from us, once (see the docstring)
+                env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_WORKER_INDEX: str(worker.index)})
             cpus = self.config.worker_cpus
             if cpus:
                 try:

@@ -284,3 +284,14 @@ def test_stop_leaves_no_process(redis_proc):
     assert code == 0
     gone, alive = psutil.wait_procs(children, timeout=scaled(5))
     assert not alive
+
+
+def test_workers_die_with_a_killed_parent(redis_proc):
+    server = ServerProcess("all", args=worker_args(redis_proc.url)).start()
+    try:
+        workers = [psutil.Process(pid) for pid in wait_workers(server)]
+        os.kill(server.pid, signal.SIGKILL)  # no handler runs: PR_SET_PDEATHSIG does it
+        gone, alive = psutil.wait_procs(workers, timeout=scaled(5))
+        assert not alive
+    finally:
+        server.stop()
