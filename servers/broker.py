@@ -180,24 +180,27 @@ class BrokerHub(Hub):
     async def _catch_up(self, topic_name: str) -> None:
         topic = self._topics[topic_name]
         epoch, entries = await self.store.sync(topic_name, topic.ring.last, self._retention)
-        read_ns = time.monotonic_ns()
+        read = (time.monotonic_ns(), time.time_ns())
         self._check_epoch(epoch)
         topic = self._topics.get(topic_name)
         if topic is not None and entries:
-            self._ingest(topic, entries, read_ns)
+            self._ingest(topic, entries, read)
 
-    def _ingest(self, topic: _Topic, entries: list[Entry], read_ns: int | None) -> None:
+    def _ingest(self, topic: _Topic, entries: list[Entry],
+                read: tuple[int, int] | None) -> None:
         """Deliver what was read, in seq order, each message once (both the reader and
-        catch-ups read the same stream: what the cache has is skipped)."""
+        catch-ups read the same stream: what the cache has is skipped). ``read``: the
+        (monotonic, wall-clock) ns of the read, None for a first load (old messages)."""
         ring, stats = topic.ring, self.stats
-        for seq, body, sent_ns in entries:
+        for seq, body, sent_ns, accepted_us in entries:
             last = ring.last
             if seq <= last:
                 continue
             if seq != last + 1:
                 self._gap(topic, seq)
-            if read_ns is not None:
-                stats.transit.observe(read_ns - sent_ns)
+            if read is not None:
+                stats.transit.observe(read[1] - accepted_us * 1000)
+                stats.sent.observe(read[0] - sent_ns)
             stats.entries += 1
             self._deliver(topic, seq, body)
 
@@ -251,13 +254,13 @@ class BrokerHub(Hub):
                     reply = await self.store.read(after, self._read_count, BLOCK_MS)
                 finally:
                     self._blocked = False
-                read_ns = time.monotonic_ns()
+                read = (time.monotonic_ns(), time.time_ns())
                 if reply:
                     self.stats.reads += 1
                 for name, entries in reply:
                     topic = self._topics.get(name)
                     if topic is not None:  # else forgotten meanwhile: a new load reads it
-                        self._ingest(topic, entries, read_ns)
+                        self._ingest(topic, entries, read)
                 failures = 0
             except Unavailable as exc:
                 failures += 1

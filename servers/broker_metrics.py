@@ -1,14 +1,22 @@
 """A worker's broker figures for ``/metrics``: the latency split at the broker, and its work.
 
-Why: with workers behind Redis a delivery's latency has a new leg, from the
-publishing worker handing the message to Redis to the delivering worker
-reading it back. Each worker measures that leg for every message it reads
-(``duplexbench_broker_transit_seconds``) and the round trip of its own
-publishes (``duplexbench_broker_publish_seconds``), as Prometheus histograms:
-counters, so a harness takes the difference of two scrapes for a window and
-reads quantiles off the buckets (duplexbench/broker/scrape.py). Both clocks
-are CLOCK_MONOTONIC of one host (``time.monotonic_ns``), so the difference of
-two processes' stamps is meaningful.
+Why: with workers behind Redis a delivery's latency has new legs: the
+publishing worker's round trip to Redis, and Redis to the delivering worker's
+read. Each worker measures, as Prometheus histograms (counters: a harness
+takes the difference of two scrapes for a window and reads quantiles off the
+buckets, duplexbench/broker/scrape.py):
+
+- ``duplexbench_broker_transit_seconds``, per message it reads: from Redis
+  accepting the publish (``TIME`` taken inside the publish script, µs) to this
+  worker's read of it (``time.time_ns()`` once per read reply). One clock:
+  Redis and the workers run on one host and both read CLOCK_REALTIME; an
+  NTP slew is parts per million of a sub-millisecond interval.
+- ``duplexbench_broker_sent_seconds``, per message it reads: from the
+  publishing worker sending the publish (CLOCK_MONOTONIC, stamped just before
+  the script is sent, stored in the entry) to the read, CLOCK_MONOTONIC too:
+  transit plus the publish's way into Redis.
+- ``duplexbench_broker_publish_seconds``, per publish it made: the script's
+  round trip (what a publisher's 200 waits for on top of the in-memory hub).
 """
 
 from __future__ import annotations
@@ -56,11 +64,12 @@ class Histogram:
 class BrokerStats:
     """Counters of one worker's broker hub (servers/broker.py), rendered after the rest."""
 
-    __slots__ = ("transit", "publish", "reads", "entries", "gaps", "errors", "topics",
+    __slots__ = ("transit", "sent", "publish", "reads", "entries", "gaps", "errors", "topics",
                  "worker", "workers")
 
     def __init__(self, worker: int, workers: int) -> None:
-        self.transit = Histogram()  # publish sent -> read back by this worker, per message
+        self.transit = Histogram()  # accepted by Redis -> read by this worker, per message
+        self.sent = Histogram()  # publish sent by a worker -> read by this worker, per message
         self.publish = Histogram()  # this worker's publish round trips (the script)
         self.reads = 0  # XREAD replies with entries
         self.entries = 0  # messages read from the broker (each once per worker)
@@ -78,7 +87,10 @@ class BrokerStats:
         ]
         out += self.transit.render(
             "broker_transit_seconds",
-            "Publish handed to Redis by a worker (its monotonic stamp) to this worker's read of it.")
+            "Message accepted by Redis (TIME in the publish script) to this worker's read of it.")
+        out += self.sent.render(
+            "broker_sent_seconds",
+            "Publish sent to Redis by a worker (its monotonic stamp) to this worker's read of it.")
         out += self.publish.render(
             "broker_publish_seconds", "Round trip of this worker's publishes to Redis.")
         for name, kind, text, value in (

@@ -12,9 +12,11 @@ Redis", says the same in prose):
 - ``duplexbench:t:{T}:seq`` (integer): topic T's last seq (``INCR``).
 - ``duplexbench:t:{T}:log`` (stream): topic T's retention. Entry ID ``0-<seq>``
   (so the stream's order is the topic's order and seq is dense from 1), fields
-  ``e`` = the encoded envelope (pad included) and ``m`` = the publishing
-  worker's CLOCK_MONOTONIC ns when it sent the publish (for the transit split),
-  ``MAXLEN`` = ``--retention`` (exact, not ``~``: the retention window).
+  ``e`` = the encoded envelope (pad included), ``m`` = the publishing worker's
+  CLOCK_MONOTONIC ns when it sent the publish, ``a`` = Redis's ``TIME`` when
+  the script ran (µs since the epoch: the moment Redis accepted the message),
+  both for the latency split (servers/broker_metrics.py); ``MAXLEN`` =
+  ``--retention`` (exact, not ``~``: the retention window).
 - ``duplexbench:topics`` (set): topic names ever published, bounded by
   ``--max-topics`` (publishing to one more is refused: 503).
 
@@ -64,13 +66,15 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   end
 end
 local seq = string.format('%d', redis.call('INCR', KEYS[2]))
+local now = redis.call('TIME')
 redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '0-' .. seq,
-           'e', '{"seq":' .. seq .. ARGV[3], 'm', ARGV[4])
+           'e', '{"seq":' .. seq .. ARGV[3], 'm', ARGV[4],
+           'a', now[1] .. string.format('%06d', tonumber(now[2])))
 return {tonumber(seq), ''}
 """
 
 #: KEYS: epoch, log. ARGV: after seq (exclusive), count. Returns {epoch or "", flat list
-#: seq-id, envelope, sent ns, seq-id, ...} (flat: no per-entry field maps to build).
+#: seq-id, envelope, sent ns, accepted us, seq-id, ...} (flat: no field maps to build).
 SYNC_LUA = """
 local epoch = redis.call('GET', KEYS[1])
 local entries = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])
@@ -80,6 +84,7 @@ for _, entry in ipairs(entries) do
   out[#out + 1] = entry[1]
   out[#out + 1] = fields[2]
   out[#out + 1] = fields[4]
+  out[#out + 1] = fields[6]
 end
 return {epoch or '', out}
 """
@@ -87,8 +92,8 @@ return {epoch or '', out}
 #: KEYS: epoch. ARGV: a new epoch, used only when none exists. Returns the epoch.
 _EPOCH_LUA = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])"
 
-#: (seq, envelope bytes, publishing worker's monotonic ns at send)
-Entry = tuple[int, bytes, int]
+#: (seq, envelope bytes, publishing worker's monotonic ns at send, Redis's TIME in µs)
+Entry = tuple[int, bytes, int, int]
 
 
 def _seq(entry_id: bytes) -> int:
@@ -159,7 +164,8 @@ class RedisStore:
         """(epoch or "", up to ``count`` entries with seq > ``after``), atomically."""
         epoch, flat = await self._call(self._sync(keys=[EPOCH_KEY, log_key(topic)],
                                                   args=[after, count]))
-        entries = [(_seq(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
+        entries = [(_seq(flat[i]), flat[i + 1], int(flat[i + 2]), int(flat[i + 3]))
+                   for i in range(0, len(flat), 4)]
         return epoch.decode(), entries
 
     # -- the reader connection --
@@ -182,7 +188,8 @@ class RedisStore:
         out = []
         for key, entries in reply or ():
             topic = key.decode()[len(_LOG_PREFIX):-len(_LOG_SUFFIX)]
-            out.append((topic, [(_seq(i), f[b"e"], int(f[b"m"])) for i, f in entries]))
+            out.append((topic, [(_seq(i), f[b"e"], int(f[b"m"]), int(f[b"a"]))
+                                for i, f in entries]))
         return out
 
     async def unblock_reader(self) -> bool:
