@@ -241,8 +241,9 @@ class BrokerHub(Hub):
         while not self.closing:
             try:
                 await self.store.reader_ready()
-                for name in [n for n, t in self._topics.items() if t.congested]:
-                    await self.wait_room(name)  # the burst rule, across workers
+                for topic in [t for t in self._topics.values() if t.congested]:
+                    # The burst rule across workers (not counted as a publisher's wait).
+                    await self._wait_room(topic, self._loop)
                 if not self._topics:
                     self._dirty.clear()
                     await self._dirty.wait()
