@@ -12,6 +12,7 @@ reset. Subscribers are placed on a given worker by pinning their connection
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -258,6 +259,14 @@ def test_broker_data_loss_is_a_new_epoch_and_a_reset(redis_proc, start_server):
     assert decode_message(lines[1]) == Envelope(1, topic, decode_envelope(lines[1]).ts, "new0")
 
 
+def test_one_process_server_is_unchanged(start_server):
+    server = start_server("all")
+    assert list(health(server.url)) == ["status", "transports", "inject", "pid", "epoch"]
+    text = http(server.url + "/metrics")[2].decode()
+    assert "worker_info" not in text and "duplexbench_broker_" not in text
+    assert "workers:" not in server.output[0]
+
+
 def test_bad_options_and_unreachable_redis_exit_clearly():
     def serve(*args):
         return subprocess.run([sys.executable, "-m", "servers", "--port", "0", *args],
@@ -295,3 +304,27 @@ def test_workers_die_with_a_killed_parent(redis_proc):
         assert not alive
     finally:
         server.stop()
+
+
+def test_redis_down_is_503_and_its_restart_a_new_epoch(start_server):
+    from duplexbench.broker import RedisProcess
+
+    first = RedisProcess().start()
+    port = first.port
+    try:
+        server = start_server("all", args=worker_args(first.url))
+        before = wait_workers(server)
+        old = health(server.url)["epoch"]
+        publish(server.url, "down", "m0")
+        first.stop()
+        for _ in range(4):  # whichever worker answers: a clear 503, never a 500
+            status, _, body = http(f"{server.url}/publish?topic=down", "POST", b"m1")
+            assert status == 503 and "broker unavailable" in json.loads(body)["error"]
+            status, _, body = http(f"{server.url}/poll?topic=down-new&timeout=0")
+            assert status == 503
+        first = RedisProcess(port=port).start()  # empty: its data (and epoch) are gone
+        after = wait_workers(server, exclude=set(before), epoch_not=old, timeout=20)
+        assert len({h["epoch"] for h in after.values()}) == 1
+        assert publish(server.url, "down", "m1") == 1
+    finally:
+        first.stop()
