@@ -22,12 +22,12 @@ from duplexbench.contract.origin import CORS_PATHS, PREFLIGHT_HEADERS, cors_head
 
 from .config import ServerConfig
 from .hub import CursorAhead, CursorGone, Hub, TooManyTopics
-from .retention import Unavailable
 from .longpoll import handle_poll
 from .metrics import Metrics
 from .pages import add_page_routes
 from .params import BadRequest, error_response, json_response
 from .publish import handle_publish
+from .retention import Unavailable
 from .state import HEADERS, STATE, ServerState
 from .stream import handle_stream
 from .websocket import CLOSE_GOING_AWAY, handle_ws
