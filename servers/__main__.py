@@ -22,6 +22,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .app import make_app
 from .config import ConfigError, ServerConfig, parse_config
 from .gcpolicy import apply_gc_policy
+from .retention import HubError
+from .state import STATE
+
+#: servers/broker.py's, without importing redis in a process that has no broker.
+EXIT_EPOCH_LOST = 75
 
 __all__ = ["main", "serve"]
 
@@ -32,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"python -m servers: error: {exc}", file=sys.stderr)
         return 2
+    if config.brokered and config.worker_index < 0:
+        # The parent: bind the port, start and supervise the workers (servers/workers.py).
+        from .workers import supervise
+
+        return supervise(config, sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
     _raise_open_files_limit()
@@ -45,22 +55,29 @@ def main(argv: list[str] | None = None) -> int:
         loop_factory = uvloop.new_event_loop
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(config))
+            return runner.run(serve(config))
     except OSError as exc:
         print(f"python -m servers: error: cannot listen on {config.host}:{config.port}: {exc}",
               file=sys.stderr)
         return 1
-    return 0
+    except HubError as exc:  # a worker that cannot reach its broker at start
+        print(f"python -m servers: error: {exc}", file=sys.stderr)
+        return 1
 
 
-async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
+async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully.
+
+    Returns the exit status: 0, or a worker's EXIT_EPOCH_LOST when its broker lost
+    its data (servers/broker.py: the parent starts a fresh worker)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    app = make_app(config)
+    hub = app[STATE].hub
     runner = web.AppRunner(
-        make_app(config),
+        app,
         handle_signals=False,
         access_log=None,  # a log line per request would be measured as server cost
         shutdown_timeout=config.shutdown_timeout_s,
@@ -70,8 +87,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     apply_gc_policy(config.gc)  # after the app is built: its objects are frozen
     try:
         context, ca_note = _tls(config)
+        # A worker shares the port with its siblings: the kernel spreads connections.
         site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True,
-                           ssl_context=context)
+                           reuse_port=config.worker_index >= 0 or None, ssl_context=context)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{config.host}]" if ":" in config.host else config.host
@@ -80,9 +98,22 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             f"(transports: {', '.join(config.transports)}{ca_note})",
             flush=True,
         )
-        await stop.wait()
+        if hub.remote:
+            await _first(stop.wait(), hub.lost.wait())
+        else:
+            await stop.wait()
     finally:
         await runner.cleanup()
+    return EXIT_EPOCH_LOST if hub.remote and hub.lost.is_set() else 0
+
+
+async def _first(*waits) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _tls(config: ServerConfig):

@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .pages import add_page_routes
 from .params import BadRequest, error_response, json_response
 from .publish import handle_publish
+from .retention import Unavailable
 from .state import HEADERS, STATE, ServerState
 from .stream import handle_stream
 from .websocket import CLOSE_GOING_AWAY, handle_ws
@@ -75,7 +76,7 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
         return json_response(410, body, headers)
     except CursorAhead as exc:
         return error_response(400, str(exc), headers, last_seq=exc.last_seq)
-    except TooManyTopics as exc:
+    except (TooManyTopics, Unavailable) as exc:
         return error_response(503, str(exc), headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -109,6 +110,9 @@ async def _healthz(request: web.Request) -> web.Response:
         "pid": os.getpid(),
         "epoch": state.hub.epoch,
     }
+    config = state.config
+    if config.brokered:  # absent: one process, no broker (today's server, byte for byte)
+        body.update(workers=config.workers, broker=config.broker, worker=config.worker_index)
     return web.Response(text=json.dumps(body), content_type="application/json",
                         headers=request[HEADERS])
 
@@ -121,12 +125,18 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _on_startup(app: web.Application) -> None:
-    app[STATE].hub.start()
+    hub = app[STATE].hub
+    if hub.remote:
+        await hub.connect()  # before listening: the epoch comes from the broker
+    hub.start()
     app[STATE].metrics.gc.install()
 
 
 async def _on_cleanup(app: web.Application) -> None:
     app[STATE].metrics.gc.uninstall()
+    hub = app[STATE].hub
+    if hub.remote:
+        await hub.disconnect()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -144,8 +154,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def make_app(config: ServerConfig) -> web.Application:
     metrics = Metrics()
-    hub = Hub(
-        metrics,
+    options = dict(
         retention=config.retention,
         retention_bytes=config.retention_bytes,
         max_topics=config.max_topics,
@@ -155,6 +164,13 @@ def make_app(config: ServerConfig) -> web.Application:
         delay_s=config.inject.delay_ms / 1000,
         heartbeat_s=config.heartbeat_s,
     )
+    if config.brokered:
+        from .broker import BrokerHub  # imports redis: only where it is used
+
+        hub: Hub = BrokerHub(metrics, redis_url=config.redis_url, worker=config.worker_index,
+                             workers=config.workers, **options)
+    else:
+        hub = Hub(metrics, **options)
     app = web.Application(middlewares=[_policy], client_max_size=config.max_payload)
     app[STATE] = ServerState(config, hub, metrics)
     app.router.add_post("/publish", handle_publish)

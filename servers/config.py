@@ -16,7 +16,9 @@ from .gcpolicy import GC_POLICIES
 
 __all__ = [
     "ALL_TRANSPORTS",
+    "BROKERS",
     "ConfigError",
+    "ENV_WORKER_INDEX",
     "InjectConfig",
     "MIN_PAD_BYTES",
     "ServerConfig",
@@ -27,9 +29,14 @@ __all__ = [
 
 #: What ``--transport all`` mounts, in the order the start-up line lists them.
 ALL_TRANSPORTS = ("longpoll", "stream", "websocket")
+#: Where the hub lives: "none" = in this process's memory; "redis" = Redis Streams shared
+#: by --workers processes (servers/broker.py, servers/workers.py).
+BROKERS = ("none", "redis")
 
 ENV_DELAY = "DUPLEXBENCH_INJECT_DELAY_MS"
 ENV_PAD = "DUPLEXBENCH_INJECT_PAD_BYTES"
+#: Set by the parent of --workers on each worker's environment: its index (servers/workers.py).
+ENV_WORKER_INDEX = "DUPLEXBENCH_WORKER_INDEX"
 #: ``,"pad":""`` is 9 bytes: the smallest growth the pad field can add.
 MIN_PAD_BYTES = 9
 
@@ -74,6 +81,16 @@ class ServerConfig:
     tls_dir: str = ""  # --tls without a certificate: generate one (and its CA) here ("-": a temp dir)
     gc: str = "tuned"  # garbage-collector policy (servers/gcpolicy.py)
     inject: InjectConfig = InjectConfig()
+    workers: int = 1  # server processes on the port (SO_REUSEPORT), supervised by a parent
+    broker: str = "none"  # "redis": the hub's topics live in Redis (servers/broker.py)
+    redis_url: str = ""  # redis://HOST:PORT/DB of --broker redis
+    worker_cpus: tuple[int, ...] = ()  # worker k pinned to worker_cpus[k % len]; () = inherit
+    worker_index: int = -1  # set by the parent (env DUPLEXBENCH_WORKER_INDEX); -1 = not a worker
+
+    @property
+    def brokered(self) -> bool:
+        """True when the hub is the broker's (parent + workers), False for today's server."""
+        return self.broker != "none"
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -142,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="garbage-collector policy: 'tuned' freezes the start-up objects and collects the "
         "young generation every 1,000,000 net allocations (servers/gcpolicy.py); 'python' keeps "
         "CPython's defaults")
+    add("--workers", type=int, default=d.workers,
+        help="server processes sharing the port (SO_REUSEPORT) under a supervising parent; "
+        "more than 1 needs --broker redis")
+    add("--broker", choices=list(BROKERS), default=d.broker,
+        help="where topics live: 'none' = this process's memory (one process); 'redis' = "
+        "Redis Streams shared by the workers (servers/README.md, 'Workers behind Redis')")
+    add("--redis-url", default=d.redis_url, metavar="URL",
+        help="Redis of --broker redis, e.g. redis://127.0.0.1:6379/0 (default: none)")
+    add("--worker-cpus", default="", metavar="LIST",
+        help="pin worker k to core LIST[k mod len] (e.g. 2,3); without it workers inherit "
+        "the parent's CPU affinity (default: inherit)")
     return p
 
 
@@ -173,9 +201,35 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         tls_key=args.tls_key,
         tls_dir=args.tls_dir or ("-" if args.tls and not args.tls_cert else ""),
         gc=args.gc,
+        workers=args.workers,
+        broker=args.broker,
+        redis_url=args.redis_url,
+        worker_cpus=_cpu_list(args.worker_cpus),
+        worker_index=_worker_index(os.environ if environ is None else environ),
     )
     _validate(config)
     return config
+
+
+def _worker_index(environ) -> int:
+    """Which worker this process is: the parent (servers/workers.py) says so in the
+    environment, not on the command line, which stays the user's."""
+    text = environ.get(ENV_WORKER_INDEX, "").strip()
+    if not text:
+        return -1
+    if not text.isdigit():
+        raise ConfigError(f"{ENV_WORKER_INDEX}={text!r}: expected a worker number")
+    return int(text)
+
+
+def _cpu_list(text: str) -> tuple[int, ...]:
+    try:
+        cpus = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--worker-cpus {text!r}: expected core numbers like 2,3") from None
+    if any(cpu < 0 for cpu in cpus):
+        raise ConfigError(f"--worker-cpus {text!r}: core numbers are 0 or more")
+    return cpus
 
 
 def _validate(c: ServerConfig) -> None:
@@ -197,6 +251,18 @@ def _validate(c: ServerConfig) -> None:
     ]:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name} {value}: expected a positive number of seconds")
+    if not 1 <= c.workers <= 256:
+        raise ConfigError(f"--workers {c.workers}: expected 1-256")
+    if c.workers > 1 and not c.brokered:
+        raise ConfigError(f"--workers {c.workers} needs --broker redis: workers share topics, "
+                          "sequence numbers and the epoch through the broker")
+    if c.brokered and not c.redis_url.startswith(("redis://", "unix://")):
+        raise ConfigError(f"--broker {c.broker} needs --redis-url redis://HOST:PORT/DB "
+                          f"(got {c.redis_url!r})")
+    if c.worker_index >= 0 and not c.brokered:
+        raise ConfigError(f"{ENV_WORKER_INDEX} is set: only workers of --broker redis have one")
+    if not c.brokered and (c.redis_url or c.worker_cpus):
+        raise ConfigError("--redis-url and --worker-cpus go with --broker redis")
 
 
 def inject_from_env(environ) -> InjectConfig:

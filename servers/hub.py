@@ -66,7 +66,7 @@ def _wake(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-class _Topic:
+class TopicState:
     __slots__ = ("name", "ring", "sinks", "waiters", "congested", "room", "batches")
 
     def __init__(self, name: str, retention: int, retention_bytes: int) -> None:
@@ -102,7 +102,7 @@ class Hub:
         heartbeat_s: float = 15.0,
     ) -> None:
         self.metrics = metrics
-        self._topics: dict[str, _Topic] = {}
+        self._topics: dict[str, TopicState] = {}
         self._retention = retention
         self._retention_bytes = retention_bytes
         self._max_topics = max_topics
@@ -131,28 +131,36 @@ class Hub:
         """Create the topic now (TooManyTopics -> 503 before a 200 / 101 is sent)."""
         self._topic(name)
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> TopicState:
         topic = self._topics.get(name)
         if topic is None:
             if len(self._topics) >= self._max_topics:
                 raise TooManyTopics(f"the server holds its maximum of {self._max_topics} topics")
-            topic = self._topics[name] = _Topic(name, self._retention, self._retention_bytes)
+            topic = self._topics[name] = TopicState(name, self._retention, self._retention_bytes)
         return topic
 
     # -- publishing --
 
+    #: False: publish() is the hub; True (servers/broker.py): publishes go through a broker
+    #: (``await publish_remote``) and requests ``await prepare`` before reading the cache.
+    remote = False
+
     def publish(self, topic_name: str, data: str, ts: int | None = None) -> int:
         """Assign the next seq, retain, fan out; returns the seq. Never awaits."""
         topic = self._topic(topic_name)
-        ring = topic.ring
-        seq = ring.last + 1
+        seq = topic.ring.last + 1
         body = encode_envelope(seq, topic_name, time.time_ns() if ts is None else ts, data)
         if self._pad_tail:
             body = body[:-1] + self._pad_tail
+        self.metrics.published += 1
+        self._deliver(topic, seq, body)
+        return seq
+
+    def _deliver(self, topic: TopicState, seq: int, body: bytes) -> None:
+        """Retain message ``seq`` (the topic's next) and fan it out. Never awaits."""
         now = asyncio.get_running_loop().time()
-        ring.append(Message(seq, body, now))
+        topic.ring.append(Message(seq, body, now))
         metrics = self.metrics
-        metrics.published += 1
         if topic.batches:
             topic.batches.clear()
         # One clock read per publish (not per delivery): when each sink last got a write.
@@ -185,7 +193,6 @@ class Hub:
             waiters, topic.waiters = topic.waiters, set()
             for waiter in waiters:
                 _wake(waiter)
-        return seq
 
     def congested_topic(self, topic_name: str) -> bool:
         """True while a subscriber of the topic is above its high-water mark."""
@@ -208,7 +215,7 @@ class Hub:
         finally:
             self.metrics.publisher_wait_seconds += loop.time() - started
 
-    async def _wait_room(self, topic: _Topic, loop: asyncio.AbstractEventLoop) -> None:
+    async def _wait_room(self, topic: TopicState, loop: asyncio.AbstractEventLoop) -> None:
         while topic.congested and not self.closing:
             now = loop.time()
             for sink in [s for s in topic.congested if now - s.congested_at >= self.slow_grace_s]:
@@ -374,7 +381,7 @@ class Hub:
     def unsubscribe(self, sink: Sink) -> None:
         sink.leave(SinkState.CLOSED)
 
-    def _forget_if_idle(self, topic: _Topic) -> None:
+    def _forget_if_idle(self, topic: TopicState) -> None:
         # A topic nobody published to and nobody watches costs memory for nothing.
         if topic.idle():
             self._topics.pop(topic.name, None)

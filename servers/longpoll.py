@@ -46,6 +46,8 @@ async def handle_poll(request: web.Request) -> web.StreamResponse:
     limit = min(limit, config.max_batch)
     headers = request[HEADERS]
 
+    if hub.remote:
+        await hub.prepare(topic, cursor)  # the worker's cache in step with the broker
     cursor, reset = hub.position(topic, cursor)
     if reset is not None:
         # Another instance's cursor: say so; the client continues from the reset's cursor.

@@ -21,6 +21,7 @@ class Metrics:
     __slots__ = (
         "connections_open", "http_requests", "published", "delivered",
         "bytes_written", "slow_consumer_drops", "publisher_waits", "publisher_wait_seconds", "gc",
+        "extra",
     )
 
     def __init__(self) -> None:
@@ -38,6 +39,8 @@ class Metrics:
         self.publisher_wait_seconds = 0.0
         #: The garbage collector's work (installed while the app runs: servers/gcpolicy.py).
         self.gc = GcStats()
+        #: More families, rendered last: () -> lines (the broker hub's, servers/broker_metrics.py).
+        self.extra: list = []
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
@@ -75,6 +78,8 @@ class Metrics:
         out.append("# TYPE duplexbench_gc_collected_total counter")
         for gen, count in enumerate(self.gc.collected):
             out.append(f'duplexbench_gc_collected_total{{generation="{gen}"}} {count}')
+        for render in self.extra:
+            out += render()
         return "\n".join(out) + "\n"
 
     @staticmethod

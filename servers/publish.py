@@ -33,7 +33,10 @@ async def handle_publish(request: web.Request) -> web.Response:
     hub = state.hub
     if hub.closing:
         raise BadRequest("server shutting down: publish again after it restarts", status=503)
-    seq = hub.publish(topic, data, ts)
+    if hub.remote:  # workers behind a broker: the 200 waits until Redis holds it
+        seq = await hub.publish_remote(topic, data, ts)
+    else:
+        seq = hub.publish(topic, data, ts)
     if hub.congested_topic(topic):
         # The burst rule: a subscriber of the topic is above its high-water mark, so
         # this publisher waits (its 200, and with HTTP/1.1 its next request) for room.

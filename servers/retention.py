@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from duplexbench.contract import format_cursor
 
-__all__ = ["CursorAhead", "CursorGone", "HubError", "Message", "Ring", "TooManyTopics"]
+__all__ = ["CursorAhead", "CursorGone", "HubError", "Message", "Ring", "TooManyTopics", "Unavailable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,10 @@ class TooManyTopics(HubError):
     """Topic names are client-chosen; their number is bounded (503)."""
 
 
+class Unavailable(HubError):
+    """The hub cannot answer now (its broker is unreachable or lost its data): 503."""
+
+
 class Ring:
     """Retention: message ``seq`` lives in slot ``seq % capacity`` (O(1) lookups)."""
 
@@ -77,6 +81,12 @@ class Ring:
         # Keep at least the newest message, whatever its size.
         while self.bytes > self._max_bytes and self.oldest < self.last:
             self._evict()
+
+    def restart(self, seq: int) -> None:
+        """Empty the ring; the next message appended is ``seq`` (a broker's cache that
+        missed messages the broker no longer has: servers/broker.py)."""
+        self._slots = [None] * self._capacity
+        self.oldest, self.last, self.bytes = seq, seq - 1, 0
 
     def _evict(self) -> None:
         index = self.oldest % self._capacity

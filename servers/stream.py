@@ -49,7 +49,10 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     metrics.http_requests[label] += 1
     topic = query_topic(request)
     # CursorGone / CursorAhead answer before 200; another epoch's cursor is a reset.
-    start, reset = hub.position(topic, request_cursor(request))
+    cursor = request_cursor(request)
+    if hub.remote:
+        await hub.prepare(topic, cursor)  # the worker's cache in step with the broker
+    start, reset = hub.position(topic, cursor)
     hub.reserve(topic)  # too many topics: 503 now, not after the 200
     # A copy: an error answer after this point must not inherit the stream's Content-Type.
     headers = {**request[HEADERS],

@@ -48,6 +48,7 @@ from duplexbench.contract.websocket import (
 from .fanout import WEBSOCKET, Sink, SinkState
 from .hub import Hub, HubError
 from .params import BadRequest, query_cursor, query_topic
+from .retention import Unavailable
 from .state import HEADERS, STATE
 
 __all__ = ["PUBLISH_FRAME_OVERHEAD", "WebSocketConnection", "handle_ws", "valid_key"]
@@ -59,6 +60,8 @@ PUBLISH_FRAME_OVERHEAD = 256
 #: Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry), echoed as they are.
 _ECHOABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 CLOSE_PROTOCOL_ERROR = 1002
+#: RFC 6455 7.4.1 (IANA): the server cannot take it now (its broker is unreachable).
+CLOSE_TRY_AGAIN_LATER = 1013
 #: How long a close handshake may take before the socket is aborted.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -147,6 +150,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         )
     if not valid_key(request.headers.get("Sec-WebSocket-Key")):
         raise BadRequest("missing or invalid Sec-WebSocket-Key")
+    if hub.remote and subscribe == "1":
+        await hub.prepare(topic, cursor)  # the worker's cache in step with the broker
     start, reset = hub.position(topic, cursor) if subscribe == "1" else (0, None)
     if subscribe == "1":
         hub.reserve(topic)  # too many topics: 503 now, not after the 101
@@ -230,7 +235,13 @@ async def _read(ws: web.WebSocketResponse, connection: WebSocketConnection,
             if hub.closing:
                 continue  # read after the shutdown began: not acknowledged, not published
             try:
-                hub.publish(topic, data, ts if ts is not None else time.time_ns())
+                if hub.remote:  # the next frame is read once Redis holds this one (order)
+                    await hub.publish_remote(topic, data, ts if ts is not None else time.time_ns())
+                else:
+                    hub.publish(topic, data, ts if ts is not None else time.time_ns())
+            except Unavailable as exc:  # the broker is unreachable: try again later
+                await connection.close(CLOSE_TRY_AGAIN_LATER, str(exc))
+                return
             except HubError as exc:  # e.g. too many topics: refused, not a crash
                 await connection.close(CLOSE_POLICY_VIOLATION, str(exc))
                 return
