@@ -15,6 +15,7 @@ from .load import Scenario, load_scenario, parse_scenario
 from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
+    BROKERS,
     ENGINES,
     NETWORK_MODES,
     PATTERNS,
@@ -27,6 +28,7 @@ from .options import (
 
 __all__ = [
     "ARRIVALS",
+    "BROKERS",
     "ENGINES",
     "NETWORK_MODES",
     "PATTERNS",

@@ -15,6 +15,12 @@ workload, so every transport meets the same fault at the same second.
     reconnect_min_s = 0.1   # the clients' back-off: exponential with full jitter,
     reconnect_max_s = 5.0   # between these (LoadSpec fields of the same names)
 
+``kill-worker`` SIGKILLs one worker process of a server with workers behind a
+broker (``[server] workers = 2, broker = "redis"``): the server goes on (its
+parent restarts the worker); the killed worker's clients reconnect to another
+worker and resume from their cursors, which every worker understands (the
+epoch is the broker's): nothing lost, no reset.
+
 A restart starts a new server process on the SAME port (clients reconnect to
 the URL they know); the new process has a new epoch, so clients' cursors reset
 (docs/DESIGN.md, "Faults"). A cut closes every connection at the network proxy
@@ -26,13 +32,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FAULT_KINDS", "FaultError", "FaultOptions", "loss_allowed", "parse_faults"]
+__all__ = ["FAULT_KINDS", "FaultError", "FaultOptions", "loss_allowed", "parse_faults",
+           "reset_allowed"]
 
 #: Order = the order the sweep runs them in.
-FAULT_KINDS = ("restart-sigterm", "restart-sigkill", "cut")
+FAULT_KINDS = ("restart-sigterm", "restart-sigkill", "cut", "kill-worker")
 #: Only a SIGKILL may lose acknowledged messages: what the killed process had
 #: acknowledged but not yet written is gone (issue "graceful restart" point).
 _LOSSY = ("restart-sigkill",)
+#: Faults after which a client must resume where it was, never be reset: the epoch
+#: survives them (a killed worker's cursors are the broker's, valid on every worker).
+_RESUMING = ("kill-worker",)
 _KEYS = ("kind", "at_s", "count", "every_s", "down_s", "reconnect_min_s", "reconnect_max_s")
 #: A new server needs ~0.5-1 s to start (python, imports, bind, /healthz); repeats
 #: closer than this would overlap the previous restart.
@@ -72,6 +82,11 @@ class FaultOptions:
 def loss_allowed(kind: str) -> bool:
     """Whether a point with this fault may lose messages without failing the run."""
     return kind in _LOSSY
+
+
+def reset_allowed(kind: str) -> bool:
+    """Whether a client may see a reset (a new epoch) after this fault without failing it."""
+    return kind not in _RESUMING
 
 
 def _number(table: dict, key: str, default: float, *, positive: bool = False) -> float:

@@ -42,7 +42,9 @@ from .faults import FaultError, FaultOptions, parse_faults
 from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
+    BROKERS,
     ENGINES,
+    MAX_WORKERS,
     NETWORK_MODES,
     PATTERNS,
     TRANSPORTS,
@@ -87,7 +89,8 @@ class Scenario:
     engine_options: dict = field(default_factory=dict, hash=False)
 
     def points(self) -> list[LoadPoint]:
-        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS."""
+        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS,
+        workers and broker, fault."""
         delays = self.network.delay_ms if self.network else (0.0,)
         faults = self.faults.kind if self.faults else ("",)
         points: list[LoadPoint] = []
@@ -96,16 +99,16 @@ class Scenario:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
                 for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
-                        keepalive, tls, fault in itertools.product(
+                        keepalive, tls, (workers, broker), fault in itertools.product(
                             self.engines or ("",), proxy_variants(self.proxy, transport),
                             self.clients, self.rate, self.payload_bytes, delays, keepalives,
-                            self.server.tls, faults):
+                            self.server.tls, self.server.topologies(), faults):
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
                         delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
-                        engine=engine, fault=fault,
+                        engine=engine, fault=fault, workers=workers, broker=broker,
                     ))
         return points
 
@@ -228,6 +231,7 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
             faults = parse_faults(data["faults"], duration)
         except FaultError as exc:
             raise ScenarioError(f"{c.source}: {exc}") from None
+        _check_fault_topology(c.source, faults, server)
 
     too_big = [p for p in payload if p > server.max_payload]
     if too_big:
@@ -286,17 +290,55 @@ def _engines(c: "Checker") -> tuple[str, ...]:
             f"of them (each once), got {value!r}") from None
 
 
+def _worker_count(value: Any) -> int:
+    if pos_int(value) > MAX_WORKERS:
+        raise Invalid
+    return value
+
+
+def _topology(c: "Checker", d: ServerOptions) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``workers`` and ``broker``: each a value or a list (a sweep), each value once; a
+    worker count above 1 needs ``broker`` to offer "redis" (servers/config.py refuses it)."""
+    workers = c.get("workers", list_of(_worker_count),
+                    f"a number of server processes from 1 to {MAX_WORKERS} or a list of them",
+                    d.workers)
+    broker = c.get("broker", choices_list(BROKERS),
+                   f"{one_of(BROKERS)} or a list of them (each once)", d.broker)
+    if len(set(workers)) != len(workers):
+        raise ScenarioError(f"{c.source}: key 'server.workers': expected each value once, "
+                            f"got {list(workers)}")
+    several = [n for n in workers if n > 1]
+    if several and broker == ("none",):
+        raise ScenarioError(
+            f"{c.source}: key 'server.broker': workers = {several[0]} needs broker = \"redis\": "
+            "the workers share their topics, sequence numbers and epoch through the broker "
+            "(with broker = [\"none\", \"redis\"] one worker runs both ways, more only with Redis)")
+    return workers, broker
+
+
+def _check_fault_topology(source: str, faults: FaultOptions, server: ServerOptions) -> None:
+    """kill-worker needs workers to kill: every point must have a broker (a parent and its
+    worker processes), since the [faults] sweep applies to every point."""
+    if "kill-worker" in faults.kind and "none" in server.broker:
+        raise ScenarioError(
+            f"{source}: key 'faults.kind': kill-worker kills one worker process of a server "
+            "started with --workers N --broker redis: set [server] broker = \"redis\" (and "
+            "workers >= 2, so its clients have another worker to go to); the one-process "
+            f"server (broker \"none\") has no worker to kill, got broker = {list(server.broker)}")
+
+
 def _server(c: "Checker | None") -> ServerOptions:
     d = ServerOptions()
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
-               "max_payload", "tls"), "server.")
+               "max_payload", "tls", "workers", "broker"), "server.")
     tls = c.get("tls", list_of(boolean), "true, false or [false, true]", d.tls)
     if len(set(tls)) != len(tls):
         raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
+    workers, broker = _topology(c, d)
     return ServerOptions(
-        tls=tls,
+        tls=tls, workers=workers, broker=broker,
         queue_limit=c.get("queue_limit", pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", pos_float, "a number of seconds > 0", d.heartbeat_s),
         ping_interval_s=c.get("ping_interval_s", pos_float, "a number of seconds > 0",

@@ -28,6 +28,15 @@ class LoadPoint:
     engine: str = ""
     fault: str = ""     # a [faults] kind, "" = none
     tls: bool = False
+    #: Server processes behind one port and what they fan out through ([server] workers,
+    #: broker; duplexbench/broker/extension.py): 1 and "none" = the one-process server.
+    workers: int = 1
+    broker: str = "none"
+
+    @property
+    def brokered(self) -> bool:
+        """True when the server's hub lives in a broker (its workers are processes of their own)."""
+        return self.broker != "none"
 
     @property
     def label(self) -> str:
@@ -49,6 +58,8 @@ class LoadPoint:
             text += f" fault={self.fault}"
         if self.tls:
             text += " tls"
+        if self.workers != 1 or self.brokered:
+            text += f" workers={self.workers}" + (f"+{self.broker}" if self.brokered else "")
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -59,4 +70,6 @@ class LoadPoint:
         key = (self.transport, self.clients, self.rate, self.payload_bytes,
                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
                self.accel_header, self.proxy_gzip, self.engine)
+        if self.workers != 1 or self.brokered:  # today's points keep today's keys
+            key += (self.workers, self.broker)
         return key + (self.fault,) if self.fault else key

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "ARRIVALS",
+    "BROKERS",
+    "MAX_WORKERS",
     "ENGINES",
     "NETWORK_MODES",
     "PATTERNS",
@@ -28,6 +30,11 @@ ARRIVALS = ("uniform", "poisson")
 NETWORK_MODES = ("proxy", "netem")
 #: Load generators (runner.loadgen_command); a scenario may sweep them (``engine = [...]``).
 ENGINES = ("native", "locust", "browser")
+#: What a multi-worker server fans out through (servers/README.md, "Workers behind Redis"):
+#: "none" is the one-process server's in-memory hub.
+BROKERS = ("none", "redis")
+#: The servers' own bound on ``--workers`` (servers/config.py).
+MAX_WORKERS = 256
 
 # ---------------------------------------------------------------------------
 # The dataclasses
@@ -44,6 +51,17 @@ class ServerOptions:
     uvloop: bool = True
     max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
     tls: tuple[bool, ...] = (False,)  # https/wss with a per-run certificate; a sweep
+    #: Server processes on the port (``--workers``); a sweep. More than 1 needs a broker.
+    workers: tuple[int, ...] = (1,)
+    #: ``--broker`` of those processes; a sweep (see :meth:`topologies`).
+    broker: tuple[str, ...] = ("none",)
+
+    def topologies(self) -> list[tuple[int, str]]:
+        """The (workers, broker) pairs the sweep runs, workers first: every combination
+        except more than one worker without a broker, which no server can be (the
+        loader refuses a worker count that has no broker to run with)."""
+        return [(n, broker) for n in self.workers for broker in self.broker
+                if n == 1 or broker != "none"]
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
@@ -57,6 +75,7 @@ class ServerOptions:
             args += ["--max-payload", str(self.max_payload)]
         if self.uvloop:
             args.append("--uvloop")
+        # workers / broker vary per point: duplexbench/broker/extension.py adds their flags.
         return args
 
 
