@@ -5,6 +5,9 @@ here, so a new kind of thing a point can have is added in one place:
 
 - ``server`` (runner/outside.py): where the server comes from (spawned, TLS,
   outside): the ``tls`` and ``server_measured`` columns; opens before the server;
+- ``workers`` (broker/extension.py): workers behind Redis (``[server] workers``,
+  ``broker``): Redis per point, opened before the server; the ``workers`` and
+  ``broker`` columns, the broker's CPU and the latency split at the broker;
 - ``engine`` (engines/extension.py): the browser engine's command, the ``engine``
   column and the browser's notes;
 - ``network`` (netem/extension.py): the emulated network in the subscribers' path;
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .broker.extension import WorkersExtension
 from .engines.extension import EngineExtension
 from .faults.extension import FaultsExtension
 from .netem.extension import NetworkExtension
@@ -33,8 +37,8 @@ def point_extensions(scenario: Any, *, engine: str = "native",
     """The extensions for ``scenario``'s points; ``server`` is the run's server setup
     (runner/outside.py), None where the command records no server columns (ab, stacks)."""
     extensions: list[PointExtension] = [] if server is None else [server]
-    extensions += [EngineExtension(engine, scenario.engine_options), NetworkExtension(),
-                   NginxExtension()]
+    extensions += [WorkersExtension(scenario), EngineExtension(engine, scenario.engine_options),
+                   NetworkExtension(), NginxExtension()]
     if scenario.faults is not None:
         extensions.append(FaultsExtension(scenario.faults))
     return extensions

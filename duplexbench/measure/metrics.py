@@ -328,6 +328,8 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
         "message_bytes": message_bytes,
         "delay_ms": network_delay,
         "keepalive": point.keepalive,
+        "workers": getattr(point, "workers", 1),
+        "broker": getattr(point, "broker", "none"),
         "pattern": scenario.pattern,
         "upstream": scenario.upstream,
         "duration_s": duration,

@@ -70,6 +70,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     # Real infrastructure (duplexbench/extensions.py): nginx in the path; engine may be "browser".
     "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
     "proxy_cpu_pct",
+    # Server processes on the port and their broker (duplexbench/broker/extension.py): 1, none
+    # = the one-process server. Dimensions of a point, like clients.
+    "workers", "broker",
 )
 
 #: samples.parquet columns (one row per delivery).

@@ -40,6 +40,11 @@ starts to show (M/M/1: at 80 % busy a request waits 4 service times on average,
 at 50 % one). The note says so with the figure ("near saturation (server at
 85 %, > 80 %)"), and the findings repeat it for a compared transport.
 
+The server's core may hold more than the server: workers behind a broker
+share it with Redis (duplexbench/broker/extension.py), whose CPU is sampled
+apart. The row's ``server_core_cpu_pct`` (server + broker) then judges the
+server side's saturation and near saturation, since the core is what fills up.
+
 The load generator may run on several cores (``--loadgen-procs``): its
 ``client_cpu_pct`` (% of one core, summed over its processes) is divided by
 ``loadgen_cores`` (the cores it could use, 1 when the row does not say).
@@ -64,6 +69,7 @@ __all__ = [
     "loadgen_pct_per_core",
     "near_saturation",
     "publish_shortfall",
+    "server_core_pct",
     "validity_column",
 ]
 
@@ -119,11 +125,23 @@ def near_saturation(row: Mapping[str, Any]) -> list[str]:
     """'near saturation (server at 85 %, > 80 %)' per process above NEAR_SATURATED_PCT but
     not above SATURATED_PCT (server, load generator per core); [] when neither is."""
     notes = []
-    for who, pct in (("server", _num(row, "server_cpu_pct")),
-                     ("load generator", loadgen_pct_per_core(row))):
+    server_who, server = server_core_pct(row)
+    for who, pct in ((server_who, server), ("load generator", loadgen_pct_per_core(row))):
         if NEAR_SATURATED_PCT < pct <= SATURATED_PCT:
             notes.append(f"near saturation ({who} at {pct:.0f} %, > {NEAR_SATURATED_PCT:.0f} %)")
     return notes
+
+
+def server_core_pct(row: Mapping[str, Any]) -> tuple[str, float]:
+    """Who holds the server's core and its share: ``("server", server_cpu_pct)``, or, when a
+    helper shares the server's core (the broker of workers behind Redis, pinned beside them:
+    ``server_core_cpu_pct`` = workers + Redis), that sum when it is higher: the core is
+    what saturates, whichever process of the server side is busy on it."""
+    server = _num(row, "server_cpu_pct")
+    core = _num(row, "server_core_cpu_pct")
+    if core > server or (math.isnan(server) and not math.isnan(core)):
+        return "server core (server + broker)", core
+    return "server", server
 
 
 def publish_shortfall(row: Mapping[str, Any]) -> str:
@@ -164,7 +182,7 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
         else:
             found.append(("note", f"{lost:.0f}{share} lost (the scenario expects loss)"))
     client = loadgen_pct_per_core(row)
-    server = _num(row, "server_cpu_pct")
+    server_who, server = server_core_pct(row)
     client_hot = client > SATURATED_PCT
     server_hot = server > SATURATED_PCT
     short = publish_shortfall(row)
@@ -172,11 +190,11 @@ def classify(row: Mapping[str, Any], *, expect_loss: bool = False) -> Validity:
         found.append(("loadgen-saturated", short))
     elif client_hot and server_hot:
         found.append(("both-saturated",
-                      f"load generator {client:.0f}% and server {server:.0f}% of a core"))
+                      f"load generator {client:.0f}% and {server_who} {server:.0f}% of a core"))
     elif client_hot:
         found.append(("loadgen-saturated", f"load generator {client:.0f}% of a core"))
     elif server_hot:
-        found.append(("server-saturated", f"server {server:.0f}% of a core"))
+        found.append(("server-saturated", f"{server_who} {server:.0f}% of a core"))
     found += [("note", text) for text in near_saturation(row)]
     unpublished = _num(row, "publish_failed")
     if unpublished > 0:  # never published: neither delivered nor counted as lost

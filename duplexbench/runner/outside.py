@@ -187,6 +187,10 @@ def _outside(args, scenario: Scenario, run_dir: Path, console) -> ServerSetup:
     if len(tls) > 1:
         raise SetupError(f"{scenario.name} sweeps [server] tls = {list(tls)}, but an outside server is "
                          "either http or https: run it once per URL")
+    if tuple(scenario.server.workers) != (1,) or tuple(scenario.server.broker) != ("none",):
+        raise SetupError(f"{scenario.name} sets [server] workers / broker, which start our servers "
+                         "that way; an outside server runs what it runs (its /healthz 'workers' "
+                         "is recorded): remove those keys to measure it")
     if tls != (https,):
         scenario = _with_tls(scenario, (https,))
     try:

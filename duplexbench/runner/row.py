@@ -49,6 +49,7 @@ def failed_base(run: Any, point: Any, reason: str) -> dict:
         transport=point.transport, point=point.index, repeat=point.repeat,
         clients=point.clients, rate_msgs_s=point.rate, payload_bytes=point.payload_bytes,
         delay_ms=point.delay_ms, keepalive=point.keepalive, pattern=scenario.pattern,
+        workers=point.workers, broker=point.broker,
         upstream=scenario.upstream, duration_s=scenario.duration_s,
         status="failed", warnings=reason, loadgen_procs=run.layout.procs,
         loadgen_cores=run.layout.cores,

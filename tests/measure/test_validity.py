@@ -118,3 +118,13 @@ def test_no_near_saturation_note_at_or_below_80_or_when_saturated(server, client
 def test_near_saturation_rides_along_with_a_worse_validity():
     judged = classify({**GOOD, "server_cpu_pct": 86.0, "lost": 2})
     assert judged.validity == "lost" and "near saturation (server at 86 %" in judged.notes
+
+
+def test_a_broker_sharing_the_server_core_counts_toward_its_saturation():
+    # Workers behind Redis on one core (duplexbench/broker/extension.py): 70 % + Redis 25 %.
+    judged = classify({**GOOD, "server_cpu_pct": 70.0, "server_core_cpu_pct": 95.0})
+    assert judged.validity == "server-saturated"
+    assert judged.notes.startswith("server core (server + broker) 95% of a core")
+    near = classify({**GOOD, "server_cpu_pct": 60.0, "server_core_cpu_pct": 85.0})
+    assert near.validity == "ok" and "near saturation (server core (server + broker) at 85 %" in near.notes
+    assert classify({**GOOD, "server_core_cpu_pct": math.nan}).validity == "ok"
