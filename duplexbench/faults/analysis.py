@@ -17,6 +17,8 @@ Definitions (docs/DESIGN.md, "Faults and soak"):
   subscriber is receiving again after at most this long".
 - A subscriber that was receiving before a fault and receives nothing published
   after it has *not recovered*: the point's status becomes ``unrecovered``.
+- After a fault the epoch survives (kill-worker: the broker holds it), a client
+  reset is a failure: status ``reset``.
 - The reconnect storm: the server's CPU (% of one core) in 0.5 s windows over
   the 10 s after the server is back; ``server_cpu_peak_pct`` is the highest.
 """
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..measure.validity import classify
-from ..scenario.faults import loss_allowed
+from ..scenario.faults import loss_allowed, reset_allowed
 
 __all__ = ["FAULT_COLUMNS", "STORM_WINDOW_S", "annotate_row",
            "recovery"]
@@ -132,7 +134,14 @@ def _fault_status(row: dict, kind: str, unrecovered: int, driver_failed: bool) -
         return "unrecovered"
     if (row.get("lost") or 0) and not loss_allowed(kind):
         return "lost"
+    if _resets(row) and not reset_allowed(kind):
+        return "reset"
     return "ok"
+
+
+def _resets(row: dict) -> float:
+    resets = row.get("resets")
+    return float(resets) if isinstance(resets, (int, float)) and resets == resets else 0.0
 
 
 def annotate_row(row: dict, *, kind: str, driver_summary: dict,
@@ -183,9 +192,15 @@ def annotate_row(row: dict, *, kind: str, driver_summary: dict,
     if unrecovered:
         warnings.append(f"NOT RECOVERED: {unrecovered} subscriber(s) received nothing published "
                         f"after a {kind} fault")
+    if _resets(row) and not reset_allowed(kind):
+        warnings.append(f"RESET: clients were reset {_resets(row):.0f} time(s) after the {kind}: "
+                        "their cursors should have resumed (the epoch is the broker's, it "
+                        "survives a worker)")
     # The client errors a fault causes are its expected symptoms, not a broken measurement.
+    away = ("expected while the killed worker's clients reconnect" if kind == "kill-worker"
+            else "expected while the server is away")
     warnings = [w if "client errors: see the load generator" not in w else
-                w.split(":")[0] + f" during the {kind}: expected while the server is away"
+                w.split(":")[0] + f" during the {kind}: {away}"
                 for w in warnings if w != "the point is not trustworthy"]
     row["status"] = _fault_status(row, kind, unrecovered, bool(driver_summary.get("error")))
     judged = classify(row, expect_loss=loss_allowed(kind))

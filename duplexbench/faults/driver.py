@@ -14,6 +14,11 @@ SO_REUSEADDR, so connections of the old process in TIME_WAIT do not block it).
 The new process has a new epoch: clients learn it from the reset their old
 cursor earns them (servers/README.md). Cut: the network proxy closes every
 connection at once (SIGUSR1, duplexbench/netem/proxy.py); the server stays up.
+Kill-worker: SIGKILL to one worker process of a server with workers behind a
+broker (a child of the server's pid: servers/workers.py), the one holding the
+most sockets, so the fault reaches clients; the server goes on answering on its
+other workers and its parent starts a new worker, whose pid and start are
+recorded. Its clients reconnect (to a live worker) and resume from their cursors.
 
 Why the thread lives until :meth:`close`: every child is spawned with
 PR_SET_PDEATHSIG (procs.dying_with_parent), which the kernel fires when the
@@ -34,6 +39,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
+
+from ..procs import count_socket_fds
 from ..scenario.faults import FaultOptions
 
 __all__ = ["FaultDriver", "RESTART_ATTEMPTS"]
@@ -43,6 +51,8 @@ RESTART_ATTEMPTS = 5
 #: SIGTERM grace before the driver escalates to SIGKILL: longer than the servers'
 #: default --shutdown-timeout, so a graceful flush is never cut short by us.
 TERM_GRACE_S = 15.0
+#: How long the driver waits for the server's parent to start a worker in place of the killed one.
+RESPAWN_WAIT_S = 15.0
 
 
 class FaultDriver:
@@ -156,6 +166,8 @@ class FaultDriver:
                 assert self._cut is not None
                 self._cut()
                 event["down_ns"] = event["up_ns"] = event["fault_ns"]
+            elif self.kind == "kill-worker":
+                self._kill_worker(event)
             else:
                 self._restart(event)
             self._busy = False
@@ -201,6 +213,39 @@ class FaultDriver:
             return
         raise RuntimeError(f"the new server did not start on port {port} after "
                            f"{RESTART_ATTEMPTS} attempts: {str(last).splitlines()[0] if last else ''}")
+
+
+    def _kill_worker(self, event: dict) -> None:
+        parent = psutil.Process(self.server.process.pid)
+        workers = parent.children()
+        if not workers:
+            raise RuntimeError(f"the server (pid {parent.pid}) has no worker processes to kill: "
+                               "kill-worker needs --workers N --broker redis")
+        # The worker holding the most sockets: a kill that reaches no client tests nothing.
+        sockets = {w.pid: count_socket_fds(w.pid) for w in workers}
+        victim = max(workers, key=lambda w: (sockets[w.pid], -w.pid))
+        event.update(worker_pid=victim.pid, worker_sockets=sockets[victim.pid],
+                     workers=len(workers), old_pid=victim.pid)
+        event["fault_ns"] = time.monotonic_ns()
+        try:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10.0)  # gone once its parent has reaped it
+        except psutil.NoSuchProcess:
+            pass
+        # The server never stopped answering (its other workers): down and up are the kill.
+        event["down_ns"] = event["up_ns"] = time.monotonic_ns()
+        event["exit_code"] = -signal.SIGKILL
+        before = {w.pid for w in workers}
+        deadline = time.monotonic() + RESPAWN_WAIT_S
+        while not self._release.wait(0.05) and time.monotonic() < deadline:
+            try:
+                new = [c.pid for c in parent.children() if c.pid not in before]
+            except psutil.NoSuchProcess:
+                return  # the server itself is gone: server_failed() says so
+            if new:
+                event["new_pid"] = new[0]
+                event["respawn_s"] = (time.monotonic_ns() - event["fault_ns"]) / 1e9
+                return
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -1,4 +1,5 @@
-"""Faults as a point extension: a restart or a cut during the point, and its recovery figures.
+"""Faults as a point extension: a restart, a cut or a killed worker during the point, and its
+recovery figures.
 
 For a point with a ``[faults]`` kind, :class:`FaultsExtension` opens once the
 subscribers' path exists (a cut needs the network proxy's ``cut``, which the
@@ -62,7 +63,11 @@ class FaultsExtension(PointExtension):
     def _driver(self, ctx: PointContext, kind: str) -> FaultDriver:
         """The point's fault driver; PointFailed when this point's setup cannot have it."""
         make_server = cut = None
-        if kind.startswith("restart"):
+        if kind == "kill-worker":
+            if ctx.server.process is None or not getattr(ctx.point, "brokered", False):
+                raise PointFailed("fault kill-worker needs a server the harness started with "
+                                  "workers behind a broker ([server] broker = \"redis\")")
+        elif kind.startswith("restart"):
             handle = ctx.server
             if handle.process is None or handle.relaunch is None:
                 raise PointFailed(f"fault {kind} needs a server the harness started "

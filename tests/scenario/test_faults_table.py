@@ -16,8 +16,13 @@ def _scenario(duration_s=10.0, **faults):
 def test_shipped_faults_scenario_sweeps_every_kind_on_every_transport():
     scenario = load_scenario("scenarios/faults.toml")
     points = scenario.points()
+    # kill-worker needs workers behind a broker: scenarios/scaleout-faults.toml has it.
     assert {(p.transport, p.fault) for p in points} == {
-        (t, k) for t in ("longpoll", "sse", "ndjson", "websocket") for k in FAULT_KINDS}
+        (t, k) for t in ("longpoll", "sse", "ndjson", "websocket") for k in FAULT_KINDS
+        if k != "kill-worker"}
+    workers = load_scenario("scenarios/scaleout-faults.toml").points()
+    assert {(p.transport, p.fault, p.workers, p.broker) for p in workers} == {
+        (t, "kill-worker", 2, "redis") for t in ("longpoll", "sse", "ndjson", "websocket")}
     assert "fault=cut" in points[2].label
     assert parse_scenario(scenario.to_dict(), path=scenario.path) == scenario  # round trip
 
