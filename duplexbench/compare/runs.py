@@ -115,6 +115,10 @@ def _label(key: dict) -> str:
                      + (" gzip" if key.get("proxy_gzip") == "true" else ""))
     if key.get("engine") == "browser":
         parts.append("browser")
+    # Another server shape (workers behind a broker, docs/scaleout.md) is another point.
+    if key.get("workers") not in (None, "", "1") or key.get("broker") not in (None, "", "none"):
+        parts.append(f"workers={key.get('workers') or '1'}"
+                     + (f"+{key['broker']}" if key.get("broker") not in (None, "", "none") else ""))
     return " ".join(parts) or "-"
 
 

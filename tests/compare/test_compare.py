@@ -150,3 +150,17 @@ def test_every_metric_has_a_direction_and_a_threshold(name):
     spec = next(m for m in METRICS if m.name == name)
     assert spec.gate
     assert spec.threshold.higher_is_worse is (name != "throughput_msgs_s")
+
+
+def test_server_shapes_are_points_of_their_own(make_run, capsys):
+    """workers / broker are dimensions (compare/metrics.py KEY_COLUMNS): a run of two workers
+    behind Redis is not compared with a run of one process, and says so."""
+    import pandas as pd
+
+    base, cur = make_run("base", seed=1), make_run("cur", seed=2)
+    for path, workers, broker in ((base, 1, "none"), (cur, 2, "redis")):
+        summary = pd.read_csv(path / "summary.csv")
+        summary["workers"], summary["broker"] = workers, broker
+        summary.to_csv(path / "summary.csv", index=False)
+    status, _, err = _run(capsys, base, cur)
+    assert status == 2 and "no common load points" in err and "workers=2+redis" in err
