@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..measure.validity import SATURATED_PCT, loadgen_pct_per_core
-from . import colors
+from . import colors, topology
 from .load import ReportRun, is_complete
 
 __all__ = ["MIN_SAMPLES", "NOISY_CV", "Warning_", "run_warnings"]
@@ -38,8 +38,10 @@ def _name(transport: str) -> str:
 
 
 def _where_row(row: pd.Series) -> str:
+    shape = topology.shape_of(row)
     return (f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, "
-            f"{row['rate_msgs_s']:,.4g} messages/s")
+            f"{row['rate_msgs_s']:,.4g} messages/s"
+            + ("" if shape == (1, "none") else f", {topology.describe(*shape)}"))
 
 
 def run_warnings(run: ReportRun) -> list[Warning_]:
@@ -80,11 +82,16 @@ def run_warnings(run: ReportRun) -> list[Warning_]:
             f"{len(few)} load point(s) have fewer than {MIN_SAMPLES:,} latency samples "
             f"(smallest: {few['lat_samples'].min():,.0f}): their p99.9 is close to the maximum."))
     keys = ["transport", "clients", "rate_msgs_s", "payload_bytes", "delay_ms"]
-    repeats = summary.groupby(keys, dropna=False)["lat_p50_ms"].agg(["count", "mean", "std"])
+    # Another server shape (2 workers behind Redis) at the same load is not a repeat.
+    shaped = topology.tidy(summary)
+    repeats = shaped.groupby(keys + list(topology.COLUMNS), dropna=False)["lat_p50_ms"].agg(
+        ["count", "mean", "std"])
     noisy = repeats[(repeats["count"] > 1) & (repeats["std"] > NOISY_CV * repeats["mean"])]
     for key, row in noisy.iterrows():
         out.append(Warning_(
-            f"NOISY: {_name(key[0])} at {key[1]:,.0f} subscribers: median latency varies by "
+            f"NOISY: {_name(key[0])} at {key[1]:,.0f} subscribers"
+            + ("" if (key[-2], key[-1]) == (1, "none") else f" ({topology.describe(*key[-2:])})")
+            + ": median latency varies by "
             f"{100 * row['std'] / row['mean']:.0f}% across {row['count']:.0f} repeats (>10%); "
             "quiet the machine or add repeats before trusting a difference.", True))
     return list(dict.fromkeys(out))  # keep order, drop repeats of the same text

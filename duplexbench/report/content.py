@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from . import plots
+from . import plots, topology
 from .colors import label
 from .derived import (
     AXES,
@@ -78,6 +78,9 @@ class ReportContent:
 #: summary.csv column -> heading, for the key columns of the summary table.
 TABLE_COLUMNS = {
     "transport": "transport",
+    # The server's shape (report/topology.py): shown when the run varies it.
+    "workers": "workers",
+    "broker": "broker",
     "clients": "subscribers",
     "rate_msgs_s": "rate (msg/s)",
     "payload_bytes": "payload (B)",
@@ -103,7 +106,7 @@ TABLE_COLUMNS = {
     "http_requests_per_msg": "HTTP req / msg",
     "validity": "validity",
 }
-_COUNTS = {"clients", "delivered", "lost", "late", "lat_samples", "repeat"}
+_COUNTS = {"clients", "delivered", "lost", "late", "lat_samples", "repeat", "workers"}
 
 
 def _cell(column: str, value) -> str:
@@ -120,9 +123,11 @@ def _cell(column: str, value) -> str:
 
 def _summary_table(run: ReportRun) -> Table:
     frame = combine([run])
+    if len(frame):
+        frame = topology.tidy(frame)
     columns = [c for c in TABLE_COLUMNS if c in frame.columns]
     # Columns the run does not vary or record add width, not information.
-    for optional in ("delay_ms", "repeat"):
+    for optional in ("delay_ms", "repeat", *topology.COLUMNS):
         if optional in columns and frame[optional].dropna().nunique() <= 1:
             columns.remove(optional)
     for optional in ("late", "ip_bytes_per_msg", "server_rss_kib_per_conn"):
@@ -193,7 +198,9 @@ def _samples_at(runs: list[ReportRun], agg: pd.DataFrame, point) -> pd.DataFrame
         if samples is None or samples.empty:
             continue
         keys = ["transport", "point", "repeat"]
-        axes = run.summary[keys + list(AXES)].drop_duplicates(keys)
+        from .infra import main_rows  # the rows the comparisons use: no other server shape
+
+        axes = main_rows(run.summary)[keys + list(AXES)].drop_duplicates(keys)
         samples = samples.merge(axes.astype({"point": samples["point"].dtype,
                                              "repeat": samples["repeat"].dtype}), on=keys)
         if point is not None:
@@ -282,7 +289,8 @@ def collect(runs: list[ReportRun]) -> ReportContent:
     sections = tuple(
         RunSection(run.label, run.run_id, str(run.path), is_complete(run.meta),
                    str(run.meta.get("status", "unknown")), str(run.meta.get("reason") or ""),
-                   tuple(run_warnings(run)), (*run_findings(run), *server_findings(run)),
+                   tuple(run_warnings(run)),
+                   (*run_findings(run), *server_findings(run), *_broker_findings(run)),
                    _summary_table(run))
         for run in runs)
     comparisons = tuple(f for other in runs[1:] for f in compare_runs(runs[0], other))
@@ -305,11 +313,45 @@ def _extra(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
 
         built = sections(runs)
     except Exception as exc:
+        scaleout, scaleout_figures = _scaleout(runs)
         return ((("Faults and soak", (f"could not be computed: {type(exc).__name__}: {exc}",),
-                  ()),) + _infra(runs), ())
+                  ()),) + scaleout + _infra(runs), scaleout_figures)
     extra = tuple((s.title, s.paragraphs, tuple(Table(c, r) for c, r in s.tables)) for s in built)
     figures = tuple(FigureItem(*f) for s in built for f in s.figures)
-    return extra + _infra(runs), figures
+    scaleout, scaleout_figures = _scaleout(runs)
+    return extra + scaleout + _infra(runs), figures + scaleout_figures
+
+
+def _broker_findings(run: ReportRun) -> list[Finding]:
+    """What the broker cost each transport (report/scaleout.py); a bug there costs only it."""
+    try:
+        from .scaleout import findings
+
+        return findings(run)
+    except Exception as exc:
+        return [Finding(f"Workers behind a broker: could not be computed: "
+                        f"{type(exc).__name__}: {exc}", kind="note")]
+
+
+def _scaleout(runs: list[ReportRun]) -> tuple[tuple, tuple[FigureItem, ...]]:
+    """Workers behind a broker, per run that has brokered points (report/scaleout.py)."""
+    out, figures = [], []
+    for run in runs:
+        try:
+            from .scaleout import section
+
+            built = section(run)
+        except Exception as exc:
+            built = ("Workers behind a broker", (f"could not be computed: {type(exc).__name__}: "
+                                                 f"{exc}",), (), ())
+        if built is None:
+            continue
+        title, paragraphs, tables, figs = built
+        if len(runs) > 1:
+            title += f" (run {run.label})"
+        out.append((title, paragraphs, tuple(Table(c, r) for c, r in tables)))
+        figures += [FigureItem(*f) for f in figs]
+    return tuple(out), tuple(figures)
 
 
 def _infra(runs: list[ReportRun]) -> tuple:

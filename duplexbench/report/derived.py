@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import topology
 from .colors import order_transports
 
 __all__ = [
@@ -53,7 +54,10 @@ def _rss_per_connection(frame: pd.DataFrame) -> pd.Series:
     """
     out = pd.Series(np.nan, index=frame.index, dtype=float)
     keys = ["transport"] + (["run"] if "run" in frame.columns else [])
-    for _, rows in frame.groupby(keys, sort=False):
+    # One slope per server shape: two workers' RSS is not one process's plus connections.
+    shape = topology.tidy(frame)
+    groups = [frame[k] for k in keys] + [shape["workers"], shape["broker"]]
+    for _, rows in frame.groupby(groups, sort=False):
         rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mib_max"].notna()]
         if rows["server_connections_max"].nunique() < 2:
             continue

@@ -12,8 +12,9 @@ Three sections, each only when a run has the rows for it:
 
 Plus :func:`claim_rows` (RFC 6202 §3.2, "What the documents claim, measured"),
 which claims.py calls, and :func:`main_rows`, which keeps the direct,
-native-engine rows for the report's cross-transport figures (like keep-alive
-on), so a proxy or browser row is never averaged in as a repeat.
+native-engine, one-process rows for the report's cross-transport figures (like
+keep-alive on), so a proxy, browser or multi-worker row is never averaged in as a
+repeat.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .topology import reference_mask
 
 __all__ = ["Section", "claim_rows", "main_rows", "sections", "CHROMIUM_PER_ORIGIN"]
 
@@ -78,10 +81,11 @@ def _tidy(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Direct, native-engine rows where a run has them (the report's comparisons)."""
+    """Direct, native-engine rows of one server shape (one process where a run has it:
+    report/topology.py) where a run has them (the report's comparisons)."""
     if frame.empty:
         return frame
-    keep = pd.Series(True, index=frame.index)
+    keep = reference_mask(frame)
     run = "run" if "run" in frame.columns else "_run" if "_run" in frame.columns else None
     group = frame[run] if run else pd.Series("", index=frame.index)
     if "proxy" in frame.columns:

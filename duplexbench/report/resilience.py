@@ -133,7 +133,9 @@ def _faults_section(run) -> ExtraSection | None:
     text = [
         f"Each point met one fault {at_s:g} s into its measurement (restarts: the old process "
         f"stopped, {down_s:g} s later a new one on the same port, with a new epoch; cut: the "
-        "proxy closed every connection). Recovery = until every subscriber received a message "
+        "proxy closed every connection; kill-worker: one worker of a server with workers behind "
+        "Redis SIGKILLed, the others answering meanwhile and the parent starting a new one: its "
+        "clients must resume on another worker from their cursors, with no reset). Recovery = until every subscriber received a message "
         "published after the fault; it includes the downtime. Lost counts acknowledged "
         "messages never delivered (a SIGKILL may lose what was in flight; a SIGTERM restart "
         "flushes and must lose none). Publishes failed = POSTs refused while the server was down.",
