@@ -20,7 +20,7 @@ AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz node stacks clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults scaleout fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -39,6 +39,7 @@ help:
 	@echo "make c10k       10,000 subscribers per transport: KiB per held connection, CPU per message"
 	@echo "make fuzz       malformed requests and frames per transport at a server (< 60 s)"
 	@echo "make faults     restart (SIGTERM, SIGKILL) and cut on every transport: recovery and loss (~3 min)"
+	@echo "make scaleout   one process vs workers behind Redis per transport, then a worker killed (~4 min)"
 	@echo "make soak       every transport for SOAK_S s each (default 600): RSS and open files judged"
 
 install: $(STAMP)
@@ -111,6 +112,12 @@ claims: install
 faults: install
 	rm -rf results/faults
 	$(PY) -m duplexbench run scenarios/faults.toml --out results/faults
+
+# Workers behind Redis (docs/scaleout.md): the broker's cost per transport, then a killed worker.
+scaleout: install
+	rm -rf results/scaleout results/scaleout-faults
+	$(PY) -m duplexbench run scenarios/scaleout.toml --out results/scaleout
+	$(PY) -m duplexbench run scenarios/scaleout-faults.toml --out results/scaleout-faults
 
 # SOAK_S seconds of measurement per transport. The verdict runs even when the run itself
 # reports lost messages (exit 3): judging them is the verdict's job, and its exit code is make's.
