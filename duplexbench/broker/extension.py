@@ -65,7 +65,7 @@ PLACEMENT = ("the server side keeps one core: the server's parent, every worker 
              "hardware budget between one process and N workers behind Redis.")
 #: Seconds a scrape of every worker's /metrics may take (fresh connections until each answered).
 SCRAPE_TIMEOUT_S = 10.0
-#: Fewest connections added during the connect phase for a per-connection memory figure.
+#: Fewest subscribers for a per-connection memory figure.
 MIN_CONNECTIONS = 10
 
 _NAN = float("nan")
@@ -81,29 +81,27 @@ def topology_label(workers: Any, broker: Any) -> str:
     return f"{count}" if broker in ("none", "nan") else f"{count}+{broker}"
 
 
-def connection_memory_kib(load: pd.DataFrame | None, process: str = "server") -> float:
+def connection_memory_kib(load: pd.DataFrame | None, clients: int, process: str = "server") -> float:
     """KiB of RSS each subscriber connection added while the subscribers connected.
 
     From the ``connect`` phase of ``process``'s samples (every process of its tree, so
-    every worker): (RSS at the phase's last sample - at its first) / (the most connections
-    seen - connections at first). No message is published before the phase ends, so what grew is
-    connections (and their topic state), not retained messages; a subscriber sweep is not
-    needed. NaN with fewer than MIN_CONNECTIONS connections added (pages and allocator
-    arenas would dominate).
+    every worker): (RSS at the phase's last sample - at its first) / ``clients``. The load
+    generator connects every subscriber before that phase ends and publishes nothing before
+    it does, so what grew is connections (and their topic's state), not retained messages,
+    and no subscriber sweep is needed. The subscriber count, not the sampled socket count,
+    is the divisor: counting sockets is rationed per tick (procs/sampler.py) and may lag.
+    NaN with fewer than MIN_CONNECTIONS subscribers (pages and allocator arenas would
+    dominate) or without two samples of the phase.
     """
-    if load is None or not len(load) or not {"process", "phase", "rss_mib", "connections"} <= set(load):
+    if clients < MIN_CONNECTIONS or load is None or not len(load) \
+            or not {"process", "phase", "rss_mib", "t_s"} <= set(load):
         return _NAN
     rows = load[(load["process"] == process) & (load["phase"] == "connect")].sort_values("t_s")
-    rows = rows[rows["rss_mib"].notna() & rows["connections"].notna()]
+    rows = rows[rows["rss_mib"].notna()]
     if len(rows) < 2:
         return _NAN
-    first, last = rows.iloc[0], rows.iloc[-1]
-    # The highest count seen: counting sockets is rationed per tick (procs/sampler.py), so
-    # the last sample may carry an older count forward.
-    added = float(rows["connections"].max() - first["connections"])
-    if added < MIN_CONNECTIONS:
-        return _NAN
-    return max(float(last["rss_mib"] - first["rss_mib"]), 0.0) * 1024 / added
+    grown = float(rows["rss_mib"].iloc[-1] - rows["rss_mib"].iloc[0])
+    return max(grown, 0.0) * 1024 / clients
 
 
 class _Scrape:
@@ -132,8 +130,7 @@ class _PointState:
     def __init__(self, workers: int, broker: str) -> None:
         self.workers = workers
         self.broker = broker
-        self.redis: RedisProcess | None = None
-        self.external = False
+        self.redis: RedisProcess | None = None  # None: no broker, or an outside server's
         self.scrapes: dict[str, _Scrape] = {}
         self.record: dict[str, Any] = {"workers": workers, "broker": broker}
 
@@ -235,7 +232,6 @@ class WorkersExtension(PointExtension):
         if state is None or server is None:
             return
         if server.process is None:  # an outside server: its /healthz says what it runs
-            state.external = True
             health = _healthz(server.url, ctx.ca_file)
             try:
                 state.workers = int(health.get("workers", 1))
@@ -274,11 +270,11 @@ class WorkersExtension(PointExtension):
                                   **dict.fromkeys(ROW_FIELDS, _NAN)}
         if data is None or state is None or broker == "none":
             if data is not None:
-                fields["server_kib_per_conn"] = connection_memory_kib(data.load)
+                fields["server_kib_per_conn"] = connection_memory_kib(data.load, point.clients)
             if state is not None and broker != "none":
                 ctx.record("server_workers", state.record)
             return fields
-        fields["server_kib_per_conn"] = connection_memory_kib(data.load)
+        fields["server_kib_per_conn"] = connection_memory_kib(data.load, point.clients)
         if state.redis is not None:
             stats = process_stats(data.load, "broker")
             fields.update(broker_cpu_s=stats["cpu_s"], broker_cpu_pct=stats["cpu_pct"])

@@ -220,7 +220,7 @@ def findings(run) -> list[Finding]:
             f"Against one process, {topology.describe(workers, broker)} cost "
             f"{colors.label(low.transport)} the least CPU per delivered message "
             f"({format_ratio(low.ratio)}) and {colors.label(high.transport)} the most "
-            f"({format_ratio(high.ratio)}) {_where(low).split(' at ', 1)[1]}.",
+            f"({format_ratio(high.ratio)}) at {_where(low).split(' at ', 1)[1]}.",
             "total_cpu_s_per_1k", low.transport, high.transport, high.ratio / low.ratio))
     return out
 
@@ -316,9 +316,9 @@ def section(run) -> tuple[str, tuple[str, ...], tuple, tuple] | None:
         "worker's /metrics); 'publish to Redis' is the publish script's round trip, which "
         "a publisher's 200 waits for. 'reads / msg' = messages the workers read from Redis "
         "per published message (one read per worker following the topic). 'KiB / "
-        "connection' = server RSS added per subscriber connection while they connected "
-        "(every process summed), before any message. The findings above say it per "
-        "transport in words.",
+        "connection' = what the server's processes (summed) grew by while the subscribers "
+        "connected, before any message, per subscriber (what a worker sets up once per topic "
+        "is included). The findings above say it per transport in words.",
     ]
     figures = []
     try:

@@ -1,4 +1,5 @@
-"""A measured window of the workers' broker series: differences, sums, restarted workers."""
+"""A measured window of the workers' broker series (differences, sums, restarted workers), and
+the memory each subscriber connection added (duplexbench/broker/extension.py)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def test_the_one_process_server_has_no_broker_figures():
     measured = window(plain, plain)
     assert measured.transit is None and measured.publish is None
     assert math.isnan(measured.quantile_ms("transit", 0.5)) and math.isnan(measured.mean_ms("publish"))
+
+
+def test_memory_per_connection_from_the_connect_phase():
+    import pandas as pd
+
+    from duplexbench.broker.extension import connection_memory_kib
+
+    load = pd.DataFrame({
+        "process": ["server"] * 4 + ["loadgen"],
+        "phase": ["connect", "connect", "connect", "measure", "connect"],
+        "t_s": [0.0, 0.5, 1.0, 2.0, 0.0],
+        "rss_mib": [40.0, 40.5, 41.0, 60.0, 10.0],  # the measure phase's growth is messages
+    })
+    assert connection_memory_kib(load, 64) == pytest.approx(1.0 * 1024 / 64)
+    assert math.isnan(connection_memory_kib(load, 5))  # too few subscribers to say
+    assert math.isnan(connection_memory_kib(load.iloc[:1], 64))
