@@ -28,7 +28,6 @@ window, prints ``done`` and exits. It dies with its parent (PDEATHSIG).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import select
@@ -47,6 +46,7 @@ from duplexbench.contract.http import PATH_PUBLISH
 
 from .base import parse_base_url
 from .plan import ROUTE_WS_PUB, make_plan
+from .process import tune_process
 from .schedule import make_schedule
 from .spec import LoadSpec
 from .tcpinfo import TcpTally, diff
@@ -60,16 +60,6 @@ _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 MARGIN_MAX_NS = 200_000
 #: How long the end of publishing waits for the last answers.
 ANSWER_WAIT_S = 5.0
-
-
-def _tune_process() -> None:
-    """Die with the parent; precise sleeps (1 us timer slack instead of 50 us)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        libc.prctl(29, 1000)  # PR_SET_TIMERSLACK, ns
-    except (OSError, AttributeError):
-        pass
 
 
 def _priority() -> str:
@@ -403,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m clients.pubproc SPEC.json OUT.npz", file=sys.stderr)
         return 2
-    _tune_process()
+    tune_process()
     spec = LoadSpec.from_file(args[0])
     pub = Publisher(spec)
     try:
