@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "server CPU for both and native / floor.")
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "quick.toml"),
                         help="the point: the scenario's most-clients point (default quick.toml)")
-    parser.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated")
+    parser.add_argument("--transports", help="comma-separated (default: the scenario's, of "
+                        + ", ".join(TRANSPORTS) + ")")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pair (default 3)")
     parser.add_argument("--duration", type=float, default=8.0, metavar="S",
                         help="measurement seconds per run (default 8)")
@@ -356,10 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
-    if unknown := set(transports) - set(TRANSPORTS):
-        print(f"floorbench: unknown transport(s) {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
     if args.repeats < 1:
         print("floorbench: --repeats must be at least 1", file=sys.stderr)
         return 2
@@ -367,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(args.scenario).with_overrides(duration_s=args.duration)
     except ScenarioError as exc:
         print(f"floorbench: {exc}", file=sys.stderr)
+        return 2
+    transports = ([t.strip() for t in args.transports.split(",") if t.strip()] if args.transports
+                  else [t for t in scenario.transports if t in TRANSPORTS])
+    if unknown := set(transports) - set(TRANSPORTS):
+        print(f"floorbench: unknown transport(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("results") / f"floor-{stamp}"
