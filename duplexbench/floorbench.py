@@ -274,13 +274,17 @@ def summarize(rows: list[dict]) -> list[dict]:
         for r in rows:
             if r["transport"] == transport:
                 pairs.setdefault(r["repeat"], {})[r["client"]] = r
-        ratios, with_pub = [], []
+        ratios, with_pub, per_delivery = [], [], []
         for pair in pairs.values():
             floor, native = pair.get("floor"), pair.get("native")
             if floor and native and floor["client_per_server"] and native["client_per_server"]:
                 ratios.append(native["client_per_server"] / floor["client_per_server"])
                 with_pub.append(native["with_publisher_per_server"]
                                 / floor["with_publisher_per_server"])
+                # The server's CPU moves with its client (wake-ups, batching), so the client's
+                # own CPU per delivery is given beside the ratio of ratios.
+                per_delivery.append(native["client_us_per_delivery"]
+                                    / floor["client_us_per_delivery"])
 
         def figure(client: str, key: str) -> list[float]:
             return [p[client][key] for p in pairs.values() if client in p and p[client][key]]
@@ -292,6 +296,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "native_client_per_server": _spread(figure("native", "client_per_server")),
             "native_per_floor": _spread(ratios),
             "native_per_floor_with_publisher": _spread(with_pub),
+            "native_per_floor_per_delivery": _spread(per_delivery),
             "floor_publisher_per_server": _spread([p["floor"]["publisher_cpu_s"] / p["floor"]["server_cpu_s"]
                                                    for p in pairs.values() if "floor" in p]),
             "native_publisher_per_server": _spread([p["native"]["publisher_cpu_s"] / p["native"]["server_cpu_s"]
@@ -315,13 +320,15 @@ def _fmt(s: dict | None) -> str:
 def markdown(summary: list[dict], rows: list[dict], head: str) -> str:
     lines = [head, "",
              "| transport | floor client/server | native client/server | native ÷ floor "
-             "| incl. publisher | publisher/server (floor run, native run) | target ≤ "
-             f"{TARGET} |", "|---|---|---|---|---|---|---|"]
+             "| incl. publisher | client CPU per delivery, native ÷ floor "
+             f"| publisher/server (floor run, native run) | target ≤ {TARGET} |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         verdict = "-" if s["within_target"] is None else "yes" if s["within_target"] else "no"
         lines.append(f"| {s['transport']} | {_fmt(s['floor_client_per_server'])} | "
                      f"{_fmt(s['native_client_per_server'])} | {_fmt(s['native_per_floor'])} | "
                      f"{_fmt(s['native_per_floor_with_publisher'])} | "
+                     f"{_fmt(s['native_per_floor_per_delivery'])} | "
                      f"{_fmt(s['floor_publisher_per_server'])}, "
                      f"{_fmt(s['native_publisher_per_server'])} | {verdict} |")
     lines += ["", "Median (min-max) over repeats. Every run:", "",
@@ -334,6 +341,12 @@ def markdown(summary: list[dict], rows: list[dict], head: str) -> str:
             "client_per_server", "client_us_per_delivery", "deliveries", "lost",
             "reads_per_delivery", "segments_up_per_msg")) + " |")
     return "\n".join(lines) + "\n"
+
+
+def render(path: Path) -> str:
+    """floor.md again from a run's floor.json (after a change to the summary)."""
+    data = json.loads(path.read_text())
+    return markdown(summarize(data["rows"]), data["rows"], f"floorbench: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
