@@ -153,10 +153,11 @@ def run_floor(binary: Path, spec: LoadSpec, server_pid: int, cpu: int | None, ou
     if spec.topics != 1:
         raise FloorError("the floor reader subscribes to one topic: expected topics = 1")
     longest = spec.warmup_s + spec.duration_s + spec.drain_s + STEP_TIMEOUT_S
+    err = open(out / "floor.stderr", "w")
     reader = procs.spawn([str(binary), url.hostname, str(url.port), spec.topic(0),
                           str(spec.clients), f"{longest:g}", FLOOR_MODES[spec.transport],
                           str(gap_us)], name="floor-reader", cpu=cpu, stdout=subprocess.PIPE,
-                         stderr=open(out / "floor.stderr", "w"))
+                         stderr=err)
     pub = None
     try:
         lines = _Lines(reader.popen.stdout)
@@ -186,6 +187,7 @@ def run_floor(binary: Path, spec: LoadSpec, server_pid: int, cpu: int | None, ou
         if pub is not None:
             pub.stop(timeout=3.0)
         reader.stop(timeout=3.0)
+        err.close()
     with np.load(out / "published.npz") as data:
         ok = data["ok"]
     first = make_schedule(spec.rate, spec.warmup_s, spec.duration_s, spec.arrival,
@@ -222,9 +224,10 @@ def run_native(spec: LoadSpec, server_pid: int, cpu: int | None, out: Path) -> d
     """``python -m clients.loadgen`` on ``spec``, CPU taken at its measure / drain events."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(spec.to_json())
+    err = open(out / "stderr.log", "w")
     child = procs.spawn([sys.executable, "-m", "clients.loadgen", str(out / "spec.json"),
                          str(out / "out")], name="loadgen-native", cpu=cpu,
-                        stdout=subprocess.PIPE, stderr=open(out / "stderr.log", "w"))
+                        stdout=subprocess.PIPE, stderr=err)
     try:
         lines = _Lines(child.popen.stdout)
         ready = lines.event("ready")
@@ -238,6 +241,7 @@ def run_native(spec: LoadSpec, server_pid: int, cpu: int | None, out: Path) -> d
         code = child.wait(STEP_TIMEOUT_S)
     finally:
         child.stop(timeout=3.0)
+        err.close()
     if code != 0:
         raise FloorError(f"the native engine exited with {code}: "
                          f"{(out / 'stderr.log').read_text()[-1500:]}")
