@@ -24,6 +24,7 @@ reads ``start`` (the schedule's origin), sends the warm-up, prints
 ``sent`` once every answer is in (or given up on), reads ``end`` and
 writes OUT.npz (sent_ns, ok, seq per publish index) plus its TCP_INFO
 window, prints ``done`` and exits. It dies with its parent (PDEATHSIG).
+With ``http = "2"`` the POSTs are streams of one HTTP/2 connection (clients.h2pub).
 """
 
 from __future__ import annotations
@@ -405,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _tune_process()
     spec = LoadSpec.from_file(args[0])
-    pub = Publisher(spec)
+    if spec.http == "2":  # POSTs as streams of one HTTP/2 connection (clients.h2pub)
+        from .h2pub import H2Publisher
+        pub: Publisher = H2Publisher(spec)
+    else:
+        pub = Publisher(spec)
     try:
         pub.connect()
     except OSError as exc:

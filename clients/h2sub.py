@@ -1,0 +1,145 @@
+"""Long polling, SSE and NDJSON subscribers over HTTP/2, and the connection a page shares.
+
+Why: over HTTP/2 the transports' loops are the same as over HTTP/1.1 (a poll
+answered, a poll sent; a stream read until it ends, then resumed with its
+cursor, epochs and resets included), only the framing of HTTP changes. So
+these classes are the HTTP/1.1 subscribers of clients.longpoll and
+clients.stream with one difference: their ``_open`` gives an ``H2Channel``
+(a stream on an HTTP/2 connection with the interface of ``HTTP11Connection``)
+instead of a TCP connection of their own.
+
+:class:`H2Link` is that connection, shared by the subscribers of one page
+(LoadSpec ``streams_per_connection``: N subscriptions multiplexed on one TCP
+connection, as a browser multiplexes a page's components); it is opened by
+the first subscriber that needs it and reopened, once, by the first one that
+needs it after it was lost. Its bytes and its opening are counted in the
+stats of the subscriber that opened it (sums over subscribers are exact);
+every subscriber counts its own requests (HEADERS frames sent).
+
+Publishing from a subscriber (tools, tests) is a POST on the page's own
+connection: one connection per page is what HTTP/2 is for. The load
+generator's publisher process has its own h2 mode (clients.h2pub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from duplexbench.contract.http import PATH_PUBLISH
+
+from .base import ClientError, WireStats, parse_base_url
+from .h2conn import H2Channel, H2ClientConnection, h2_ssl_context
+from .longpoll import LongPollSubscriber
+from .stream import NDJSONSubscriber, SSESubscriber
+
+__all__ = ["H2LongPollSubscriber", "H2Link", "H2NDJSONSubscriber", "H2SSESubscriber",
+           "make_links"]
+
+
+class H2Link:
+    """One HTTP/2 connection for a group of subscribers (a page), opened on demand."""
+
+    def __init__(self, base_url: str, *, ssl_context=None, tcp=None,
+                 local_addr: tuple[str, int] | None = None) -> None:
+        self.endpoint = parse_base_url(base_url)
+        if ssl_context is None and base_url.startswith("https:"):
+            ssl_context = h2_ssl_context()
+        self.ssl_context = ssl_context
+        self.tcp = tcp
+        self.local_addr = local_addr
+        self.conn: H2ClientConnection | None = None
+        self.users = 0  # subscribers still using it: the last one closes it
+        self._opening: asyncio.Task | None = None
+
+    async def connection(self, stats: WireStats) -> H2ClientConnection:
+        """The live connection, or a new one (opened once however many ask at the same time;
+        ``stats`` of the asker who opens it counts its bytes and the connection)."""
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            return conn
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._open(stats))
+        opening = self._opening
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening:
+                self._opening = None
+
+    async def _open(self, stats: WireStats) -> H2ClientConnection:
+        self.conn = await H2ClientConnection.open(self.endpoint, stats, tcp=self.tcp,
+                                                  local_addr=self.local_addr,
+                                                  ssl=self.ssl_context)
+        return self.conn
+
+    def release(self) -> None:
+        """A subscriber is done with it; the last one closes the connection (GOAWAY)."""
+        self.users -= 1
+        if self.users <= 0 and self.conn is not None:
+            self.conn.close()
+
+    def abort(self) -> None:
+        """Drop the connection as a network failure would (tests): every stream on it is lost."""
+        if self.conn is not None:
+            self.conn.abort()
+
+
+def make_links(count: int, per_link: int, base_url: str, *, ssl_context=None, tcp=None,
+               local_addrs: list | None = None) -> list[H2Link]:
+    """One link per ``per_link`` subscribers (subscriber j uses ``links[j // per_link]``);
+    ``local_addrs[j]``: subscriber j's source address (a link takes its first member's)."""
+    links = []
+    for first in range(0, count, per_link):
+        addr = local_addrs[first] if local_addrs else None
+        links.append(H2Link(base_url, ssl_context=ssl_context, tcp=tcp, local_addr=addr))
+    return links
+
+
+class _OverH2:
+    """What the HTTP/2 variants change: where requests go (a channel on the link)."""
+
+    #: The HTTP version the subscriber speaks (the LoadSpec's ``http``).
+    http = "2"
+
+    def __init__(self, *args, link: H2Link | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if link is None:  # a page of one: its own connection
+            link = H2Link(self.base_url, ssl_context=self.ssl_context, tcp=self.tcp,
+                          local_addr=self.local_addr)
+        self.link = link
+        link.users += 1
+
+    async def _open(self) -> H2Channel:
+        return H2Channel(await self.link.connection(self.stats), self.stats)
+
+    async def publish(self, data: str, ts: int) -> None:
+        """POST /publish on the page's connection (a stream of its own)."""
+        channel = await self._open()
+        target = b"%s?topic=%s&ts=%d" % (PATH_PUBLISH.encode(), self.topic.encode(), ts)
+        response = await channel.request(b"POST", target, body=data.encode(),
+                                         headers=b"Content-Type: text/plain; charset=utf-8\r\n")
+        if response.status != 200:
+            raise ClientError(f"POST {target.decode()} answered {response.status}: "
+                              f"{response.body[:200]!r}")
+
+    async def close(self) -> None:
+        await super().close()  # cancels this subscriber's stream (RST_STREAM), not the others'
+        self.link.release()
+
+
+class H2LongPollSubscriber(_OverH2, LongPollSubscriber):
+    """Long polling over HTTP/2: each poll is a stream; HPACK shrinks the repeated headers."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get("keepalive", True) is False:
+            raise ClientError("long polling with keepalive = false (Connection: close per poll) "
+                              "has no HTTP/2 form; expected keepalive = true with http = 2")
+        super().__init__(*args, **kwargs)
+
+
+class H2SSESubscriber(_OverH2, SSESubscriber):
+    """SSE over HTTP/2: the stream's DATA frames carry the events (no chunk framing)."""
+
+
+class H2NDJSONSubscriber(_OverH2, NDJSONSubscriber):
+    """NDJSON over HTTP/2."""
