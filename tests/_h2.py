@@ -19,11 +19,13 @@ from clients.h2conn import H2ClientConnection
 from clients.h2sub import H2Link, H2LongPollSubscriber, H2NDJSONSubscriber, H2SSESubscriber
 from clients.h2ws import H2WebSocketSubscriber
 from clients.spec import LoadSpec
-from clients.tcpinfo import TcpTally, diff
+from clients.tcpinfo import TcpTally
 
 __all__ = ["H2_CLASSES", "curl", "curl_http2", "deliver_over_one_page", "loadgen",
            "socket_counts_match_tcp_info"]
 
+#: What tcpi_bytes_acked holds on a connecting socket before any byte was sent: the SYN.
+SYN = 1
 H2_CLASSES = {"longpoll": H2LongPollSubscriber, "sse": H2SSESubscriber,
               "ndjson": H2NDJSONSubscriber, "websocket": H2WebSocketSubscriber}
 
@@ -54,25 +56,27 @@ async def deliver_over_one_page(url: str, ssl_context, transports: list[str], to
 
 
 async def socket_counts_match_tcp_info(url: str, topic: str) -> tuple[tuple, tuple]:
-    """An h2c exchange (SSE stream + POSTs + a poll) on one connection: (bytes the protocol
-    wrote and read, what TCP_INFO says the kernel sent and received), once both settle."""
+    """An h2c exchange (preface, SETTINGS, an SSE stream, POSTs, polls, WINDOW_UPDATEs) on one
+    connection: (bytes the protocol wrote and read since it connected, what TCP_INFO says the
+    kernel sent and received on that socket), once both settle. Both count from the start
+    of the connection, so no window edge can split a read; the kernel's acked count starts
+    at 1 on a connecting socket (its SYN takes one sequence number), which is taken off."""
     tally = TcpTally()
     link = H2Link(url, tcp=tally)
     sse = H2SSESubscriber(url, topic, lambda env, ns: None, link=link)
     poll = H2LongPollSubscriber(url, topic, lambda env, ns: None, link=link)
     try:
         await sse.start()
-        start = tally.total()
         conn: H2ClientConnection = link.conn
-        before = (conn.stats.bytes_up, conn.stats.bytes_down)
         await poll.start()
         for i in range(20):
             await sse.publish("y" * (i * 50), time.monotonic_ns())
         await asyncio.sleep(0.2)
         deadline = time.monotonic() + scaled(3)
         while True:  # the kernel's acked count catches up with what was written
-            counts = diff(tally.total(), start)
-            ours = (conn.stats.bytes_up - before[0], conn.stats.bytes_down - before[1])
+            counts = tally.total()
+            counts = (counts[0] - SYN, counts[1])
+            ours = (conn.stats.bytes_up, conn.stats.bytes_down)
             if (counts[0], counts[1]) == ours or time.monotonic() > deadline:
                 return ours, (counts[0], counts[1])
             await asyncio.sleep(0.01)
