@@ -22,7 +22,7 @@ from clients.spec import LoadSpec
 from clients.tcpinfo import TcpTally
 
 __all__ = ["H2_CLASSES", "curl", "curl_http2", "deliver_over_one_page", "loadgen",
-           "socket_counts_match_tcp_info"]
+           "resume_after_drop", "socket_counts_match_tcp_info"]
 
 #: What tcpi_bytes_acked holds on a connecting socket before any byte was sent: the SYN.
 SYN = 1
@@ -110,3 +110,38 @@ def curl(*args: str) -> tuple[str, str]:
                           capture_output=True, text=True, timeout=scaled(10))
     head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
     return head, body
+
+
+async def resume_after_drop(url: str, ssl_context, transports: list[str], topic: str,
+                            before: int = 3, during: int = 3) -> tuple[dict, list, H2Link]:
+    """A page of subscribers loses its connection (aborted, as a network failure would) while
+    messages are published elsewhere: each resumes from its cursor on one new connection."""
+    link = H2Link(url, ssl_context=ssl_context)
+    publisher = H2LongPollSubscriber(url, topic, lambda env, ns: None, ssl_context=ssl_context)
+    got: dict[str, list[int]] = {t: [] for t in transports}
+    subs = []
+    try:
+        for t in transports:
+            sub = H2_CLASSES[t](url, topic, lambda env, ns, t=t: got[t].append(env.seq),
+                                ssl_context=ssl_context, link=link, backoff=(0.05, 0.2))
+            await sub.start()
+            subs.append(sub)
+        await asyncio.sleep(0.1)
+        for i in range(before):
+            await publisher.publish(f"b{i}", time.monotonic_ns())
+        await _until(lambda: all(len(v) >= before for v in got.values()))
+        link.abort()
+        for i in range(during):  # published while the page is disconnected
+            await publisher.publish(f"d{i}", time.monotonic_ns())
+        await _until(lambda: all(len(v) >= before + during for v in got.values()))
+        return got, [s.stats.snapshot() for s in subs], link
+    finally:
+        for sub in subs:
+            await sub.close()
+        await publisher.close()
+
+
+async def _until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + scaled(seconds)
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)

@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from _h2 import curl, curl_http2, deliver_over_one_page, loadgen, socket_counts_match_tcp_info
+from _h2 import (curl, curl_http2, deliver_over_one_page, loadgen, resume_after_drop,
+                 socket_counts_match_tcp_info)
 from _timeouts import scaled
 from clients.h2conn import H2ClientConnection, h2_ssl_context
 from clients.base import WireStats, parse_base_url
@@ -74,6 +75,17 @@ def test_every_transport_over_one_http2_connection(node, over):
     # One HEADERS frame per request: 1 stream each + 5 POSTs + the long poll's 5 re-polls.
     assert sum(s.http_requests for s in stats) == 4 + 5 + 5
     assert link.conn.alpn == ("h2" if over == "tls" else "")
+
+
+def test_a_dropped_page_resumes_every_subscription_from_its_cursor(node):
+    """The page's connection is cut: long polling, SSE, NDJSON and the RFC 8441 WebSocket each
+    resume from the last seq they hold (epoch cursors, as over HTTP/1.1), on one new
+    connection, and nothing is lost or doubled."""
+    transports = ["longpoll", "sse", "ndjson", "websocket"]
+    got, stats, link = asyncio.run(resume_after_drop(node.h2c_url, None, transports, "drop"))
+    assert got == {t: [1, 2, 3, 4, 5, 6] for t in transports}
+    assert all(s.reconnects == 1 for s in stats)
+    assert sum(s.connections for s in stats) == 2  # the first connection and one after the cut
 
 
 def test_client_bytes_agree_with_tcp_info(node):
