@@ -126,17 +126,6 @@ def test_probe_h2_rules_through_nginx(front):
     assert all(s == "pass" for rid, s in status.items() if rid != "h2.ws-rfc8441")
 
 
-def test_h2_rules_fail_or_skip_on_an_http1_only_tls_server(tmp_path):
-    """--h2 on: an HTTP/1.1-only TLS server (aiohttp) fails them; --h2 auto: they skip."""
-    ca_file = str(tmp_path / "tls" / "ca.pem")
-    with ServerProcess("all", args=["--tls", "--tls-dir", str(tmp_path / "tls")],
-                       ca_file=ca_file) as server:
-        on = probe(Options(url=server.url, ca_file=ca_file, h2="on", only=("h2*",)))
-        auto = probe(Options(url=server.url, ca_file=ca_file, h2="auto", only=("h2*",)))
-    assert {r.rule.id for r in on.failed} >= {"h2.alpn", "h2.healthz", "h2.sse"}
-    assert auto.ok and all(r.status == "skip" for r in auto.results)
-
-
 @needs_nginx
 @pytest.mark.parametrize("transport", ["longpoll", "ndjson"])
 def test_load_point_over_http2_through_nginx(front, tmp_path, transport):
