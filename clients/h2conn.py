@@ -138,7 +138,6 @@ class H2ClientConnection(asyncio.Protocol):
             raise ConnectionLost(
                 f"cannot connect to {endpoint.authority}: {exc or type(exc).__name__}") from None
         if ssl is not None and conn.alpn != ALPN_H2:
-            conn.close()
             raise ClientError(
                 f"{endpoint.authority} did not select HTTP/2 by ALPN (selected "
                 f"{conn.alpn or 'nothing'}): the server offers no h2 over TLS")
@@ -160,6 +159,10 @@ class H2ClientConnection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.alpn = ssl_object.selected_alpn_protocol() or ""
+            if self.alpn != ALPN_H2:  # not HTTP/2: send it no preface; open() says why
+                self.closed = True
+                transport.abort()
+                return
         if self.tcp is not None:
             self._sock = transport.get_extra_info("socket")
             self.tcp.add(self._sock)
