@@ -14,6 +14,16 @@ Flow control is never what is measured: the client announces a 16 MiB window
 (stream and connection) and hands every DATA frame back to ``h2`` as soon as
 it is read, which sends WINDOW_UPDATE once half a window is consumed.
 
+GOAWAY is graceful here (RFC 9113 6.8: streams up to its last stream id go on
+to their end), which ``h2`` (4.x) does not do: its state machine closes the
+connection on GOAWAY and rejects every later frame, so a server's graceful
+stop (GOAWAY, then the last events and Close frames of its open streams: the
+Node reference, nginx) would lose exactly what it flushed. :class:`GoawayHold`
+therefore takes GOAWAY frames out of the bytes before ``h2`` sees them (a
+9-byte frame-header walk per frame, RFC 9113 4.1) and the connection acts on
+them itself: no new streams, streams above the last id fail (the server never
+saw them), the others finish, then it closes.
+
 :class:`H2ClientConnection` is the connection (streams as :class:`H2Stream`);
 :class:`H2Channel` is one subscriber's view of it with the interface of
 ``HTTP11Connection`` (one request at a time), so the HTTP/1.1 subscribers' loops
@@ -62,6 +72,56 @@ def h2_ssl_context(ca_file: str = "", context: ssl_module.SSLContext | None = No
     return context
 
 
+GOAWAY = 0x7
+
+
+class GoawayHold:
+    """Pass the server's frames through, minus GOAWAY frames, which are collected in
+    ``goaways`` as (last_stream_id, error_code); frames may span reads."""
+
+    __slots__ = ("goaways", "_head", "_left", "_body", "_body_len")
+
+    def __init__(self) -> None:
+        self.goaways: list[tuple[int, int]] = []
+        self._head = b""  # a frame header read in part
+        self._left = 0  # payload bytes of the current (passed-through) frame still to come
+        self._body: bytes | None = None  # a GOAWAY payload being collected
+        self._body_len = 0
+
+    def feed(self, data: bytes) -> bytes:
+        out = []
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._left:  # the payload of a frame that goes through
+                take = min(self._left, n - pos)
+                out.append(data[pos:pos + take])
+                pos += take
+                self._left -= take
+                continue
+            if self._body is not None:  # a GOAWAY's payload: kept back
+                take = min(self._body_len - len(self._body), n - pos)
+                self._body += data[pos:pos + take]
+                pos += take
+                if len(self._body) == self._body_len:
+                    body, self._body = self._body, None
+                    self.goaways.append((int.from_bytes(body[0:4], "big") & 0x7FFFFFFF,
+                                         int.from_bytes(body[4:8], "big")))
+                continue
+            take = min(9 - len(self._head), n - pos)
+            self._head += data[pos:pos + take]
+            pos += take
+            if len(self._head) < 9:
+                break  # completed by the next read
+            head, self._head = self._head, b""
+            length = int.from_bytes(head[0:3], "big")
+            if head[3] == GOAWAY and length >= 8:
+                self._body, self._body_len = b"", length
+            else:  # (a malformed GOAWAY goes through: h2 answers FRAME_SIZE_ERROR)
+                out.append(head)
+                self._left = length
+        return b"".join(out)
+
+
 class H2Stream:
     """One request/response exchange (or a WebSocket tunnel) on a connection."""
 
@@ -108,6 +168,8 @@ class H2ClientConnection(asyncio.Protocol):
         self._streams: dict[int, H2Stream] = {}
         self._settings: asyncio.Future | None = None
         self._lost_exc: ConnectionLost | None = None
+        self._hold = GoawayHold()
+        self._going_away = False  # a GOAWAY came: close once the remaining streams are done
         config = H2Configuration(client_side=True, header_encoding=None)
         self.h2 = H2Connection(config=config)
         self.h2.local_settings = Settings(client=True, initial_values={
@@ -173,8 +235,9 @@ class H2ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_down += len(data)
         self.recv_ns = time.monotonic_ns()
+        hold = self._hold
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receive_data(hold.feed(data))
         except H2Error as exc:
             self._flush()  # h2 has queued a GOAWAY saying why
             self._lose(ConnectionLost(f"HTTP/2 protocol error from {self.endpoint.authority}: {exc}"))
@@ -212,6 +275,8 @@ class H2ClientConnection(asyncio.Protocol):
                         f"{self.endpoint.authority} sent GOAWAY ({_error_name(event.error_code)})"))
             elif cls is TrailersReceived:
                 pass
+        while hold.goaways:
+            self._goaway(*hold.goaways.pop(0))
         self._flush()
 
     def eof_received(self) -> bool:
@@ -262,7 +327,8 @@ class H2ClientConnection(asyncio.Protocol):
     def send_data(self, stream: H2Stream, data: bytes, end_stream: bool = False) -> None:
         """More request body on an open stream (a WebSocket frame), as the window allows;
         ``end_stream``: then close our side (END_STREAM)."""
-        if stream.gone or stream.end_sent or self.closed:
+        # (After a GOAWAY the connection takes no new stream, but its open ones go on.)
+        if stream.gone or stream.end_sent or self.transport is None or self.transport.is_closing():
             raise ConnectionLost(f"stream {stream.id} to {self.endpoint.authority} is closed")
         stream.outbox += data
         stream.end_after = stream.end_after or end_stream
@@ -275,7 +341,9 @@ class H2ClientConnection(asyncio.Protocol):
     def reset(self, stream: H2Stream) -> None:
         """Cancel a stream (RST_STREAM CANCEL): a subscriber going away."""
         self._streams.pop(stream.id, None)
-        if stream.gone or self.closed or (stream.ended and stream.end_sent):
+        if stream.gone or (self.closed and not self._going_away) \
+                or (stream.ended and stream.end_sent):
+            self._finish_if_done()
             return  # nothing left open on the wire
         try:
             self.h2.reset_stream(stream.id, ErrorCodes.CANCEL)
@@ -283,6 +351,7 @@ class H2ClientConnection(asyncio.Protocol):
             pass  # already closed on the wire
         self._flush()
         self._fail_stream(stream, ConnectionLost(f"stream {stream.id} cancelled"))
+        self._finish_if_done()
 
     def open_streams(self) -> int:
         return len(self._streams)
@@ -352,10 +421,26 @@ class H2ClientConnection(asyncio.Protocol):
         if not stream.headers_waiter.done():
             stream.headers_waiter.set_result(None)
 
+    def _goaway(self, last: int, code: int) -> None:
+        """GOAWAY (held back from h2): no new streams; those the server never saw fail; the
+        others go on; the connection closes when they are done."""
+        self.closed = True
+        self._going_away = True
+        for sid in [s for s in self._streams if s > last]:
+            self._end(sid, ConnectionLost(
+                f"{self.endpoint.authority} sent GOAWAY ({_error_name(code)}) before stream {sid}"))
+        self._finish_if_done()
+
+    def _finish_if_done(self) -> None:
+        if self._going_away and not self._streams and self.transport is not None \
+                and not self.transport.is_closing():
+            self.close()
+
     def _end(self, sid: int, exc: ConnectionLost | None) -> None:
         stream = self._streams.pop(sid, None)
         if stream is None:
             return
+        self._finish_if_done()
         stream.ended = True
         if exc is not None:
             self._fail_stream(stream, exc)

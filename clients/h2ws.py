@@ -207,6 +207,10 @@ class H2WebSocketSubscriber(Subscriber):
                 reason = str(exc)
             if self._closing:
                 return
+            try:  # the stream's end is the WebSocket's end of data (its TCP close)
+                self._ws.receive_eof()
+            except EOFError:
+                pass
             code = self._ws.close_code
             if self._conn is not None:
                 self._conn.reset(stream)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -19,6 +21,8 @@ from _h2 import (curl, curl_http2, deliver_over_one_page, loadgen, resume_after_
                  socket_counts_match_tcp_info)
 from _timeouts import scaled
 from clients.h2conn import H2ClientConnection, h2_ssl_context
+from clients.h2sub import H2Link, H2SSESubscriber
+from clients.h2ws import H2WebSocketSubscriber
 from clients.base import WireStats, parse_base_url
 from clients.spec import LoadSpec
 from duplexbench.probe.h2wire import H2Conn
@@ -173,3 +177,37 @@ def test_curl_speaks_http2_to_it(node):
                       "--max-time", "1", node.h2c_url + "/stream?topic=curl")
     assert head.startswith("HTTP/2 200") and body.startswith("retry: 1000\nid: ")
     assert "transfer-encoding" not in head.lower() and "connection:" not in head.lower()
+
+
+def test_sigterm_over_http2_delivers_the_last_message_and_closes_websockets_1001():
+    """Graceful stop over h2: GOAWAY first, then the open streams finish (the clients keep
+    reading after GOAWAY, RFC 9113 6.8): SSE and the RFC 8441 WebSocket get the last message,
+    the stream ends, the WebSocket is closed with 1001; the process exits 0."""
+    server = NodeServerProcess("all", args=["--h2c-port", "0"]).start()
+    h2c_url = re.search(r"h2c (http://[^\s);]+)", server.output[0]).group(1)
+    got, errors = {"sse": [], "websocket": []}, []
+
+    async def check():
+        link = H2Link(h2c_url)
+        subs = [cls(h2c_url, "bye", lambda env, ns, k=k: got[k].append(env.data), link=link,
+                    on_error=errors.append, backoff=(5.0, 5.0))
+                for k, cls in (("sse", H2SSESubscriber), ("websocket", H2WebSocketSubscriber))]
+        for sub in subs:
+            await sub.start()
+        await subs[0].publish("last", 1)
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + scaled(5)
+        while len(errors) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for sub in subs:
+            await sub.close()
+
+    try:
+        asyncio.run(check())
+        assert server.process.wait(scaled(10)) == 0
+    finally:
+        server.stop()
+    assert got == {"sse": ["last"], "websocket": ["last"]}
+    assert any("sse bye: the server ended the stream" in e for e in errors), errors
+    assert any("websocket bye: the server ended the stream (close code 1001)" in e
+               for e in errors), errors
