@@ -107,6 +107,7 @@ class H2Conn:
 
     def request(self, method: str, path: str, headers: list[tuple[str, str]] = (),
                 body: bytes = b"", *, end_stream: bool = True, protocol: str = "") -> H2Stream:
+        """Open a stream now (HEADERS, and DATA with a body); WireError when h2 cannot."""
         sid = self.h2.get_next_available_stream_id()
         fields = [(":method", method), (":scheme", self.target.scheme),
                   (":authority", self.target.authority), (":path", path)]
@@ -114,11 +115,15 @@ class H2Conn:
             fields.append((":protocol", protocol))
         if body:
             fields.append(("content-length", str(len(body))))
+        try:
+            self.h2.send_headers(sid, [(k.encode(), v.encode()) for k, v in fields + list(headers)],
+                                 end_stream=end_stream and not body)
+            if body:
+                self.h2.send_data(sid, body, end_stream=end_stream)
+        except H2Error as exc:  # e.g. more streams than the server's MAX_CONCURRENT_STREAMS
+            raise WireError(f"cannot open stream {sid} ({method} {path}): "
+                            f"{type(exc).__name__} {exc}") from None
         stream = self.streams[sid] = H2Stream(sid)
-        self.h2.send_headers(sid, [(k.encode(), v.encode()) for k, v in fields + list(headers)],
-                             end_stream=end_stream and not body)
-        if body:
-            self.h2.send_data(sid, body, end_stream=end_stream)
         self._flush()
         return stream
 
