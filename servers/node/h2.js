@@ -102,7 +102,7 @@ function listenAll(servers, transports) {
 }
 
 // The scheme and authority a request was made to (the Origin policy's "same origin").
-function origin(req) {
+function requestOrigin(req) {
   const h2 = req.httpVersionMajor === 2;
   const socket = h2 ? req.stream.session.socket : req.socket;
   const scheme = socket && socket.encrypted ? 'https' : 'http';
@@ -124,4 +124,4 @@ function closeSessions() {
   for (const session of sessions) session.close();
 }
 
-module.exports = { acceptWebSocket, closeSessions, createListeners, listenAll, origin, sockets };
+module.exports = { acceptWebSocket, closeSessions, createListeners, listenAll, requestOrigin, sockets };

@@ -19,11 +19,11 @@
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
 const OPT = require('./options');
-const { acceptWebSocket, closeSessions, createListeners, listenAll, origin, sockets } = require('./h2');
+const { acceptWebSocket, closeSessions, createListeners, listenAll, requestOrigin, sockets } = require('./h2');
 const {
   EPOCH, HttpError, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
-  subscribe, tickClock, topics, wsFrame, chunk,
+  subscribe, tickClock, topics, wsFrame,
 } = require('./hub');
 
 const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
@@ -45,11 +45,11 @@ const DEFAULT_PORT = { http: /:80$/, https: /:443$/ };
 function originHeaders(req) {
   const raw = req.headers.origin;
   if (raw === undefined) return NO_CORS;
-  const origin_ = raw.trim().replace(/\/$/, '').toLowerCase();
-  const own = origin(req); // the listener's scheme; Host (HTTP/1.1) or :authority (HTTP/2)
-  const m = /^(https?):\/\/([^/]+)$/.exec(origin_);
+  const origin = raw.trim().replace(/\/$/, '').toLowerCase();
+  const own = requestOrigin(req); // the listener's scheme; Host (HTTP/1.1) or :authority (HTTP/2)
+  const m = /^(https?):\/\/([^/]+)$/.exec(origin);
   if (m && m[1] === own.scheme && m[2].replace(DEFAULT_PORT[m[1]], '') === own.host.replace(DEFAULT_PORT[m[1]], '')) return NO_CORS;
-  if (!ALLOW_ANY_ORIGIN && !ALLOWED_ORIGINS.has(origin_)) throw new HttpError(403, { error: 'origin not allowed', origin: raw.slice(0, 200) });
+  if (!ALLOW_ANY_ORIGIN && !ALLOWED_ORIGINS.has(origin)) throw new HttpError(403, { error: 'origin not allowed', origin: raw.slice(0, 200) });
   return { 'Access-Control-Allow-Origin': raw, Vary: 'Origin', 'Access-Control-Expose-Headers': EPOCH_HEADER };
 }
 
@@ -262,7 +262,7 @@ wss.on('headers', (headers, req) => { headers.push(`${EPOCH_HEADER}: ${EPOCH}`, 
 
 // The checks of a WebSocket opening, the same for the RFC 6455 upgrade (HTTP/1.1) and the
 // RFC 8441 extended CONNECT (HTTP/2); throws HttpError, returns what onWebSocket needs.
-function wsOpening(req, path, params, h2) {
+function wsOpening(req, params, h2) {
   metrics.requests.websocket++;
   if (closing) throw new HttpError(503, { error: 'server shutting down' });
   const topicName = checkTopic(params.get('topic'));
@@ -285,7 +285,7 @@ function onUpgrade(req, socket, head) {
   try {
     routeCheck(req.method, path, ['GET']);
     if (path !== '/ws') throw bad('upgrade is only offered on /ws');
-    const o = wsOpening(req, path, params, false);
+    const o = wsOpening(req, params, false);
     req.corsLines = Object.entries(o.cors).map(([k, v]) => `${k}: ${v}`);
     wss.handleUpgrade(req, socket, head, (ws) => onWebSocket(ws, socket, o.topic, o.subscribes, o.start, o.reset));
   } catch (err) {
@@ -306,7 +306,7 @@ function onConnect(req, res, head) {
   const [path, params] = splitUrl(req.headers[':path'] || '');
   try {
     if (path !== '/ws') throw new HttpError(path in ALLOW ? 405 : 404, { error: `CONNECT is only offered on /ws (RFC 8441), not ${quote(path)}` });
-    const o = wsOpening(req, path, params, true);
+    const o = wsOpening(req, params, true);
     const headers = { 'cache-control': 'no-cache', [EPOCH_HEADER.toLowerCase()]: EPOCH, ...o.cors };
     const ws = acceptWebSocket(res.stream, headers, OPT['max-payload'] + 256);
     onWebSocket(ws, res.stream, o.topic, o.subscribes, o.start, o.reset);

@@ -34,6 +34,9 @@ _REASON = node_unavailable()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Node reference unavailable: {_REASON}")
 
 
+ALLOWED = "http://app.example"
+
+
 class H2Node:
     def __init__(self, server: NodeServerProcess, ca_file: str) -> None:
         self.url = server.url  # https://: ALPN h2 and http/1.1
@@ -48,7 +51,8 @@ class H2Node:
 def node(tmp_path_factory):
     tls = make_certificates(tmp_path_factory.mktemp("node-h2-tls"))
     server = NodeServerProcess("all", args=[*tls.server_args(), "--http2", "--h2c-port", "0",
-                                            "--heartbeat", "0.5", "--retention", "20"])
+                                            "--heartbeat", "0.5", "--retention", "20",
+                                            "--allow-origin", ALLOWED])
     server.ca_file = tls.ca_file  # /healthz over https is verified against the run's CA
     with server:
         yield H2Node(server, tls.ca_file)
@@ -113,6 +117,28 @@ def test_alpn_selects_h2_and_refuses_silent_http1(node):
     asyncio.run(check())
 
 
+def test_origin_policy_over_http2(node):
+    """Same origin is the listener's scheme and :authority; others need --allow-origin."""
+
+    async def check():
+        answers = {}
+        for url, ctx in ((node.url, node.ca_file), (node.h2c_url, "")):
+            conn = await H2Conn.open(Target.parse(url, ctx), ctx)
+            own = url  # scheme://127.0.0.1:PORT, as a page from this origin sends it
+            for origin in (own, own.replace("127.0.0.1", "localhost"), ALLOWED):
+                s = conn.request("POST", "/publish?topic=orig", [("origin", origin)], b"o")
+                await conn.done(s)
+                answers[(url, origin)] = (s.status, s.get("access-control-allow-origin"))
+            conn.close()
+        return answers
+
+    answers = asyncio.run(check())
+    for url in (node.url, node.h2c_url):
+        assert answers[(url, url)] == (200, None)
+        assert answers[(url, url.replace("127.0.0.1", "localhost"))][0] == 403
+        assert answers[(url, ALLOWED)] == (200, ALLOWED)
+
+
 def test_bad_extended_connects_get_4xx_and_spare_the_others(node):
     """Extended CONNECTs on another path, with a bad topic, another version: a 4xx
     on that stream; a subscriber on the same connection keeps receiving."""
@@ -146,7 +172,7 @@ def test_probe_passes_with_the_h2_rules(node, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "duplexbench", "probe", node.url, "--ca-file", node.ca_file,
          "--h2", "on", "--h2c-url", node.h2c_url, "--heartbeat", "0.5", "--retention", "20",
-         "--only", "h2*", "--only", "sse.*", "--only", "ws.*", "--only", "poll.*"],
+         "--allowed-origin", ALLOWED],
         capture_output=True, text=True, timeout=scaled(90))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 fail, 0 skip" in done.stdout, done.stdout[-3000:]
