@@ -155,6 +155,8 @@ class H2WebSocketSubscriber(Subscriber):
             if event.__class__ is not Frame or event.opcode is not _TEXT:
                 continue
             payload = event.data
+            if payload.__class__ is not bytes:  # websockets may hand a bytearray / memoryview
+                payload = bytes(payload)
             if payload.startswith(b'{"event"'):
                 self._control(payload)
             elif raw is not None:

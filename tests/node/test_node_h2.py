@@ -21,7 +21,7 @@ from _h2 import (curl, curl_http2, deliver_over_one_page, loadgen, resume_after_
                  socket_counts_match_tcp_info)
 from _timeouts import scaled
 from clients.h2conn import H2ClientConnection, h2_ssl_context
-from clients.h2sub import H2Link, H2SSESubscriber
+from clients.h2sub import H2Link, H2LongPollSubscriber, H2SSESubscriber
 from clients.h2ws import H2WebSocketSubscriber
 from clients.base import WireStats, parse_base_url
 from clients.spec import LoadSpec
@@ -94,6 +94,38 @@ def test_a_dropped_page_resumes_every_subscription_from_its_cursor(node):
     assert got == {t: [1, 2, 3, 4, 5, 6] for t in transports}
     assert all(s.reconnects == 1 for s in stats)
     assert sum(s.connections for s in stats) == 2  # the first connection and one after the cut
+
+
+def test_a_cursor_of_another_epoch_is_reset_over_http2(node):
+    """Contract v2 over h2: a subscriber holding another instance's cursor (the server
+    restarted) gets the reset (long polling: 410; WebSocket: the first frame), says so,
+    continues at the new cursor and receives what is published next."""
+
+    async def check():
+        got = {"longpoll": [], "websocket": []}
+        errors: list[str] = []
+        link = H2Link(node.h2c_url)
+        subs = []
+        for kind, cls in (("longpoll", H2LongPollSubscriber), ("websocket", H2WebSocketSubscriber)):
+            sub = cls(node.h2c_url, "epochs", lambda env, ns, k=kind: got[k].append(env.data),
+                      cursor=7, link=link, on_error=errors.append)
+            sub.epoch = "zz9other"  # a cursor of a server instance that is gone
+            subs.append(sub)
+            await sub.start()
+        await asyncio.sleep(0.2)
+        await subs[0].publish("after", 1)
+        deadline = time.monotonic() + scaled(5)
+        while any(not v for v in got.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        epochs = [sub.epoch for sub in subs]
+        for sub in subs:
+            await sub.close()
+        return got, errors, epochs
+
+    got, errors, epochs = asyncio.run(check())
+    assert got == {"longpoll": ["after"], "websocket": ["after"]}
+    assert sum("server restarted (epoch zz9other ->" in e for e in errors) == 2, errors
+    assert epochs[0] == epochs[1] != "zz9other"
 
 
 def test_client_bytes_agree_with_tcp_info(node):
