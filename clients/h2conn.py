@@ -14,20 +14,14 @@ Flow control is never what is measured: the client announces a 16 MiB window
 (stream and connection) and hands every DATA frame back to ``h2`` as soon as
 it is read, which sends WINDOW_UPDATE once half a window is consumed.
 
-GOAWAY is graceful here (RFC 9113 6.8: streams up to its last stream id go on
-to their end), which ``h2`` (4.x) does not do: its state machine closes the
-connection on GOAWAY and rejects every later frame, so a server's graceful
-stop (GOAWAY, then the last events and Close frames of its open streams: the
-Node reference, nginx) would lose exactly what it flushed. :class:`GoawayHold`
-therefore takes GOAWAY frames out of the bytes before ``h2`` sees them (a
-9-byte frame-header walk per frame, RFC 9113 4.1) and the connection acts on
-them itself: no new streams, streams above the last id fail (the server never
-saw them), the others finish, then it closes.
+GOAWAY is graceful here (RFC 9113 6.8), which ``h2`` does not do: the
+connection takes GOAWAY frames out of the bytes before ``h2`` sees them
+(clients.h2goaway) and acts on them itself: no new streams, streams above the
+last id fail (the server never saw them), the others finish, then it closes.
 
 :class:`H2ClientConnection` is the connection (streams as :class:`H2Stream`);
-:class:`H2Channel` is one subscriber's view of it with the interface of
-``HTTP11Connection`` (one request at a time), so the HTTP/1.1 subscribers' loops
-run over HTTP/2 unchanged (clients.h2sub).
+clients.h2sub's ``H2Channel`` is one subscriber's view of it with the interface of
+``HTTP11Connection``, so the HTTP/1.1 subscribers' loops run over HTTP/2 unchanged.
 """
 
 from __future__ import annotations
@@ -49,10 +43,10 @@ from h2.settings import SettingCodes, Settings
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, Endpoint, WireStats
+from .h2goaway import GoawayHold
 from .http11 import ConnectionLost, Response
 
-__all__ = ["ALPN_H2", "H2Channel", "H2ClientConnection", "H2Stream", "NoRFC8441",
-           "h2_ssl_context"]
+__all__ = ["ALPN_H2", "H2ClientConnection", "H2Stream", "NoRFC8441", "h2_ssl_context"]
 
 ALPN_H2 = "h2"
 #: The receive window announced for every stream and for the connection (bytes).
@@ -70,56 +64,6 @@ def h2_ssl_context(ca_file: str = "", context: ssl_module.SSLContext | None = No
     context = context or ssl_module.create_default_context(cafile=ca_file or None)
     context.set_alpn_protocols([ALPN_H2])
     return context
-
-
-GOAWAY = 0x7
-
-
-class GoawayHold:
-    """Pass the server's frames through, minus GOAWAY frames, which are collected in
-    ``goaways`` as (last_stream_id, error_code); frames may span reads."""
-
-    __slots__ = ("goaways", "_head", "_left", "_body", "_body_len")
-
-    def __init__(self) -> None:
-        self.goaways: list[tuple[int, int]] = []
-        self._head = b""  # a frame header read in part
-        self._left = 0  # payload bytes of the current (passed-through) frame still to come
-        self._body: bytes | None = None  # a GOAWAY payload being collected
-        self._body_len = 0
-
-    def feed(self, data: bytes) -> bytes:
-        out = []
-        pos, n = 0, len(data)
-        while pos < n:
-            if self._left:  # the payload of a frame that goes through
-                take = min(self._left, n - pos)
-                out.append(data[pos:pos + take])
-                pos += take
-                self._left -= take
-                continue
-            if self._body is not None:  # a GOAWAY's payload: kept back
-                take = min(self._body_len - len(self._body), n - pos)
-                self._body += data[pos:pos + take]
-                pos += take
-                if len(self._body) == self._body_len:
-                    body, self._body = self._body, None
-                    self.goaways.append((int.from_bytes(body[0:4], "big") & 0x7FFFFFFF,
-                                         int.from_bytes(body[4:8], "big")))
-                continue
-            take = min(9 - len(self._head), n - pos)
-            self._head += data[pos:pos + take]
-            pos += take
-            if len(self._head) < 9:
-                break  # completed by the next read
-            head, self._head = self._head, b""
-            length = int.from_bytes(head[0:3], "big")
-            if head[3] == GOAWAY and length >= 8:
-                self._body, self._body_len = b"", length
-            else:  # (a malformed GOAWAY goes through: h2 answers FRAME_SIZE_ERROR)
-                out.append(head)
-                self._left = length
-        return b"".join(out)
 
 
 class H2Stream:
@@ -480,86 +424,3 @@ def _error_name(code) -> str:
         return ErrorCodes(code).name
     except ValueError:
         return f"error {code}"
-
-
-class H2Channel:
-    """One subscriber's requests on a (shared) HTTP/2 connection, one at a time.
-
-    It has the interface of ``HTTP11Connection`` that the HTTP/1.1 subscribers use
-    (``send``, ``request(on_body=)``, ``wait_done``, ``reusable``, ``recv_ns``,
-    ``close``, ``abort``), so long polling, SSE and NDJSON run over a stream with
-    their own loops. Closing a channel cancels its stream, never the connection
-    (other subscribers' streams share it); ``abort`` drops the whole connection.
-    """
-
-    def __init__(self, conn: H2ClientConnection, stats: WireStats) -> None:
-        self.conn = conn
-        self.stats = stats
-        self._stream: H2Stream | None = None
-        self._closed = False
-
-    @property
-    def recv_ns(self) -> int:
-        return self.conn.recv_ns
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self.conn.closed
-
-    @property
-    def reusable(self) -> bool:
-        return not self.closed and (self._stream is None or self._stream.ended)
-
-    def send(self, method: bytes, target: bytes, *, headers: bytes = b"", body: bytes = b"",
-             close: bool = False) -> "asyncio.Future[Response]":
-        """The request now; the future gives the complete response. ``close`` has no
-        HTTP/2 form (RFC 9113 8.2.2 forbids Connection): refused rather than ignored."""
-        if close:
-            raise ClientError("Connection: close has no HTTP/2 form; use keep-alive with http = 2")
-        return self._open(method, target, headers, body, None).done_waiter
-
-    async def request(self, method: bytes, target: bytes, *, headers: bytes = b"",
-                      body: bytes = b"", close: bool = False, on_body=None) -> Response:
-        if close:
-            raise ClientError("Connection: close has no HTTP/2 form; use keep-alive with http = 2")
-        stream = self._open(method, target, headers, body, on_body)
-        if on_body is None:
-            return await stream.done_waiter
-        await stream.headers_waiter
-        return Response(stream.status, stream.headers, b"", True, self.conn.recv_ns)
-
-    async def wait_done(self) -> Response:
-        assert self._stream is not None, "no request in flight"
-        return await self._stream.done_waiter
-
-    def close(self) -> None:
-        self._closed = True
-        if self._stream is not None and not self._stream.ended:
-            self.conn.reset(self._stream)
-
-    def abort(self) -> None:
-        self._closed = True
-        self.conn.abort()
-
-    def _open(self, method: bytes, target: bytes, headers: bytes, body: bytes,
-              on_body) -> H2Stream:
-        if self._closed:
-            raise ConnectionLost(f"channel to {self.conn.endpoint.authority} is closed")
-        if self._stream is not None and not self._stream.ended:
-            raise ClientError(f"request {target[:60]!r} while another is in flight on this channel")
-        extra = header_list(headers)
-        if body or method == b"POST":
-            extra.append((b"content-length", b"%d" % len(body)))
-        self._stream = self.conn.request(method, target, extra, body, on_data=on_body,
-                                         stats=self.stats)
-        return self._stream
-
-
-def header_list(raw: bytes) -> list[tuple[bytes, bytes]]:
-    """HTTP/1.1 header lines (``Name: value\\r\\n``...) as HTTP/2 fields (lower-case names)."""
-    fields = []
-    for line in raw.split(b"\r\n"):
-        if line:
-            name, _, value = line.partition(b":")
-            fields.append((name.strip().lower(), value.strip()))
-    return fields

@@ -4,7 +4,7 @@ Why: over HTTP/2 the transports' loops are the same as over HTTP/1.1 (a poll
 answered, a poll sent; a stream read until it ends, then resumed with its
 cursor, epochs and resets included), only the framing of HTTP changes. So
 these classes are the HTTP/1.1 subscribers of clients.longpoll and
-clients.stream with one difference: their ``_open`` gives an ``H2Channel``
+clients.stream with one difference: their ``_open`` gives an :class:`H2Channel`
 (a stream on an HTTP/2 connection with the interface of ``HTTP11Connection``)
 instead of a TCP connection of their own.
 
@@ -28,12 +28,96 @@ import asyncio
 from duplexbench.contract.http import PATH_PUBLISH
 
 from .base import ClientError, WireStats, parse_base_url
-from .h2conn import H2Channel, H2ClientConnection, h2_ssl_context
+from .h2conn import H2ClientConnection, H2Stream, h2_ssl_context
+from .http11 import ConnectionLost, Response
 from .longpoll import LongPollSubscriber
 from .stream import NDJSONSubscriber, SSESubscriber
 
-__all__ = ["H2LongPollSubscriber", "H2Link", "H2NDJSONSubscriber", "H2SSESubscriber",
-           "make_links"]
+__all__ = ["H2Channel", "H2LongPollSubscriber", "H2Link", "H2NDJSONSubscriber", "H2SSESubscriber",
+           "header_list", "make_links"]
+
+
+class H2Channel:
+    """One subscriber's requests on a (shared) HTTP/2 connection, one at a time.
+
+    It has the interface of ``HTTP11Connection`` that the HTTP/1.1 subscribers use
+    (``send``, ``request(on_body=)``, ``wait_done``, ``reusable``, ``recv_ns``,
+    ``close``, ``abort``), so long polling, SSE and NDJSON run over a stream with
+    their own loops. Closing a channel cancels its stream, never the connection
+    (other subscribers' streams share it); ``abort`` drops the whole connection.
+    """
+
+    def __init__(self, conn: H2ClientConnection, stats: WireStats) -> None:
+        self.conn = conn
+        self.stats = stats
+        self._stream: H2Stream | None = None
+        self._closed = False
+
+    @property
+    def recv_ns(self) -> int:
+        return self.conn.recv_ns
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.conn.closed
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and (self._stream is None or self._stream.ended)
+
+    def send(self, method: bytes, target: bytes, *, headers: bytes = b"", body: bytes = b"",
+             close: bool = False) -> "asyncio.Future[Response]":
+        """The request now; the future gives the complete response. ``close`` has no
+        HTTP/2 form (RFC 9113 8.2.2 forbids Connection): refused rather than ignored."""
+        if close:
+            raise ClientError("Connection: close has no HTTP/2 form; use keep-alive with http = 2")
+        return self._open(method, target, headers, body, None).done_waiter
+
+    async def request(self, method: bytes, target: bytes, *, headers: bytes = b"",
+                      body: bytes = b"", close: bool = False, on_body=None) -> Response:
+        if close:
+            raise ClientError("Connection: close has no HTTP/2 form; use keep-alive with http = 2")
+        stream = self._open(method, target, headers, body, on_body)
+        if on_body is None:
+            return await stream.done_waiter
+        await stream.headers_waiter
+        return Response(stream.status, stream.headers, b"", True, self.conn.recv_ns)
+
+    async def wait_done(self) -> Response:
+        assert self._stream is not None, "no request in flight"
+        return await self._stream.done_waiter
+
+    def close(self) -> None:
+        self._closed = True
+        if self._stream is not None and not self._stream.ended:
+            self.conn.reset(self._stream)
+
+    def abort(self) -> None:
+        self._closed = True
+        self.conn.abort()
+
+    def _open(self, method: bytes, target: bytes, headers: bytes, body: bytes,
+              on_body) -> H2Stream:
+        if self._closed:
+            raise ConnectionLost(f"channel to {self.conn.endpoint.authority} is closed")
+        if self._stream is not None and not self._stream.ended:
+            raise ClientError(f"request {target[:60]!r} while another is in flight on this channel")
+        extra = header_list(headers)
+        if body or method == b"POST":
+            extra.append((b"content-length", b"%d" % len(body)))
+        self._stream = self.conn.request(method, target, extra, body, on_data=on_body,
+                                         stats=self.stats)
+        return self._stream
+
+
+def header_list(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """HTTP/1.1 header lines (``Name: value\\r\\n``...) as HTTP/2 fields (lower-case names)."""
+    fields = []
+    for line in raw.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            fields.append((name.strip().lower(), value.strip()))
+    return fields
 
 
 class H2Link:

@@ -9,7 +9,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, Se
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clients.h2conn import GoawayHold
+from clients.h2goaway import GoawayHold
 
 
 def _frame(kind: str, n: int):
