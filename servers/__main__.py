@@ -3,7 +3,8 @@
 The first stdout line is the contract with whoever started us
 (duplexbench/serverproc.py parses ``listening on (http://...)``), so it is
 printed and flushed the moment the socket listens, with the real port when
-``--port 0`` asked for any free one. SIGINT/SIGTERM shut down gracefully
+``--port 0`` asked for any free one; with the plain-TCP listener it also says
+``and tcp://HOST:PORT`` (its real port too). SIGINT/SIGTERM shut down gracefully
 (listener closed, held polls answered, streams ended, WebSockets closed 1001)
 and the process exits 0.
 """
@@ -20,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .app import make_app
+from .state import STATE
 from .config import ConfigError, ServerConfig, parse_config
 from .gcpolicy import apply_gc_policy
 
@@ -59,8 +61,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    context, ca_note = _tls(config)
     runner = web.AppRunner(
-        make_app(config),
+        make_app(config, context),
         handle_signals=False,
         access_log=None,  # a log line per request would be measured as server cost
         shutdown_timeout=config.shutdown_timeout_s,
@@ -69,15 +72,16 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     await runner.setup()
     apply_gc_policy(config.gc)  # after the app is built: its objects are frozen
     try:
-        context, ca_note = _tls(config)
         site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True,
                            ssl_context=context)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{config.host}]" if ":" in config.host else config.host
+        tcp = runner.app[STATE].tcp
+        also = f" and tcp://{shown}:{tcp.port}" if tcp is not None else ""
         print(
-            f"duplexbench server listening on {'https' if context else 'http'}://{shown}:{port} "
-            f"(transports: {', '.join(config.transports)}{ca_note})",
+            f"duplexbench server listening on {'https' if context else 'http'}://{shown}:{port}"
+            f"{also} (transports: {', '.join(config.transports)}{ca_note})",
             flush=True,
         )
         await stop.wait()
