@@ -43,6 +43,7 @@ from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .stream import NDJSONSubscriber, SSESubscriber
+from .tcp import TcpSubscriber, discover_tcp_port
 from .pubctl import PUBLISHER_SLACK_S, PublisherProcess, send_due as _send_due
 from .pubctl import sleep_until as _sleep_until
 from .tcpinfo import TcpTally
@@ -54,6 +55,7 @@ SUBSCRIBERS: dict[str, type[Subscriber]] = {
     "sse": SSESubscriber,
     "ndjson": NDJSONSubscriber,
     "websocket": FastWebSocketSubscriber,
+    "tcp": TcpSubscriber,
 }
 
 #: Error messages kept in counters.json (the count covers all of them).
@@ -82,7 +84,7 @@ RAW_BUDGET = 1_000_000
 RAW_LIMIT_MIN = 64
 RAW_LIMIT_MAX = 16384
 #: Where an event ends on a stream (None: every read holds whole envelopes).
-DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n"}
+DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n", "tcp": b"\n"}
 #: How long the publisher process may take to answer beyond its schedule.
 
 
@@ -194,6 +196,8 @@ class LoadGen:
         if spec.transport == "longpoll":
             extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
                          poll_timeout_s=spec.poll_timeout_s)
+        elif spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
+            extra["tcp_port"] = await discover_tcp_port(spec.sub_url, extra["ssl_context"])
         addrs = spec.source_addrs
         self.subscribers = [
             cls(spec.sub_url, plan.topics[log.topic_k], _ignore, on_error=self.note_error,
