@@ -10,20 +10,23 @@
 // is its socket's write buffer, so the slow-consumer policy counts the messages
 // written while that buffer is above its high-water mark (write() returned false).
 //
-// Usage: node server.js [--host H] [--port 0] [--transport all] [--retention N] ...
-// The first stdout line is `duplexbench server listening on http://H:P (transports: ...)`.
+// Usage: node server.js [--host H] [--port 0] [--transport all] [--tcp-port 0] [--retention N] ...
+// The first stdout line is `duplexbench server listening on http://H:P (transports: ...)`,
+// with ` and tcp://H:TP` before the parenthesis when the plain-TCP listener (tcp.js) runs.
 'use strict';
 
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
 const OPT = require('./options');
 const {
-  EPOCH, HttpError, HEARTBEATS, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
-  metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
-  subscribe, tickClock, topics, wsFrame, chunk,
+  CPU_NS, EPOCH, HttpError, HEARTBEATS, bad, burn, checkTopic, decodePublish, forgetIfIdle, getTopic,
+  hooks, metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics,
+  resolveCursor, subscribe, tickClock, topics, wsFrame, chunk,
 } = require('./hub');
+const tcp = require('./tcp');
 
-const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
+const MOUNTED = OPT.transport === 'all' ? [...OPT.TRANSPORTS] : [OPT.transport];
+if (OPT['tcp-port'] !== null && !MOUNTED.includes('tcp')) MOUNTED.push('tcp'); // --tcp-port adds it
 const ALLOW_ANY_ORIGIN = OPT['allow-origin'].includes('*');
 const ALLOWED_ORIGINS = new Set(OPT['allow-origin']);
 const streamSubs = new Set(); // for heartbeats
@@ -92,7 +95,7 @@ function onRequest(req, res) {
       case '/ws': routeCheck(req.method, path, ['GET']); metrics.requests.websocket++;
         throw bad('expected a WebSocket upgrade (Upgrade: websocket)');
       case '/healthz': routeCheck(req.method, path, ['GET', 'HEAD']); metrics.requests.other++;
-        return sendJson(res, 200, { status: 'ok', transports: MOUNTED, inject: { delay_ms: 0, pad_bytes: 0 }, pid: process.pid, epoch: EPOCH, stack: 'node' });
+        return sendJson(res, 200, { status: 'ok', transports: MOUNTED, inject: { delay_ms: 0, pad_bytes: 0, cpu_us: OPT['inject-cpu-us'] }, pid: process.pid, epoch: EPOCH, tcp_port: tcp.port(), stack: 'node' });
       case '/metrics': routeCheck(req.method, path, ['GET', 'HEAD']); metrics.requests.other++;
         return sendBody(res, 200, Buffer.from(renderMetrics()), 'text/plain; version=0.0.4; charset=utf-8', headersFor(NO_CORS, {}));
       default: routeCheck(req.method, path, []);
@@ -183,6 +186,7 @@ function releasePoll(held) {
 function answerPoll(res, batch, headers, body) {
   if (!batch.length) { res.writeHead(204, headers); return res.end(); }
   body = body || encodeBatch(batch);
+  if (CPU_NS) burn(CPU_NS * BigInt(batch.length)); // DUPLEXBENCH_INJECT_CPU_US, per message
   metrics.delivered.longpoll += batch.length;
   metrics.bytes.longpoll += body.length;
   sendBody(res, 200, body, 'application/json', headers);
@@ -321,7 +325,7 @@ const TICK_MS = Math.max(20, Math.min(1000, OPT.heartbeat * 250, OPT['ping-inter
 setInterval(() => {
   const clock = tickClock();
   const silence = OPT.heartbeat * 1000;
-  for (const sub of streamSubs) {
+  for (const sub of [...streamSubs, ...tcp.subs]) {
     if (sub.open && !sub.blocked && clock - sub.lastWrite >= silence) {
       const hb = HEARTBEATS[sub.kind];
       sub.out.write(hb);
@@ -353,11 +357,13 @@ server.on('error', (err) => {
   process.exit(1);
 });
 
-server.listen(OPT.port, OPT.host, () => {
+const host = OPT.host.includes(':') ? `[${OPT.host}]` : OPT.host;
+const listenHttp = (also) => server.listen(OPT.port, OPT.host, () => {
   const { port } = server.address();
-  const host = OPT.host.includes(':') ? `[${OPT.host}]` : OPT.host;
-  process.stdout.write(`duplexbench server listening on http://${host}:${port} (transports: ${MOUNTED.join(', ')})\n`);
+  process.stdout.write(`duplexbench server listening on http://${host}:${port}${also} (transports: ${MOUNTED.join(', ')})\n`);
 });
+if (MOUNTED.includes('tcp')) tcp.listen(OPT.host, OPT['tcp-port'] || 0, (port) => listenHttp(` and tcp://${host}:${port}`));
+else listenHttp('');
 
 // Graceful: stop accepting and reading publishes; everything already published is in the
 // subscribers' socket buffers (fan-out is synchronous), so ending streams, answering held
@@ -374,10 +380,11 @@ function shutdown() {
   for (const state of webSockets) {
     if (state.sub) state.sub.close('shutdown'); else state.ws.close(1001, 'server shutdown');
   }
+  tcp.shutdown();
   const deadline = Date.now() + OPT['shutdown-timeout'] * 1000;
   setInterval(() => {
     server.closeIdleConnections();
-    if (sockets.size === 0 || Date.now() > deadline) process.exit(0);
+    if ((sockets.size === 0 && tcp.openSockets() === 0) || Date.now() > deadline) process.exit(0);
   }, 20);
 }
 process.on('SIGTERM', shutdown);

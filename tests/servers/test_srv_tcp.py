@@ -1,7 +1,7 @@
 """The plain-TCP transport of the aiohttp servers: the listener, lines byte for byte both ways,
 resume and reset, bad input, slow consumers, the graceful stop, TLS.
 
-Checked with raw sockets (tests/servers/_tcp_helpers.py), never duplexbench's own clients.
+Checked with raw sockets (tests/_tcp_wire.py), never duplexbench's own clients.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from _srv_helpers import http, metric, publish
-from _tcp_helpers import LineReader, tcp_connect, tcp_port
+from _tcp_wire import LineReader, tcp_connect, tcp_port
 from _timeouts import scaled
 from duplexbench.contract import encode_envelope, encode_reset
 from duplexbench.contract.tcp import encode_hello, encode_line, encode_publish_line, encode_subscribe

@@ -1,4 +1,7 @@
-"""Raw-socket helpers for the plain-TCP transport's tests (no duplexbench client code)."""
+"""Raw-socket helpers for the plain-TCP transport's tests (no duplexbench client code).
+
+At tests/ level (like _timeouts.py): the aiohttp servers' tests and the Node reference's use it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import json
 import socket
 import time
 import urllib.parse
+import urllib.request
 
-from _srv_helpers import http
 from _timeouts import scaled
 
 __all__ = ["LineReader", "tcp_connect", "tcp_port"]
@@ -15,7 +18,8 @@ __all__ = ["LineReader", "tcp_connect", "tcp_port"]
 
 def tcp_port(base: str) -> int:
     """The plain-TCP listener's port, as /healthz names it."""
-    port = json.loads(http(base + "/healthz")[2])["tcp_port"]
+    with urllib.request.urlopen(base + "/healthz", timeout=scaled(5)) as response:
+        port = json.loads(response.read())["tcp_port"]
     assert isinstance(port, int) and port > 0, port
     return port
 
