@@ -19,7 +19,7 @@ import sys
 
 # Imported for their rules, in the order the rules are printed.
 from . import rules_http, rules_poll, rules_stream, rules_ws  # noqa: F401, I001
-from . import rules_origin  # noqa: F401, I001
+from . import rules_origin, rules_tcp  # noqa: F401, I001
 from .core import RULES, Options, ProbeReport, Result, run_rules
 
 __all__ = ["Options", "ProbeReport", "RULES", "format_report", "main", "probe"]
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Check a server against the duplexbench wire contract.")
     p.add_argument("url", nargs="?", help="http://HOST:PORT or https://HOST:PORT")
     p.add_argument("--ca-file", default="", help="CA certificate (PEM) to verify an https server")
-    p.add_argument("--transport", action="append", choices=["longpoll", "stream", "websocket"],
+    p.add_argument("--transport", action="append", choices=["longpoll", "stream", "websocket", "tcp"],
                    default=[], help="probe only this transport (repeatable; default: every mounted one)")
     p.add_argument("--heartbeat", type=float, default=None, metavar="S",
                    help="the server's --heartbeat: check stream heartbeats (waits ~3 S)")
