@@ -3,9 +3,8 @@
 A breakage is a request/response middleware put in front of the real app, or
 a patch of the aiohttp class the servers write through (prepare / write /
 WebSocket frames), so it breaks the *behaviour* whatever the servers' code
-looks like inside. The plain-TCP listener has no middleware: its breakages patch
-servers/tcp.py (or the hub's framing) where it reads and writes lines. Each
-breakage names the rules that must then fail.
+looks like inside. The plain-TCP listener's breakages are in _broken_tcp.py.
+Each breakage names the rules that must then fail.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from aiohttp import http_websocket, web_ws
 
 from servers.app import make_app
 from servers.config import parse_config
+
+from ._broken_tcp import TCP_BREAKAGES
 
 __all__ = ["ALLOWED", "BREAKAGES", "HEARTBEAT_S", "RETENTION", "ok_200_in_thread", "ok_200_server",
            "real_server"]
@@ -440,75 +441,6 @@ def _b_no_cors_headers(mp):
     patch_prepare(mp, _drop("Access-Control-Max-Age", "Vary"))
 
 
-# -- plain TCP (servers/tcp.py) ---------------------------------------------------------
-
-def _b_tcp_hello_no_cursor(mp):
-    import servers.tcp
-
-    original = servers.tcp.encode_hello
-    mp.setattr(servers.tcp, "encode_hello", lambda epoch, seq=None: original(epoch))
-
-
-def _b_tcp_lines_crlf(mp):
-    import servers.hub
-    from servers.fanout import TCP
-
-    original = servers.hub.frame_for
-
-    def frame_for(kind, seq, body, epoch):
-        wire, counted = original(kind, seq, body, epoch)
-        return (wire[:-1] + b"\r\n", counted + 1) if kind == TCP else (wire, counted)
-    mp.setattr(servers.hub, "frame_for", frame_for)
-
-
-def _b_tcp_publish_ignored(mp):
-    from servers.tcp import TcpConnection
-
-    mp.setattr(TcpConnection, "_publish", lambda self, line: None)
-
-
-def _patch_subscribe_line(mp, change):
-    import servers.tcp
-
-    original = servers.tcp.decode_subscribe
-    mp.setattr(servers.tcp, "decode_subscribe", lambda line: change(original(line)))
-
-
-def _b_tcp_subscribe_false_ignored(mp):
-    _patch_subscribe_line(mp, lambda req: req.__class__(req.topic, req.cursor, True))
-
-
-def _b_tcp_cursor_ignored(mp):
-    _patch_subscribe_line(mp, lambda req: req.__class__(req.topic, None, req.subscribe))
-
-
-def _b_tcp_errors_silent(mp):
-    from servers.tcp import TcpConnection
-
-    def fail(self, status, reason, **extra):
-        if self.transport is not None and not self._closing:
-            self._closing = True
-            if self.sink is not None:
-                self.hub.unsubscribe(self.sink)
-            self.transport.close()  # no error line
-    mp.setattr(TcpConnection, "fail", fail)
-
-
-def _b_tcp_no_line_limit(mp):
-    import servers.tcp
-
-    mp.setattr(servers.tcp, "LINE_OVERHEAD", 1 << 30)
-
-
-def _b_tcp_no_heartbeat(mp):
-    import servers.hub
-    from servers.fanout import TCP
-
-    beats = list(servers.hub._HEARTBEATS)
-    beats[TCP] = b""
-    mp.setattr(servers.hub, "_HEARTBEATS", tuple(beats))
-
-
 ORIGIN_PATHS = ("poll", "stream", "ws", "publish")
 
 BREAKAGES = [
@@ -552,12 +484,4 @@ BREAKAGES = [
      [f"origin.{k}.{p}" for k in ("same", "cors") for p in ORIGIN_PATHS]),
     ("no-cors-headers", _b_no_cors_headers,
      [f"origin.preflight.{p}" for p in ORIGIN_PATHS] + [f"origin.cors.{p}" for p in ORIGIN_PATHS if p != "ws"]),
-    ("tcp-hello-no-cursor", _b_tcp_hello_no_cursor, ["tcp.hello", "tcp.cursor", "tcp.retention"]),
-    ("tcp-lines-crlf", _b_tcp_lines_crlf, ["tcp.lines", "tcp.publish"]),
-    ("tcp-publish-ignored", _b_tcp_publish_ignored, ["tcp.publish"]),
-    ("tcp-subscribe-false-ignored", _b_tcp_subscribe_false_ignored, ["tcp.hello", "tcp.publish"]),
-    ("tcp-cursor-ignored", _b_tcp_cursor_ignored, ["tcp.cursor", "tcp.reset", "tcp.ahead", "tcp.retention"]),
-    ("tcp-errors-silent", _b_tcp_errors_silent, ["tcp.bad-input", "tcp.too-long", "tcp.ahead"]),
-    ("tcp-no-line-limit", _b_tcp_no_line_limit, ["tcp.too-long"]),
-    ("tcp-no-heartbeat", _b_tcp_no_heartbeat, ["tcp.heartbeat"]),
-]
+] + TCP_BREAKAGES  # tests/probe/_broken_tcp.py: the plain-TCP listener's
