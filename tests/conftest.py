@@ -26,3 +26,11 @@ def start_server():
 def server(start_server) -> ServerProcess:
     """A server with every transport mounted, short heartbeats for quick tests."""
     return start_server("all", args=["--heartbeat", "1", "--ping-interval", "2", "--ping-timeout", "2"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``): a module's tests stay on one worker, so a
+    module-scoped server is started once; modules sharing session runs share a group."""
+    for item in items:
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

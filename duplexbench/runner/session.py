@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import procs
 from ..console import Console, PointProgress, display_path
+from ..machine.doctor import require
 from ..machine.limits import check_point, loadgen_layout
 from ..measure.results import RunWriter
 from ..measure.validity import SATURATED_PCT
@@ -78,7 +79,12 @@ class Session:
             extensions=self.extensions, warn=self._point_warning, on_server=self._note_server,
             spec_extra=self._spec_fields)
 
-    # Limits --------------------------------------------------------------------
+    # Parts and limits ----------------------------------------------------------
+
+    def check_parts(self, points: Sequence[LoadPoint], extra: Sequence[str] = ()) -> None:
+        """What the points need (nginx, Chromium, ...: machine/doctor.py's NEEDS, plus
+        ``extra`` capability keys) against this machine; MissingParts before anything starts."""
+        require(points, engine=self.engine, scenario=self.scenario, extra=extra)
 
     def check_limits(self, points: Sequence[LoadPoint]) -> None:
         """Every point against this machine's limits; LimitError before anything starts."""

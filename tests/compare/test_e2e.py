@@ -25,7 +25,8 @@ from tests._timeouts import scaled
 from .realruns import ROOT, new_root
 
 #: The first test here may make both A/B runs (when test_ab.py did not run first) and its own.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300))]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300)),
+              pytest.mark.xdist_group("ab-runs")]  # the session A/B runs: made once
 
 
 def _runner_problem() -> str | None:
