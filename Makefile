@@ -74,8 +74,11 @@ bench: install
 report: install
 	$(PY) -m duplexbench report results/latest
 
+# Two workers (pytest-xdist): many tests wait on sockets and children; tests/conftest.py keeps
+# a module on one worker and runs the tests marked exclusive alone. TEST_FLAGS= runs serially.
+TEST_FLAGS ?= -n 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(TEST_FLAGS)
 
 notebook: install
 	$(PY) -m pip install --quiet -e ".[notebook]"

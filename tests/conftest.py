@@ -1,10 +1,20 @@
-"""Fixtures shared by every test: a real server process on a loopback port."""
+"""Fixtures shared by every test: a real server process on a loopback port; runs without the
+TCP echo calibration; a module's tests on one xdist worker."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
 from duplexbench.procs.server import ServerProcess
+from duplexbench.runner.session import SKIP_CALIBRATION_ENV
+
+# Runs made by the tests (in this process and in the commands they start) skip the TCP echo
+# calibration: no test of a run reads its figures; tests/runner/test_runner.py's end-to-end
+# run and tests/machine/test_calibration.py measure it for real.
+os.environ[SKIP_CALIBRATION_ENV] = "1"
 
 
 @pytest.fixture
@@ -28,9 +38,77 @@ def server(start_server) -> ServerProcess:
     return start_server("all", args=["--heartbeat", "1", "--ping-interval", "2", "--ping-timeout", "2"])
 
 
+# ---------------------------------------------------------------------------
+# Parallel runs (pytest-xdist, `make test`: -n 2): a module's tests on one worker (its
+# module-scoped server is started once), the longest modules first (a short one ends the run,
+# not a long one), and the tests marked ``exclusive`` alone on the machine: they judge timing
+# figures (latency medians, recovery, saturation) that a test running beside them would move.
+
+#: Modules that share session-scoped runs: scheduled as one unit, so the runs are made once.
+SHARED_SCOPE = {"tests/compare/test_e2e.py": "tests/compare/test_ab.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        """One work unit per module (classes included), SHARED_SCOPE merged, in the
+        collection's order (``--no-loadscope-reorder``: the order below)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_SCOPE.get(module, module)
+
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
+    return ModuleScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``): a module's tests stay on one worker, so a
-    module-scoped server is started once; modules sharing session runs share a group."""
-    for item in items:
-        if not any(m.name == "xdist_group" for m in item.iter_markers()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """Modules with ``slow`` or ``exclusive`` tests first (stable otherwise): they are the
+    long ones, and an exclusive one waits for the test beside it, not for a queue."""
+    heavy = {item.module.__name__ for item in items
+             if item.get_closest_marker("slow") or item.get_closest_marker("exclusive")}
+    items.sort(key=lambda item: item.module.__name__ not in heavy)
+
+
+def _lock(path: Path, mode: int):
+    import fcntl
+
+    handle = open(path, "a+")  # noqa: SIM115 (closed by _unlock)
+    fcntl.flock(handle, mode)
+    return handle
+
+
+def _unlock(handle) -> None:
+    import fcntl
+
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a readers-writer lock over setup, call and teardown (module and session
+    fixtures are made and ended there too): every test holds it shared, an ``exclusive`` one
+    alone. A turnstile lets a waiting exclusive test in before new shared holders."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:  # one process: every test is alone already
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / f"duplexbench-tests-{run}"
+    exclusive = item.get_closest_marker("exclusive") is not None
+    turnstile = _lock(base.with_suffix(".turnstile"), fcntl.LOCK_EX)
+    try:
+        held = _lock(base.with_suffix(".lock"), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    finally:
+        if not exclusive:
+            _unlock(turnstile)
+    try:
+        yield
+    finally:
+        _unlock(held)
+        if exclusive:
+            _unlock(turnstile)

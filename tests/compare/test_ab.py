@@ -16,7 +16,7 @@ from .realruns import git, run_ab
 #: The first test to ask for an A/B run makes it (~35 s on a busy 2-core machine); pytest's
 #: default 120 s timeout is too close when both are made in one test's setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(240)),
-              pytest.mark.xdist_group("ab-runs")]  # the session A/B runs: made once
+              pytest.mark.exclusive]  # latency medians judged: alone (tests/conftest.py)
 
 
 def _worktrees(repo) -> int:

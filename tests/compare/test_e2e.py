@@ -26,7 +26,7 @@ from .realruns import ROOT, new_root
 
 #: The first test here may make both A/B runs (when test_ab.py did not run first) and its own.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300)),
-              pytest.mark.xdist_group("ab-runs")]  # the session A/B runs: made once
+              pytest.mark.exclusive]  # latency medians judged: alone (tests/conftest.py)
 
 
 def _runner_problem() -> str | None:
