@@ -74,9 +74,9 @@ bench: install
 report: install
 	$(PY) -m duplexbench report results/latest
 
-# Two workers (pytest-xdist): many tests wait on sockets and children; tests/conftest.py keeps
+# Three workers (pytest-xdist) on two cores: most tests wait on sockets and children; tests/conftest.py keeps
 # a module on one worker and runs the tests marked exclusive alone. TEST_FLAGS= runs serially.
-TEST_FLAGS ?= -n 2
+TEST_FLAGS ?= -n 3
 test: setup
 	$(PY) -m pytest -q $(TEST_FLAGS)
 

@@ -4,6 +4,7 @@ TCP echo calibration; a module's tests on one xdist worker."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,16 @@ from duplexbench.runner.session import SKIP_CALIBRATION_ENV
 # calibration: no test of a run reads its figures; tests/runner/test_runner.py's end-to-end
 # run and tests/machine/test_calibration.py measure it for real.
 os.environ[SKIP_CALIBRATION_ENV] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test that runs a command in this process (run_command.main installs SIGTERM, SIGHUP
+    and SIGINT handlers) leaves the next test, in whatever order they run, pytest's own."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

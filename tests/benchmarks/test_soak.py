@@ -65,7 +65,6 @@ def test_timeseries_bins_per_transport():
 
 
 @pytest.mark.slow
-@pytest.mark.exclusive  # judges figures a test beside it would move (tests/conftest.py)
 def test_short_soak_end_to_end(tmp_path: Path):
     """The plumbing of `make soak`, 20 s on one transport with rings that fill in 2 s."""
     scenario = tmp_path / "soak.toml"

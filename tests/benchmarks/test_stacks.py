@@ -85,7 +85,6 @@ def test_bad_clients_override_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.exclusive  # judges figures a test beside it would move (tests/conftest.py)
 @needs("node")
 def test_stacks_runs_both_stacks_side_by_side(tmp_path):
     scenario = tmp_path / "stacks-test.toml"

@@ -20,7 +20,6 @@ from tests._timeouts import scaled
 
 
 @pytest.mark.slow
-@pytest.mark.exclusive  # judges figures a test beside it would move (tests/conftest.py)
 def test_faults_scenario_recovers(tmp_path: Path):
     # The SIGKILL point is left to `make faults` (and test_faults_driver): 30 s is the budget.
     scenario = tmp_path / "faults.toml"

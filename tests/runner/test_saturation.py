@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+
 from duplexbench.commands import run as run_command
 
 from duplexbench.measure.validity import comparable
@@ -30,7 +31,6 @@ def _toml(data: dict) -> str:
     return "\n".join(f"{k} = {json.dumps(v)}" for k, v in data.items()) + "\n[server]\nuvloop = true\n"
 
 
-@pytest.mark.exclusive  # saturates both cores: alone, so it moves no other test's figures (tests/conftest.py)
 def test_overloaded_point_is_not_compared_without_saying_so(tmp_path, no_calibration, capsys):
     scenario = tmp_path / "overload.toml"
     scenario.write_text(_toml(OVERLOAD))
