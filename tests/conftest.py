@@ -20,9 +20,13 @@ os.environ[SKIP_CALIBRATION_ENV] = "1"
 
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored():
-    """A test that runs a command in this process (run_command.main installs SIGTERM, SIGHUP
-    and SIGINT handlers) leaves the next test, in whatever order they run, pytest's own."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    """Each test starts with Python's own SIGINT, SIGTERM and SIGHUP handling and leaves it
+    so: a command run in this process (run_command.main installs handlers), or an earlier
+    module in the same xdist worker, must not decide how the next test's signals (and those
+    of the commands it starts: an ignored signal is inherited) are handled."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+    saved = {sig: signal.signal(sig, handler) for sig, handler in defaults.items()}
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
