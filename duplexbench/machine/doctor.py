@@ -136,6 +136,11 @@ def _curl() -> Finding:
 
 
 def _tls() -> Finding:
+    import shutil
+
+    if shutil.which("openssl") is None:  # the TLS client tests make their certificate with it
+        return Finding(MISSING, f"{ssl.OPENSSL_VERSION}; the openssl command is not on PATH",
+                       _apt("openssl"))
     try:
         import trustme
 
@@ -221,7 +226,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("redis", "Redis", _redis, ("redis-server",), "--workers N --broker redis"),
     Capability("cc", "C compiler", _cc, ("cc",), "tools/floor (the C reader)"),
     Capability("curl", "curl", _curl, ("curl",), "the server tests"),
-    Capability("tls", "TLS", _tls, (), "[server] tls = true, run --tls"),
+    Capability("tls", "TLS", _tls, ("openssl",), "[server] tls = true, run --tls"),
     Capability("netem", "netem", _netem, (), '[network] mode = "netem"'),
     Capability("nofile", "open files", _open_files, (), "many subscribers per point"),
     Capability("ports", "ephemeral ports", _ports, (), "many subscribers per point"),

@@ -2,7 +2,7 @@
 
 nginx (the ``[proxy]`` table), Chromium (the browser engine), Node.js (the reference
 server), Redis (multi-worker servers), a C compiler (tools/floor's reader) and curl (the
-server tests) are Debian's programs, not Python packages: pip cannot bring them. Every
+server tests; openssl, the certificate of a TLS test) are Debian's programs, not Python packages: pip cannot bring them. Every
 part that starts one asks here, and so do ``doctor`` (:mod:`.doctor`), the set-up that
 installs the missing ones (:mod:`.setup`) and the tests' skip reasons, so all of them
 agree on what "installed" means. :data:`PROGRAMS` is the table: program, Debian package,
@@ -122,6 +122,7 @@ PROGRAMS: tuple[Program, ...] = (
     Program("npm", "npm", lambda: shutil.which("npm")),
     Program("redis-server", "redis-server", find_redis),
     Program("cc", "gcc", find_cc),
+    Program("openssl", "openssl", lambda: shutil.which("openssl")),
 )
 
 
