@@ -54,7 +54,7 @@ def server(start_server) -> ServerProcess:
 
 
 # ---------------------------------------------------------------------------
-# Parallel runs (pytest-xdist, `make test`: -n 2): a module's tests on one worker (its
+# Parallel runs (pytest-xdist, `make test`: -n 3): a module's tests on one worker (its
 # module-scoped server is started once), the longest modules first (a short one ends the run,
 # not a long one), and the tests marked ``exclusive`` alone on the machine: they judge timing
 # figures (latency medians, recovery, saturation) that a test running beside them would move.
