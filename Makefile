@@ -1,4 +1,4 @@
-# duplexbench: `make bench` measures, `make test` checks. Both create .venv on first use.
+# duplexbench: `make bench` measures, `make test` checks. Both set the machine up on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -19,12 +19,23 @@ AB_FLAGS ?=
 AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
+# The set-up of what the suite starts besides Python (duplexbench/machine/setup.py): the
+# missing Debian programs (nginx, Chromium, curl, Node.js/npm, Redis, gcc; all of them, or
+# those --scenario FILE / --need KEY ask for) through apt as root, `apt-get update` once and
+# only when one is missing; not root: one line names the command. A presence check, no stamp:
+# it is as fast and sees an `apt-get remove`.
+PARTS = @$(PY) -m duplexbench doctor --install
+# npm writes this file at each `npm ci`: the Node reference's packages are re-installed only
+# when its package files change.
+NODE_STAMP := servers/node/node_modules/.package-lock.json
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
+.PHONY: install setup node-modules doctor bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
-	@echo "make test       run the test suite"
+	@echo "make test       run the test suite (sets up everything it starts: make setup)"
+	@echo "make setup      .venv, Debian's nginx/Chromium/curl/Node.js/Redis/gcc (apt, as root), npm ci"
+	@echo "make doctor     one line per capability of this machine: what was found, the fix"
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
 	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
@@ -45,6 +56,13 @@ help:
 
 install: $(STAMP)
 
+setup: install
+	$(PARTS)
+	@$(MAKE) --no-print-directory node-modules
+
+doctor: install
+	$(PY) -m duplexbench doctor
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -52,13 +70,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: install
+	$(PARTS) --scenario $(SCENARIO)
 	$(PY) -m duplexbench run $(SCENARIO)
 
 report: install
 	$(PY) -m duplexbench report results/latest
 
-test: install
-	$(PY) -m pytest -q
+# Three workers (pytest-xdist) on two cores: most tests wait on sockets and children; tests/conftest.py keeps
+# a module on one worker and runs the tests marked exclusive alone. TEST_FLAGS= runs serially.
+TEST_FLAGS ?= -n 3
+test: setup
+	$(PY) -m pytest -q $(TEST_FLAGS)
 
 notebook: install
 	$(PY) -m pip install --quiet -e ".[notebook]"
@@ -68,15 +90,18 @@ notebook: install
 # compare.json in $(AB_OUT)). Without: the committed baseline, for local use.
 ci-bench: install
 ifneq ($(strip $(BASE)),)
+	$(PARTS) --scenario scenarios/ab.toml
 	rm -rf $(AB_OUT)
 	$(PY) -m duplexbench ab $(BASE) --out $(AB_OUT) $(AB_FLAGS)
 else
+	$(PARTS) --scenario scenarios/ci.toml
 	rm -rf results/ci-current
 	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
 	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md $(COMPARE_FLAGS)
 endif
 
 baseline: install
+	$(PARTS) --scenario scenarios/ci.toml
 	rm -rf $(BASELINE)
 	$(PY) -m duplexbench run scenarios/ci.toml --out $(BASELINE) --no-report --baseline
 
@@ -88,9 +113,11 @@ capacity-subscribers: install
 	$(PY) -m duplexbench capacity --by subscribers --rate $(CAPSUB_RATE)
 
 c10k: install
+	$(PARTS) --scenario scenarios/c10k.toml
 	$(PY) -m duplexbench run scenarios/c10k.toml
 
 engines: install
+	$(PARTS) --scenario scenarios/fanout.toml
 	$(PY) -m duplexbench engines scenarios/fanout.toml
 	$(PY) -m duplexbench engines --latency
 
@@ -98,6 +125,7 @@ engines: install
 # (FLOOR_FLAGS="--repeats 5", "--transports sse,websocket"); docs/engine-cost.md.
 FLOOR_FLAGS ?=
 floor: install
+	$(PARTS) --need cc
 	$(PY) -m duplexbench engines --floor $(FLOOR_FLAGS)
 
 # FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
@@ -108,6 +136,7 @@ fuzz: install
 # Three runs, one report: the transit claims need delays, the header claims payload sweeps,
 # the client-frame claims messages sent up the WebSocket itself.
 claims: install
+	$(PARTS) --scenario scenarios/rfc6202.toml --scenario scenarios/overhead.toml --scenario scenarios/frames.toml
 	rm -rf results/claims-rfc6202 results/claims-overhead results/claims-frames
 	$(PY) -m duplexbench run scenarios/rfc6202.toml --out results/claims-rfc6202 --no-report
 	$(PY) -m duplexbench run scenarios/overhead.toml --out results/claims-overhead --no-report
@@ -117,11 +146,13 @@ claims: install
 
 # Faults as scenarios (docs/DESIGN.md "Faults and soak").
 faults: install
+	$(PARTS) --scenario scenarios/faults.toml
 	rm -rf results/faults
 	$(PY) -m duplexbench run scenarios/faults.toml --out results/faults
 
 # Workers behind Redis (docs/scaleout.md): the broker's cost per transport, then a killed worker.
 scaleout: install
+	$(PARTS) --scenario scenarios/scaleout.toml --scenario scenarios/scaleout-faults.toml
 	rm -rf results/scaleout results/scaleout-faults
 	$(PY) -m duplexbench run scenarios/scaleout.toml --out results/scaleout
 	$(PY) -m duplexbench run scenarios/scaleout-faults.toml --out results/scaleout-faults
@@ -130,17 +161,27 @@ scaleout: install
 # reports lost messages (exit 3): judging them is the verdict's job, and its exit code is make's.
 SOAK_S ?= 600
 soak: install
+	$(PARTS) --scenario scenarios/soak.toml
 	rm -rf results/soak
 	-$(PY) -m duplexbench run scenarios/soak.toml --duration $(SOAK_S) --out results/soak
 	$(PY) -m duplexbench soak results/soak
 
-# The Node.js reference server (a second stack): its own dependency, npm's lock file pinned.
-node: servers/node/node_modules/.package-lock.json
+# The Node.js reference server (a second stack): Node.js from apt where missing (as root),
+# then its own dependency, npm's lock file pinned. Without npm, the set-up's line said what to
+# run and the Node reference tests skip saying why; a failed `npm ci` says so the same way.
+node: install
+	$(PARTS) --need node
+	@$(MAKE) --no-print-directory node-modules
 
-servers/node/node_modules/.package-lock.json: servers/node/package.json servers/node/package-lock.json
+node-modules:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) -s --no-print-directory $(NODE_STAMP) || \
+	  echo "duplexbench set-up: npm ci in servers/node failed: the Node reference is unavailable (retry: make node)"; fi
+
+$(NODE_STAMP): servers/node/package.json servers/node/package-lock.json
 	npm ci --prefix servers/node --no-audit --no-fund
 
-stacks: install node
+stacks: node
+	$(PARTS) --scenario $(STACKS_SCENARIO)
 	$(PY) -m duplexbench stacks $(STACKS_SCENARIO)
 
 clean:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("duplexbench.commands.probe", "check a server (any implementation) against the wire contract"),
     "fuzz": ("duplexbench.commands.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
     "soak": ("duplexbench.commands.soak", "judge a soak run: RSS and open files over time, lost, late"),
+    "doctor": ("duplexbench.commands.doctor", "what this machine has of what duplexbench needs, and the fix"),
 }
 
 

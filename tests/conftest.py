@@ -1,10 +1,35 @@
-"""Fixtures shared by every test: a real server process on a loopback port."""
+"""Fixtures shared by every test: a real server process on a loopback port; runs without the
+TCP echo calibration; a module's tests on one xdist worker."""
 
 from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
 
 import pytest
 
 from duplexbench.procs.server import ServerProcess
+from duplexbench.runner.session import SKIP_CALIBRATION_ENV
+
+# Runs made by the tests (in this process and in the commands they start) skip the TCP echo
+# calibration: no test of a run reads its figures; tests/runner/test_runner.py's end-to-end
+# run and tests/machine/test_calibration.py measure it for real.
+os.environ[SKIP_CALIBRATION_ENV] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Each test starts with Python's own SIGINT, SIGTERM and SIGHUP handling and leaves it
+    so: a command run in this process (run_command.main installs handlers), or an earlier
+    module in the same xdist worker, must not decide how the next test's signals (and those
+    of the commands it starts: an ignored signal is inherited) are handled."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+    saved = {sig: signal.signal(sig, handler) for sig, handler in defaults.items()}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture
@@ -26,3 +51,79 @@ def start_server():
 def server(start_server) -> ServerProcess:
     """A server with every transport mounted, short heartbeats for quick tests."""
     return start_server("all", args=["--heartbeat", "1", "--ping-interval", "2", "--ping-timeout", "2"])
+
+
+# ---------------------------------------------------------------------------
+# Parallel runs (pytest-xdist, `make test`: -n 3): a module's tests on one worker (its
+# module-scoped server is started once), the longest modules first (a short one ends the run,
+# not a long one), and the tests marked ``exclusive`` alone on the machine: they judge timing
+# figures (latency medians, recovery, saturation) that a test running beside them would move.
+
+#: Modules that share session-scoped runs: scheduled as one unit, so the runs are made once.
+SHARED_SCOPE = {"tests/compare/test_e2e.py": "tests/compare/test_ab.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        """One work unit per module (classes included), SHARED_SCOPE merged, in the
+        collection's order (``--no-loadscope-reorder``: the order below)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_SCOPE.get(module, module)
+
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with ``slow`` or ``exclusive`` tests first (stable otherwise): they are the
+    long ones, and an exclusive one waits for the test beside it, not for a queue."""
+    heavy = {item.module.__name__ for item in items
+             if item.get_closest_marker("slow") or item.get_closest_marker("exclusive")}
+    items.sort(key=lambda item: item.module.__name__ not in heavy)
+
+
+def _lock(path: Path, mode: int):
+    import fcntl
+
+    handle = open(path, "a+")  # noqa: SIM115 (closed by _unlock)
+    fcntl.flock(handle, mode)
+    return handle
+
+
+def _unlock(handle) -> None:
+    import fcntl
+
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a readers-writer lock over setup, call and teardown (module and session
+    fixtures are made and ended there too): every test holds it shared, an ``exclusive`` one
+    alone. A turnstile lets a waiting exclusive test in before new shared holders."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:  # one process: every test is alone already
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / f"duplexbench-tests-{run}"
+    exclusive = item.get_closest_marker("exclusive") is not None
+    turnstile = _lock(base.with_suffix(".turnstile"), fcntl.LOCK_EX)
+    try:
+        held = _lock(base.with_suffix(".lock"), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    finally:
+        if not exclusive:
+            _unlock(turnstile)
+    try:
+        yield
+    finally:
+        _unlock(held)
+        if exclusive:
+            _unlock(turnstile)

@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..contract import Transport
+from ..machine.parts import NODE_DIR, node_unavailable
 from ..measure.results import SAMPLES, SAMPLES_DIR, read_point_files
 from ..measure.validity import comparable
 from ..procs.announced import AnnouncedProcess
@@ -54,29 +54,9 @@ __all__ = [
 
 STACKS = ("python", "node")
 DEFAULT_SCENARIO = "scenarios/stacks.toml"
-NODE_DIR = Path(__file__).resolve().parents[2] / "servers" / "node"
-NODE_MIN_MAJOR = 20
 #: Issue 15's yardstick: aiohttp CPU per delivery at most this many times Node's.
 TARGET_RATIO = {"longpoll": 2.0}
 DEFAULT_TARGET_RATIO = 1.5
-
-
-def node_unavailable() -> str | None:
-    """Why the Node reference cannot run here, or None when it can."""
-    node = shutil.which("node")
-    if node is None:
-        return f"node is not on PATH (Node.js {NODE_MIN_MAJOR} or later is needed)"
-    try:
-        version = subprocess.run([node, "--version"], capture_output=True, text=True,
-                                 timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"node --version failed: {exc}"
-    match = re.match(r"v(\d+)\.", version)
-    if not match or int(match.group(1)) < NODE_MIN_MAJOR:
-        return f"node {version or '?'} is too old: Node.js {NODE_MIN_MAJOR} or later is needed"
-    if not (NODE_DIR / "node_modules" / "ws").is_dir():
-        return "servers/node/node_modules is missing: run `make node` (npm ci)"
-    return None
 
 
 def pin_threads(pid: int, cpu: int) -> None:

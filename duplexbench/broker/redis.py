@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 from duplexbench import procs
+from duplexbench.machine.parts import REDIS_SERVER, find_redis
 
 __all__ = ["DEFAULT_BINARY", "RedisError", "RedisMissing", "RedisProcess", "redis_version"]
 
-DEFAULT_BINARY = "/usr/bin/redis-server"
+DEFAULT_BINARY = REDIS_SERVER
 _INSTALL_HINT = "install it with: sudo apt-get install redis-server"
 
 
@@ -46,10 +47,10 @@ class RedisMissing(RedisError):
 
 
 def _binary(binary: str | None) -> str:
-    for candidate in (binary, DEFAULT_BINARY, shutil.which("redis-server")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise RedisMissing(f"redis-server not found ({binary or DEFAULT_BINARY}); {_INSTALL_HINT}")
+    found = find_redis(binary)
+    if found:
+        return found
+    raise RedisMissing(f"redis-server not found ({binary or 'not on PATH'}); {_INSTALL_HINT}")
 
 
 def redis_version(binary: str | None = None) -> str:

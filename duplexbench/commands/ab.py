@@ -27,6 +27,7 @@ from ..compare.model import InputError
 from ..compare.output import format_text, write_outputs
 from ..compare.runs import compare_runs, resolve_run
 from ..console import Console, display_path
+from ..machine.doctor import MissingParts, require
 from ..measure.results import new_run_id
 from ..scenario import Scenario, ScenarioError, load_scenario
 from .options import prepare_scenario
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(quiet=args.quiet)
     try:
         scenario = _scenario(args)
-    except ScenarioError as exc:
+        require(scenario.points(), scenario=scenario)  # nginx, Chromium, ... before anything
+    except (ScenarioError, MissingParts) as exc:
         console.error(str(exc))
         return EXIT_INPUT
     out = args.out or Path("results") / new_run_id("ab")

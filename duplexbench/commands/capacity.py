@@ -22,6 +22,7 @@ from ..capacity.clients import search_clients
 from ..capacity.search import search
 from ..console import Column, Console, display_path
 from ..extensions import point_extensions
+from ..machine.doctor import MissingParts
 from ..machine.limits import LimitError
 from ..measure.results import atomic_write_json, new_run_id
 from ..measure.validity import SATURATED_PCT
@@ -146,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       target=setup.target, loadgen_procs=args.loadgen_procs,
                       extensions=point_extensions(setup.scenario, engine=args.engine,
                                                   server=setup.extension))
+    try:  # a part the points need (Chromium for --engine browser, ...) before anything
+        session.check_parts(scenario.points())
+    except MissingParts as exc:
+        console.error(str(exc))
+        return EXIT_USAGE
     by_clients = args.by == "subscribers"
     if by_clients:
         searcher = search_clients

@@ -17,7 +17,6 @@ from ..benchmarks.stacks import (
     DEFAULT_SCENARIO,
     STACKS,
     StackTarget,
-    node_unavailable,
     render_markdown,
     stack_rows,
     stack_versions,
@@ -25,6 +24,7 @@ from ..benchmarks.stacks import (
 )
 from ..console import Console
 from ..extensions import point_extensions
+from ..machine.doctor import MissingParts, require
 from ..runner.loop import run_session
 from ..runner.session import Session
 from ..scenario import ScenarioError, load_scenario
@@ -64,9 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not stacks or len(set(stacks)) != len(stacks):
         console.error(f"--stacks {args.stacks!r}: expected distinct names among {', '.join(STACKS)}")
         return 2
-    if "node" in stacks and (reason := node_unavailable()):
-        console.error(f"the node stack cannot run: {reason}")
-        return 2
     try:
         scenario = prepare_scenario(load_scenario(args.scenario), args)
         if args.clients:
@@ -77,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "(subscriber counts)") from None
             scenario = scenario.with_overrides(clients=counts)
     except ScenarioError as exc:
+        console.error(str(exc))
+        return 2
+    try:  # the Node reference (and nginx, Chromium, ... where the points ask) before anything
+        require(scenario.points(), scenario=scenario, extra=("node",) if "node" in stacks else ())
+    except MissingParts as exc:
         console.error(str(exc))
         return 2
     out = args.out or Path("results") / time.strftime("stacks-%Y%m%d-%H%M%S")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import procs
+from ..machine.parts import NGINX, find_nginx
 
 __all__ = [
     "NGINX",
@@ -61,8 +61,6 @@ __all__ = [
     "nginx_version",
 ]
 
-#: Debian's package puts the binary here; PATH is searched when it is not.
-NGINX = "/usr/sbin/nginx"
 #: How long nginx may take to accept connections after start.
 START_TIMEOUT_S = 10.0
 
@@ -79,13 +77,6 @@ def nginx_version(binary: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
-
-
-def find_nginx() -> str | None:
-    """The nginx binary, or None when it is not installed."""
-    if os.access(NGINX, os.X_OK):
-        return NGINX
-    return shutil.which("nginx")
 
 
 @dataclass(frozen=True)

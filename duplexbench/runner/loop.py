@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import procs
 from ..console import TABLE_COLUMNS, display_path
+from ..machine.doctor import MissingParts
 from ..machine.limits import LimitError
 from ..scenario import LoadPoint
 from ..scenario.faults import loss_allowed
@@ -29,7 +30,7 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_LOST", "EXIT_OK", "EXIT_USAG
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_LOST = 3  # messages lost where the scenario expects none
-EXIT_USAGE = 2  # bad scenario or flags, or a point that cannot fit: nothing was run
+EXIT_USAGE = 2  # bad scenario or flags, a missing part, a point that cannot fit: nothing ran
 EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
 
 #: A run gives up after this many failed points in a row: the cause is not the
@@ -46,9 +47,10 @@ def run_session(session: Session, points: Sequence[LoadPoint], *,
     """
     console = session.console
     status, reason, code = "complete", "", EXIT_OK
-    try:  # a point that cannot fit on this machine is refused before anything starts
+    try:  # a point that lacks a part or cannot fit is refused before anything starts
+        session.check_parts(points)
         session.check_limits(points)
-    except LimitError as exc:
+    except (MissingParts, LimitError) as exc:
         console.error(str(exc))
         return EXIT_USAGE
     try:

@@ -17,7 +17,8 @@ import pytest
 from _scenarios import tiny_scenario
 from _timeouts import scaled
 
-from duplexbench.benchmarks.stacks import node_unavailable, render_markdown, stack_rows
+from duplexbench.benchmarks.stacks import render_markdown, stack_rows
+from _parts import needs
 
 SCENARIO = tiny_scenario("stacks-test", transports=["websocket"], clients=20, rate=20, topics=1,
                          warmup_s=0.3, drain_s=2.0, expect_loss=False,
@@ -84,7 +85,7 @@ def test_bad_clients_override_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(node_unavailable() is not None, reason=f"Node reference unavailable: {node_unavailable()}")
+@needs("node")
 def test_stacks_runs_both_stacks_side_by_side(tmp_path):
     scenario = tmp_path / "stacks-test.toml"
     scenario.write_text(SCENARIO)

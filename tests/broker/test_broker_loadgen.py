@@ -20,6 +20,9 @@ from _timeouts import scaled
 from clients.spec import LoadSpec
 from duplexbench.broker import RedisProcess, scrape_workers
 from duplexbench.procs.server import ServerProcess
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 
 @pytest.fixture(scope="module")

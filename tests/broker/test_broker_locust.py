@@ -15,6 +15,9 @@ from duplexbench.broker import RedisProcess
 from duplexbench.runner.generator import make_spec
 from duplexbench.scenario import parse_scenario
 from duplexbench.procs.server import ServerProcess
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 
 @pytest.fixture(scope="module")

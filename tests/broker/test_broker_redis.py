@@ -13,10 +13,11 @@ import pytest
 import redis
 
 from duplexbench.broker import Histogram, RedisMissing, RedisProcess, histogram_quantile
-from duplexbench.broker import redis as redis_module
 from duplexbench.broker.scrape import WorkerMetrics
+from _parts import needs
 
 
+@needs("redis")
 def test_starts_on_loopback_without_persistence_and_stops_clean():
     cpu = max(os.sched_getaffinity(0))
     proc = RedisProcess(cpu=cpu).start()
@@ -45,12 +46,14 @@ def test_starts_on_loopback_without_persistence_and_stops_clean():
     assert not proc.ping()
 
 
+@needs("redis")
 def test_a_given_directory_that_existed_is_kept(tmp_path):
     with RedisProcess(data_dir=tmp_path) as proc:
         assert proc.data_dir == tmp_path and proc.ping()
     assert tmp_path.is_dir()
 
 
+@needs("redis")
 def test_stop_after_it_died_is_quiet():
     proc = RedisProcess().start()
     directory = proc.data_dir
@@ -60,8 +63,7 @@ def test_stop_after_it_died_is_quiet():
 
 
 def test_missing_binary_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(redis_module, "DEFAULT_BINARY", "/nonexistent/redis-server")
-    monkeypatch.setattr(redis_module.shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", "/nonexistent")  # the finder searches PATH
     with pytest.raises(RedisMissing, match="apt-get install redis-server"):
         RedisProcess(binary="/nonexistent/redis-server").start()
 

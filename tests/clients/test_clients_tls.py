@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 
 import pytest
 
+from _parts import needs
 from clients.spec import LoadSpec
 from duplexbench.procs.server import ServerProcess
 
@@ -41,7 +41,7 @@ def finish(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str, str
     return proc.returncode, out, err
 
 SCALE = float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+pytestmark = needs("tls")
 
 
 def _certificate(directory):

@@ -16,12 +16,15 @@ from .realruns import git, run_ab
 #: The first test to ask for an A/B run makes it (~35 s on a busy 2-core machine); pytest's
 #: default 120 s timeout is too close when both are made in one test's setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(240))]
+#: The tests whose setup makes the A/B runs judge latency medians: alone (tests/conftest.py).
+alone = pytest.mark.exclusive
 
 
 def _worktrees(repo) -> int:
     return git(repo, "worktree", "list").count("\n") + 1
 
 
+@alone
 def test_child_with_2ms_delay_fails_against_its_parent(ab_clone, ab_child):
     status, out = ab_child.status, ab_child.output
     last = out.strip().splitlines()[-1]  # the verdict line ends the output
@@ -37,6 +40,7 @@ def test_child_with_2ms_delay_fails_against_its_parent(ab_clone, ab_child):
     assert _worktrees(ab_clone) == 1, "the base worktree was not removed"
 
 
+@alone
 def test_parent_against_itself_passes(ab_clone, ab_same):
     assert ab_same.status == 0, ab_same.output[-4000:]
     assert "OK: no regression" in ab_same.output

@@ -25,6 +25,8 @@ from tests._timeouts import scaled
 from .realruns import ROOT, new_root
 
 #: The first test here may make both A/B runs (when test_ab.py did not run first) and its own.
+#: Not exclusive: test_ab.py's exclusive tests make the A/B runs first (the same work unit
+#: under xdist, tests/conftest.py); this module's own run judges bytes, which load does not move.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(300))]
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from clients.spec import LoadSpec
-from duplexbench.engines.browser.driver import find_chromium
 from duplexbench.engines.browser.engine import page_layout
 from tests._timeouts import scaled
+from _parts import needs
 
 try:
     import playwright  # noqa: F401
@@ -24,8 +24,7 @@ try:
 except ImportError:
     HAVE_PLAYWRIGHT = False
 
-no_chromium = pytest.mark.skipif(find_chromium() is None,
-                                 reason="Chromium is not installed (apt-get install chromium)")
+no_chromium = needs("chromium")
 no_playwright = pytest.mark.skipif(not HAVE_PLAYWRIGHT,
                                    reason="playwright is not installed (pip install -e .)")
 

@@ -13,23 +13,21 @@ lose no message the server acknowledged.
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from duplexbench.machine.parts import find_chromium
 from duplexbench.procs.server import ServerProcess
+from _parts import missing
 from tests._timeouts import scaled
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("DUPLEXBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOPIC = "browser-restarts"
@@ -49,14 +47,12 @@ es.addEventListener("reset", (e) => { window.resets.push(JSON.parse(e.data)); })
 
 def _playwright():
     """(sync_playwright, chromium path), or skip saying what is missing."""
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if not executable:
-        pytest.skip(f"no Chromium at {CHROMIUM} or on PATH (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    return sync_playwright, executable
+    reason = missing("chromium")  # Chromium and the playwright package
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright, find_chromium()
 
 
 class _PageServer:

@@ -88,6 +88,9 @@ def _disturbed(latencies: dict[str, dict[str, list[float]]]) -> bool:
                for v in latencies[t].values() for x in v)
 
 
+pytestmark = pytest.mark.exclusive  # transit times: alone (tests/conftest.py)
+
+
 @pytest.fixture(scope="module")
 def measured():
     """Measured once for the module: the tests below read the same deliveries.

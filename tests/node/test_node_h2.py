@@ -19,6 +19,7 @@ import pytest
 
 from _h2 import (curl, curl_http2, deliver_over_one_page, loadgen, resume_after_drop,
                  socket_counts_match_tcp_info)
+from _parts import needs
 from _timeouts import scaled
 from clients.h2conn import H2ClientConnection, h2_ssl_context
 from clients.h2sub import H2Link, H2LongPollSubscriber, H2SSESubscriber
@@ -27,11 +28,10 @@ from clients.base import WireStats, parse_base_url
 from clients.spec import LoadSpec
 from duplexbench.probe.h2wire import H2Conn
 from duplexbench.probe.wire import Target
-from duplexbench.benchmarks.stacks import NodeServerProcess, node_unavailable
+from duplexbench.benchmarks.stacks import NodeServerProcess
 from duplexbench.tls import make_certificates
 
-_REASON = node_unavailable()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Node reference unavailable: {_REASON}")
+pytestmark = needs("node")
 
 
 ALLOWED = "http://app.example"

@@ -27,12 +27,12 @@ import pytest
 from _timeouts import scaled
 
 from clients.spec import LoadSpec
-from duplexbench.benchmarks.stacks import NodeServerProcess, node_unavailable
+from duplexbench.benchmarks.stacks import NodeServerProcess
 from duplexbench.contract import encode_envelope
 from duplexbench.contract.websocket import OP_CLOSE, OP_TEXT, encode_frame, parse_frame
+from _parts import needs
 
-_REASON = node_unavailable()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Node reference unavailable: {_REASON}")
+pytestmark = needs("node")
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,15 @@ import urllib.request
 
 import pytest
 
+from _parts import needs
 from _tcp_wire import LineReader, tcp_connect, tcp_port
 from _timeouts import scaled
 from clients.spec import LoadSpec
 from duplexbench.contract import encode_envelope, encode_reset
 from duplexbench.contract.tcp import encode_hello, encode_line, encode_publish_line, encode_subscribe
-from duplexbench.benchmarks.stacks import NodeServerProcess, node_unavailable
+from duplexbench.benchmarks.stacks import NodeServerProcess
 
-_REASON = node_unavailable()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Node reference unavailable: {_REASON}")
+pytestmark = needs("node")
 
 
 @pytest.fixture(scope="module")

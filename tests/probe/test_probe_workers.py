@@ -14,6 +14,9 @@ from duplexbench.probe import RULES, Options, format_report, probe
 from _timeouts import scaled
 
 from ._broken import ALLOWED
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 SERVER_ARGS = ["--heartbeat", "0.5", "--retention", "12", "--allow-origin", ALLOWED]
 

@@ -17,15 +17,14 @@ import pytest
 from duplexbench.proxies.nginx import (
     NginxProxy,
     NginxSettings,
-    find_nginx,
     nginx_config,
 )
 from duplexbench.scenario import ScenarioError, parse_scenario
 from duplexbench.scenario.proxy import parse_proxy, proxy_variants
 from tests._timeouts import scaled
+from _parts import needs
 
-needs_nginx = pytest.mark.skipif(find_nginx() is None,
-                                 reason="nginx is not installed (apt-get install nginx)")
+needs_nginx = needs("nginx")
 
 
 # ---------------------------------------------------------------------------

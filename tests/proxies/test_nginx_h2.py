@@ -12,17 +12,17 @@ import asyncio
 import pytest
 
 from _h2 import curl, curl_http2, deliver_over_one_page, loadgen, socket_counts_match_tcp_info
+from _parts import missing, needs
 from clients.h2conn import NoRFC8441, h2_ssl_context
 from clients.h2ws import NO_RFC8441, H2WebSocketSubscriber
 from clients.spec import LoadSpec
 from duplexbench.probe import Options, probe
-from duplexbench.proxies.nginx import (NginxError, NginxProxy, NginxSettings, find_nginx,
+from duplexbench.proxies.nginx import (NginxError, NginxProxy, NginxSettings,
                                        http2_new_syntax, nginx_config)
 from duplexbench.procs.server import ServerProcess
 from duplexbench.tls import make_certificates
 
-needs_nginx = pytest.mark.skipif(find_nginx() is None,
-                                 reason="nginx is not installed (apt-get install nginx)")
+needs_nginx = needs("nginx")
 
 
 # ---------------------------------------------------------------------------
@@ -69,8 +69,8 @@ class Front:
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory):
-    if find_nginx() is None:
-        pytest.skip("nginx is not installed (apt-get install nginx)")
+    if missing("nginx"):
+        pytest.skip(missing("nginx"))
     directory = tmp_path_factory.mktemp("nginx-h2")
     tls = make_certificates(directory / "tls")
     settings = NginxSettings(buffering=True, tls_cert=tls.cert_file, tls_key=tls.key_file,

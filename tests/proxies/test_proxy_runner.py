@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import psutil
-import pytest
 
 from duplexbench.commands import run as run_command
 
 from duplexbench.runner import loop
 from duplexbench.measure.results import load_run
-from duplexbench.proxies.nginx import find_nginx
+from _parts import needs
 
 SCENARIO = """
 name = "tinyproxy"
@@ -28,7 +27,7 @@ buffering = [false]
 """
 
 
-@pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed (apt-get install nginx)")
+@needs("nginx")
 def test_run_with_and_without_nginx(tmp_path):
     path = tmp_path / "tinyproxy.toml"
     path.write_text(SCENARIO)

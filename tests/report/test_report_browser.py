@@ -9,29 +9,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
+from duplexbench.machine.parts import find_chromium
 from duplexbench.report import build_report
+from _parts import needs
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT_S = 90 * float(os.environ.get("DUPLEXBENCH_TEST_TIMEOUT_SCALE", "1"))
 
 
-def _chromium() -> str | None:
-    candidates = [os.environ.get("DUPLEXBENCH_CHROMIUM", ""), "chromium", "chromium-browser",
-                  "google-chrome", "google-chrome-stable", "/usr/bin/chromium"]
-    for name in filter(None, candidates):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-CHROMIUM = _chromium()
+CHROMIUM = find_chromium()
 
 
 def _run(tmp_path, *args: str) -> str:
@@ -47,8 +38,7 @@ def _run(tmp_path, *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium, "
-                    "or set DUPLEXBENCH_CHROMIUM); .ci/run installs it so CI runs this test")
+@needs("chromium")  # make test installs it (make setup); otherwise the skip says how
 @pytest.mark.parametrize("name", ["synthetic-a", "synthetic-incomplete"])
 def test_report_html_in_chromium(fixture_run, tmp_path, name):
     run_dir = fixture_run(name)

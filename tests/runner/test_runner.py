@@ -7,6 +7,7 @@ import pandas as pd
 from duplexbench.commands import run as run_command
 
 from duplexbench.runner import loop
+from duplexbench.runner.session import SKIP_CALIBRATION_ENV
 from duplexbench.measure.results import SUMMARY_COLUMNS, load_run
 
 from .helpers import no_children_left, write_scenario
@@ -15,7 +16,8 @@ from .helpers import no_children_left, write_scenario
 # The real thing
 
 
-def test_tiny_scenario_end_to_end(tmp_path, capsys):
+def test_tiny_scenario_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(SKIP_CALIBRATION_ENV)  # this run calibrates, as a user's does
     out = tmp_path / "run"
     code = run_command.main([str(write_scenario(tmp_path)), "--out", str(out), "--no-report"])
     printed = capsys.readouterr().out
@@ -41,7 +43,8 @@ def test_tiny_scenario_end_to_end(tmp_path, capsys):
     assert len(run.samples()) == summary["lat_samples"].sum()
     # Metadata the other parts rely on.
     assert run.meta["affinity"]["server"] in ([0], None)
-    assert "gc" in run.meta and "calibration" in run.meta
+    assert "gc" in run.meta and run.meta["calibration"]["tcp_echo_rtt_us_p50"] > 0
+    assert run.meta["calibration"]["echo_at_rate_us_p50"] > 0
     assert run.meta["baseline"] is False
     for point_dir in (out / "points").iterdir():
         assert (point_dir / "spec.json").exists() and (point_dir / "loadgen.stderr").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+
 from duplexbench.commands import run as run_command
 
 from duplexbench.measure.validity import comparable

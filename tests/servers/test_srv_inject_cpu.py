@@ -24,13 +24,13 @@ from _srv_helpers import http
 from _timeouts import scaled
 from duplexbench.contract.tcp import encode_subscribe
 from duplexbench.procs.server import ServerProcess
-from duplexbench.benchmarks.stacks import NodeServerProcess, node_unavailable
+from _parts import needs
+from duplexbench.benchmarks.stacks import NodeServerProcess
 
 CPU_US = 1000  # large beside the cost of a delivery (tens of us), small for the test's time
 SUBSCRIBERS = 4
 MESSAGES = 20
 TRANSPORTS = ("longpoll", "ndjson", "websocket", "tcp")
-_NODE = node_unavailable()
 
 
 def cpu_ns(pid: int) -> int:
@@ -101,7 +101,7 @@ def per_delivery_us(server, transport: str) -> float:
 
 
 @pytest.mark.parametrize("stack", [
-    "python", pytest.param("node", marks=pytest.mark.skipif(_NODE is not None, reason=f"Node: {_NODE}")),
+    "python", pytest.param("node", marks=needs("node")),
 ])
 def test_cpu_per_delivery_rises_by_n_on_every_transport(stack):
     kind = ServerProcess if stack == "python" else NodeServerProcess

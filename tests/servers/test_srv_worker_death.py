@@ -24,6 +24,9 @@ from clients.point import DELIMITERS, SUBSCRIBERS
 from duplexbench.contract import make_payload
 from duplexbench.procs.server import ServerProcess
 from _srv_workers import open_connections, pinned_session, redis_proc, wait_workers, worker_args  # noqa: F401
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 MESSAGES = 120
 #: Subscribers are added until each worker has one; at most this many.

@@ -32,6 +32,9 @@ from duplexbench.procs.server import ServerProcess
 from _srv_helpers import http, publish
 from _srv_workers import (health, open_connections, pinned_session, redis_proc,  # noqa: F401
                           wait_workers, worker_args)
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,9 @@ from duplexbench.contract import decode_envelope
 from duplexbench.procs.server import ServerProcess
 from _srv_helpers import recv_until
 from _srv_workers import pinned_session, redis_proc, wait_workers, worker_args  # noqa: F401
+from _parts import needs
+
+pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 MESSAGES = 150
 PAYLOAD = "x" * 50_000  # 7.5 MB in all: more than socket buffers can hide

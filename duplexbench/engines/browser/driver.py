@@ -11,15 +11,14 @@ and so does that page's publisher (the connection limit scenario relies on it).
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from typing import Any
+
+from ...machine.parts import CHROMIUM, find_chromium
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "find_chromium", "launch",
            "open_pages", "Page"]
 
-CHROMIUM = "/usr/bin/chromium"
 #: No sandbox (root in CI), no GPU, TCP only (no QUIC), and none of the background
 #: traffic a fresh profile makes (updates, sync, first-run pages) in the measured path.
 CHROMIUM_ARGS = (
@@ -34,16 +33,6 @@ PAGE_PATH = "/pages/bench.html"
 
 class BrowserUnavailable(RuntimeError):
     """Chromium or Playwright is missing; the message says which and how to get it."""
-
-
-def find_chromium() -> str | None:
-    """Debian's Chromium (``DUPLEXBENCH_CHROMIUM`` overrides), or None."""
-    override = os.environ.get("DUPLEXBENCH_CHROMIUM")
-    if override:
-        return override if os.access(override, os.X_OK) else None
-    if os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 async def launch(playwright: Any) -> Any:
