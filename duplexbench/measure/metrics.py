@@ -328,7 +328,7 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
         "message_bytes": message_bytes,
         "delay_ms": network_delay,
         "keepalive": point.keepalive,
-        "pattern": scenario.pattern,
+        "pattern": getattr(point, "pattern", "") or scenario.pattern,
         "upstream": scenario.upstream,
         "duration_s": duration,
         "sent": sent,

@@ -15,11 +15,13 @@ from .load import Scenario, load_scenario, parse_scenario
 from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
+    ENGINE_TRANSPORTS,
     ENGINES,
     NETWORK_MODES,
     PATTERNS,
     TRANSPORTS,
     UPSTREAMS,
+    WEB_TRANSPORTS,
     LongPollOptions,
     NetworkOptions,
     ServerOptions,
@@ -27,11 +29,13 @@ from .options import (
 
 __all__ = [
     "ARRIVALS",
+    "ENGINE_TRANSPORTS",
     "ENGINES",
     "NETWORK_MODES",
     "PATTERNS",
     "TRANSPORTS",
     "UPSTREAMS",
+    "WEB_TRANSPORTS",
     "LoadPoint",
     "LongPollOptions",
     "NetworkOptions",

@@ -28,11 +28,15 @@ class LoadPoint:
     engine: str = ""
     fault: str = ""     # a [faults] kind, "" = none
     tls: bool = False
+    #: fanout | echo | chat; "" = the scenario's (points built in code).
+    pattern: str = ""
 
     @property
     def label(self) -> str:
         """Short human label, e.g. ``websocket c=100 r=200/s p=64B``."""
         text = f"{self.transport} c={self.clients} r={self.rate:g}/s p={self.payload_bytes}B"
+        if self.pattern and self.pattern != "fanout":
+            text += f" {self.pattern}"
         if self.delay_ms:
             text += f" d={self.delay_ms:g}ms"
         if not self.keepalive:
@@ -59,4 +63,5 @@ class LoadPoint:
         key = (self.transport, self.clients, self.rate, self.payload_bytes,
                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
                self.accel_header, self.proxy_gzip, self.engine)
-        return key + (self.fault,) if self.fault else key
+        key += (self.fault,) if self.fault else ()
+        return key + (self.pattern,) if self.pattern not in ("", "fanout") else key
