@@ -108,3 +108,24 @@ def test_skvorc_rows_and_verdicts():
 def test_no_skvorc_rows_without_both_transports():
     rows = [_row("websocket"), _row("sse")]
     assert _skvorc(claim_rows([FakeRun(pd.DataFrame(rows))])) == []
+
+
+def test_a_run_with_tcp_gets_the_columns_and_the_figure(model_run):
+    import make_fixture
+
+    from duplexbench.report import build_report
+
+    models = {**make_fixture.MODELS,
+              "tcp": make_fixture.TransportModel(0.6, 0.003, 6.0, 15.0, 30.0, 1.0, 0.0, 0.0)}
+    run_dir = model_run("with-tcp", transports=(*make_fixture.MODELS, "tcp"), models=models,
+                        clients=(10, 100))
+    paths = build_report([run_dir])
+    md = paths.markdown.read_text()
+    assert "floor_ratios" in {p.stem for p in paths.figures}
+    header = next(line for line in md.splitlines() if line.startswith("| transport"))
+    for column in ("server CPU ×tcp", "IP bytes ×tcp", "p50 ×tcp", "p99 ×tcp"):
+        if column == "IP bytes ×tcp" and "IP bytes / msg" not in header:
+            continue  # the fixture records no kernel byte counts
+        assert column in header
+    tcp_row = next(line for line in md.splitlines() if line.startswith("| plain TCP"))
+    assert "1.00×" in tcp_row  # tcp ÷ itself
