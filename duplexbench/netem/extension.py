@@ -91,7 +91,8 @@ class NetworkExtension(PointExtension):
             seed=scenario.seed + point.index + 1, calibrate=False))
         for pid in tcp_path.pids:
             procs.track(pid, "proxy")
-        ctx.record("network_paths", {"path": {**tcp_path.info, "for": "tcp listener"}})
+        tcp_path.info["for"] = "tcp listener"  # the same dict gains the proxy's counters at close
+        ctx.record("network_paths", {"path": tcp_path.info})
         listen = urlsplit(tcp_path.url)
         ctx.sub_tcp = f"{listen.hostname}:{listen.port}"
         http_cut = ctx.cut
