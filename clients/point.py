@@ -182,7 +182,9 @@ class LoadGen:
     async def _connect_subscribers(self) -> None:
         spec, plan = self.spec, self.plan
         options: dict = {}
-        if spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
+        if spec.sub_tcp_address is not None:  # a path in front of the listener: its address
+            options["tcp_addr"] = spec.sub_tcp_address
+        elif spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
             options["tcp_port"] = await discover_tcp_port(spec.sub_url, spec.ssl_context())
         # HTTP/1.1 or HTTP/2 (pages of streams_per_connection subscriptions): clients.subscribers.
         self.subscribers = make_subscribers(

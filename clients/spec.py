@@ -69,6 +69,9 @@ class LoadSpec:
     http: str = "1.1"
     # HTTP/2: subscriptions multiplexed on one connection (a page with N components).
     streams_per_connection: int = 1
+    # Transport tcp: HOST:PORT where the subscribers connect when a path (the network's
+    # proxy) stands in front of the TCP listener; "" = the tcp_port /healthz of sub_url names.
+    sub_tcp: str = ""
 
     def __post_init__(self) -> None:
         _check_choice("transport", self.transport, tuple(t.value for t in Transport))
@@ -116,6 +119,7 @@ class LoadSpec:
         _check_number("reconnect_min_s", self.reconnect_min_s, 0.0, strict=True)
         _check_number("reconnect_max_s", self.reconnect_max_s, 0.0, strict=True)
         self._check_http()
+        self._check_sub_tcp()
         if self.reconnect_max_s < self.reconnect_min_s:
             raise SpecError(f"reconnect_max_s: {self.reconnect_max_s} is below "
                             f"reconnect_min_s {self.reconnect_min_s}; expected max >= min")
@@ -141,7 +145,24 @@ class LoadSpec:
                             "only; with http = 2 expected upstream = post (or pattern echo / chat, "
                             "which publish on the subscribers' own RFC 8441 streams)")
 
+    def _check_sub_tcp(self) -> None:
+        if self.sub_tcp == "":
+            return
+        if self.transport != Transport.TCP.value:
+            raise SpecError(f"sub_tcp: {self.sub_tcp!r} is where plain-TCP subscribers connect; "
+                            f"expected \"\" for transport {self.transport}")
+        if self.sub_tcp_address is None:
+            raise SpecError(f"sub_tcp: expected HOST:PORT (e.g. 127.0.0.1:9001), got {self.sub_tcp!r}")
+
     # Derived values
+
+    @property
+    def sub_tcp_address(self) -> tuple[str, int] | None:
+        """``sub_tcp`` as (host, port); None when unset or malformed."""
+        host, sep, port = str(self.sub_tcp).rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        return host.strip("[]"), int(port)
 
     @property
     def publish_url(self) -> str:

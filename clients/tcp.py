@@ -13,7 +13,9 @@ Where the listener is: ``/healthz`` ``"tcp_port"`` at the host of ``base_url``
 (:func:`discover_tcp_port`; the load generator asks once per process and
 passes ``tcp_port`` to every subscriber). A connection that cannot be made
 asks again before the next attempt: a restarted server keeps its HTTP port
-but may have a new TCP one. With an ``ssl_context`` the
+but may have a new TCP one. ``tcp_addr`` (LoadSpec ``sub_tcp``: a network path
+in front of the listener) is a fixed address instead, never asked for: the
+harness keeps the listener's port across restarts so the path stays valid. With an ``ssl_context`` the
 connection is TLS (the servers' TCP listener speaks TLS when they do).
 
 Resume: every (re)connection sends the cursor it holds (``E-N`` once the
@@ -134,11 +136,14 @@ class TcpSubscriber(Subscriber):
 
     def __init__(self, base_url: str, topic: str, on_message: OnMessage, *, cursor: int = 0,
                  role: str = "sub", on_error: OnError | None = None, subscribe: bool = True,
-                 tcp_port: int | None = None, **fast) -> None:
+                 tcp_port: int | None = None, tcp_addr: tuple[str, int] | None = None,
+                 **fast) -> None:
         super().__init__(base_url, topic, on_message, cursor=cursor, role=role,
                          on_error=on_error, **fast)
         self.subscribe = subscribe
         self.tcp_port = tcp_port
+        #: A fixed (host, port) to connect to (a path in front of the listener), or None.
+        self.tcp_addr = tcp_addr
         self._protocol: _Protocol | None = None
         self._sock = None
         self._backoff = self._new_backoff()
@@ -187,16 +192,20 @@ class TcpSubscriber(Subscriber):
     # Internals
 
     async def _connect(self) -> None:
-        if self.tcp_port is None:
-            self.tcp_port = await discover_tcp_port(self.base_url, self.ssl_context)
         endpoint: Endpoint = self.endpoint
+        if self.tcp_addr is not None:
+            host, port = self.tcp_addr
+        else:
+            if self.tcp_port is None:
+                self.tcp_port = await discover_tcp_port(self.base_url, self.ssl_context)
+            host, port = endpoint.host, self.tcp_port
         loop = asyncio.get_running_loop()
         extra = {"ssl": self.ssl_context, "server_hostname": endpoint.host} \
             if self.ssl_context is not None else {}
-        where = f"{endpoint.host}:{self.tcp_port}"
+        where = f"{host}:{port}"
         try:
             _, protocol = await asyncio.wait_for(loop.create_connection(
-                lambda: _Protocol(self), endpoint.host, self.tcp_port,
+                lambda: _Protocol(self), host, port,
                 local_addr=self.local_addr, **extra), CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as exc:
             self.tcp_port = None  # ask /healthz again next time (a restart may move it)

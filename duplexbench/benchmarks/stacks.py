@@ -39,7 +39,7 @@ from ..measure.results import SAMPLES, SAMPLES_DIR, read_point_files
 from ..measure.validity import comparable
 from ..procs.announced import AnnouncedProcess
 from ..procs.server import ServerProcess
-from ..runner.target import ServerHandle, served
+from ..runner.target import ServerHandle, served, tcp_port_args
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -99,6 +99,7 @@ class NodeServerProcess(ServerProcess):
                    "--transport", transport, "--host", host, "--port", str(port), *args],
             env=env, cpu=cpu, startup_timeout=startup_timeout)
         self.url = ""
+        self.tcp_port = None  # from the first line, as ServerProcess (`` and tcp://H:TP``)
 
 
 @dataclass
@@ -119,8 +120,9 @@ class StackTarget:
         kind = NodeServerProcess if self.stack == "node" else ServerProcess
         mount = Transport(point.transport).server_mount
 
-        def launch(port: int = 0):
-            return kind(mount, port=port, args=list(self.args), cpu=self.cpu)
+        def launch(port: int = 0, tcp_port: int | None = None):
+            return kind(mount, port=port, args=list(self.args) + tcp_port_args(tcp_port),
+                        cpu=self.cpu)
 
         def started(server) -> None:
             if self.cpu is not None:

@@ -29,7 +29,7 @@ from ..measure.validity import SATURATED_PCT
 from ..runner import outside
 from ..runner.loop import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ..runner.session import Session
-from ..scenario import TRANSPORTS, Scenario, ScenarioError, parse_scenario
+from ..scenario import WEB_TRANSPORTS, Scenario, ScenarioError, parse_scenario
 
 __all__ = ["CAPACITY_COLUMNS", "build_parser", "capacity_scenario", "main"]
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per transport, the highest delivery rate this machine sustains with "
                     "p99 under a bound and no lost message (fanout, short points).",
     )
-    parser.add_argument("--transports", default=",".join(TRANSPORTS),
+    parser.add_argument("--transports", default=",".join(WEB_TRANSPORTS),
                         help="comma-separated (default all)")
     parser.add_argument("--clients", type=int, default=50, help="subscribers (default 50)")
     parser.add_argument("--payload", type=int, default=64, help="payload bytes (default 64)")
@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(quiet=args.quiet)
     try:
         scenario = capacity_scenario(args)
+        scenario.check_engine(args.engine)  # Locust cannot run tcp
     except ScenarioError as exc:
         console.error(str(exc))
         return 2

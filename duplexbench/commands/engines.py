@@ -21,7 +21,7 @@ from ..benchmarks.engine_cost import COLUMNS, ENGINES, format_table, run_engine
 from ..measure.results import atomic_write_json, atomic_write_text
 from ..procs.server import ServerError, ServerProcess
 from ..runner.generator import make_spec
-from ..scenario import ScenarioError, load_scenario
+from ..scenario import ENGINE_TRANSPORTS, ScenarioError, load_scenario
 
 __all__ = ["main"]
 
@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     point = (points[args.point] if args.point is not None
              else max(points, key=lambda p: (p.clients, p.rate)))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for engine in engines:  # refused before anything starts: Locust has no plain-TCP user
+        runs, why = ENGINE_TRANSPORTS.get(engine, ((transport,), ""))
+        if transport not in runs:
+            print(f"engines: engine {engine!r} cannot run transport {transport!r}: {why}; "
+                  "choose another --transport", file=sys.stderr)
+            return 2
     if unknown := set(engines) - set(ENGINES):
         print(f"engines: unknown engine(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2

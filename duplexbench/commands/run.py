@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(quiet=args.quiet)
     try:
         scenario = prepare_scenario(load_scenario(args.scenario), args)
+        scenario.check_engine(args.engine)  # e.g. Locust or a browser cannot run tcp
     except ScenarioError as exc:
         console.error(str(exc))
         return 2

@@ -122,8 +122,10 @@ def decode_publish(text: str | bytes) -> tuple[str, int | None]:
         raise ContractError(f"publish frame is not JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), str):
         raise ContractError('publish frame must be {"data": "...", "ts": NS}')
-    if ("\\u" in text) if isinstance(text, str) else (b"\\u" in text):
-        # Only a \u escape can smuggle in a lone surrogate, which no UTF-8 envelope can carry.
+    if ("\\u" in text) if isinstance(text, str) else (b"\\u" in text or b"\xed" in text):
+        # A \u escape can smuggle in a lone surrogate, which no UTF-8 envelope can carry; so
+        # can raw bytes ED A0..BF (json.loads decodes bytes with "surrogatepass"): a plain-TCP
+        # publish line arrives as bytes nobody validated (aiohttp checks WebSocket text).
         try:
             obj["data"].encode()
         except UnicodeEncodeError:

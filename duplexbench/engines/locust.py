@@ -417,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"locust_engine: {exc}", file=sys.stderr)
         return 2
+    if spec.transport == "tcp":  # the runner refuses it up front; a spec written by hand too
+        print("locust_engine: transport 'tcp' (plain TCP lines) has no Locust user: Locust's "
+              "users speak HTTP and WebSocket; run it with the native engine", file=sys.stderr)
+        return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM from the runner: unwind through the finally that stops the children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

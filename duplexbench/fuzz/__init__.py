@@ -33,6 +33,7 @@ from ..contract import decode_envelope
 from ..contract.sse import SSEParser
 from ..contract.websocket import parse_frame
 from .cases import AREAS, TRANSPORTS, Case, generate
+from .cases_tcp import classify_tcp_answer
 
 __all__ = ["classify_answer", "run"]
 
@@ -46,7 +47,9 @@ async def run(url: str, args, server=None) -> bool:
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     started = time.monotonic()
     deadline = started + args.seconds - 8  # leave time to check the good client
-    lists = [generate(t, args.per_transport, args.seed) for t in TRANSPORTS]
+    tcp_port = await _tcp_port(url)  # the plain-TCP listener's cases go to its own port
+    lists = [generate(t, args.per_transport, args.seed) for t in TRANSPORTS
+             if t != "tcp" or tcp_port]
     # Round robin over transports: if time runs out, every transport got its share.
     cases = [c for group in itertools.zip_longest(*lists) for c in group if c is not None]
     results: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -60,7 +63,8 @@ async def run(url: str, args, server=None) -> bool:
             async with sem:
                 if time.monotonic() > deadline:
                     return
-                outcome = await _send(host, int(port), case, args.read_timeout)
+                to = tcp_port if case.transport == "tcp" else int(port)
+                outcome = await _send(host, to, case, args.read_timeout)
                 results[(case.transport, case.area)][outcome] += 1
 
         for start in range(0, len(cases), 250):
@@ -88,7 +92,8 @@ async def _send(host: str, port: int, case: Case, read_timeout: float) -> str:
         data = b""
         end = time.monotonic() + read_timeout
         while time.monotonic() < end:
-            outcome = classify_answer(data, case.websocket, echo=case.echo)
+            outcome = classify_tcp_answer(data) if case.transport == "tcp" else \
+                classify_answer(data, case.websocket, echo=case.echo)
             if outcome is not None:
                 return outcome
             try:
@@ -98,7 +103,8 @@ async def _send(host: str, port: int, case: Case, read_timeout: float) -> str:
             if not chunk:
                 break
             data += chunk
-        outcome = classify_answer(data, case.websocket, final=True, echo=case.echo)
+        outcome = classify_tcp_answer(data, final=True) if case.transport == "tcp" else \
+            classify_answer(data, case.websocket, final=True, echo=case.echo)
         return outcome or "none"
     except (ConnectionError, OSError):
         return "none"
@@ -129,6 +135,17 @@ def classify_answer(data: bytes, websocket: bool, final: bool = False, echo: int
                 return "ok"
             return "4xx" if code in CLIENT_FAULT_CLOSES else "5xx"
     return "ok" if final else None  # stayed open: valid frames, or a ping answered
+
+
+async def _tcp_port(url: str) -> int | None:
+    """/healthz ``tcp_port``: None when the server has no plain-TCP listener (tcp skipped)."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                url + "/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            port = (await r.json()).get("tcp_port")
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+        return None
+    return port if isinstance(port, int) and port > 0 else None
 
 
 async def _health(session: aiohttp.ClientSession, url: str, server) -> str:

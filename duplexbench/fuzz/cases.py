@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..contract.websocket import encode_frame, parse_frame
+from .cases_tcp import TCP_AREAS, tcp_case
 
 __all__ = ["AREAS", "Case", "TRANSPORTS", "generate"]
 
-TRANSPORTS = ("longpoll", "sse", "ndjson", "publish", "websocket")
+#: ``tcp``: the plain-TCP listener's lines (cases_tcp.py), sent to its own port.
+TRANSPORTS = ("longpoll", "sse", "ndjson", "publish", "websocket", "tcp")
 AREAS = ("framing", "control", "utf8", "close", "limits", "params")
 
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -278,10 +280,12 @@ def generate(transport: str, count: int, seed: int) -> list[Case]:
     """``count`` cases for one transport, spread over every area, reproducible by seed."""
     rng = random.Random(f"{seed}-{transport}")
     cases = []
-    areas = AREAS if transport == "websocket" else HTTP_AREAS
+    areas = AREAS if transport == "websocket" else TCP_AREAS if transport == "tcp" else HTTP_AREAS
     for i in range(count):
         area = areas[i % len(areas)]
-        if transport != "websocket":
+        if transport == "tcp":
+            cases.append(Case(transport, area, tcp_case(area, rng)))
+        elif transport != "websocket":
             cases.append(Case(transport, area, _HTTP[area](rng, transport)))
         elif area == "params":
             cases.append(Case(transport, area, _ws_params(rng)))

@@ -330,7 +330,7 @@ def summarize_point(*, run_id: str, scenario: Scenario, point: LoadPoint, engine
         "keepalive": point.keepalive,
         "workers": getattr(point, "workers", 1),
         "broker": getattr(point, "broker", "none"),
-        "pattern": scenario.pattern,
+        "pattern": getattr(point, "pattern", "") or scenario.pattern,
         "upstream": scenario.upstream,
         "duration_s": duration,
         "sent": sent,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import procs
 from ..measure.metrics import process_stats
@@ -62,11 +63,47 @@ class NetworkExtension(PointExtension):
             ctx.sub_url = path.url
             ctx.pids.update({"proxy": pid for pid in path.pids[:1]})
             ctx.cut = path.cut
-            try:
-                yield
-            finally:
-                for pid in path.pids:
-                    procs.untrack(pid)
+            with contextlib.ExitStack() as stack:
+                tcp_path = self._tcp_path(ctx, stack)
+                try:
+                    yield
+                finally:
+                    for pid in path.pids + (tcp_path.pids if tcp_path else []):
+                        procs.untrack(pid)
+
+    @staticmethod
+    def _tcp_path(ctx: PointContext, stack: contextlib.ExitStack) -> Any:
+        """Transport tcp: the subscribers' lines go to the TCP listener, not to sub_url, so
+        the same emulated link (a second proxy, same options) stands in front of it too;
+        without it they would silently bypass the network. The cut fault cuts both."""
+        point, scenario = ctx.point, ctx.scenario
+        tcp_port = getattr(ctx.server, "tcp_port", None)
+        if point.transport != "tcp":
+            return None
+        if not tcp_port:
+            raise PointFailed("transport tcp behind [network]: the server named no TCP "
+                              "listener port (its start-up line / /healthz tcp_port)")
+        from .path import open_network_path
+        host = urlsplit(ctx.pub_url or ctx.server.url).hostname or "127.0.0.1"
+        cpu = ctx.plan.loadgen if ctx.plan is not None else None
+        tcp_path = stack.enter_context(open_network_path(
+            scenario.network, point.delay_ms, f"http://{host}:{tcp_port}", cpu=cpu,
+            seed=scenario.seed + point.index + 1, calibrate=False))
+        for pid in tcp_path.pids:
+            procs.track(pid, "proxy")
+        tcp_path.info["for"] = "tcp listener"  # the same dict gains the proxy's counters at close
+        ctx.record("network_paths", {"path": tcp_path.info})
+        listen = urlsplit(tcp_path.url)
+        ctx.sub_tcp = f"{listen.hostname}:{listen.port}"
+        http_cut = ctx.cut
+
+        def cut_both() -> None:
+            if http_cut is not None:
+                http_cut()
+            tcp_path.cut()
+
+        ctx.cut = cut_both
+        return tcp_path
 
     def notes(self, ctx: PointContext, row: dict, data: PointData | None) -> list[str]:
         """The proxy shares the load generator's core: say so when that core was saturated."""

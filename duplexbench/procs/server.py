@@ -19,6 +19,8 @@ from .announced import AnnouncedProcess, StartError
 __all__ = ["ServerError", "ServerProcess"]
 
 _URL_LINE = re.compile(r"listening on (https?://\S+)")
+#: `` and tcp://H:TP`` on the same line when the plain-TCP listener runs (servers/README.md).
+_TCP_PORT = re.compile(r" and tcp://\S+:(\d+)")
 
 
 class ServerError(StartError):
@@ -54,6 +56,8 @@ class ServerProcess(AnnouncedProcess):
             env=env, cpu=cpu, startup_timeout=startup_timeout, cwd=src,
         )
         self.url: str = ""
+        #: The plain-TCP listener's port, from the first line; None when tcp is not mounted.
+        self.tcp_port: int | None = None
         self.ca_file = ca_file  # verifies an https server's certificate (TLS runs)
 
     def _on_line(self, line: str) -> bool:
@@ -61,6 +65,8 @@ class ServerProcess(AnnouncedProcess):
             match = _URL_LINE.search(line)
             if match:
                 self.url = match.group(1).rstrip("/")
+                tcp = _TCP_PORT.search(line)
+                self.tcp_port = int(tcp.group(1)) if tcp else None
         return bool(self.url)
 
     def start(self) -> "ServerProcess":

@@ -7,7 +7,8 @@ WebSocket; report/claims_transits.py), its remark that every long-poll message
 pays a full set of HTTP headers (which batching under load amortises) and the
 article's statement that long polling and streaming carry an HTTP header per
 message where WebSocket does not (report/claims_headers.py), and RFC 6455 §5.2's
-frame header sizes, both ways (report/claims_frames.py). Each row puts the
+frame header sizes, both ways (report/claims_frames.py), and Skvorc et al.'s
+WebSocket-against-plain-TCP comparison (report/claims_floor.py). Each row puts the
 prediction beside the measurement, their ratio and a verdict. A claim whose data
 is not in the runs (no delayed points, no payload sweep, ...) gets no row: nothing
 here is invented.
@@ -30,6 +31,7 @@ import pandas as pd
 from ..measure.validity import comparable, validity_column
 from . import headers
 from .claims_common import PUBLISHED_POLL_HEADER_BYTES
+from .claims_floor import SKVORC_RULES, skvorc_rows
 from .claims_frames import (
     FRAME_SLACK_BYTES,
     client_frame_header_rows,
@@ -77,6 +79,7 @@ VERDICT_RULES: tuple[str, ...] = (
     f"{BATCHING_FALL_RATIO:g} × that at the lowest.",
     "Frame headers (RFC 6455 §5.2): the smallest measured header per payload within "
     f"−0.25 / +{FRAME_SLACK_BYTES:g} B of the RFC's size.",
+    *SKVORC_RULES,
 )
 
 
@@ -106,6 +109,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += frame_header_rows(frame)
     rows += client_frame_header_rows(frame)
     rows += article_rows(frame)
+    rows += skvorc_rows(frame, runs)
     rows += infra_claim_rows(full)
     return rows + left_out
 
@@ -152,6 +156,7 @@ def _combined(runs: Iterable[Any]) -> pd.DataFrame:
     for column in ("delay_ms", "payload_bytes", "message_bytes", "rate_msgs_s", "lat_max_ms",
                    "lat_mean_ms", "lat_samples", "delivered", "clients", "overhead_down_per_msg", "overhead_up_per_msg",
                    "http_requests_per_msg", "bytes_up_per_msg", "sent", "lat_p99_ms", "lat_p999_ms",
+                   "lat_p50_ms", "bytes_down_per_msg",
                    "ip_bytes_down_per_msg", "ip_bytes_up_per_msg"):
         if column not in frame.columns:
             frame[column] = 0.0 if column == "delay_ms" else math.nan

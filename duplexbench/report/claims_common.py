@@ -35,7 +35,8 @@ STREAMING = ("sse", "ndjson", "websocket")
 #: Patterns whose clients publish on their own socket when upstream = "transport".
 UPSTREAM_PATTERNS = ("echo", "chat")
 
-NAMES = {"longpoll": "Long polling", "sse": "SSE", "ndjson": "Chunked NDJSON", "websocket": "WebSocket"}
+NAMES = {"longpoll": "Long polling", "sse": "SSE", "ndjson": "Chunked NDJSON", "websocket": "WebSocket",
+         "tcp": "Plain TCP"}
 
 
 def claim_row(source: str, claim: str, prediction: str, measurement: str,

@@ -38,11 +38,13 @@ TRANSPORTS: tuple[TransportStyle, ...] = (
     TransportStyle("sse", "SSE", "#009E73", "s", "-"),  # bluish green
     TransportStyle("ndjson", "NDJSON streaming", "#CC79A7", "^", "-"),  # reddish purple
     TransportStyle("websocket", "WebSocket", "#0072B2", "D", "-"),  # blue
+    # The floor under the others (docs/floor.md): black, dashed, so it reads as a baseline.
+    TransportStyle("tcp", "plain TCP", "#000000", "x", "--"),
 )
 
 _BY_NAME = {t.name: t for t in TRANSPORTS}
 #: An unknown transport (a future one) still gets a stable, distinct look.
-_SPARE = ("#E69F00", "#56B4E9", "#F0E442", "#000000")
+_SPARE = ("#E69F00", "#56B4E9", "#F0E442", "#999999")
 
 #: Several runs in one figure: same transport colour, a different hatch / line style per run.
 RUN_HATCHES = ("", "//", "..", "xx", "\\\\", "++")

@@ -133,8 +133,17 @@ def _summary_table(run: ReportRun) -> Table:
     for optional in ("late", "ip_bytes_per_msg", "server_rss_kib_per_conn"):
         if optional in columns and frame[optional].isna().all():  # not measured in this run
             columns.remove(optional)
-    rows = tuple(tuple(_cell(c, row[c]) for c in columns) for _, row in frame.iterrows())
-    return Table(tuple(TABLE_COLUMNS[c] for c in columns), rows)
+    if "pattern" in frame.columns and frame["pattern"].dropna().nunique() > 1:
+        columns.insert(1, "pattern")  # a pattern sweep: fan-out and echo rows side by side
+    rows = [[_cell(c, row[c]) for c in columns] for _, row in frame.iterrows()]
+    headings = [TABLE_COLUMNS.get(c, c) for c in columns]
+    from .floor import floor_columns, run_floor  # a run with tcp: every row ÷ tcp's
+
+    for heading, cells in floor_columns(run_floor(run)[1]).items():
+        headings.append(heading)
+        for cells_row, cell in zip(rows, cells):
+            cells_row.append(cell)
+    return Table(tuple(headings), tuple(tuple(r) for r in rows))
 
 
 def _duration(meta: dict) -> str:
@@ -253,6 +262,12 @@ def _figures(runs: list[ReportRun]) -> list[FigureItem]:
          "Lost, duplicated and reordered messages summed over all load points.",
          plots.delivery(agg)),
     ]
+    try:  # a run with tcp: the floor ratios (report/floor.py)
+        from .floor import floor_items
+
+        items += floor_items(runs)
+    except Exception:  # a bug there must not cost the rest of the report
+        pass
     return [FigureItem(name, title, caption, plots.to_png(fig))
             for name, title, caption, fig in items if fig is not None]
 

@@ -25,6 +25,7 @@ __all__ = [
     "reference_point",
     "describe_point",
     "at_point",
+    "first_pattern",
 ]
 
 #: The load-point axes a scenario sweeps (transport aside), in order of importance.
@@ -117,6 +118,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     from .infra import main_rows  # direct, native rows (proxy/browser apart)
 
     frame = main_rows(frame)
+    frame = first_pattern(frame)
     keys = ["run", "transport", *AXES]
     numeric = frame.select_dtypes("number").columns.difference(keys)
     # groupby drops NaN keys by default: an axis the run does not record must still group.
@@ -129,6 +131,18 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         worst = grouped["validity"].agg(_worst_validity).reset_index()
         out = out.merge(worst, on=keys, how="left")
     return out
+
+
+def first_pattern(frame: pd.DataFrame) -> pd.DataFrame:
+    """A pattern sweep (``pattern = ["fanout", "echo"]``): the rows of the first pattern each
+    run ran, the one transports are compared at (scenario ``pattern``); a fan-out and an echo
+    at the same load are different workloads, never one point's repeats. report/floor.py
+    reads every pattern itself."""
+    if "pattern" not in frame.columns or frame["pattern"].dropna().nunique() <= 1:
+        return frame
+    first = frame.groupby("run", sort=False)["pattern"].transform(
+        lambda s: s.dropna().iloc[0] if s.notna().any() else "")
+    return frame[frame["pattern"].fillna("") == first.fillna("")]
 
 
 def _worst_validity(values: pd.Series) -> str:

@@ -37,7 +37,8 @@ CHROMIUM_PER_ORIGIN = 6
 #: HELD_RATIO x the direct p99 and the direct p99 + HELD_MS.
 HELD_RATIO = 10.0
 HELD_MS = 100.0
-_NAMES = {"longpoll": "Long polling", "sse": "SSE", "ndjson": "NDJSON", "websocket": "WebSocket"}
+_NAMES = {"longpoll": "Long polling", "sse": "SSE", "ndjson": "NDJSON", "websocket": "WebSocket",
+          "tcp": "Plain TCP"}
 _STREAMS = ("sse", "ndjson")
 
 

@@ -73,6 +73,9 @@ class PointContext:
     server: Any = None
     #: Where the subscribers connect: the server's URL unless a path stands in between.
     sub_url: str = ""
+    #: Transport tcp behind a path: HOST:PORT of the path in front of the TCP listener
+    #: (LoadSpec ``sub_tcp``); "" = the listener itself, found from sub_url's /healthz.
+    sub_tcp: str = ""
     #: Where the publisher connects: always the server itself (the application's side).
     pub_url: str = ""
     #: Helper processes to sample, by name (``proxy``).

@@ -53,7 +53,7 @@ def make_spec(scenario: Scenario, point: LoadPoint, *, sub_url: str, pub_url: st
         "transport": point.transport,
         "sub_url": sub_url,
         "pub_url": pub_url,
-        "pattern": scenario.pattern,
+        "pattern": getattr(point, "pattern", "") or scenario.pattern,
         "clients": point.clients,
         "topics": scenario.topics,
         "topic_prefix": topic_prefix,

@@ -116,8 +116,10 @@ class PointRunner:
                 for extension in self.extensions:
                     if extension.stage == Stage.AFTER_SERVER:
                         stack.enter_context(extension.open(ctx))
+                # sub_tcp: the tcp subscribers' path (netem); unset, /healthz finds the listener.
+                extra_spec = {"sub_tcp": ctx.sub_tcp} if ctx.sub_tcp else {}
                 spec = generator.make_spec(
-                    scenario, point, sub_url=ctx.sub_url, pub_url=ctx.pub_url,
+                    scenario, point, sub_url=ctx.sub_url, pub_url=ctx.pub_url, **extra_spec,
                     topic_prefix=f"{scenario.name[:24]}-p{point.index}", **self.spec_fields(point))
                 spec_path = point_dir / "spec.json"
                 spec_path.write_text(generator.spec_json(spec), encoding="utf-8")

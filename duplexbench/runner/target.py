@@ -34,7 +34,7 @@ from ..procs.server import ServerError, ServerProcess
 from .outcome import PointFailed
 
 __all__ = ["ExternalTarget", "ServerHandle", "SpawnedTarget", "Target", "fetch_json",
-           "served", "stop_server"]
+           "served", "stop_server", "tcp_port_args"]
 
 
 @dataclass
@@ -46,8 +46,11 @@ class ServerHandle:
     pid: int | None = None
     process: ServerProcess | None = field(default=None, repr=False)
     #: ``relaunch(port)``: a new, not yet started process of the same server (same options,
-    #: core and source tree) on ``port``; None when the harness cannot start it again.
+    #: core and source tree) on ``port``, its plain-TCP listener on the first one's port;
+    #: None when the harness cannot start it again.
     relaunch: Callable[[int], ServerProcess] | None = field(default=None, repr=False)
+    #: The plain-TCP listener's port (/healthz ``tcp_port``); None when tcp is not mounted.
+    tcp_port: int | None = None
 
     def check_alive(self) -> None:
         """Raise PointFailed when a server we started has exited during the point."""
@@ -77,6 +80,11 @@ def fetch_json(url: str, timeout: float = 2.0) -> dict:
         return {}
 
 
+def tcp_port_args(tcp_port: int | None) -> list[str]:
+    """``--tcp-port N`` for a relaunch that keeps the first server's plain-TCP port."""
+    return ["--tcp-port", str(tcp_port)] if tcp_port else []
+
+
 def stop_server(server: ServerProcess | None) -> None:
     """Graceful stop (SIGTERM closes sockets properly), then anything it left behind."""
     if server is None or server.process is None:
@@ -96,10 +104,14 @@ def stop_server(server: ServerProcess | None) -> None:
 @contextlib.contextmanager
 def served(server, log_path: Path, what: str = "server",
            on_start: Callable[[Any], None] | None = None,
-           relaunch: Callable[[int], Any] | None = None) -> Iterator[ServerHandle]:
+           relaunch: Callable[..., Any] | None = None) -> Iterator[ServerHandle]:
     """One point's life of a server process: start it (a failure is the point's, with the
     server's last lines), ``on_start(server)`` (pinning, a baseline), track it, and always
-    stop it and keep its output in ``log_path``, whatever happened in between."""
+    stop it and keep its output in ``log_path``, whatever happened in between.
+
+    ``relaunch(port, tcp_port)`` makes a new process of the same server; the handle's
+    ``relaunch(port)`` passes it this server's plain-TCP port, so a restarted server
+    listens where the clients (or a network path in front of it) already connect."""
     try:
         try:
             server.start()
@@ -108,7 +120,10 @@ def served(server, log_path: Path, what: str = "server",
         if on_start is not None:
             on_start(server)
         procs.track(server.pid, "server")
-        yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=relaunch)
+        tcp_port = getattr(server, "tcp_port", None)
+        again = None if relaunch is None else (lambda port: relaunch(port, tcp_port))
+        yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=again,
+                           tcp_port=tcp_port)
     finally:
         with procs.shielded():
             output = "\n".join(server.output)
@@ -133,9 +148,9 @@ class SpawnedTarget:
         args = list(self.args) + list(ctx.server_args)
         ca_file = self.ca_file or ctx.ca_file
 
-        def launch(port: int = 0) -> ServerProcess:
-            return ServerProcess(mount, port=port, args=args, env=self.env, cpu=self.cpu,
-                                 ca_file=ca_file, src=self.src)
+        def launch(port: int = 0, tcp_port: int | None = None) -> ServerProcess:
+            return ServerProcess(mount, port=port, args=args + tcp_port_args(tcp_port),
+                                 env=self.env, cpu=self.cpu, ca_file=ca_file, src=self.src)
 
         with served(launch(), ctx.point_dir / "server.log", relaunch=launch) as handle:
             yield handle
@@ -151,6 +166,9 @@ class ExternalTarget:
     @contextlib.contextmanager
     def open(self, ctx: Any) -> Iterator[ServerHandle]:
         url = self.url.rstrip("/")
-        if not fetch_json(url + "/healthz"):
+        health = fetch_json(url + "/healthz")
+        if not health:
             raise PointFailed(f"no server answers {url}/healthz")
-        yield ServerHandle(url=url, pid=self.pid)
+        tcp_port = health.get("tcp_port")
+        yield ServerHandle(url=url, pid=self.pid,
+                           tcp_port=tcp_port if isinstance(tcp_port, int) else None)

@@ -43,12 +43,14 @@ from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
     BROKERS,
+    ENGINE_TRANSPORTS,
     ENGINES,
     MAX_WORKERS,
     NETWORK_MODES,
     PATTERNS,
     TRANSPORTS,
     UPSTREAMS,
+    WEB_TRANSPORTS,
     LongPollOptions,
     NetworkOptions,
     ServerOptions,
@@ -63,8 +65,13 @@ class Scenario:
     name: str
     path: str                                  # file it came from ("" when built in code)
     description: str = ""
-    transports: tuple[str, ...] = TRANSPORTS
+    #: Default: the web transports; plain TCP (the floor, docs/floor.md) is asked for by name.
+    transports: tuple[str, ...] = WEB_TRANSPORTS
+    #: The first (or only) pattern: the one the report compares transports at.
     pattern: str = "fanout"
+    #: ``pattern = ["fanout", "echo"]``: every pattern swept, the first being ``pattern``;
+    #: () when the scenario has one (use :meth:`sweep_patterns`).
+    patterns: tuple[str, ...] = ()
     clients: tuple[int, ...] = (20, 100)
     rate: tuple[float, ...] = (200.0,)
     payload_bytes: tuple[int, ...] = (64,)
@@ -88,9 +95,13 @@ class Scenario:
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
 
+    def sweep_patterns(self) -> tuple[str, ...]:
+        """The patterns the points run: the sweep, or the one pattern."""
+        return self.patterns or (self.pattern,)
+
     def points(self) -> list[LoadPoint]:
-        """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS,
-        workers and broker, fault."""
+        """Every load point: repeat, then transport, pattern, clients, rate, payload, delay,
+        keep-alive, TLS, workers and broker, fault."""
         delays = self.network.delay_ms if self.network else (0.0,)
         faults = self.faults.kind if self.faults else ("",)
         points: list[LoadPoint] = []
@@ -98,9 +109,10 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
-                        keepalive, tls, (workers, broker), fault in itertools.product(
-                            self.engines or ("",), proxy_variants(self.proxy, transport),
+                for pattern, engine, (proxy, buffering, accel, gzip), clients, rate, payload, \
+                        delay, keepalive, tls, (workers, broker), fault in itertools.product(
+                            self.sweep_patterns(), self.engines or ("",),
+                            proxy_variants(self.proxy, transport),
                             self.clients, self.rate, self.payload_bytes, delays, keepalives,
                             self.server.tls, self.server.topologies(), faults):
                     points.append(LoadPoint(
@@ -109,12 +121,28 @@ class Scenario:
                         delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
                         engine=engine, fault=fault, workers=workers, broker=broker,
+                        pattern=pattern if self.patterns else "",
                     ))
         return points
+
+    def check_engine(self, engine: str = "native") -> None:
+        """Refuse, before anything runs, a transport the points' engine cannot run: the
+        scenario's ``engine`` sweep, else ``engine`` (the command line's)."""
+        for kind in self.engines or (engine,):
+            runs, why = ENGINE_TRANSPORTS.get(kind, ((), ""))
+            refused = [t for t in self.transports if t not in runs]
+            if refused:
+                raise ScenarioError(
+                    f"{self.path or self.name}: engine {kind!r} cannot run transport "
+                    f"{', '.join(map(repr, refused))}: {why}; use the native engine for it, or "
+                    f"leave it out (transports = {[t for t in self.transports if t in runs]})")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, TOML-shaped dict (``parse_scenario(s.to_dict())`` gives ``s`` back)."""
         data = dataclasses.asdict(self)
+        patterns = data.pop("patterns")
+        if patterns:
+            data["pattern"] = patterns
         data["engine"] = data.pop("engine_options")
         engines = data.pop("engines")
         if engines:
@@ -191,7 +219,11 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     transports = c.get("transports", choices_list(TRANSPORTS),
                        f"a non-empty list of transports from {list(TRANSPORTS)}, each once",
                        defaults.transports)
-    pattern = c.get("pattern", choice(PATTERNS), one_of(PATTERNS), defaults.pattern)
+    pattern = c.get("pattern", _pattern_sweep, f"{one_of(PATTERNS)}, or a list of them "
+                    "(each once)", defaults.pattern)
+    patterns: tuple[str, ...] = ()
+    if isinstance(pattern, tuple):  # a sweep: the first is the one the report compares at
+        pattern, patterns = pattern[0], (pattern if len(pattern) > 1 else ())
     clients = c.get("clients", list_of(pos_int), "a positive integer or a list of them",
                     defaults.clients)
     rate = c.get("rate", list_of(pos_float), "a positive number or a list of them",
@@ -222,9 +254,16 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
             proxy = parse_proxy(data["proxy"])
         except ProxyOptionsError as exc:
             raise ScenarioError(f"{c.source}: {exc}") from None
-    if "browser" in engines and (pattern != "fanout" or topics != 1):
+    swept = patterns or (pattern,)
+    if "browser" in engines and (swept != ("fanout",) or topics != 1):
         raise ScenarioError(f"{c.source}: key 'engine': the browser engine runs pattern "
-                            f"'fanout' on one topic, got pattern {pattern!r} with {topics} topic(s)")
+                            f"'fanout' on one topic, got pattern {pattern if not patterns else list(patterns)!r} "
+                            f"with {topics} topic(s)")
+    if proxy is not None and "tcp" in transports and any(k != "none" for k in proxy.kind):
+        raise ScenarioError(
+            f"{c.source}: key 'proxy': nginx proxies HTTP and WebSocket; transport 'tcp' has no "
+            "HTTP for it to carry (a point through it would silently bypass it on the TCP "
+            "port): run tcp without [proxy], or with proxy.kind = [\"none\"]")
     faults = None
     if "faults" in data:
         try:
@@ -248,22 +287,32 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
                 f"window of {duration:g} s holds {r * duration:.2f} messages: make duration_s "
                 f">= {1 / r:g} s or raise 'rate'"
             )
-    if pattern == "chat":
+    if "chat" in swept:
         too_few = [n for n in clients if n < topics]
         if too_few:
             raise ScenarioError(
                 f"{c.source}: key 'clients': expected at least one client per room "
                 f"(topics = {topics}) for pattern 'chat', got {too_few[0]}"
             )
-    return Scenario(
+    scenario = Scenario(
         name=name, path=path, description=description, transports=transports,
-        pattern=pattern, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
+        pattern=pattern, patterns=patterns, clients=clients, rate=rate, payload_bytes=payload, topics=topics,
         upstream=upstream, arrival=arrival, warmup_s=warmup, duration_s=duration,
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
         server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
         faults=faults,
         engine_options=engine_options,
     )
+    if engines:  # the scenario's own engine sweep; the command line's is checked by the command
+        scenario.check_engine()
+    return scenario
+
+
+def _pattern_sweep(value: Any) -> "str | tuple[str, ...]":
+    """``pattern``: one of PATTERNS, or a list of them (each once): a sweep."""
+    if isinstance(value, str):
+        return choice(PATTERNS)(value)
+    return choices_list(PATTERNS)(value)
 
 
 _TOP_KEYS = (

@@ -32,6 +32,8 @@ class LoadPoint:
     #: broker; duplexbench/broker/extension.py): 1 and "none" = the one-process server.
     workers: int = 1
     broker: str = "none"
+    #: fanout | echo | chat; "" = the scenario's (points built in code).
+    pattern: str = ""
 
     @property
     def brokered(self) -> bool:
@@ -42,6 +44,8 @@ class LoadPoint:
     def label(self) -> str:
         """Short human label, e.g. ``websocket c=100 r=200/s p=64B``."""
         text = f"{self.transport} c={self.clients} r={self.rate:g}/s p={self.payload_bytes}B"
+        if self.pattern and self.pattern != "fanout":
+            text += f" {self.pattern}"
         if self.delay_ms:
             text += f" d={self.delay_ms:g}ms"
         if not self.keepalive:
@@ -72,4 +76,5 @@ class LoadPoint:
                self.accel_header, self.proxy_gzip, self.engine)
         if self.workers != 1 or self.brokered:  # today's points keep today's keys
             key += (self.workers, self.broker)
-        return key + (self.fault,) if self.fault else key
+        key += (self.fault,) if self.fault else ()
+        return key + (self.pattern,) if self.pattern not in ("", "fanout") else key

@@ -13,17 +13,22 @@ __all__ = [
     "BROKERS",
     "MAX_WORKERS",
     "ENGINES",
+    "ENGINE_TRANSPORTS",
     "NETWORK_MODES",
     "PATTERNS",
     "TRANSPORTS",
     "UPSTREAMS",
+    "WEB_TRANSPORTS",
     "LongPollOptions",
     "NetworkOptions",
     "ServerOptions",
 ]
 
-#: Order matters: it is the order transports run in and appear in tables.
-TRANSPORTS = ("longpoll", "sse", "ndjson", "websocket")
+#: The transports a browser can use: HTTP and WebSocket.
+WEB_TRANSPORTS = ("longpoll", "sse", "ndjson", "websocket")
+#: Order matters: it is the order transports run in and appear in tables. ``tcp`` (plain TCP
+#: lines, servers/README.md) is the floor under the others (docs/floor.md), so it comes last.
+TRANSPORTS = (*WEB_TRANSPORTS, "tcp")
 PATTERNS = ("fanout", "echo", "chat")
 UPSTREAMS = ("post", "transport")
 ARRIVALS = ("uniform", "poisson")
@@ -35,6 +40,12 @@ ENGINES = ("native", "locust", "browser")
 BROKERS = ("none", "redis")
 #: The servers' own bound on ``--workers`` (servers/config.py).
 MAX_WORKERS = 256
+#: What each engine can run, and why not the rest: refused before anything starts.
+ENGINE_TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "native": (TRANSPORTS, ""),
+    "locust": (WEB_TRANSPORTS, "its users speak HTTP and WebSocket only (no plain-TCP user)"),
+    "browser": (WEB_TRANSPORTS, "a web page cannot open a plain TCP socket"),
+}
 
 # ---------------------------------------------------------------------------
 # The dataclasses

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from _timeouts import scaled
-from clients.spec import LoadSpec
+from clients.spec import LoadSpec, SpecError
 from clients.tcp import TcpSubscriber, discover_tcp_port
 from duplexbench.procs.server import ServerProcess
 
@@ -196,3 +196,13 @@ def test_spec_accepts_tcp():
                            "print(SUBSCRIBERS['tcp'].__name__, DELIMITERS['tcp'])"],
                           capture_output=True, text=True, timeout=scaled(20))
     assert done.stdout.split() == ["TcpSubscriber", "b'\\n'"], done.stderr
+
+
+def test_spec_sub_tcp_names_a_path_in_front_of_the_listener():
+    spec = LoadSpec(transport="tcp", sub_url="http://127.0.0.1:1", sub_tcp="127.0.0.1:9001")
+    assert spec.sub_tcp_address == ("127.0.0.1", 9001)
+    assert LoadSpec(transport="tcp", sub_url="http://127.0.0.1:1").sub_tcp_address is None
+    with pytest.raises(SpecError, match="expected HOST:PORT"):
+        LoadSpec(transport="tcp", sub_url="http://127.0.0.1:1", sub_tcp="nowhere")
+    with pytest.raises(SpecError, match="plain-TCP subscribers"):
+        LoadSpec(transport="websocket", sub_url="http://127.0.0.1:1", sub_tcp="127.0.0.1:9001")

@@ -13,6 +13,7 @@ from _timeouts import scaled
 
 from duplexbench.fuzz import classify_answer
 from duplexbench.fuzz.cases import AREAS, TRANSPORTS, generate
+from duplexbench.fuzz.cases_tcp import TCP_AREAS, classify_tcp_answer
 
 
 def test_cases_cover_every_transport_and_area_reproducibly():
@@ -22,6 +23,16 @@ def test_cases_cover_every_transport_and_area_reproducibly():
         assert {c.area for c in cases} <= set(AREAS)
         assert [c.data for c in cases] == [c.data for c in generate(transport, 60, seed=3)]
     assert {c.area for c in generate("websocket", 60, 3)} == set(AREAS)
+    assert {c.area for c in generate("tcp", 60, 3)} == set(TCP_AREAS)
+
+
+def test_tcp_classification():
+    hello = b'{"event":"hello","epoch":"e1","cursor":"e1-0"}\n'
+    assert classify_tcp_answer(hello) is None and classify_tcp_answer(hello, final=True) == "ok"
+    assert classify_tcp_answer(hello + b'{"error":"bad cursor","status":400}\n') == "4xx"
+    assert classify_tcp_answer(b'{"error":"boom","status":500}\n') == "5xx"
+    assert classify_tcp_answer(b"Traceback (most recent call last)\n") == "5xx"  # not a line of ours
+    assert classify_tcp_answer(b'{"error":"too long","sta', final=True) == "ok"  # half a line: silence
 
 
 def test_classification():
@@ -43,4 +54,5 @@ def test_fuzz_run_passes_on_the_server():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5xx: 0; crashes: 0" in done.stdout
     assert "got everything" in done.stdout and done.stdout.rstrip().endswith("PASS")
-    assert "inputs: 300 " in done.stdout
+    assert "inputs: 360 " in done.stdout  # 6 transports, tcp's listener included
+    assert "\ntcp " in done.stdout

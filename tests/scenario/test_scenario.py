@@ -9,6 +9,7 @@ import pytest
 
 from duplexbench.scenario import (
     TRANSPORTS,
+    WEB_TRANSPORTS,
     LoadPoint,
     Scenario,
     ScenarioError,
@@ -55,7 +56,7 @@ def test_every_toml_in_scenarios_loads():
 
 def test_quick_covers_every_transport_and_fits_the_time_budget():
     quick = load_scenario(SCENARIOS / "quick.toml")
-    assert quick.transports == TRANSPORTS
+    assert quick.transports == WEB_TRANSPORTS
     assert not quick.expect_loss
     points = quick.points()
     per_point = quick.warmup_s + quick.duration_s + quick.drain_s
@@ -253,7 +254,7 @@ def test_with_overrides_validates():
     scenario = load_scenario(SCENARIOS / "quick.toml")
     changed = scenario.with_overrides(transports=["websocket"], duration_s=1)
     assert changed.transports == ("websocket",) and changed.duration_s == 1.0
-    assert changed.path == scenario.path and scenario.transports == TRANSPORTS
+    assert changed.path == scenario.path and scenario.transports == WEB_TRANSPORTS
     assert {p.transport for p in changed.points()} == {"websocket"}
     with pytest.raises(ScenarioError, match="key 'transports'"):
         scenario.with_overrides(transports=["carrier-pigeon"])
@@ -303,7 +304,7 @@ def test_c10k_holds_ten_thousand_per_transport_and_fits_this_machine():
     from duplexbench.machine.limits import check_point, loadgen_layout
 
     scenario = load_scenario(SCENARIOS / "c10k.toml")
-    assert scenario.transports == TRANSPORTS and max(scenario.clients) == 10_000
+    assert scenario.transports == WEB_TRANSPORTS and max(scenario.clients) == 10_000
     assert scenario.rate == (2.0,) and scenario.payload_bytes == (64,)
     assert len(set(scenario.clients)) >= 2  # memory per connection needs a sweep
     layout = loadgen_layout(0, allowed=[0, 1])

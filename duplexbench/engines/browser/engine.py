@@ -290,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"browser engine: bad load spec: {exc}", file=sys.stderr)
         return 2
+    if spec.transport == "tcp":  # the runner refuses it up front; a spec written by hand too
+        print("browser engine: transport 'tcp' (plain TCP lines): a web page cannot open a plain "
+              "TCP socket; run it with the native engine", file=sys.stderr)
+        return 2
     if args.poll_timeout is not None:
         if not args.poll_timeout > 0:
             print("browser engine: --poll-timeout must be > 0", file=sys.stderr)
