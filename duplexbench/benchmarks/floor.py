@@ -248,9 +248,11 @@ def run_native(spec: LoadSpec, server_pid: int, cpu: int | None, out: Path) -> d
     counters = json.loads((out / "out" / "counters.json").read_text())
     delivered = int(counters["delivered"])
     segs = counters.get("tcp", {}).get("sub", {}).get("segs_out")
+    reads = counters.get("reader", {}).get("reads")  # the receive loop's (clients/reader.py)
     return _row("native", spec, cpu_of.window(), measured=int(counters["published"]), extra={
         "deliveries": delivered, "lost": int(counters["lost"]), "errors": int(counters["errors"]),
-        "reads_per_delivery": None, "polls_per_delivery": None,
+        "reads_per_delivery": round(reads / delivered, 3) if reads and delivered else None,
+        "polls_per_delivery": None,
         "segments_up_per_msg": round(segs / delivered, 4) if segs and delivered else None,
         "gap_us": None})
 
