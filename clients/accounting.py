@@ -170,7 +170,7 @@ class RawLog:
     """
 
     __slots__ = ("log", "delim", "chunks", "times", "pending", "limit", "down_since",
-                 "disconnects", "recovery_ns_max", "resets")
+                 "disconnects", "recovery_ns_max", "resets", "source")
 
     def __init__(self, log: SubscriberLog, delim: bytes | None = None, limit: int = 4096) -> None:
         self.log = log
@@ -183,6 +183,9 @@ class RawLog:
         self.disconnects = 0
         self.recovery_ns_max = 0  # longest time from a loss to the next delivery
         self.resets = 0  # epoch resets seen (the server restarted)
+        #: The connection's reads not parsed yet (a clients.reader.Sink, while the
+        #: subscriber's socket is read by the FastReader): flush() parses them first.
+        self.source = None
 
     def disconnected(self, now_ns: int) -> None:
         self.disconnects += 1
@@ -212,6 +215,8 @@ class RawLog:
         return self.log.highest
 
     def flush(self) -> None:
+        if self.source is not None:
+            self.source.drain()
         chunks, times = self.chunks, self.times
         if not chunks:
             return
@@ -266,7 +271,7 @@ class RawLog:
 
     @property
     def unflushed(self) -> int:
-        return len(self.chunks)
+        return len(self.chunks) + (self.source.pending if self.source is not None else 0)
 
 
 @dataclass(frozen=True, slots=True)

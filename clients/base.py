@@ -174,6 +174,7 @@ class Subscriber:
         local_addr: tuple[str, int] | None = None,
         backoff: tuple[float, float] | None = None,
         ssl_context=None,
+        reader=None,
     ) -> None:
         self.endpoint = parse_base_url(base_url)
         #: When set, envelopes skip ``on_message`` and go here in bulk (see OnRaw).
@@ -186,6 +187,9 @@ class Subscriber:
         self.backoff_s = backoff
         #: TLS: an ssl.SSLContext for https / wss (None: plain TCP).
         self.ssl_context = ssl_context
+        #: The process's clients.reader.FastReader (None: every read through asyncio).
+        #: Used with ``on_raw`` on plain TCP: TLS bytes must go through the SSL transport.
+        self.reader = reader
         #: The server instance's epoch (Duplexbench-Epoch header); cursors then read E-N.
         self.epoch: str | None = None
         self.base_url = base_url.rstrip("/")

@@ -96,6 +96,11 @@ def build_counters(gen, complete: bool, reason: str | None) -> dict:
         "tcp": {"sub": dict(zip(FIELDS, sub_tcp)), "pub": dict(zip(FIELDS, pub_tcp))},
         "ip_header_bytes": IP_HEADER_BYTES,
         "tcp_unreadable": gen.tcp["sub"].unreadable,
+        # The receive loop (clients/reader.py) over the window: socket reads and wake-ups
+        # (0 when every read went through asyncio), subscriptions it read at the end.
+        "reader": {"reads": end.get("reads", 0) - start.get("reads", 0),
+                   "wakeups": end.get("wakeups", 0) - start.get("wakeups", 0),
+                   "taken": end.get("taken", 0)},
         "reconnects": end["reconnects"] if gen.is_sharded else reconnects,
         "resets": sum(f[3] for f in faults),
         "disconnects": sum(f[1] for f in faults),

@@ -27,11 +27,13 @@ from duplexbench.contract.websocket import encode_publish
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, OnError, OnMessage, Subscriber
+from .reader import Sink
 
-__all__ = ["FastWebSocketSubscriber"]
+__all__ = ["FastWebSocketSubscriber", "WsSink"]
 
 _TEXT = WSMsgType.TEXT
 _monotonic_ns = time.monotonic_ns
+_PING = WSMsgType.PING
 _CLOSE = WSMsgType.CLOSE
 _CONTINUATION = WSMsgType.CONTINUATION
 CONNECT_TIMEOUT_S = 10.0
@@ -46,18 +48,26 @@ class _Listener(WSListener):
         self.feed = owner.on_raw.feed
         self.fragments: list[bytes] = []
         self.close_code: int | None = None
+        #: When frames are parsed later (WsSink.replay): the time their read was made.
+        self.recv_ns = 0
+        #: Pings of reads not parsed yet that WsSink answered already (not to answer twice).
+        self.answered = 0
+        #: Hand the socket to the FastReader at the next frame that ends picows' buffer.
+        self.take_at_boundary = False
 
     def on_ws_frame(self, transport, frame) -> None:
-        recv_ns = _monotonic_ns()
+        recv_ns = self.recv_ns or _monotonic_ns()
         if frame.fin and not self.fragments:
             payload = frame.get_payload_as_bytes()
             # An envelope (the hot path), told apart without frame.msg_type: picows turns
             # that into a Python enum member per access, the dearest step of this callback.
             # No other frame reaching us starts so: a Close payload begins with its code
-            # (b'{"' would be 31522, no valid code), pings are answered inside picows, we
-            # send no ping so get no pong, and the contract has no binary frames.
+            # (b'{"' would be 31522, no valid code), our servers ping with an empty
+            # payload, we send no ping so get no pong, and the contract has no binary frames.
             if payload.startswith(b'{"seq":'):
                 self.feed(payload, recv_ns)
+                if self.take_at_boundary and frame.last_in_buffer and not frame.tail_size:
+                    self.owner.take()
                 return
         kind = frame.msg_type
         if kind is _TEXT or kind is _CONTINUATION:
@@ -72,13 +82,109 @@ class _Listener(WSListener):
                 self.owner._control(payload)
             else:
                 self.feed(payload, recv_ns)
+        elif kind is _PING:
+            # Answered here, not inside picows: a ping the FastReader's sink answered
+            # when it arrived (WsSink.attention) is not answered again when parsed.
+            if self.answered:
+                self.answered -= 1
+            else:
+                transport.send_pong(frame.get_payload_as_bytes())
         elif kind is _CLOSE:
             self.close_code = frame.get_close_code()
             transport.send_close(self.close_code)
             transport.disconnect()
+            return
+        if self.take_at_boundary and frame.last_in_buffer and not frame.tail_size \
+                and not self.fragments:
+            self.owner.take()
 
     def on_ws_disconnected(self, transport) -> None:
         self.owner._on_lost(self)
+
+
+class WsSink(Sink):
+    """A WebSocket read by the FastReader: frames are parsed later by picows, from
+    the same bytes (:meth:`replay`); what cannot wait is found by walking the frame
+    headers of new reads (:meth:`attention`): a ping is answered at once (its pong is
+    the one picows would have sent), a close is parsed at once (the close handshake
+    and the reconnect then run as before).
+
+    Taken at a frame boundary (picows' buffer empty: ``_Listener.take_at_boundary``),
+    so the walk starts at a frame header.
+    """
+
+    def __init__(self, transport, listener: _Listener, raw) -> None:
+        self.tcp_transport = transport.underlying_transport
+        super().__init__(self.tcp_transport.get_extra_info("socket").fileno(), raw, raw.limit)
+        self.ws = transport
+        self.listener = listener
+        self.protocol = self.tcp_transport.get_protocol()
+        self.skip = 0  # bytes of the current frame's payload still to come (walk)
+        self.head = b""  # an incomplete frame header (or control frame) carried over
+        self.pongs = 0  # pings answered from here
+
+    def replay(self, data: bytes, recv_ns: int) -> None:
+        """Into picows' own buffer, as the transport would have read it."""
+        listener, protocol = self.listener, self.protocol
+        listener.recv_ns = recv_ns
+        try:
+            off, n = 0, len(data)
+            while off < n:
+                buf = protocol.get_buffer(-1)  # valid until buffer_updated: never kept
+                k = min(len(buf), n - off)
+                buf[:k] = data[off:off + k] if off or k < n else data
+                protocol.buffer_updated(k)
+                off += k
+        finally:
+            listener.recv_ns = 0
+
+    def attention(self, new: list[bytes]) -> bool:
+        """Walk the frame headers of ``new``: pings answered now, True at a close."""
+        buf = b"".join(new)
+        if self.head:
+            buf = self.head + buf
+            self.head = b""
+        n, pos, urgent = len(buf), self.skip, False
+        while pos < n:
+            if pos + 2 > n:
+                self.head = buf[pos:]
+                pos = n
+                break
+            b0, b1 = buf[pos], buf[pos + 1]
+            length, start = b1 & 0x7F, pos + 2
+            if length == 126:
+                length, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+            elif length == 127:
+                length, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            if b1 & 0x80:  # masked (servers do not mask): the key is part of the header
+                start += 4
+            end = start + length
+            if b0 & 0x08:  # a control frame: ping, pong, close (never fragmented)
+                if end > n:  # wait for the whole frame
+                    self.head = buf[pos:]
+                    pos = n
+                    break
+                opcode = b0 & 0x0F
+                if opcode == 0x9:
+                    self.ws.send_pong(buf[start:end])
+                    self.listener.answered += 1
+                    self.pongs += 1
+                elif opcode == 0x8:
+                    urgent = True
+            elif start > n:  # a data frame's header is incomplete
+                self.head = buf[pos:]
+                pos = n
+                break
+            pos = end
+        self.skip = pos - n
+        return urgent
+
+    def pause(self) -> None:
+        self.tcp_transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self.ws.is_disconnected and not self.tcp_transport.is_closing():
+            self.tcp_transport.resume_reading()
 
 
 class FastWebSocketSubscriber(Subscriber):
@@ -99,6 +205,7 @@ class FastWebSocketSubscriber(Subscriber):
         self._lost: asyncio.Event | None = None
         self._backoff = self._new_backoff()
         self.nodelay = False
+        self._sink: WsSink | None = None  # while the FastReader reads the socket
 
     async def start(self) -> None:
         if self._task is not None:
@@ -123,6 +230,9 @@ class FastWebSocketSubscriber(Subscriber):
             await asyncio.gather(self._task, return_exceptions=True)
         transport = self._transport
         if transport is not None and not transport.is_disconnected:
+            if self._sink is not None:  # back to picows: it reads the close handshake's answer
+                sink, self._sink = self._sink, None
+                sink.hand_back()
             self._retire()
             transport.send_close(1000)
             try:
@@ -132,6 +242,7 @@ class FastWebSocketSubscriber(Subscriber):
 
     def drop_connection(self) -> None:
         if self._transport is not None:
+            self._release()
             self._retire()
             self._transport.underlying_transport.abort()
 
@@ -149,7 +260,7 @@ class FastWebSocketSubscriber(Subscriber):
         try:
             transport, listener = await asyncio.wait_for(ws_connect(
                 lambda: _Listener(self), url, ssl_context=self.ssl_context,
-                enable_auto_pong=True, use_aiofastnet=False, **extra,
+                enable_auto_pong=False, use_aiofastnet=False, **extra,
             ), CONNECT_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise ClientError(f"WebSocket {url}: handshake timed out") from None
@@ -168,6 +279,25 @@ class FastWebSocketSubscriber(Subscriber):
             self.tcp.add(self._sock)
         if self._lost is not None:
             self._lost.clear()
+        # Plain TCP: the FastReader takes the socket at the first frame ending picows'
+        # buffer (clients/reader.py); TLS bytes must go through the SSL transport.
+        listener.take_at_boundary = self.reader is not None and self.ssl_context is None
+
+    def take(self) -> None:
+        """From now on the FastReader reads this connection (called by the listener)."""
+        listener, transport = self._listener, self._transport
+        assert listener is not None and transport is not None and self.reader is not None
+        listener.take_at_boundary = False
+        if not transport.is_disconnected:
+            sink = WsSink(transport, listener, self.on_raw)
+            if self.reader.take(sink):
+                self._sink = sink
+
+    def _release(self) -> None:
+        """The FastReader lets go (pending frames parsed) before the socket closes."""
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            sink.release()
 
     def _retire(self) -> None:
         if self._sock is not None and self.tcp is not None:
@@ -176,6 +306,7 @@ class FastWebSocketSubscriber(Subscriber):
 
     def _on_lost(self, listener: _Listener) -> None:
         if listener is self._listener:
+            self._release()
             self._retire()
             if self._lost is not None:
                 self._lost.set()

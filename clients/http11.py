@@ -24,8 +24,9 @@ import httptools
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, Endpoint, WireStats
+from .reader import Sink
 
-__all__ = ["ConnectionLost", "HTTP11Connection", "Response"]
+__all__ = ["ConnectionLost", "HTTP11Connection", "HttpSink", "Response"]
 
 OnBody = Callable[[bytes], None]
 
@@ -73,6 +74,8 @@ class HTTP11Connection(asyncio.Protocol):
         self._status = 0
         self._host_line = b"Host: %s\r\n" % endpoint.authority.encode()
         self._lost_exc: BaseException | None = None
+        #: While a clients.reader.FastReader reads this socket: its HttpSink.
+        self.sink: HttpSink | None = None
 
     @classmethod
     async def open(cls, endpoint: Endpoint, stats: WireStats, timeout: float = 10.0, *,
@@ -122,6 +125,17 @@ class HTTP11Connection(asyncio.Protocol):
             f"connection to {self.endpoint.authority} closed"
             + (f": {exc}" if exc else " by the server")
         ))
+
+    def replay(self, data: bytes, recv_ns: int) -> None:
+        """Parse a read the FastReader made at ``recv_ns`` (clients/reader.py), as
+        :meth:`data_received` parses one made by the transport."""
+        self.stats.bytes_down += len(data)
+        self.recv_ns = recv_ns
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionLost(f"bad HTTP response from {self.endpoint.authority}: {exc}"))
+            self.close()
 
     # httptools callbacks (hot path: keep them short)
 
@@ -256,6 +270,15 @@ class HTTP11Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return not self.closed and not self._busy
 
+    @property
+    def in_flight(self) -> bool:
+        """A request is waiting for (the rest of) its response."""
+        return self._busy and not self.closed
+
+    def fileno(self) -> int:
+        assert self.transport is not None
+        return self.transport.get_extra_info("socket").fileno()
+
     def close(self) -> None:
         self._retire()
         self.closed = True
@@ -272,7 +295,11 @@ class HTTP11Connection(asyncio.Protocol):
     # Internals
 
     def _retire(self) -> None:
-        """Last TCP_INFO read while the socket still exists (before close)."""
+        """Last TCP_INFO read while the socket still exists (before close); the
+        FastReader lets go of the socket first (its pending reads are parsed)."""
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.release()
         if self._sock is not None and self.tcp is not None:
             self.tcp.retire(self._sock)
             self._sock = None
@@ -292,3 +319,35 @@ class HTTP11Connection(asyncio.Protocol):
                 waiter.set_exception(exc)
                 # Nobody may be waiting (e.g. a streamed body's end): mark it retrieved.
                 waiter.exception()
+
+
+class HttpSink(Sink):
+    """An HTTP/1.1 connection read by the FastReader: its reads go through the
+    connection's own httptools parser (:meth:`HTTP11Connection.replay`), later
+    for a streamed body (fed to ``raw``), at once for a long poll (``immediate``:
+    the answer re-polls from the parser's callback)."""
+
+    def __init__(self, conn: HTTP11Connection, raw=None, *, immediate: bool = False,
+                 limit: int = 4096) -> None:
+        super().__init__(conn.fileno(), raw, limit)
+        self.conn = conn
+        self.immediate = immediate
+        self.replay = conn.replay  # type: ignore[method-assign]  # one call less per read
+        conn.sink = self
+
+    def attention(self, new: list[bytes]) -> bool:
+        """A chunked body's last chunk (``0\r\n\r\n``) ends the stream: the subscriber
+        must see the response complete and resume. Stream data never holds CRLF
+        (SSE and NDJSON lines end in LF), so this matches the end only; were it to
+        match data, parsing early costs time, never correctness."""
+        tail = new[-1] if len(new[-1]) >= 5 or len(new) == 1 else b"".join(new[-5:])
+        return tail.endswith(b"0\r\n\r\n")
+
+    def pause(self) -> None:
+        assert self.conn.transport is not None
+        self.conn.transport.pause_reading()
+
+    def resume(self) -> None:
+        transport = self.conn.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()

@@ -10,7 +10,9 @@ The load generator's fast path (``on_raw`` set, keep-alive): once the epoch is
 known, :class:`_Repoll` parses the connection's answers, hands each body to
 the RawLog and writes the next poll from inside the parser's callback, the
 same request bytes, so a poll costs a few Python calls instead of a Response,
-a future, a task wake-up and two coroutines.
+a future, a task wake-up and two coroutines; with the process's FastReader
+(clients/reader.py) the socket is read by its loop and parsed at once, so
+there is no event-loop callback per poll either.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from duplexbench.contract.http import PATH_POLL
 from duplexbench.contract.longpoll import decode_batch
 
 from .base import OnError, OnMessage
-from .http11 import ConnectionLost, HTTP11Connection, Response
+from .http11 import ConnectionLost, HTTP11Connection, HttpSink, Response
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
@@ -119,6 +121,10 @@ class LongPollSubscriber(HttpSubscriber):
         if conn is not self._fast_conn:
             conn.take_parser(_Repoll(self, conn))
             self._fast_conn = conn
+            if self.reader is not None and self.ssl_context is None:
+                # Answers are read by the FastReader and parsed at once (immediate): the
+                # next poll leaves from that same call, no event-loop callback per poll.
+                self.reader.take(HttpSink(conn, immediate=True))
 
     async def _next_poll(self) -> "asyncio.Future":
         """The next poll, reopening the connection (with backoff) until it goes out."""

@@ -41,6 +41,7 @@ from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .pubctl import PUBLISHER_SLACK_S, PublisherProcess
 from .pubctl import send_due as _send_due
 from .pubctl import sleep_until as _sleep_until
+from .reader import LINGER_MS, FastReader, reader_enabled
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .subscribers import SUBSCRIBERS, make_subscribers
@@ -114,6 +115,9 @@ class LoadGen:
         limit = min(RAW_LIMIT_MAX, max(RAW_LIMIT_MIN, RAW_BUDGET // max(1, len(self.members))))
         self.raws = [RawLog(log, DELIMITERS.get(spec.transport), limit) for log in self.logs]
         self.subscribers: list[Subscriber] = []
+        #: The receive loop live subscriptions are read by (clients/reader.py); None when
+        #: the transports read through asyncio (DUPLEXBENCH_LOADGEN_READER=0).
+        self.reader: FastReader | None = None
         self.publisher: PublisherProcess | None = None
         self.publisher_done = False  # its arrays are in (published_ok, sent_ns)
         #: Kernel byte counts of every client socket, by role.
@@ -186,6 +190,12 @@ class LoadGen:
             options["tcp_addr"] = spec.sub_tcp_address
         elif spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
             options["tcp_port"] = await discover_tcp_port(spec.sub_url, spec.ssl_context())
+        if reader_enabled() and self.reader is None and spec.http != "2":
+            # Messages sent up the subscribers' own sockets leave from this loop on schedule:
+            # the reader must not hold the loop waiting for the rest of a burst then.
+            # (HTTP/2 multiplexes subscriptions on one connection: its frames stay with h2.)
+            self.reader = FastReader(linger_ms=0 if plan.route == ROUTE_WS_SUB else LINGER_MS)
+            options["reader"] = self.reader
         # HTTP/1.1 or HTTP/2 (pages of streams_per_connection subscriptions): clients.subscribers.
         self.subscribers = make_subscribers(
             spec, [plan.topics[log.topic_k] for log in self.logs], self.raws, self.members,
@@ -415,8 +425,11 @@ class LoadGen:
         """Cumulative counts now: kernel bytes per role, client counters."""
         requests = sum(s.stats.http_requests for s in self.subscribers)
         connections = sum(s.stats.connections for s in self.subscribers)
+        reader = self.reader
         return {"sub": self.tcp["sub"].total(), "requests": requests, "connections": connections,
-                "sent": self.sent, "reconnects": sum(s.stats.reconnects for s in self.subscribers)}
+                "sent": self.sent, "reconnects": sum(s.stats.reconnects for s in self.subscribers),
+                "reads": reader.reads if reader else 0, "wakeups": reader.wakeups if reader else 0,
+                "taken": len(reader.sinks) if reader else 0}
 
     def _measure_end_ns(self) -> int | None:
         """The scheduled end, or when a signal cut the window short."""
@@ -457,6 +470,8 @@ class LoadGen:
             await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
         except asyncio.TimeoutError:
             self.note_error(f"closing {len(clients)} clients took over {CLOSE_TIMEOUT_S:.0f} s")
+        if self.reader is not None:
+            self.reader.close()
         if self.publisher is not None:
             await self.publisher.close()
 

@@ -202,7 +202,8 @@ class ShardedLoadGen(LoadGen):
 def _merge(parts: list[dict], sent: int) -> dict:
     tcp = tuple(sum(p["sub"][i] for p in parts) for i in range(4)) if parts else (0, 0, 0, 0)
     return {"sub": tcp, "sent": sent,
-            **{k: sum(p[k] for p in parts) for k in ("requests", "connections", "reconnects")}}
+            **{k: sum(p.get(k, 0) for p in parts)
+               for k in ("requests", "connections", "reconnects", "reads", "wakeups", "taken")}}
 
 
 # The shard process

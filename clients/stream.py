@@ -18,7 +18,7 @@ from duplexbench.contract.ndjson import NDJSONParser
 from duplexbench.contract.sse import SSEParser
 
 from .base import ClientError, OnError, OnMessage
-from .http11 import ConnectionLost
+from .http11 import ConnectionLost, HttpSink
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
@@ -84,6 +84,11 @@ class StreamSubscriber(HttpSubscriber):
             raise ClientError(
                 f"GET {target.decode()} answered {response.status}: {body[:200].decode(errors='replace')}"
             )
+        if self.reader is not None and self.on_raw is not None and conn.in_flight \
+                and self.ssl_context is None:
+            # The subscription is live: from here its reads are the FastReader's, parsed
+            # by this connection's parser later, in order (clients/reader.py).
+            self.reader.take(HttpSink(conn, self.on_raw, limit=self.on_raw.limit))
 
     async def _run(self) -> None:
         while not self._closing:

@@ -47,7 +47,8 @@ from ..measure.results import atomic_write_json, atomic_write_text
 from ..scenario import ScenarioError, load_scenario
 from ..procs.server import ServerError, ServerProcess
 
-__all__ = ["FloorError", "TARGET", "TRANSPORTS", "build_floor", "main", "run_floor", "run_native"]
+__all__ = ["FloorError", "GAP_US", "GAP_US_BY_TRANSPORT", "TARGET", "TRANSPORTS", "build_floor", "gap_for",
+           "main", "run_floor", "run_native"]
 
 TRANSPORTS = ("longpoll", "sse", "ndjson", "websocket")
 #: floor.c's MODE per transport.
@@ -58,6 +59,15 @@ TARGET = 1.3
 #: floor.c sleeps this long before each epoll_wait: it then wakes about once per published
 #: message, as the engine does, and still reads once per delivery at 200 msg/s.
 GAP_US = 2000
+#: ... except for long polling, whose floor (the issue's "a C client that re-polls at once")
+#: reads each answer as soon as it is ready: a late read is a late re-poll, so a slower
+#: client than the engine, with the same wire (one poll per delivery) but less work per wake.
+GAP_US_BY_TRANSPORT = {"longpoll": 0}
+
+
+def gap_for(transport: str, gap_us: int | None) -> int:
+    """The floor reader's gap for ``transport``: ``--gap-us`` when given, else its own."""
+    return gap_us if gap_us is not None else GAP_US_BY_TRANSPORT.get(transport, GAP_US)
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "tools" / "floor" / "floor.c"
 STEP_TIMEOUT_S = 60.0
@@ -248,9 +258,11 @@ def run_native(spec: LoadSpec, server_pid: int, cpu: int | None, out: Path) -> d
     counters = json.loads((out / "out" / "counters.json").read_text())
     delivered = int(counters["delivered"])
     segs = counters.get("tcp", {}).get("sub", {}).get("segs_out")
+    reads = counters.get("reader", {}).get("reads")  # the receive loop's (clients/reader.py)
     return _row("native", spec, cpu_of.window(), measured=int(counters["published"]), extra={
         "deliveries": delivered, "lost": int(counters["lost"]), "errors": int(counters["errors"]),
-        "reads_per_delivery": None, "polls_per_delivery": None,
+        "reads_per_delivery": round(reads / delivered, 3) if reads and delivered else None,
+        "polls_per_delivery": None,
         "segments_up_per_msg": round(segs / delivered, 4) if segs and delivered else None,
         "gap_us": None})
 
@@ -366,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pair (default 3)")
     parser.add_argument("--duration", type=float, default=8.0, metavar="S",
                         help="measurement seconds per run (default 8)")
-    parser.add_argument("--gap-us", type=int, default=GAP_US,
-                        help=f"floor reader's sleep before each epoll_wait (default {GAP_US})")
+    parser.add_argument("--gap-us", type=int, default=None,
+                        help=f"floor reader's sleep before each epoll_wait (default {GAP_US}; "
+                             "0 for long polling, which re-polls at once)")
     parser.add_argument("--out", type=Path, help="results directory (default results/floor-<time>)")
     return parser
 
@@ -406,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"engines --floor: {scenario.name}, {p0.clients} subscribers, {p0.rate:g} msg/s, "
             f"{p0.payload_bytes} B, {scenario.duration_s:g} s measured per run, {args.repeats} "
             f"repeats; server CPU {plan.server}, everything else CPU {plan.loadgen}; floor gap "
-            f"{args.gap_us} us")
+            + ", ".join(f"{t} {gap_for(t, args.gap_us)} us" for t in transports))
     print(head, flush=True)
     rows: list[dict] = []
     try:
@@ -415,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = ("floor", "native") if repeat % 2 == 0 else ("native", "floor")
                 for client in order:
                     rows.append(_one(client, transport, repeat, scenario, points[transport], plan,
-                                     binary, out, stamp, args.gap_us))
+                                     binary, out, stamp, gap_for(transport, args.gap_us)))
                     r = rows[-1]
                     print(f"  {transport:8s} {client:6s} #{repeat + 1}: client/server "
                           f"{r['client_per_server']:.3f} (client {r['client_cpu_s']:.3f} s, server "
@@ -429,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text.split("\n\nMedian")[0])
     atomic_write_json(out / "floor.json", {
-        "schema_version": 1, "scenario": scenario.name, "target": TARGET, "gap_us": args.gap_us,
+        "schema_version": 1, "scenario": scenario.name, "target": TARGET,
+        "gap_us": {t: gap_for(t, args.gap_us) for t in transports},
         "point": {"clients": p0.clients, "rate": p0.rate, "payload_bytes": p0.payload_bytes,
                   "duration_s": scenario.duration_s, "warmup_s": scenario.warmup_s},
         "affinity": plan.to_meta(), "summary": summary, "rows": rows})

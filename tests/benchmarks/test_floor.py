@@ -99,4 +99,8 @@ def test_floorbench_one_command(tmp_path):
     floor_ws = next(r for r in rows if r["client"] == "floor" and r["transport"] == "websocket")
     assert floor_ws["deliveries"] == 3 * 60  # warm-up and measured messages, every subscriber
     assert [s["transport"] for s in result["summary"]] == ["longpoll", "websocket"]
+    # Long polling's floor re-polls at once (no gap); the streams' floor reads per 2 ms.
+    assert result["gap_us"] == {"longpoll": 0, "websocket": floorbench.GAP_US}
+    assert {r["transport"]: r["gap_us"] for r in rows if r["client"] == "floor"} == \
+        result["gap_us"]
     assert "native ÷ floor" in (out / "floor.md").read_text()

@@ -1,0 +1,197 @@
+"""The receive loop (clients/reader.py) reads what asyncio read, and hands back what breaks.
+
+Each transport's subscriber runs twice on the same topic, the same traffic: once
+read by the FastReader (its socket taken once the subscription is live), once
+through asyncio as before. Both must account the same messages from the same
+payload bytes, and the kernel must count the same bytes both ways on both
+sockets. A WebSocket ping must be answered while the loop holds the socket (the
+server drops a peer whose pong is late), and a cut connection must resume
+through the subscriber's own reconnecting path, then be taken by the loop again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from clients.accounting import RawLog, Samples, SubscriberLog
+from clients.fastws import FastWebSocketSubscriber
+from clients.longpoll import LongPollSubscriber
+from clients.publisher import HttpPublisher
+from clients.reader import FastReader
+from clients.stream import NDJSONSubscriber, SSESubscriber
+from clients.tcpinfo import TcpTally
+from duplexbench.contract import make_payload
+from duplexbench.netem.link import LinkConfig
+from duplexbench.netem.process import ProxyProcess
+from duplexbench.procs.server import ServerProcess
+from tests._timeouts import scaled
+
+MESSAGES = 16
+TRANSPORTS = ("sse", "ndjson", "websocket", "longpoll")
+CLASSES = {"sse": (SSESubscriber, b"\n\n"), "ndjson": (NDJSONSubscriber, b"\n"),
+           "websocket": (FastWebSocketSubscriber, None), "longpoll": (LongPollSubscriber, None)}
+
+
+@pytest.fixture(scope="module")
+def quiet():
+    """Every transport, no heartbeat or ping during a test: the bytes are the messages'."""
+    with ServerProcess("all", args=["--heartbeat", "60", "--ping-interval", "60",
+                                    "--ping-timeout", "60"]) as server:
+        yield server
+
+
+class _Recording(RawLog):
+    """A RawLog that also keeps every piece it is fed (the bytes accounted)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fed: list[bytes] = []
+
+    def feed(self, data: bytes, recv_ns: int) -> None:
+        self.fed.append(data)
+        super().feed(data, recv_ns)
+
+
+class _Sub:
+    """A subscriber with its accounting: RawLog, samples, kernel counts."""
+
+    def __init__(self, transport: str, url: str, topic: str, reader: FastReader | None) -> None:
+        cls, delim = CLASSES[transport]
+        self.log = SubscriberLog(0, 0, Samples(), 0, MESSAGES)
+        self.raw = _Recording(self.log, delim, limit=7)  # small: flushes happen mid-run too
+        self.tcp = TcpTally()
+        self.reader = reader
+        self.sub = cls(url, topic, lambda e, t: None, on_raw=self.raw, tcp=self.tcp,
+                       reader=reader, backoff=(0.01, 0.05))
+
+    def sink(self):
+        """The reader's sink of this subscriber's current connection (None: not taken)."""
+        if self.reader is None:
+            return None
+        current = getattr(self.sub, "_conn", None) or getattr(self.sub, "_transport", None)
+        return next((s for s in self.reader.sinks.values()
+                     if current in (getattr(s, "conn", None), getattr(s, "ws", None))), None)
+
+    def rows(self) -> list[tuple[int, int, int]]:
+        s = self.log._samples
+        return list(zip(s.seq, s.index, s.sent_ns))
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + scaled(timeout)
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport):
+    topic = f"reader-same-{transport}"
+
+    async def main() -> tuple[_Sub, _Sub, tuple, tuple, bool]:
+        reader = FastReader(check_s=0.02)
+        fast = _Sub(transport, quiet.url, topic, reader)
+        plain = _Sub(transport, quiet.url, topic, None)
+        await fast.sub.start()
+        await plain.sub.start()
+        await asyncio.sleep(0.1)  # a long poll is subscribed once the server holds it
+        pub = HttpPublisher(quiet.url, pool_size=1)
+        taken = False
+        try:
+            for i in range(MESSAGES):
+                # One at a time, each delivered to both before the next: the same reads on
+                # both sides (a long poll answers one message per poll on each).
+                await pub.publish(topic, make_payload(i, 40 + 30 * i), time.monotonic_ns())
+                await _until(lambda: fast.raw.highest() == plain.raw.highest() == i + 1)
+                taken = taken or fast.sink() is not None
+            counts = (fast.tcp.total(), plain.tcp.total())
+        finally:
+            await pub.close()
+            await fast.sub.close()
+            await plain.sub.close()
+            reader.close()
+        return fast, plain, counts[0], counts[1], taken
+
+    fast, plain, fast_tcp, plain_tcp, taken = asyncio.run(asyncio.wait_for(main(), scaled(30)))
+    assert taken, "the loop never took the subscriber's socket"
+    assert fast.rows() == plain.rows() and len(fast.rows()) == MESSAGES
+    assert fast.log.highest == MESSAGES and not fast.log.gaps and fast.log.duplicated == 0
+    assert b"".join(fast.raw.fed) == b"".join(plain.raw.fed)  # the bytes accounted
+    # The kernel's counts: bytes acked (requests, upgrade), bytes received (responses, frames).
+    assert fast_tcp[:2] == plain_tcp[:2], (fast_tcp, plain_tcp)
+    recv = list(fast.log._samples.recv_ns)
+    assert all(r >= s for r, s in zip(recv, fast.log._samples.sent_ns))  # taken at the read
+    assert fast.sub.stats.reconnects == 0 and fast.sub.stats.errors == 0
+
+
+def test_pings_are_answered_while_the_loop_holds_the_socket():
+    """Pings every 0.3 s, a peer without a pong 0.5 s later dropped: for 2.5 s the
+    connection must stay up, taken, with every message delivered."""
+    with ServerProcess("websocket", args=["--ping-interval", "0.3", "--ping-timeout", "0.5"]) \
+            as server:
+        async def main() -> tuple[_Sub, int]:
+            reader = FastReader()
+            sub = _Sub("websocket", server.url, "reader-ping", reader)
+            await sub.sub.start()
+            pub = HttpPublisher(server.url, pool_size=1)
+            try:
+                for i in range(MESSAGES):
+                    await pub.publish("reader-ping", make_payload(i, 64), time.monotonic_ns())
+                    await asyncio.sleep(2.5 / MESSAGES)
+                await _until(lambda: sub.raw.highest() == MESSAGES)
+                sink = sub.sink()
+                assert sink is not None, "not taken, or dropped and not taken again"
+                pongs = sink.pongs
+            finally:
+                await pub.close()
+                await sub.sub.close()
+                reader.close()
+            return sub, pongs
+
+        sub, pongs = asyncio.run(asyncio.wait_for(main(), scaled(30)))
+    assert pongs >= 4  # answered from the loop, as the pings came
+    assert sub.sub.stats.reconnects == 0 and sub.sub.stats.errors == 0
+    assert len(sub.rows()) == MESSAGES and not sub.log.gaps
+    assert sub.sub._listener.answered == 0  # each ping answered once: none again when parsed
+
+
+def test_a_cut_connection_resumes_and_is_taken_again(quiet):
+    """Every connection reset by the proxy: the loop hands each socket back, the
+    subscriber resumes from its cursor (nothing lost), the loop takes the new one."""
+    host, port = quiet.url.split("//")[1].split(":")
+    with ProxyProcess(LinkConfig(), (host, int(port))) as proxy:
+        url = f"http://{proxy.address[0]}:{proxy.address[1]}"
+
+        async def main() -> list[_Sub]:
+            reader = FastReader()
+            subs = [_Sub(t, url, f"reader-cut-{t}", reader) for t in TRANSPORTS]
+            for s in subs:
+                await s.sub.start()
+            await asyncio.sleep(0.1)
+            pub = HttpPublisher(quiet.url, pool_size=1)  # straight to the server: not cut
+            try:
+                for i in range(MESSAGES):
+                    if i == MESSAGES // 2:
+                        await _until(lambda: all(s.sink() is not None for s in subs))
+                        before = [s.sink() for s in subs]
+                        proxy.cut()
+                        await _until(lambda: all(s.sub.stats.reconnects for s in subs))
+                    for s in subs:
+                        await pub.publish(s.sub.topic, make_payload(i, 64), time.monotonic_ns())
+                    await asyncio.sleep(0.02)
+                await _until(lambda: all(s.raw.highest() == MESSAGES for s in subs))
+                await _until(lambda: all(s.sink() not in (None, b) for s, b in zip(subs, before)))
+            finally:
+                await pub.close()
+                for s in subs:
+                    await s.sub.close()
+                reader.close()
+            return subs
+
+        subs = asyncio.run(asyncio.wait_for(main(), scaled(30)))
+    for s in subs:
+        assert len(s.rows()) == MESSAGES and not s.log.gaps, s.sub.transport
+        assert s.sub.stats.reconnects >= 1
