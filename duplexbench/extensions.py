@@ -5,6 +5,8 @@ here, so a new kind of thing a point can have is added in one place:
 
 - ``server`` (runner/outside.py): where the server comes from (spawned, TLS,
   outside): the ``tls`` and ``server_measured`` columns; opens before the server;
+- ``http`` (http2/extension.py): the point's HTTP version and server stack (docs/http2.md):
+  the Node reference's HTTP/2 flags and h2c URL, the ``http`` / ``stack`` columns;
 - ``engine`` (engines/extension.py): the browser engine's command, the ``engine``
   column and the browser's notes;
 - ``network`` (netem/extension.py): the emulated network in the subscribers' path;
@@ -21,6 +23,7 @@ from typing import Any
 
 from .engines.extension import EngineExtension
 from .faults.extension import FaultsExtension
+from .http2.extension import HttpExtension
 from .netem.extension import NetworkExtension
 from .proxies.extension import NginxExtension
 from .runner.extension import PointExtension
@@ -33,7 +36,7 @@ def point_extensions(scenario: Any, *, engine: str = "native",
     """The extensions for ``scenario``'s points; ``server`` is the run's server setup
     (runner/outside.py), None where the command records no server columns (ab, stacks)."""
     extensions: list[PointExtension] = [] if server is None else [server]
-    extensions += [EngineExtension(engine, scenario.engine_options), NetworkExtension(),
+    extensions += [HttpExtension(), EngineExtension(engine, scenario.engine_options), NetworkExtension(),
                    NginxExtension()]
     if scenario.faults is not None:
         extensions.append(FaultsExtension(scenario.faults))

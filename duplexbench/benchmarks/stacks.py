@@ -22,9 +22,6 @@ import contextlib
 import csv
 import json
 import math
-import os
-import re
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +34,7 @@ import pandas as pd
 from ..contract import Transport
 from ..measure.results import SAMPLES, SAMPLES_DIR, read_point_files
 from ..measure.validity import comparable
-from ..procs.announced import AnnouncedProcess
+from ..procs.node import NODE_DIR, NodeServerProcess, node_unavailable, pin_threads
 from ..procs.server import ServerProcess
 from ..runner.target import ServerHandle, served
 
@@ -54,44 +51,9 @@ __all__ = [
 
 STACKS = ("python", "node")
 DEFAULT_SCENARIO = "scenarios/stacks.toml"
-NODE_DIR = Path(__file__).resolve().parents[2] / "servers" / "node"
-NODE_MIN_MAJOR = 20
 #: Issue 15's yardstick: aiohttp CPU per delivery at most this many times Node's.
 TARGET_RATIO = {"longpoll": 2.0}
 DEFAULT_TARGET_RATIO = 1.5
-
-
-def node_unavailable() -> str | None:
-    """Why the Node reference cannot run here, or None when it can."""
-    node = shutil.which("node")
-    if node is None:
-        return f"node is not on PATH (Node.js {NODE_MIN_MAJOR} or later is needed)"
-    try:
-        version = subprocess.run([node, "--version"], capture_output=True, text=True,
-                                 timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"node --version failed: {exc}"
-    match = re.match(r"v(\d+)\.", version)
-    if not match or int(match.group(1)) < NODE_MIN_MAJOR:
-        return f"node {version or '?'} is too old: Node.js {NODE_MIN_MAJOR} or later is needed"
-    if not (NODE_DIR / "node_modules" / "ws").is_dir():
-        return "servers/node/node_modules is missing: run `make node` (npm ci)"
-    return None
-
-
-def pin_threads(pid: int, cpu: int) -> None:
-    """Pin every thread of ``pid`` to ``cpu``.
-
-    sched_setaffinity(pid) moves only the main thread; Node starts its V8 and
-    libuv threads before a parent can pin it, and their CPU is server CPU too.
-    """
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        tids = [str(pid)]
-    for tid in tids:
-        with contextlib.suppress(OSError, ValueError):
-            os.sched_setaffinity(int(tid), {cpu})
 
 
 def rss_mib(pid: int) -> float:
@@ -104,21 +66,6 @@ def rss_mib(pid: int) -> float:
     except (OSError, ValueError, IndexError):
         pass
     return math.nan
-
-
-class NodeServerProcess(ServerProcess):
-    """``node servers/node/server.js``: started, announced and stopped like the Python server."""
-
-    what = "node server"
-
-    def __init__(self, transport: str = "all", host: str = "127.0.0.1", port: int = 0,
-                 args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 cpu: int | None = None, startup_timeout: float = 20.0) -> None:
-        AnnouncedProcess.__init__(
-            self, [shutil.which("node") or "node", str(NODE_DIR / "server.js"),
-                   "--transport", transport, "--host", host, "--port", str(port), *args],
-            env=env, cpu=cpu, startup_timeout=startup_timeout)
-        self.url = ""
 
 
 @dataclass

@@ -70,6 +70,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     # Real infrastructure (duplexbench/extensions.py): nginx in the path; engine may be "browser".
     "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
     "proxy_cpu_pct",
+    # The HTTP version and server stack (duplexbench/http2, docs/http2.md).
+    "http", "streams_per_connection", "stack", "ws_over",
 )
 
 #: samples.parquet columns (one row per delivery).

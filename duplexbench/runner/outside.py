@@ -113,11 +113,17 @@ class ServerExtension(PointExtension):
     def _spawned_tls(self, point: LoadPoint) -> bool:
         return self.tls_dir is not None and self.tls_for(point)
 
+    def _server_tls(self, point: LoadPoint) -> bool:
+        """Whether the spawned server itself serves TLS: not behind nginx, which then
+        terminates TLS with the run's certificate (a deployment's front; the upstream
+        stays cleartext HTTP/1.1 keep-alive)."""
+        return self._spawned_tls(point) and getattr(point, "proxy", "none") == "none"
+
     def meta(self) -> dict:
         return self._meta
 
     def server_args(self, point: LoadPoint) -> list[str]:
-        return self.files().server_args() if self._spawned_tls(point) else []
+        return self.files().server_args() if self._server_tls(point) else []
 
     def spec_fields(self, point: LoadPoint) -> dict:
         if self._spawned_tls(point):
@@ -126,8 +132,10 @@ class ServerExtension(PointExtension):
 
     @contextlib.contextmanager
     def open(self, ctx: Any) -> Iterator[None]:
-        if self._spawned_tls(ctx.point):  # the harness checks the https server's /healthz with it
+        if self._server_tls(ctx.point):  # the harness checks the https server's /healthz with it
             ctx.ca_file = self.files().ca_file
+        if self._spawned_tls(ctx.point):  # nginx in front terminates TLS with these
+            ctx.state["tls_files"] = self.files()
         yield
 
     def contribute(self, ctx: Any, row: dict, data: Any) -> dict:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol
 
 from .. import procs
 from ..contract import Transport
+from ..procs.node import NodeServerProcess, pin_threads
 from ..procs.server import ServerError, ServerProcess
 from .outcome import PointFailed
 
@@ -48,6 +49,8 @@ class ServerHandle:
     #: ``relaunch(port)``: a new, not yet started process of the same server (same options,
     #: core and source tree) on ``port``; None when the harness cannot start it again.
     relaunch: Callable[[int], ServerProcess] | None = field(default=None, repr=False)
+    #: The server's cleartext HTTP/2 listener (the Node reference's --h2c-port), "" if none.
+    h2c_url: str = ""
 
     def check_alive(self) -> None:
         """Raise PointFailed when a server we started has exited during the point."""
@@ -108,7 +111,8 @@ def served(server, log_path: Path, what: str = "server",
         if on_start is not None:
             on_start(server)
         procs.track(server.pid, "server")
-        yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=relaunch)
+        yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=relaunch,
+                           h2c_url=getattr(server, "h2c_url", ""))
     finally:
         with procs.shielded():
             output = "\n".join(server.output)
@@ -118,7 +122,8 @@ def served(server, log_path: Path, what: str = "server",
 
 @dataclass
 class SpawnedTarget:
-    """A fresh server process per point (``python -m servers``), pinned to ``cpu``."""
+    """A fresh server process per point, pinned to ``cpu``: ``python -m servers``, or the
+    Node reference for a point of ``[server] stack = "node"`` (docs/http2.md)."""
 
     args: Sequence[str] = ()
     cpu: int | None = None
@@ -132,6 +137,20 @@ class SpawnedTarget:
         mount = Transport(ctx.point.transport).server_mount
         args = list(self.args) + list(ctx.server_args)
         ca_file = self.ca_file or ctx.ca_file
+
+        if getattr(ctx.point, "stack", "python") == "node":
+            def launch(port: int = 0) -> ServerProcess:
+                return NodeServerProcess(mount, port=port, args=args, env=self.env,
+                                         cpu=self.cpu, ca_file=ca_file)
+
+            def pinned(server: Any) -> None:  # V8's and libuv's threads serve too
+                if self.cpu is not None:
+                    pin_threads(server.pid, self.cpu)
+
+            with served(launch(), ctx.point_dir / "server.log", "node server", pinned,
+                        relaunch=launch) as handle:
+                yield handle
+            return
 
         def launch(port: int = 0) -> ServerProcess:
             return ServerProcess(mount, port=port, args=args, env=self.env, cpu=self.cpu,

@@ -39,11 +39,15 @@ from .check import (
     string,
 )
 from .faults import FaultError, FaultOptions, parse_faults
+from .http import check_http as _check_http
+from .http import http_path
 from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
     ENGINES,
+    HTTP_VERSIONS,
     NETWORK_MODES,
+    STACKS,
     PATTERNS,
     TRANSPORTS,
     UPSTREAMS,
@@ -85,6 +89,10 @@ class Scenario:
     faults: FaultOptions | None = None
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
+    #: HTTP versions swept per point (docs/http2.md): "1.1" and/or "2".
+    http: tuple[str, ...] = ("1.1",)
+    #: Subscriptions per HTTP/2 connection (a page with N components); HTTP/1.1 points use 1.
+    streams_per_connection: int = 1
 
     def points(self) -> list[LoadPoint]:
         """Every load point: repeat, then transport, clients, rate, payload, delay, keep-alive, TLS."""
@@ -95,17 +103,21 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for engine, (proxy, buffering, accel, gzip), clients, rate, payload, delay, \
-                        keepalive, tls, fault in itertools.product(
-                            self.engines or ("",), proxy_variants(self.proxy, transport),
-                            self.clients, self.rate, self.payload_bytes, delays, keepalives,
+                for stack, engine, (proxy, buffering, accel, gzip), http, clients, rate, \
+                        payload, delay, keepalive, tls, fault in itertools.product(
+                            self.server.stack, self.engines or ("",),
+                            proxy_variants(self.proxy, transport), self.http, self.clients,
+                            self.rate, self.payload_bytes, delays, keepalives,
                             self.server.tls, faults):
+                    if not http_path(stack, proxy, http):
+                        continue
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
                         delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
-                        engine=engine, fault=fault,
+                        engine=engine, fault=fault, http=http, stack=stack,
+                        streams_per_connection=self.streams_per_connection if http == "2" else 1,
                     ))
         return points
 
@@ -205,6 +217,10 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     expect_loss = c.get("expect_loss", boolean, "true or false", defaults.expect_loss)
     seed = c.get("seed", integer, "an integer", defaults.seed)
     description = c.get("description", string, "a string", defaults.description)
+    http = c.get("http", choices_list(HTTP_VERSIONS),
+                 f"one of {list(HTTP_VERSIONS)} or a list of them, each once", defaults.http)
+    streams = c.get("streams_per_connection", pos_int, "an integer from 1 to 128",
+                    defaults.streams_per_connection)
 
     server = _server(c.table("server"))
     longpoll = _longpoll(c.table("longpoll"))
@@ -229,6 +245,9 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         except FaultError as exc:
             raise ScenarioError(f"{c.source}: {exc}") from None
 
+    _check_http(c.source, http=http, streams=streams, server=server, proxy=proxy,
+                transports=transports, keepalive=longpoll.keepalive, upstream=upstream,
+                pattern=pattern, engines=engines, tls=server.tls)
     too_big = [p for p in payload if p > server.max_payload]
     if too_big:
         raise ScenarioError(
@@ -258,7 +277,7 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
         server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
         faults=faults,
-        engine_options=engine_options,
+        engine_options=engine_options, http=http, streams_per_connection=streams,
     )
 
 
@@ -266,7 +285,7 @@ _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
     "repeats", "expect_loss", "seed", "server", "longpoll", "network", "faults", "engine",
-    "proxy",
+    "proxy", "http", "streams_per_connection",
 )
 
 
@@ -291,12 +310,14 @@ def _server(c: "Checker | None") -> ServerOptions:
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
-               "max_payload", "tls"), "server.")
+               "max_payload", "tls", "stack"), "server.")
     tls = c.get("tls", list_of(boolean), "true, false or [false, true]", d.tls)
     if len(set(tls)) != len(tls):
         raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
+    stack = c.get("stack", choices_list(STACKS),
+                  f"one of {list(STACKS)} or a list of them, each once", d.stack)
     return ServerOptions(
-        tls=tls,
+        tls=tls, stack=stack,
         queue_limit=c.get("queue_limit", pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", pos_float, "a number of seconds > 0", d.heartbeat_s),
         ping_interval_s=c.get("ping_interval_s", pos_float, "a number of seconds > 0",

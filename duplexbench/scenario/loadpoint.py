@@ -28,6 +28,12 @@ class LoadPoint:
     engine: str = ""
     fault: str = ""     # a [faults] kind, "" = none
     tls: bool = False
+    #: HTTP version of subscribers and publisher (docs/http2.md): "1.1" or "2".
+    http: str = "1.1"
+    #: Subscriptions multiplexed on one HTTP/2 connection (1 under HTTP/1.1).
+    streams_per_connection: int = 1
+    #: The server's implementation: "python" (aiohttp, servers/) or "node" (servers/node/).
+    stack: str = "python"
 
     @property
     def label(self) -> str:
@@ -49,6 +55,12 @@ class LoadPoint:
             text += f" fault={self.fault}"
         if self.tls:
             text += " tls"
+        if self.stack != "python":
+            text += f" {self.stack}"
+        if self.http != "1.1":
+            text += f" h{self.http}"
+            if self.streams_per_connection > 1:
+                text += f" x{self.streams_per_connection}"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -59,4 +71,7 @@ class LoadPoint:
         key = (self.transport, self.clients, self.rate, self.payload_bytes,
                self.delay_ms, self.keepalive, self.proxy, self.proxy_buffering,
                self.accel_header, self.proxy_gzip, self.engine)
+        # Appended only when not the default, so keys of HTTP/1.1 python runs stay as they were.
+        if self.http != "1.1" or self.stack != "python":
+            key += (self.http, self.streams_per_connection, self.stack)
         return key + (self.fault,) if self.fault else key

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 __all__ = [
     "ARRIVALS",
     "ENGINES",
+    "HTTP_VERSIONS",
     "NETWORK_MODES",
     "PATTERNS",
+    "STACKS",
     "TRANSPORTS",
     "UPSTREAMS",
     "LongPollOptions",
@@ -28,6 +30,10 @@ ARRIVALS = ("uniform", "poisson")
 NETWORK_MODES = ("proxy", "netem")
 #: Load generators (runner.loadgen_command); a scenario may sweep them (``engine = [...]``).
 ENGINES = ("native", "locust", "browser")
+#: HTTP versions a point can speak (docs/http2.md); a scenario sweeps them (``http = [...]``).
+HTTP_VERSIONS = ("1.1", "2")
+#: Server implementations: the aiohttp servers and the Node reference (servers/node/).
+STACKS = ("python", "node")
 
 # ---------------------------------------------------------------------------
 # The dataclasses
@@ -44,6 +50,7 @@ class ServerOptions:
     uvloop: bool = True
     max_payload: int = 1024 * 1024  # the server's --max-payload (bytes per publish)
     tls: tuple[bool, ...] = (False,)  # https/wss with a per-run certificate; a sweep
+    stack: tuple[str, ...] = ("python",)  # which server implementation; a sweep
 
     def to_args(self) -> list[str]:
         """Command-line flags for ``python -m servers``."""
