@@ -30,6 +30,7 @@ import pandas as pd
 from ..measure.validity import comparable, validity_column
 from . import headers
 from .claims_common import PUBLISHED_POLL_HEADER_BYTES
+from .claims_h2 import HPACK_RULE, hpack_rows
 from .claims_frames import (
     FRAME_SLACK_BYTES,
     client_frame_header_rows,
@@ -77,6 +78,7 @@ VERDICT_RULES: tuple[str, ...] = (
     f"{BATCHING_FALL_RATIO:g} × that at the lowest.",
     "Frame headers (RFC 6455 §5.2): the smallest measured header per payload within "
     f"−0.25 / +{FRAME_SLACK_BYTES:g} B of the RFC's size.",
+    HPACK_RULE,
 )
 
 
@@ -99,6 +101,10 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     full, frame = frame, main_rows(frame)
     left_out = _left_out_rows(frame)
     frame = frame[frame["_validity"].map(comparable)]
+    comparable_all = full[full["_validity"].map(comparable)]
+    if "http" in frame.columns:  # the published claims are HTTP/1.1's; HPACK's row compares
+        http1 = frame["http"].astype(str).isin(("1.1", "nan", "None", ""))
+        frame = frame[http1] if http1.any() else frame
     rows: list[dict] = []
     rows += transit_rows(frame, runs)
     rows += poll_header_rows(frame)
@@ -107,6 +113,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += client_frame_header_rows(frame)
     rows += article_rows(frame)
     rows += infra_claim_rows(full)
+    rows += hpack_rows(comparable_all)
     return rows + left_out
 
 
