@@ -23,6 +23,7 @@ from ..runner.loop import EXIT_USAGE, run_session
 from ..runner.session import Session
 from ..runner.target import SpawnedTarget
 from ..scenario import Scenario, ScenarioError, load_scenario
+from ..scenario.http import check_engine
 from .options import prepare_scenario
 
 __all__ = ["build_parser", "main", "write_report"]
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(quiet=args.quiet)
     try:
         scenario = prepare_scenario(load_scenario(args.scenario), args)
+        check_engine(scenario, args.engine)  # Locust / a browser over HTTP/2: refused here
     except ScenarioError as exc:
         console.error(str(exc))
         return 2

@@ -16,7 +16,7 @@ from typing import Any
 
 from .check import ScenarioError
 
-__all__ = ["MAX_STREAMS", "check_http", "http_path"]
+__all__ = ["MAX_STREAMS", "check_engine", "check_http", "http_path"]
 
 #: Most subscriptions one HTTP/2 connection carries (LoadSpec streams_per_connection).
 MAX_STREAMS = 128
@@ -73,3 +73,15 @@ def check_http(source: str, *, http: tuple[str, ...], streams: int, server: Any,
             f"{source}: key 'engine': a browser negotiates HTTP/2 only over TLS (ALPN; no "
             "h2c): with http = \"2\" the browser engine needs [server] tls = true and "
             "[proxy] kind = \"nginx\"")
+
+
+def check_engine(scenario: Any, engine: str) -> None:
+    """Raise ScenarioError when the command line's engine cannot run the scenario's HTTP/2
+    points (the scenario's own ``engine`` sweep is checked when it is loaded)."""
+    if "2" not in scenario.http or scenario.engines:
+        return
+    check_http(scenario.path or scenario.name, http=scenario.http,
+               streams=scenario.streams_per_connection, server=scenario.server,
+               proxy=scenario.proxy, transports=scenario.transports,
+               keepalive=scenario.longpoll.keepalive, upstream=scenario.upstream,
+               pattern=scenario.pattern, engines=(engine,), tls=scenario.server.tls)

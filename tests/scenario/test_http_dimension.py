@@ -59,3 +59,14 @@ def test_shipped_scenario_loads():
     s = load_scenario("scenarios/http2.toml")
     assert {p.http for p in s.points()} == {"1.1", "2"}
     assert all(p.tls for p in s.points())
+
+
+def test_command_line_engine_is_checked_too():
+    from duplexbench.scenario.http import check_engine
+
+    s = parse_scenario({**BASE, "http": ["1.1", "2"], "proxy": {"kind": "nginx"}})
+    check_engine(s, "native")
+    with pytest.raises(ScenarioError, match="Locust speaks HTTP/1.1"):
+        check_engine(s, "locust")
+    with pytest.raises(ScenarioError, match="over TLS"):
+        check_engine(s, "browser")
