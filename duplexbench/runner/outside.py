@@ -216,14 +216,23 @@ def _outside(args, scenario: Scenario, run_dir: Path, console) -> ServerSetup:
     if https:
         meta["tls"] = {"certificate": "the outside server's", "ca_file": args.ca_file or "system store",
                        "verified_by_clients": True}
-    meta["probe"] = _probe(url, args, run_dir, console, scenario.transports)
+    meta["probe"] = _probe(url, args, run_dir, console, scenario.transports,
+                           h2=_h2_rules(scenario, https))
     extension = ServerExtension(meta, measured=measured, tls_for=lambda point: https,
                                 ca_file=args.ca_file)
     return ServerSetup(scenario, extension,
                        VerifiedExternalTarget(url, args.server_pid, ca_file=args.ca_file))
 
 
-def _probe(url: str, args, run_dir: Path, console, transports) -> dict:
+def _h2_rules(scenario: Scenario, https: bool) -> str:
+    """The probe's HTTP/2 rules for a scenario with ``http = "2"`` (docs/http2.md): required
+    over https (ALPN h2), where offered over cleartext (h2c needs its own URL)."""
+    if "2" not in getattr(scenario, "http", ("1.1",)):
+        return ""
+    return "on" if https else "auto"
+
+
+def _probe(url: str, args, run_dir: Path, console, transports, h2: str = "") -> dict:
     if args.no_probe:
         console.warn(f"not probing {url} (--no-probe): results assume it follows the contract")
         return {"ran": False, "why": "--no-probe"}
@@ -234,7 +243,7 @@ def _probe(url: str, args, run_dir: Path, console, transports) -> dict:
 
     # Only the transports this run measures: a broken /poll must not refuse a WebSocket run.
     mounts = tuple(dict.fromkeys(Transport(t).server_mount for t in transports))
-    report = probe(Options(url, ca_file=args.ca_file, transports=mounts))
+    report = probe(Options(url, ca_file=args.ca_file, transports=mounts, h2=h2))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     (Path(run_dir) / "probe.json").write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
     counts = report.counts()
