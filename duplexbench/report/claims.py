@@ -102,8 +102,10 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     left_out = _left_out_rows(frame)
     frame = frame[frame["_validity"].map(comparable)]
     comparable_all = full[full["_validity"].map(comparable)]
+    http2 = frame.iloc[0:0]
     if "http" in frame.columns:  # the published claims are HTTP/1.1's; HPACK's row compares
         http1 = frame["http"].astype(str).isin(("1.1", "nan", "None", ""))
+        http2 = comparable_all[comparable_all["http"].astype(str).isin(("2", "2.0"))]
         frame = frame[http1] if http1.any() else frame
     rows: list[dict] = []
     rows += transit_rows(frame, runs)
@@ -114,6 +116,8 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += article_rows(frame)
     rows += infra_claim_rows(full)
     rows += hpack_rows(comparable_all)
+    # The article's "HTTP header per message" rows, per transport, under HTTP/2 (same rule).
+    rows += [{**row, "claim": f"{row['claim']} — under HTTP/2"} for row in article_rows(http2)]
     return rows + left_out
 
 
