@@ -63,7 +63,7 @@ class H2Publisher(Publisher):
         e = self.endpoint
         sock = socket.create_connection((e.host, e.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ctx = self.spec.ssl_context()
+        ctx = self.spec.publish_ssl_context()
         if ctx is not None:
             sock = ctx.wrap_socket(sock, server_hostname=e.host)
             if sock.selected_alpn_protocol() != "h2":

@@ -136,7 +136,7 @@ class Publisher:
         """A publish-only connection of the transport: a WebSocket (?subscribe=0) or a TCP
         connection ("subscribe":false, its port from /healthz: asked once, and ``again``
         after a lost connection, since a restarted server may listen elsewhere)."""
-        ctx = self.spec.ssl_context()
+        ctx = self.spec.publish_ssl_context()
         if self.spec.transport == "tcp":
             from .tcppub import BlockingTCPPublisher, healthz_tcp_port
             if again or not self.tcp_port:
@@ -149,7 +149,7 @@ class Publisher:
     def _open_post(self, timeout: float) -> None:
         sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ctx = self.spec.ssl_context()
+        ctx = self.spec.publish_ssl_context()
         if ctx is not None:  # https: verify the server against ca_file
             sock = ctx.wrap_socket(sock, server_hostname=self.endpoint.host)
         sock.setblocking(False)

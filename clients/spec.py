@@ -188,6 +188,14 @@ class LoadSpec:
             context.set_alpn_protocols(["h2"])
         return context
 
+    def publish_ssl_context(self):
+        """The publisher's TLS context: TLS only when ``publish_url`` is https (the
+        subscribers may reach the server through a TLS front while the publisher, the
+        application's back end, talks to it in cleartext: nginx points, docs/proxy.md)."""
+        if self.pub_url and not self.pub_url.startswith("https:"):
+            return None
+        return self.ssl_context()
+
     @property
     def ws_upstream(self) -> bool:
         """Whether messages go up as WebSocket frames rather than POSTs."""

@@ -8,6 +8,8 @@ here, so a new kind of thing a point can have is added in one place:
 - ``workers`` (broker/extension.py): workers behind Redis (``[server] workers``,
   ``broker``): Redis per point, opened before the server; the ``workers`` and
   ``broker`` columns, the broker's CPU and the latency split at the broker;
+- ``http`` (http2/extension.py): the point's HTTP version and server stack (docs/http2.md):
+  the Node reference's HTTP/2 flags and h2c URL, the ``http`` / ``stack`` columns;
 - ``engine`` (engines/extension.py): the browser engine's command, the ``engine``
   column and the browser's notes;
 - ``network`` (netem/extension.py): the emulated network in the subscribers' path;
@@ -25,6 +27,7 @@ from typing import Any
 from .broker.extension import WorkersExtension
 from .engines.extension import EngineExtension
 from .faults.extension import FaultsExtension
+from .http2.extension import HttpExtension
 from .netem.extension import NetworkExtension
 from .proxies.extension import NginxExtension
 from .runner.extension import PointExtension
@@ -37,8 +40,9 @@ def point_extensions(scenario: Any, *, engine: str = "native",
     """The extensions for ``scenario``'s points; ``server`` is the run's server setup
     (runner/outside.py), None where the command records no server columns (ab, stacks)."""
     extensions: list[PointExtension] = [] if server is None else [server]
-    extensions += [WorkersExtension(scenario), EngineExtension(engine, scenario.engine_options),
-                   NetworkExtension(), NginxExtension()]
+    extensions += [WorkersExtension(scenario), HttpExtension(),
+                   EngineExtension(engine, scenario.engine_options), NetworkExtension(),
+                   NginxExtension()]
     if scenario.faults is not None:
         extensions.append(FaultsExtension(scenario.faults))
     return extensions

@@ -22,8 +22,6 @@ import contextlib
 import csv
 import json
 import math
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from ..contract import Transport
 from ..machine.parts import NODE_DIR, node_unavailable
 from ..measure.results import SAMPLES, SAMPLES_DIR, read_point_files
 from ..measure.validity import comparable
-from ..procs.announced import AnnouncedProcess
+from ..procs.node import NodeServerProcess, pin_threads
 from ..procs.server import ServerProcess
 from ..runner.target import ServerHandle, served, tcp_port_args
 
@@ -59,21 +57,6 @@ TARGET_RATIO = {"longpoll": 2.0}
 DEFAULT_TARGET_RATIO = 1.5
 
 
-def pin_threads(pid: int, cpu: int) -> None:
-    """Pin every thread of ``pid`` to ``cpu``.
-
-    sched_setaffinity(pid) moves only the main thread; Node starts its V8 and
-    libuv threads before a parent can pin it, and their CPU is server CPU too.
-    """
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        tids = [str(pid)]
-    for tid in tids:
-        with contextlib.suppress(OSError, ValueError):
-            os.sched_setaffinity(int(tid), {cpu})
-
-
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` in MiB (NaN when unreadable)."""
     try:
@@ -84,22 +67,6 @@ def rss_mib(pid: int) -> float:
     except (OSError, ValueError, IndexError):
         pass
     return math.nan
-
-
-class NodeServerProcess(ServerProcess):
-    """``node servers/node/server.js``: started, announced and stopped like the Python server."""
-
-    what = "node server"
-
-    def __init__(self, transport: str = "all", host: str = "127.0.0.1", port: int = 0,
-                 args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 cpu: int | None = None, startup_timeout: float = 20.0) -> None:
-        AnnouncedProcess.__init__(
-            self, [shutil.which("node") or "node", str(NODE_DIR / "server.js"),
-                   "--transport", transport, "--host", host, "--port", str(port), *args],
-            env=env, cpu=cpu, startup_timeout=startup_timeout)
-        self.url = ""
-        self.tcp_port = None  # from the first line, as ServerProcess (`` and tcp://H:TP``)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from ..runner.loop import EXIT_USAGE, run_session
 from ..runner.session import Session
 from ..runner.target import SpawnedTarget
 from ..scenario import Scenario, ScenarioError, load_scenario
+from ..scenario.http import check_engine
 from .options import prepare_scenario
 
 __all__ = ["build_parser", "main", "write_report"]
@@ -88,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         scenario = prepare_scenario(load_scenario(args.scenario), args)
         scenario.check_engine(args.engine)  # e.g. Locust or a browser cannot run tcp
+        check_engine(scenario, args.engine)  # Locust / a browser over HTTP/2: refused here
     except ScenarioError as exc:
         console.error(str(exc))
         return 2

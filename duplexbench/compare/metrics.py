@@ -97,4 +97,4 @@ PER_REQUEST_BYTES = {"bytes_down_per_msg": "overhead_down_per_msg",
 #: Parameters that identify a load point across runs (those present in both summaries).
 KEY_COLUMNS = ("clients", "rate_msgs_s", "payload_bytes", "delay_ms", "keepalive", "pattern",
                "upstream", "engine", "proxy", "proxy_buffering", "proxy_accel_header",
-               "proxy_gzip", "workers", "broker")
+               "proxy_gzip", "workers", "broker", "http", "streams_per_connection", "stack")

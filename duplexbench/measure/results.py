@@ -34,6 +34,7 @@ __all__ = [
     "LOAD_COLUMNS",
     "RUN_STATUSES",
     "Run",
+    "SUMMARY_DTYPES",
     "RunError",
     "RunWriter",
     "SAMPLES_COLUMNS",
@@ -73,7 +74,12 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     # Server processes on the port and their broker (duplexbench/broker/extension.py): 1, none
     # = the one-process server. Dimensions of a point, like clients.
     "workers", "broker",
+    # The HTTP version and server stack (duplexbench/http2, docs/http2.md).
+    "http", "streams_per_connection", "stack", "ws_over",
 )
+
+#: Columns read back as text: an HTTP version "2" is a name, not the number 2.0.
+SUMMARY_DTYPES = {"http": str}
 
 #: samples.parquet columns (one row per delivery).
 SAMPLES_COLUMNS: tuple[str, ...] = (
@@ -444,7 +450,7 @@ def load_run(run_dir: str | Path) -> Run:
         raise RunError(f"{given}: {META} is not duplexbench metadata (no schema_version)")
     summary_file = path / SUMMARY
     if summary_file.exists() and summary_file.stat().st_size:
-        summary = pd.read_csv(summary_file)
+        summary = pd.read_csv(summary_file, dtype=SUMMARY_DTYPES)
     else:
         summary = pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     return Run(path=path, meta=meta, summary=_normalise_summary(summary))

@@ -6,7 +6,10 @@ nginx in front of the server once it answers (the subscribers connect through it
 samples it as ``proxy``, and adds the proxy columns to the row. The publisher keeps
 the server's own URL (like the delay proxy: it stands for the application's back
 end), so only subscriber traffic crosses nginx and nginx CPU per message is
-subscriber cost.
+subscriber cost; except under HTTP/2 (docs/http2.md): the publisher then speaks h2
+too, which the aiohttp servers do not, so it publishes through nginx as well. TLS
+points terminate TLS at nginx with the run's certificate (ALPN h2 and http/1.1);
+cleartext HTTP/2 points use nginx's h2c port (prior knowledge).
 
 Placement: nginx is pinned to the server's core (procs.plan_affinity's plan). In a
 deployment the proxy shares the server's machine, not the clients'; on a two-core
@@ -32,8 +35,8 @@ from ..runner.extension import PointContext, PointData, PointExtension
 from ..runner.outcome import PointFailed
 from .nginx import NginxError, NginxProxy, NginxSettings, nginx_version
 
-__all__ = ["NO_ACCEL_FLAG", "NginxExtension", "ROW_FIELDS", "path_label", "server_args",
-           "summary_fields"]
+__all__ = ["NO_ACCEL_FLAG", "NginxExtension", "ROW_FIELDS", "h2_publisher", "path_label",
+           "server_args", "summary_fields"]
 
 #: summary.csv columns this extension fills (results.SUMMARY_COLUMNS lists them too).
 ROW_FIELDS = ("proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
@@ -72,6 +75,26 @@ def path_label(row: dict) -> str:
             + (" gzip" if on("proxy_gzip") else ""))
 
 
+def h2_publisher(point: Any) -> bool:
+    """Whether the point's clients speak HTTP/2 through nginx (docs/http2.md): every
+    transport but WebSocket, which nginx 1.22 carries as an HTTP/1.1 upgrade only."""
+    return getattr(point, "http", "1.1") == "2" and point.transport != "websocket"
+
+
+def _http_settings(ctx: PointContext) -> dict[str, Any]:
+    """nginx's TLS and HTTP/2 settings for the point: TLS points terminate with the run's
+    certificate (ALPN h2 under http = 2), cleartext HTTP/2 points get the h2c port."""
+    point, settings = ctx.point, {}
+    files = ctx.state.get("tls_files") if getattr(point, "tls", False) else None
+    if files is not None:
+        settings.update(tls_cert=files.cert_file, tls_key=files.key_file)
+    if h2_publisher(point):
+        settings["http2" if files is not None else "h2c"] = True
+        # Every subscription of a connection plus the publisher's streams in flight.
+        settings["h2_max_streams"] = max(256, point.streams_per_connection + 64)
+    return settings
+
+
 class NginxExtension(PointExtension):
     """nginx between the subscribers and the server, for the points that ask for it."""
 
@@ -97,6 +120,7 @@ class NginxExtension(PointExtension):
             gzip=bool(getattr(point, "proxy_gzip", False)),
             read_timeout_s=max(30.0 + _READ_MARGIN_S, server.heartbeat_s * 2 + _READ_MARGIN_S),
             max_connections=max(1024, 2 * point.clients + 64),
+            **_http_settings(ctx),
         )
         cpu = ctx.plan.server if ctx.plan is not None else None
         try:
@@ -112,8 +136,12 @@ class NginxExtension(PointExtension):
                 "url": proxy.url, "buffering": settings.buffering,
                 "accel_header": bool(point.accel_header), "gzip": settings.gzip,
                 "read_timeout_s": settings.read_timeout_s, "cpu": cpu,
+                "tls": bool(settings.tls_cert), "http2": settings.http2, "h2c": settings.h2c,
+                "h2c_url": proxy.h2c_url, "h2_max_streams": settings.h2_max_streams,
                 "config": str(proxy.config_path)}})
-            ctx.sub_url = proxy.url
+            ctx.sub_url = proxy.h2c_url or proxy.url
+            if h2_publisher(point):  # aiohttp speaks HTTP/1.1 only: h2 publishes go via nginx
+                ctx.pub_url = ctx.sub_url
             ctx.pids["proxy"] = proxy.pid
             yield
         finally:

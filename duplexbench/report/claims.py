@@ -32,6 +32,7 @@ from ..measure.validity import comparable, validity_column
 from . import headers
 from .claims_common import PUBLISHED_POLL_HEADER_BYTES
 from .claims_floor import SKVORC_RULES, skvorc_rows
+from .claims_h2 import HPACK_RULE, hpack_rows
 from .claims_frames import (
     FRAME_SLACK_BYTES,
     client_frame_header_rows,
@@ -80,6 +81,7 @@ VERDICT_RULES: tuple[str, ...] = (
     "Frame headers (RFC 6455 §5.2): the smallest measured header per payload within "
     f"−0.25 / +{FRAME_SLACK_BYTES:g} B of the RFC's size.",
     *SKVORC_RULES,
+    HPACK_RULE,
 )
 
 
@@ -102,6 +104,12 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     full, frame = frame, main_rows(frame)
     left_out = _left_out_rows(frame)
     frame = frame[frame["_validity"].map(comparable)]
+    comparable_all = full[full["_validity"].map(comparable)]
+    http2 = frame.iloc[0:0]
+    if "http" in frame.columns:  # the published claims are HTTP/1.1's; HPACK's row compares
+        http1 = frame["http"].astype(str).isin(("1.1", "nan", "None", ""))
+        http2 = comparable_all[comparable_all["http"].astype(str).isin(("2", "2.0"))]
+        frame = frame[http1] if http1.any() else frame
     rows: list[dict] = []
     rows += transit_rows(frame, runs)
     rows += poll_header_rows(frame)
@@ -111,6 +119,9 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += article_rows(frame)
     rows += skvorc_rows(frame, runs)
     rows += infra_claim_rows(full)
+    rows += hpack_rows(comparable_all)
+    # The article's "HTTP header per message" rows, per transport, under HTTP/2 (same rule).
+    rows += [{**row, "claim": f"{row['claim']} — under HTTP/2"} for row in article_rows(http2)]
     return rows + left_out
 
 

@@ -378,5 +378,12 @@ def _infra(runs: list[ReportRun]) -> tuple:
     except Exception as exc:  # a bug there must not cost the rest of the report
         return (("Real infrastructure", (f"could not be computed: {type(exc).__name__}: {exc}",),
                  ()),)
+    try:
+        from .http2 import sections as http2_sections
+
+        built = list(built) + http2_sections(runs)
+    except Exception as exc:  # likewise
+        return (("HTTP/2 against HTTP/1.1", (f"could not be computed: {type(exc).__name__}: {exc}",),
+                 ()),)
     return tuple((s.title, s.paragraphs, (Table(s.columns, s.rows),) if s.rows else ())
                  for s in built)

@@ -99,12 +99,14 @@ def _normalise(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_direct(path: Path) -> tuple[dict, pd.DataFrame]:
+    from ..measure.results import SUMMARY_DTYPES
+
     meta_file, summary_file = path / "meta.json", path / "summary.csv"
     if not meta_file.exists():
         raise FileNotFoundError(f"{path}: no meta.json: not a duplexbench results directory")
     meta = json.loads(meta_file.read_text())
     if summary_file.exists() and summary_file.stat().st_size > 0:
-        summary = pd.read_csv(summary_file, keep_default_na=True)
+        summary = pd.read_csv(summary_file, keep_default_na=True, dtype=SUMMARY_DTYPES)
     else:  # a run interrupted before its first point finished
         summary = pd.DataFrame()
     return meta, summary

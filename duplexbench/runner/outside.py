@@ -113,11 +113,17 @@ class ServerExtension(PointExtension):
     def _spawned_tls(self, point: LoadPoint) -> bool:
         return self.tls_dir is not None and self.tls_for(point)
 
+    def _server_tls(self, point: LoadPoint) -> bool:
+        """Whether the spawned server itself serves TLS: not behind nginx, which then
+        terminates TLS with the run's certificate (a deployment's front; the upstream
+        stays cleartext HTTP/1.1 keep-alive)."""
+        return self._spawned_tls(point) and getattr(point, "proxy", "none") == "none"
+
     def meta(self) -> dict:
         return self._meta
 
     def server_args(self, point: LoadPoint) -> list[str]:
-        return self.files().server_args() if self._spawned_tls(point) else []
+        return self.files().server_args() if self._server_tls(point) else []
 
     def spec_fields(self, point: LoadPoint) -> dict:
         if self._spawned_tls(point):
@@ -126,8 +132,10 @@ class ServerExtension(PointExtension):
 
     @contextlib.contextmanager
     def open(self, ctx: Any) -> Iterator[None]:
-        if self._spawned_tls(ctx.point):  # the harness checks the https server's /healthz with it
+        if self._server_tls(ctx.point):  # the harness checks the https server's /healthz with it
             ctx.ca_file = self.files().ca_file
+        if self._spawned_tls(ctx.point):  # nginx in front terminates TLS with these
+            ctx.state["tls_files"] = self.files()
         yield
 
     def contribute(self, ctx: Any, row: dict, data: Any) -> dict:
@@ -212,14 +220,23 @@ def _outside(args, scenario: Scenario, run_dir: Path, console) -> ServerSetup:
     if https:
         meta["tls"] = {"certificate": "the outside server's", "ca_file": args.ca_file or "system store",
                        "verified_by_clients": True}
-    meta["probe"] = _probe(url, args, run_dir, console, scenario.transports)
+    meta["probe"] = _probe(url, args, run_dir, console, scenario.transports,
+                           h2=_h2_rules(scenario, https))
     extension = ServerExtension(meta, measured=measured, tls_for=lambda point: https,
                                 ca_file=args.ca_file)
     return ServerSetup(scenario, extension,
                        VerifiedExternalTarget(url, args.server_pid, ca_file=args.ca_file))
 
 
-def _probe(url: str, args, run_dir: Path, console, transports) -> dict:
+def _h2_rules(scenario: Scenario, https: bool) -> str:
+    """The probe's HTTP/2 rules for a scenario with ``http = "2"`` (docs/http2.md): required
+    over https (ALPN h2), where offered over cleartext (h2c needs its own URL)."""
+    if "2" not in getattr(scenario, "http", ("1.1",)):
+        return ""
+    return "on" if https else "auto"
+
+
+def _probe(url: str, args, run_dir: Path, console, transports, h2: str = "") -> dict:
     if args.no_probe:
         console.warn(f"not probing {url} (--no-probe): results assume it follows the contract")
         return {"ran": False, "why": "--no-probe"}
@@ -230,7 +247,7 @@ def _probe(url: str, args, run_dir: Path, console, transports) -> dict:
 
     # Only the transports this run measures: a broken /poll must not refuse a WebSocket run.
     mounts = tuple(dict.fromkeys(Transport(t).server_mount for t in transports))
-    report = probe(Options(url, ca_file=args.ca_file, transports=mounts))
+    report = probe(Options(url, ca_file=args.ca_file, transports=mounts, h2=h2))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     (Path(run_dir) / "probe.json").write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
     counts = report.counts()

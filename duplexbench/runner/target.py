@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol
 
 from .. import procs
 from ..contract import Transport
+from ..procs.node import NodeServerProcess, pin_threads
 from ..procs.server import ServerError, ServerProcess
 from .outcome import PointFailed
 
@@ -51,6 +52,8 @@ class ServerHandle:
     relaunch: Callable[[int], ServerProcess] | None = field(default=None, repr=False)
     #: The plain-TCP listener's port (/healthz ``tcp_port``); None when tcp is not mounted.
     tcp_port: int | None = None
+    #: The server's cleartext HTTP/2 listener (the Node reference's --h2c-port), "" if none.
+    h2c_url: str = ""
 
     def check_alive(self) -> None:
         """Raise PointFailed when a server we started has exited during the point."""
@@ -123,7 +126,7 @@ def served(server, log_path: Path, what: str = "server",
         tcp_port = getattr(server, "tcp_port", None)
         again = None if relaunch is None else (lambda port: relaunch(port, tcp_port))
         yield ServerHandle(url=server.url, pid=server.pid, process=server, relaunch=again,
-                           tcp_port=tcp_port)
+                           tcp_port=tcp_port, h2c_url=getattr(server, "h2c_url", ""))
     finally:
         with procs.shielded():
             output = "\n".join(server.output)
@@ -133,7 +136,8 @@ def served(server, log_path: Path, what: str = "server",
 
 @dataclass
 class SpawnedTarget:
-    """A fresh server process per point (``python -m servers``), pinned to ``cpu``."""
+    """A fresh server process per point, pinned to ``cpu``: ``python -m servers``, or the
+    Node reference for a point of ``[server] stack = "node"`` (docs/http2.md)."""
 
     args: Sequence[str] = ()
     cpu: int | None = None
@@ -147,6 +151,20 @@ class SpawnedTarget:
         mount = Transport(ctx.point.transport).server_mount
         args = list(self.args) + list(ctx.server_args)
         ca_file = self.ca_file or ctx.ca_file
+
+        if getattr(ctx.point, "stack", "python") == "node":
+            def launch_node(port: int = 0, tcp_port: int | None = None) -> ServerProcess:
+                return NodeServerProcess(mount, port=port, args=args + tcp_port_args(tcp_port),
+                                         env=self.env, cpu=self.cpu, ca_file=ca_file)
+
+            def pinned(server: Any) -> None:  # V8's and libuv's threads serve too
+                if self.cpu is not None:
+                    pin_threads(server.pid, self.cpu)
+
+            with served(launch_node(), ctx.point_dir / "server.log", "node server", pinned,
+                        relaunch=launch_node) as handle:
+                yield handle
+            return
 
         def launch(port: int = 0, tcp_port: int | None = None) -> ServerProcess:
             return ServerProcess(mount, port=port, args=args + tcp_port_args(tcp_port),

@@ -39,6 +39,8 @@ from .check import (
     string,
 )
 from .faults import FaultError, FaultOptions, parse_faults
+from .http import check_http as _check_http
+from .http import http_path
 from .loadpoint import LoadPoint
 from .options import (
     ARRIVALS,
@@ -46,7 +48,9 @@ from .options import (
     ENGINE_TRANSPORTS,
     ENGINES,
     MAX_WORKERS,
+    HTTP_VERSIONS,
     NETWORK_MODES,
+    STACKS,
     PATTERNS,
     TRANSPORTS,
     UPSTREAMS,
@@ -94,6 +98,10 @@ class Scenario:
     faults: FaultOptions | None = None
     #: Free-form options for an engine (the ``[engine]`` table, e.g. Locust workers).
     engine_options: dict = field(default_factory=dict, hash=False)
+    #: HTTP versions swept per point (docs/http2.md): "1.1" and/or "2".
+    http: tuple[str, ...] = ("1.1",)
+    #: Subscriptions per HTTP/2 connection (a page with N components); HTTP/1.1 points use 1.
+    streams_per_connection: int = 1
 
     def sweep_patterns(self) -> tuple[str, ...]:
         """The patterns the points run: the sweep, or the one pattern."""
@@ -109,19 +117,28 @@ class Scenario:
             for transport in self.transports:
                 # Keep-alive is a long-polling knob; other transports run once.
                 keepalives = self.longpoll.keepalive if transport == "longpoll" else (True,)
-                for pattern, engine, (proxy, buffering, accel, gzip), clients, rate, payload, \
-                        delay, keepalive, tls, (workers, broker), fault in itertools.product(
-                            self.sweep_patterns(), self.engines or ("",),
-                            proxy_variants(self.proxy, transport),
-                            self.clients, self.rate, self.payload_bytes, delays, keepalives,
+                for stack, pattern, engine, (proxy, buffering, accel, gzip), http, clients, \
+                        rate, payload, delay, keepalive, tls, (workers, broker), fault \
+                        in itertools.product(
+                            self.server.stack, self.sweep_patterns(), self.engines or ("",),
+                            proxy_variants(self.proxy, transport), self.http, self.clients,
+                            self.rate, self.payload_bytes, delays, keepalives,
                             self.server.tls, self.server.topologies(), faults):
+                    if not http_path(stack, proxy, http):
+                        continue
+                    # Plain TCP has no HTTP version (its one point is the HTTP/1.1 one), and
+                    # the Node reference is one process (workers are the aiohttp servers').
+                    if (transport == "tcp" and http != "1.1") or \
+                            (stack == "node" and (workers, broker) != (1, "none")):
+                        continue
                     points.append(LoadPoint(
                         index=len(points), repeat=repeat, transport=transport,
                         clients=clients, rate=rate, payload_bytes=payload,
                         delay_ms=delay, keepalive=keepalive, tls=tls, proxy=proxy,
                         proxy_buffering=buffering, accel_header=accel, proxy_gzip=gzip,
                         engine=engine, fault=fault, workers=workers, broker=broker,
-                        pattern=pattern if self.patterns else "",
+                        pattern=pattern if self.patterns else "", http=http, stack=stack,
+                        streams_per_connection=self.streams_per_connection if http == "2" else 1,
                     ))
         return points
 
@@ -240,6 +257,10 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
     expect_loss = c.get("expect_loss", boolean, "true or false", defaults.expect_loss)
     seed = c.get("seed", integer, "an integer", defaults.seed)
     description = c.get("description", string, "a string", defaults.description)
+    http = c.get("http", choices_list(HTTP_VERSIONS),
+                 f"one of {list(HTTP_VERSIONS)} or a list of them, each once", defaults.http)
+    streams = c.get("streams_per_connection", pos_int, "an integer from 1 to 128",
+                    defaults.streams_per_connection)
 
     server = _server(c.table("server"))
     longpoll = _longpoll(c.table("longpoll"))
@@ -272,6 +293,9 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
             raise ScenarioError(f"{c.source}: {exc}") from None
         _check_fault_topology(c.source, faults, server)
 
+    _check_http(c.source, http=http, streams=streams, server=server, proxy=proxy,
+                transports=transports, keepalive=longpoll.keepalive, upstream=upstream,
+                pattern=pattern, engines=engines, tls=server.tls)
     too_big = [p for p in payload if p > server.max_payload]
     if too_big:
         raise ScenarioError(
@@ -301,7 +325,7 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
         drain_s=drain, repeats=repeats, expect_loss=expect_loss, seed=seed,
         server=server, longpoll=longpoll, network=network, proxy=proxy, engines=engines,
         faults=faults,
-        engine_options=engine_options,
+        engine_options=engine_options, http=http, streams_per_connection=streams,
     )
     if engines:  # the scenario's own engine sweep; the command line's is checked by the command
         scenario.check_engine()
@@ -319,7 +343,7 @@ _TOP_KEYS = (
     "name", "path", "description", "transports", "pattern", "clients", "rate",
     "payload_bytes", "topics", "upstream", "arrival", "warmup_s", "duration_s", "drain_s",
     "repeats", "expect_loss", "seed", "server", "longpoll", "network", "faults", "engine",
-    "proxy",
+    "proxy", "http", "streams_per_connection",
 )
 
 
@@ -381,13 +405,15 @@ def _server(c: "Checker | None") -> ServerOptions:
     if c is None:
         return d
     c.unknown(("queue_limit", "heartbeat_s", "ping_interval_s", "retention", "uvloop",
-               "max_payload", "tls", "workers", "broker"), "server.")
+               "max_payload", "tls", "workers", "broker", "stack"), "server.")
     tls = c.get("tls", list_of(boolean), "true, false or [false, true]", d.tls)
     if len(set(tls)) != len(tls):
         raise ScenarioError(f"{c.source}: key 'server.tls': expected each value once, got {list(tls)}")
     workers, broker = _topology(c, d)
+    stack = c.get("stack", choices_list(STACKS),
+                  f"one of {list(STACKS)} or a list of them, each once", d.stack)
     return ServerOptions(
-        tls=tls, workers=workers, broker=broker,
+        tls=tls, workers=workers, broker=broker, stack=stack,
         queue_limit=c.get("queue_limit", pos_int, "a positive integer", d.queue_limit),
         heartbeat_s=c.get("heartbeat_s", pos_float, "a number of seconds > 0", d.heartbeat_s),
         ping_interval_s=c.get("ping_interval_s", pos_float, "a number of seconds > 0",

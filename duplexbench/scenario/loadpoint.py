@@ -34,6 +34,12 @@ class LoadPoint:
     broker: str = "none"
     #: fanout | echo | chat; "" = the scenario's (points built in code).
     pattern: str = ""
+    #: HTTP version of subscribers and publisher (docs/http2.md): "1.1" or "2".
+    http: str = "1.1"
+    #: Subscriptions multiplexed on one HTTP/2 connection (1 under HTTP/1.1).
+    streams_per_connection: int = 1
+    #: The server's implementation: "python" (aiohttp, servers/) or "node" (servers/node/).
+    stack: str = "python"
 
     @property
     def brokered(self) -> bool:
@@ -64,6 +70,12 @@ class LoadPoint:
             text += " tls"
         if self.workers != 1 or self.brokered:
             text += f" workers={self.workers}" + (f"+{self.broker}" if self.brokered else "")
+        if self.stack != "python":
+            text += f" {self.stack}"
+        if self.http != "1.1":
+            text += f" h{self.http}"
+            if self.streams_per_connection > 1:
+                text += f" x{self.streams_per_connection}"
         if self.repeat:
             text += f" #{self.repeat + 1}"
         return text
@@ -76,5 +88,8 @@ class LoadPoint:
                self.accel_header, self.proxy_gzip, self.engine)
         if self.workers != 1 or self.brokered:  # today's points keep today's keys
             key += (self.workers, self.broker)
+        # Appended only when not the default, so keys of HTTP/1.1 python runs stay as they were.
+        if self.http != "1.1" or self.stack != "python":
+            key += (self.http, self.streams_per_connection, self.stack)
         key += (self.fault,) if self.fault else ()
         return key + (self.pattern,) if self.pattern not in ("", "fanout") else key

@@ -14,8 +14,10 @@ __all__ = [
     "MAX_WORKERS",
     "ENGINES",
     "ENGINE_TRANSPORTS",
+    "HTTP_VERSIONS",
     "NETWORK_MODES",
     "PATTERNS",
+    "STACKS",
     "TRANSPORTS",
     "UPSTREAMS",
     "WEB_TRANSPORTS",
@@ -46,6 +48,10 @@ ENGINE_TRANSPORTS: dict[str, tuple[tuple[str, ...], str]] = {
     "locust": (WEB_TRANSPORTS, "its users speak HTTP and WebSocket only (no plain-TCP user)"),
     "browser": (WEB_TRANSPORTS, "a web page cannot open a plain TCP socket"),
 }
+#: HTTP versions a point can speak (docs/http2.md); a scenario sweeps them (``http = [...]``).
+HTTP_VERSIONS = ("1.1", "2")
+#: Server implementations: the aiohttp servers and the Node reference (servers/node/).
+STACKS = ("python", "node")
 
 # ---------------------------------------------------------------------------
 # The dataclasses
@@ -66,6 +72,7 @@ class ServerOptions:
     workers: tuple[int, ...] = (1,)
     #: ``--broker`` of those processes; a sweep (see :meth:`topologies`).
     broker: tuple[str, ...] = ("none",)
+    stack: tuple[str, ...] = ("python",)  # which server implementation; a sweep
 
     def topologies(self) -> list[tuple[int, str]]:
         """The (workers, broker) pairs the sweep runs, workers first: every combination

@@ -17,7 +17,7 @@ from typing import Any
 from ...machine.parts import CHROMIUM, find_chromium
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "find_chromium", "launch",
-           "open_pages", "Page"]
+           "open_pages", "Page", "trust_args"]
 
 #: No sandbox (root in CI), no GPU, TCP only (no QUIC), and none of the background
 #: traffic a fresh profile makes (updates, sync, first-run pages) in the measured path.
@@ -35,13 +35,43 @@ class BrowserUnavailable(RuntimeError):
     """Chromium or Playwright is missing; the message says which and how to get it."""
 
 
-async def launch(playwright: Any) -> Any:
-    """Chromium via Playwright with the system executable."""
+def trust_args(url: str, ca_file: str) -> list[str]:
+    """Chromium flags that trust the run's certificate and nothing else (docs/http2.md).
+
+    Headless Chromium has no way to take a CA file, so the harness fetches the server's
+    certificate, verifies it against ``ca_file`` here (a certificate the run's CA did not
+    sign is refused), and hands Chromium that certificate's SPKI hash
+    (``--ignore-certificate-errors-spki-list``): one key is trusted, never every error.
+    """
+    if not url.startswith("https:") or not ca_file:
+        return []
+    import base64
+    import hashlib
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    parts = urlsplit(url)
+    context = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection((parts.hostname, parts.port or 443), timeout=5) as sock:
+        with context.wrap_socket(sock, server_hostname=parts.hostname) as tls:
+            der = tls.getpeercert(binary_form=True)
+    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return [f"--ignore-certificate-errors-spki-list={digest}"]
+
+
+async def launch(playwright: Any, extra_args: tuple[str, ...] | list[str] = ()) -> Any:
+    """Chromium via Playwright with the system executable (``extra_args``: e.g. trust_args)."""
     executable = find_chromium()
     if executable is None:
         raise BrowserUnavailable("Chromium is not installed (apt-get install chromium)")
     return await playwright.chromium.launch(executable_path=executable, headless=True,
-                                            args=list(CHROMIUM_ARGS))
+                                            args=[*CHROMIUM_ARGS, *extra_args])
 
 
 @dataclass

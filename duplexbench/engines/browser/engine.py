@@ -171,7 +171,7 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
     from clients.output import write_counters
     from clients.schedule import make_schedule
 
-    from .driver import launch, open_pages
+    from .driver import launch, open_pages, trust_args
 
     if spec.pattern != "fanout" or spec.topic_count != 1:
         raise ValueError("the browser engine runs pattern 'fanout' on one topic "
@@ -191,7 +191,7 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
         "offsets_ms": [o / 1e6 for o in schedule.offsets_ns.tolist()],
     }
     async with async_playwright() as playwright:
-        browser = await launch(playwright)
+        browser = await launch(playwright, trust_args(spec.sub_url, spec.ca_file))
         version = browser.version
         try:
             pages = await open_pages(browser, base, layout)
