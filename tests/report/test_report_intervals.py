@@ -1,0 +1,70 @@
+"""Rerun intervals: this run's own error plus what a rerun adds, twice (two runs differ)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from duplexbench.report import calibration
+from duplexbench.report.intervals import Z, ratio_interval, repeats_to_resolve, spread_of
+
+
+@pytest.fixture(autouse=True)
+def _model(monkeypatch):
+    monkeypatch.setitem(calibration.RERUN_SD, "lat_p99_ms", 0.2)
+    monkeypatch.setitem(calibration.RERUN_SD, "bytes_per_msg", 0.01)
+
+
+def _rows(metric, values, se=None):
+    frame = pd.DataFrame({metric: values})
+    if se is not None:
+        frame[f"se_{metric}"] = se
+    return frame
+
+
+def test_one_repeat_adds_the_rerun_model_and_doubles_the_variance():
+    spread = spread_of(_rows("lat_p99_ms", [4.0], [0.15]), "lat_p99_ms", 4.0)
+    assert spread.var == pytest.approx(0.15**2 + 0.2**2) and spread.repeats == 1
+    lo, hi = spread.interval()
+    half = Z * math.sqrt(2 * (0.15**2 + 0.2**2))
+    assert (lo, hi) == pytest.approx((4.0 * math.exp(-half), 4.0 * math.exp(half)))
+
+
+def test_counts_carry_only_the_rerun_part():
+    spread = spread_of(_rows("bytes_per_msg", [131.0]), "bytes_per_msg", 131.0)
+    assert spread.var == pytest.approx(0.01**2)
+
+
+def test_a_run_without_its_samples_states_no_interval():
+    spread = spread_of(_rows("lat_p99_ms", [4.0]), "lat_p99_ms", 4.0)
+    assert math.isnan(spread.var) and math.isnan(spread.interval()[0])
+
+
+def test_repeats_use_their_spread_when_it_is_larger_and_divide_by_their_number():
+    quiet = spread_of(_rows("lat_p99_ms", [4.0, 4.1, 3.9], [0.05] * 3), "lat_p99_ms", 4.0)
+    assert quiet.repeats == 3
+    assert quiet.var == pytest.approx((0.05**2 + 0.2**2) / 3)  # the model is larger
+    loud = spread_of(_rows("lat_p99_ms", [2.0, 4.0, 8.0], [0.05] * 3), "lat_p99_ms", 4.0)
+    assert loud.var == pytest.approx(math.log(2) ** 2 / 3)  # the repeats' own spread
+
+
+def test_ratio_interval_adds_both_sides():
+    best = spread_of(_rows("lat_p99_ms", [1.0], [0.1]), "lat_p99_ms", 1.0)
+    worst = spread_of(_rows("lat_p99_ms", [3.0], [0.1]), "lat_p99_ms", 3.0)
+    lo, hi = ratio_interval(best, worst)
+    half = Z * math.sqrt(2 * (best.var + worst.var))
+    assert (lo, hi) == pytest.approx((3 * math.exp(-half), 3 * math.exp(half)))
+    assert lo < 1 < 3 < hi  # a tie at one repeat
+
+
+def test_repeats_to_resolve_is_where_the_interval_leaves_one():
+    best = spread_of(_rows("lat_p99_ms", [1.0], [0.1]), "lat_p99_ms", 1.0)
+    worst = spread_of(_rows("lat_p99_ms", [3.0], [0.1]), "lat_p99_ms", 3.0)
+    needed = repeats_to_resolve(best, worst)
+    assert needed is not None and needed > 1
+    per = best.var + worst.var
+    for r, clear in ((needed, True), (needed - 1, False)):
+        lo = 3 * math.exp(-Z * math.sqrt(2 * per / r))
+        assert (lo > 1) is clear
