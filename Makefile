@@ -17,14 +17,19 @@ CAPSUB_RATE ?= 1
 BASE ?=
 AB_FLAGS ?=
 AB_OUT ?= results/ci-ab
+# make reproduce: RUNS complete runs of SCENARIO, every finding checked against the other
+# runs (docs/DESIGN.md, "Confidence"); e.g. REPRODUCE_FLAGS="--lock /tmp/cpu.lock".
+RUNS ?= 5
+REPRODUCE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz node stacks clean help
+.PHONY: install bench reproduce report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
 	@echo "make test       run the test suite"
+	@echo "make reproduce  RUNS (default 5) runs of SCENARIO: does every finding hold in the other runs?"
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
 	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
@@ -54,6 +59,9 @@ bench: install
 
 report: install
 	$(PY) -m duplexbench report results/latest
+
+reproduce: install
+	$(PY) -m duplexbench reproduce $(SCENARIO) --runs $(RUNS) $(REPRODUCE_FLAGS)
 
 test: install
 	$(PY) -m pytest -q

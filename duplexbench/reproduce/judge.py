@@ -1,0 +1,241 @@
+"""Did a run's findings hold in the other runs? Did its intervals cover their figures?
+
+Pure functions over findings.json records (report/rerun.py), so the logic is
+tested on synthetic records and the command only adds processes around it.
+
+- A **finding** of run i (kind ``compare``: a winner, a ratio, the interval it
+  stated for a rerun's ratio) is checked against every other run j: the ratio j
+  measured for the same pair, metric and load point is
+
+  - ``held``: inside the interval run i stated (so the same winner);
+  - ``moved``: the same winner, outside the interval;
+  - ``contradicted``: the winner flipped (j's ratio below 1);
+  - ``n/a``: run j has no figure for one of the two transports there.
+
+- **Coverage** per metric: over every figure run i stated an interval for and
+  every other run j that measured it, the share inside the interval.
+- **Calibration** per metric: the between-run standard deviation (log scale)
+  left after each run's own sampling error, the figure report/calibration.py
+  holds; two estimates: the moments (between-run variance minus mean within-run
+  variance) and the one that makes the intervals cover ``LEVEL`` of these runs'
+  pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "RunRecord",
+    "Check",
+    "Judged",
+    "OUTCOMES",
+    "as_float",
+    "figure_key",
+    "pair_ratio",
+    "outcome",
+    "judge",
+    "coverage",
+    "calibration",
+    "verdict",
+    "HOLD_ALL_SHARE",
+    "MAX_CONTRADICTING",
+]
+
+OUTCOMES = ("held", "moved", "contradicted", "n/a")
+#: The issue's bar: >= 95 % of findings hold in every other run ...
+HOLD_ALL_SHARE = 0.95
+#: ... and no finding is contradicted by this many other runs or more.
+MAX_CONTRADICTING = 2
+
+
+def as_float(value) -> float:
+    """findings.json numbers back to floats: null -> NaN, "inf" -> inf."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return float(value)  # "inf", "-inf"
+    return float(value)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as reproduce judges it: its label, exit code and findings.json."""
+
+    label: str
+    path: str
+    exit_code: int | None
+    record: dict = field(default_factory=dict)
+
+    @property
+    def findings(self) -> list[dict]:
+        return [f for f in self.record.get("findings", []) if f.get("kind") == "compare"]
+
+    @property
+    def ties(self) -> list[dict]:
+        return [f for f in self.record.get("findings", []) if f.get("kind") == "tie"]
+
+    def figures(self) -> dict[tuple, dict]:
+        return {figure_key(f["metric"], f["transport"], f["point"]): f
+                for f in self.record.get("figures", [])}
+
+
+def figure_key(metric: str, transport: str, point: dict) -> tuple:
+    """The identity of a figure across runs: metric, transport and the load point."""
+    axes = tuple(sorted((axis, None if value is None else round(float(value), 6))
+                        for axis, value in (point or {}).items()))
+    return metric, transport, axes
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding against one other run."""
+
+    other: str
+    ratio: float  # the other run's worst / best
+    outcome: str  # one of OUTCOMES
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One finding of one run and what the other runs measured."""
+
+    run: str
+    finding: dict
+    checks: tuple[Check, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(c.outcome == outcome for c in self.checks)
+
+    @property
+    def held_all(self) -> bool:
+        return bool(self.checks) and all(c.outcome == "held" for c in self.checks)
+
+
+def pair_ratio(figures: dict[tuple, dict], finding: dict) -> float:
+    """The other run's worst / best for the finding's pair (NaN when it lacks one)."""
+    best = figures.get(figure_key(finding["metric"], finding["best"], finding["point"]))
+    worst = figures.get(figure_key(finding["metric"], finding["worst"], finding["point"]))
+    if best is None or worst is None:
+        return math.nan
+    b, w = as_float(best.get("value")), as_float(worst.get("value"))
+    if math.isnan(b) or math.isnan(w):
+        return math.nan
+    if b <= 0:
+        return math.inf if w > 0 else 1.0
+    return w / b
+
+
+def outcome(finding: dict, ratio: float) -> str:
+    """held | moved | contradicted | n/a for a finding against another run's ratio."""
+    if math.isnan(ratio):
+        return "n/a"
+    if ratio < 1:
+        return "contradicted"
+    lo, hi = as_float(finding.get("lo")), as_float(finding.get("hi"))
+    if math.isnan(lo) or math.isnan(hi):  # no interval stated: the winner is all it says
+        return "held" if ratio > 1 else "moved"
+    return "held" if lo <= ratio <= hi else "moved"
+
+
+def judge(runs: list[RunRecord]) -> list[Judged]:
+    """Every finding of every run, checked against every other run."""
+    figures = {run.label: run.figures() for run in runs}
+    judged = []
+    for run in runs:
+        for finding in run.findings:
+            checks = []
+            for other in runs:
+                if other.label == run.label:
+                    continue
+                ratio = pair_ratio(figures[other.label], finding)
+                checks.append(Check(other.label, ratio, outcome(finding, ratio)))
+            judged.append(Judged(run.label, finding, tuple(checks)))
+    return judged
+
+
+def coverage(runs: list[RunRecord]) -> dict[str, dict]:
+    """Per metric: how many (run i's interval, run j's figure) pairs, how many covered."""
+    out: dict[str, dict] = defaultdict(lambda: {"checked": 0, "covered": 0})
+    for a, b in itertools.permutations(runs, 2):
+        theirs = b.figures()
+        for key, figure in a.figures().items():
+            lo, hi = as_float(figure.get("lo")), as_float(figure.get("hi"))
+            other = theirs.get(key)
+            if other is None or math.isnan(lo) or math.isnan(hi):
+                continue
+            value = as_float(other.get("value"))
+            if math.isnan(value):
+                continue
+            entry = out[key[0]]
+            entry["checked"] += 1
+            entry["covered"] += int(lo <= value <= hi)
+    for entry in out.values():
+        entry["rate"] = entry["covered"] / entry["checked"] if entry["checked"] else math.nan
+    return dict(out)
+
+
+def calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict]:
+    """Per metric: the between-run log-sd beyond each run's own error (two estimates).
+
+    ``moments``: pooled over the figures measured by >= 2 runs, the variance of the
+    log figure between runs minus the mean within-run variance. ``for_level``: the
+    smallest sd that makes ``value x exp(±z sqrt(2 (se^2 + sd^2) / repeats))`` cover
+    ``level`` of the ordered pairs of runs, i.e. the calibration these runs ask for.
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        for key, figure in run.figures().items():
+            groups[key].append(figure)
+    between: dict[str, list[float]] = defaultdict(list)
+    within: dict[str, list[float]] = defaultdict(list)
+    needed: dict[str, list[float]] = defaultdict(list)
+    for key, figures in groups.items():
+        metric = key[0]
+        usable = [f for f in figures if as_float(f.get("value")) > 0]
+        if len(usable) < 2:
+            continue
+        logs = np.log([as_float(f["value"]) for f in usable])
+        se = [as_float(f.get("se_within")) for f in usable]
+        se = [0.0 if math.isnan(s) else s for s in se]
+        repeats = [max(1, int(f.get("repeats") or 1)) for f in usable]
+        between[metric].append(float(np.var(logs, ddof=1)))
+        within[metric].append(float(np.mean([s * s / r for s, r in zip(se, repeats)])))
+        for i, j in itertools.permutations(range(len(usable)), 2):
+            d = abs(logs[j] - logs[i])
+            needed[metric].append(max(0.0, repeats[i] * (d / (z * math.sqrt(2))) ** 2
+                                      - se[i] ** 2))
+    out = {}
+    for metric in between:
+        moments = max(0.0, float(np.mean(between[metric]) - np.mean(within[metric])))
+        out[metric] = {
+            "figures": len(between[metric]),
+            "between_sd": float(np.sqrt(np.mean(between[metric]))),
+            "within_sd": float(np.sqrt(np.mean(within[metric]))),
+            "moments_sd": math.sqrt(moments),
+            "for_level_sd": math.sqrt(float(np.quantile(needed[metric], level,
+                                                        method="higher"))),
+        }
+    return out
+
+
+def verdict(judged: list[Judged], runs: int) -> dict:
+    """The issue's bar over every finding: how many held everywhere, how many were
+    contradicted by ``MAX_CONTRADICTING`` or more other runs."""
+    total = len(judged)
+    held_all = sum(j.held_all for j in judged)
+    contradicted = [j for j in judged if j.count("contradicted") >= MAX_CONTRADICTING]
+    share = held_all / total if total else math.nan
+    return {
+        "runs": runs,
+        "findings": total,
+        "held_all": held_all,
+        "held_all_share": share,
+        "contradicted_by_2_or_more": len(contradicted),
+        "ok": bool(total) and runs >= 2 and not contradicted and share >= HOLD_ALL_SHARE,
+    }
