@@ -8,8 +8,9 @@ It is not a confidence interval of a "true" value, and it is wider than one:
 - one run's figure moves by this run's own sampling (report/noise.py: the block
   bootstrap over published messages, ``se_<metric>``) and by what differs between
   runs, which no single run can see (the machine's other load, where the
-  allocator put things, which core's caches were warm): ``RERUN_SD`` per metric,
-  measured by ``python -m duplexbench reproduce`` (report/calibration.py);
+  allocator put things, which core's caches were warm): ``RERUN_SD`` per metric
+  and transport, measured by ``python -m duplexbench reproduce``
+  (report/calibration.py);
 - a rerun has both errors again, so the difference of two runs has twice the
   variance of one: the interval is ``value x exp(±Z sqrt(2 var))`` on the log
   scale (figures are positive and compared as ratios);
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import RERUN_SD
+from .calibration import rerun_sd
 
 __all__ = [
     "LEVEL",
@@ -85,7 +86,9 @@ def _num(series: pd.Series) -> np.ndarray:
 def spread_of(rows: pd.DataFrame, metric: str, value: float) -> Spread:
     """The spread of ``value`` (the median over ``rows``, one row per repeat of one
     transport at one point, before aggregation) for ``metric``."""
-    floor = RERUN_SD.get(metric, 0.0) ** 2
+    transport = str(rows["transport"].iloc[0]) if "transport" in rows.columns and len(rows) \
+        else "*"
+    floor = rerun_sd(metric, transport) ** 2
     n = max(1, len(rows))
     if metric == "server_rss_kib_per_conn":
         se = _num(rows[RSS_SE_COLUMN])[0] if RSS_SE_COLUMN in rows.columns and len(rows) \

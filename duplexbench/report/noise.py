@@ -15,9 +15,10 @@ stretch of consecutive *published messages*, with every delivery of them:
   ``BLOCK_S`` (any start, wrapping at the end) until it has as many units as
   the window, and takes the nearest-rank percentile of their deliveries.
   ``BLOCK_S`` = 1 s: measured on ``make bench`` runs (docs/DESIGN.md,
-  "Confidence"), the per-message latency's autocorrelation is gone within
-  ~0.3 s, so 1 s blocks keep a stall and its aftermath together while a 6 s
-  window still has six blocks' worth of variety. A window shorter than
+  "Confidence"), the per-message latency's autocorrelation is mostly below
+  0.2 by 0.25 s, so 1 s blocks keep a stall and its aftermath together while a
+  6 s window still has six blocks' worth of variety (a level that drifts across
+  the whole window is left to the between-run part, report/intervals.py). A window shorter than
   ``MIN_BLOCKS`` blocks gets shorter blocks (a 1 s window, four of 0.25 s).
 - **CPU per message**: the same bootstrap over the sampler's ticks of the
   measurement window (the CPU each tick added, over the time it spanned),

@@ -92,7 +92,7 @@ def record_of(run: ReportRun, findings: list[Finding], figures: list[dict]) -> d
                        "figure (or ratio)",
             "within_run": f"circular block bootstrap over published messages, {BLOCK_S:g} s "
                           "blocks (report/noise.py)",
-            "between_runs": dict(calibration.RERUN_SD),
+            "between_runs": {m: dict(t) for m, t in calibration.RERUN_SD.items()},
             "calibrated_by": calibration.MEASURED_BY,
         },
         "findings": [f.to_dict() for f in findings],

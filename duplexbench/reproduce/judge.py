@@ -14,9 +14,9 @@ tested on synthetic records and the command only adds processes around it.
 
 - **Coverage** per metric: over every figure run i stated an interval for and
   every other run j that measured it, the share inside the interval.
-- **Calibration** per metric: the between-run standard deviation (log scale)
-  left after each run's own sampling error, the figure report/calibration.py
-  holds; two estimates: the moments (between-run variance minus mean within-run
+- **Calibration** per metric and transport: the between-run standard deviation
+  (log scale) left after each run's own sampling error, the figure
+  report/calibration.py holds; two estimates: the moments (between-run variance minus mean within-run
   variance) and the one that makes the intervals cover ``LEVEL`` of these runs'
   pairs.
 """
@@ -29,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import chi2
 
 __all__ = [
     "RunRecord",
@@ -52,6 +53,9 @@ OUTCOMES = ("held", "moved", "contradicted", "n/a")
 HOLD_ALL_SHARE = 0.95
 #: ... and no finding is contradicted by this many other runs or more.
 MAX_CONTRADICTING = 2
+#: The suggested calibration is the between-run variance's upper confidence bound at this
+#: one-sided level (a handful of runs estimates a variance loosely).
+UPPER_BOUND = 0.9
 
 
 def as_float(value) -> float:
@@ -180,23 +184,27 @@ def coverage(runs: list[RunRecord]) -> dict[str, dict]:
     return dict(out)
 
 
-def calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict]:
-    """Per metric: the between-run log-sd beyond each run's own error (two estimates).
+def calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict[str, dict]]:
+    """Per metric and transport: the between-run log-sd beyond each run's own error.
 
-    ``moments``: pooled over the figures measured by >= 2 runs, the variance of the
-    log figure between runs minus the mean within-run variance. ``for_level``: the
-    smallest sd that makes ``value x exp(±z sqrt(2 (se^2 + sd^2) / repeats))`` cover
-    ``level`` of the ordered pairs of runs, i.e. the calibration these runs ask for.
+    Over the figures of one transport measured by >= 2 runs (one per load point):
+    ``between_sd`` the spread of the log figure between runs, ``within_sd`` the runs'
+    own error, ``moments_sd`` the part of the first beyond the second, and
+    ``for_level_sd`` the smallest sd that makes ``value x exp(±z sqrt(2 (se^2 + sd^2)
+    / repeats))`` cover ``level`` of the ordered pairs of runs, and ``suggested_sd``
+    the larger of that and the between-run part's upper confidence bound
+    (``UPPER_BOUND``): the calibration these runs ask for (report/calibration.py).
+    Transport ``*``: every transport pooled.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         for key, figure in run.figures().items():
             groups[key].append(figure)
-    between: dict[str, list[float]] = defaultdict(list)
-    within: dict[str, list[float]] = defaultdict(list)
-    needed: dict[str, list[float]] = defaultdict(list)
-    for key, figures in groups.items():
-        metric = key[0]
+    between: dict[tuple, list[float]] = defaultdict(list)
+    within: dict[tuple, list[float]] = defaultdict(list)
+    needed: dict[tuple, list[float]] = defaultdict(list)
+    dofs: dict[tuple, int] = defaultdict(int)
+    for (metric, transport, _), figures in groups.items():
         usable = [f for f in figures if as_float(f.get("value")) > 0]
         if len(usable) < 2:
             continue
@@ -204,24 +212,33 @@ def calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict
         se = [as_float(f.get("se_within")) for f in usable]
         se = [0.0 if math.isnan(s) else s for s in se]
         repeats = [max(1, int(f.get("repeats") or 1)) for f in usable]
-        between[metric].append(float(np.var(logs, ddof=1)))
-        within[metric].append(float(np.mean([s * s / r for s, r in zip(se, repeats)])))
-        for i, j in itertools.permutations(range(len(usable)), 2):
-            d = abs(logs[j] - logs[i])
-            needed[metric].append(max(0.0, repeats[i] * (d / (z * math.sqrt(2))) ** 2
-                                      - se[i] ** 2))
-    out = {}
-    for metric in between:
-        moments = max(0.0, float(np.mean(between[metric]) - np.mean(within[metric])))
-        out[metric] = {
-            "figures": len(between[metric]),
-            "between_sd": float(np.sqrt(np.mean(between[metric]))),
-            "within_sd": float(np.sqrt(np.mean(within[metric]))),
-            "moments_sd": math.sqrt(moments),
-            "for_level_sd": math.sqrt(float(np.quantile(needed[metric], level,
-                                                        method="higher"))),
+        pairs = [max(0.0, repeats[i] * (abs(logs[j] - logs[i]) / (z * math.sqrt(2))) ** 2
+                     - se[i] ** 2) for i, j in itertools.permutations(range(len(usable)), 2)]
+        for who in (transport, "*"):
+            dofs[(metric, who)] += len(usable) - 1
+            between[(metric, who)].append(float(np.var(logs, ddof=1)))
+            within[(metric, who)].append(float(np.mean([s * s / r for s, r in
+                                                        zip(se, repeats)])))
+            needed[(metric, who)] += pairs
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (metric, who) in sorted(between):
+        var_between, var_within = (float(np.mean(between[(metric, who)])),
+                                   float(np.mean(within[(metric, who)])))
+        # Few runs estimate a variance loosely: its upper confidence bound, over the
+        # degrees of freedom of every figure's runs (chi-square), is what is suggested.
+        dof = dofs[(metric, who)]
+        upper = var_between * dof / chi2.ppf(1 - UPPER_BOUND, dof) if dof else math.nan
+        for_level = math.sqrt(float(np.quantile(needed[(metric, who)], level,
+                                                method="higher")))
+        out[metric][who] = {
+            "figures": len(between[(metric, who)]),
+            "between_sd": math.sqrt(var_between),
+            "within_sd": math.sqrt(var_within),
+            "moments_sd": math.sqrt(max(0.0, var_between - var_within)),
+            "for_level_sd": for_level,
+            "suggested_sd": max(for_level, math.sqrt(max(0.0, upper - var_within))),
         }
-    return out
+    return dict(out)
 
 
 def verdict(judged: list[Judged], runs: int) -> dict:

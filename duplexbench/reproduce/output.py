@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ..measure.results import atomic_write_text
-from ..report.calibration import RERUN_SD
+from ..report.calibration import RERUN_SD, rerun_sd
 from ..report.colors import label
 from ..report.intervals import LEVEL
 from .judge import Judged, RunRecord, as_float
@@ -43,7 +43,8 @@ def _finding_rows(judged: list[Judged]) -> list[list[str]]:
     for j in judged:
         f = j.finding
         lo, hi = as_float(f.get("lo")), as_float(f.get("hi"))
-        interval = "none" if math.isnan(lo) else f"{_ratio(lo)}–{_ratio(hi)}"
+        interval = ("none" if math.isnan(lo) else "∞ (zero best)" if math.isinf(lo)
+                    else f"{_ratio(lo)}–{_ratio(hi)}")
         others = ", ".join(f"{_ratio(c.ratio)} {_MARK[c.outcome]}" for c in j.checks)
         rows.append([j.run, f["metric"], _point(f.get("point") or {}),
                      f"{label(f['best'])} < {label(f['worst'])}", _ratio(as_float(f["ratio"])),
@@ -54,28 +55,38 @@ def _finding_rows(judged: list[Judged]) -> list[list[str]]:
 
 FINDING_COLUMNS = ("run", "metric", "point", "better < worse", "ratio", "stated interval",
                    "held", "flipped", "other runs' ratios")
-COVERAGE_COLUMNS = ("metric", "intervals checked", "covered", "coverage",
-                    "between-run sd (log)", "within-run sd", "beyond within", f"needed for "
-                    f"{LEVEL:.0%}", "model (calibration.py)")
+COVERAGE_COLUMNS = ("metric", "intervals checked", "covered", "coverage")
+CALIBRATION_COLUMNS = ("metric", "transport", "figures", "between-run sd", "within-run sd",
+                       "beyond within", f"needed for {LEVEL:.0%}", "suggested",
+                       "model (calibration.py)")
+
+
+def _sd(value) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def tables(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dict) -> dict:
-    """The three tables as lists of rows (strings)."""
+    """The tables as lists of rows (strings)."""
     coverage_rows = []
-    for metric in sorted(set(cover) | set(calib)):
-        c, k = cover.get(metric, {}), calib.get(metric, {})
+    for metric in sorted(cover):
+        c = cover[metric]
         rate = c.get("rate", math.nan)
-        coverage_rows.append([
-            metric, str(c.get("checked", 0)), str(c.get("covered", 0)),
-            "n/a" if math.isnan(rate) else f"{rate:.1%}",
-            *(f"{k[x]:.3f}" if x in k else "n/a"
-              for x in ("between_sd", "within_sd", "moments_sd", "for_level_sd")),
-            f"{RERUN_SD.get(metric, 0.0):.3f}"])
+        coverage_rows.append([metric, str(c.get("checked", 0)), str(c.get("covered", 0)),
+                              "n/a" if math.isnan(rate) else f"{rate:.1%}"])
+    calibration_rows = []
+    for metric in sorted(calib):
+        for transport, k in calib[metric].items():
+            calibration_rows.append([
+                metric, "all" if transport == "*" else label(transport), str(k["figures"]),
+                *(_sd(k[x]) for x in ("between_sd", "within_sd", "moments_sd", "for_level_sd",
+                                      "suggested_sd")),
+                _sd(rerun_sd(metric, transport))])
     ties = [[r.label, str(len(r.findings)), str(len(r.ties)),
              "; ".join(f"{t['metric']} ({label(t['best'])} vs {label(t['worst'])}, "
                        f"{_ratio(as_float(t['ratio']))})" for t in r.ties),
              "" if r.exit_code is None else str(r.exit_code)] for r in runs]
-    return {"findings": _finding_rows(judged), "coverage": coverage_rows, "runs": ties}
+    return {"findings": _finding_rows(judged), "coverage": coverage_rows,
+            "calibration": calibration_rows, "runs": ties}
 
 
 RUN_COLUMNS = ("run", "findings", "ties", "ties (metric, pair, ratio)", "exit")
@@ -106,12 +117,17 @@ def render_markdown(title: str, command: str, built: dict, verdict: dict) -> str
              "winner.", ""]
     lines += _md_table(FINDING_COLUMNS, built["findings"])
     lines += ["", "## Coverage of the stated intervals, per metric", "",
-              "Every figure's interval in one run against the same figure in every other run. "
-              "The sd columns are log-scale: the spread between runs, the runs' own sampling "
-              "error (block bootstrap), the between-run part beyond it (moments), the value "
-              f"that would make these runs' intervals cover {LEVEL:.0%}, and the value the "
-              "report uses (duplexbench/report/calibration.py).", ""]
+              "Every figure's interval in one run against the same figure (metric, transport, "
+              f"load point) in every other run; {LEVEL:.0%} is what the intervals claim.", ""]
     lines += _md_table(COVERAGE_COLUMNS, built["coverage"])
+    lines += ["", "## Between-run noise, per metric and transport", "",
+              "Log-scale standard deviations over the figures these runs share: the spread "
+              "between runs, the runs' own sampling error (block bootstrap), the between-run "
+              "part beyond it, the value that would make these runs' intervals cover "
+              f"{LEVEL:.0%} of the pairs of runs, the suggested calibration (the larger of "
+              "that and the between-run part's 90 % upper confidence bound) and the value "
+              "the report uses (duplexbench/report/calibration.py).", ""]
+    lines += _md_table(CALIBRATION_COLUMNS, built["calibration"])
     lines += ["", "## Runs", ""]
     lines += _md_table(RUN_COLUMNS, built["runs"])
     return "\n".join(lines) + "\n"
@@ -120,7 +136,8 @@ def render_markdown(title: str, command: str, built: dict, verdict: dict) -> str
 def render_text(built: dict, verdict: dict) -> str:
     """The console form: aligned columns, the verdict last."""
     out = []
-    for name, columns in (("findings", FINDING_COLUMNS), ("coverage", COVERAGE_COLUMNS)):
+    for name, columns in (("findings", FINDING_COLUMNS), ("coverage", COVERAGE_COLUMNS),
+                          ("calibration", CALIBRATION_COLUMNS)):
         rows = [list(columns), *built[name]]
         widths = [max(len(r[i]) for r in rows) for i in range(len(columns) - 1)]
         for row in rows:
@@ -149,8 +166,9 @@ def to_json(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dic
                       "checks": [{"other": c.other, "ratio": number(c.ratio),
                                   "outcome": c.outcome} for c in j.checks]} for j in judged],
         "coverage": {m: {k: number(v) for k, v in c.items()} for m, c in cover.items()},
-        "calibration": {m: {k: number(v) for k, v in c.items()} for m, c in calib.items()},
-        "model": dict(RERUN_SD),
+        "calibration": {m: {t: {k: number(v) for k, v in c.items()} for t, c in by.items()}
+                        for m, by in calib.items()},
+        "model": {m: dict(t) for m, t in RERUN_SD.items()},
     }
 
 

@@ -13,8 +13,8 @@ from duplexbench.report.intervals import Z, ratio_interval, repeats_to_resolve, 
 
 @pytest.fixture(autouse=True)
 def _model(monkeypatch):
-    monkeypatch.setitem(calibration.RERUN_SD, "lat_p99_ms", 0.2)
-    monkeypatch.setitem(calibration.RERUN_SD, "bytes_per_msg", 0.01)
+    monkeypatch.setitem(calibration.RERUN_SD, "lat_p99_ms", {"*": 0.2})
+    monkeypatch.setitem(calibration.RERUN_SD, "bytes_per_msg", {"*": 0.01})
 
 
 def _rows(metric, values, se=None):
@@ -68,3 +68,11 @@ def test_repeats_to_resolve_is_where_the_interval_leaves_one():
     for r, clear in ((needed, True), (needed - 1, False)):
         lo = 3 * math.exp(-Z * math.sqrt(2 * per / r))
         assert (lo > 1) is clear
+
+
+def test_the_rerun_part_is_per_transport(monkeypatch):
+    monkeypatch.setitem(calibration.RERUN_SD, "bytes_per_msg", {"longpoll": 0.1, "*": 0.0})
+    rows = _rows("bytes_per_msg", [131.0]).assign(transport="websocket")
+    assert spread_of(rows, "bytes_per_msg", 131.0).var == 0.0  # a stream's bytes never move
+    rows = _rows("bytes_per_msg", [280.0]).assign(transport="longpoll")
+    assert spread_of(rows, "bytes_per_msg", 280.0).var == pytest.approx(0.01)  # batching does

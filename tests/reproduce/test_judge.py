@@ -93,13 +93,19 @@ def test_coverage_counts_other_runs_figures_inside_each_interval():
     assert (cover["checked"], cover["covered"]) == (4, 2) and cover["rate"] == 0.5
 
 
-def test_calibration_finds_the_between_run_part():
+def test_calibration_finds_the_between_run_part_per_transport():
     values = [0.020, 0.022, 0.018, 0.021, 0.019]
     runs = [_run(f"r{i}", v, 0.08) for i, v in enumerate(values)]
     calib = calibration(runs, z=2.5758, level=0.99)["server_cpu_s_per_1k"]
-    assert calib["figures"] == 2
-    assert calib["within_sd"] == pytest.approx(0.05)
-    # Long polling never moved: the between-run spread is WebSocket's alone, pooled over two.
-    ws = math.log(values[0]) - math.log(values[2])
-    assert 0 < calib["between_sd"] < abs(ws)
-    assert calib["for_level_sd"] >= 0
+    ws, lp, pooled = calib["websocket"], calib["longpoll"], calib["*"]
+    assert ws["figures"] == lp["figures"] == 1 and pooled["figures"] == 2
+    assert ws["within_sd"] == pytest.approx(0.05)
+    logs = [math.log(v) for v in values]
+    spread = math.sqrt(sum((x - sum(logs) / 5) ** 2 for x in logs) / 4)
+    assert ws["between_sd"] == pytest.approx(spread)
+    assert ws["moments_sd"] == pytest.approx(math.sqrt(spread**2 - 0.05**2))
+    assert lp["between_sd"] == 0 and lp["for_level_sd"] == 0  # long polling never moved
+    # The sd that makes every pair covered: the widest pair at the widest gap.
+    widest = max(abs(a - b) for a in logs for b in logs)
+    assert ws["for_level_sd"] == pytest.approx(
+        math.sqrt((widest / (2.5758 * math.sqrt(2))) ** 2 - 0.05**2))
