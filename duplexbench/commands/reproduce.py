@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .. import procs
 from ..console import Console, display_path
-from ..reproduce.judge import RunRecord, calibration, coverage, judge, verdict
+from ..reproduce.judge import (RunRecord, calibration, coverage, judge, ratio_calibration,
+                                verdict)
 from ..reproduce.output import render_markdown, render_text, tables, to_json, write_outputs
 from ..reproduce.runs import RunOutcome, read_record, run_series
 
@@ -127,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
 
     judged = judge(records)
     cover, calib = coverage(records), calibration(records, Z, LEVEL)
+    ratio_calib = ratio_calibration(records, Z, LEVEL)
     result = verdict(judged, len(records))
-    built = tables(records, judged, cover, calib)
+    built = tables(records, judged, cover, calib, ratio_calib)
     title = f"Reproducibility: {len(records)} runs" + (f" of {args.scenario}" if args.scenario
                                                        else "")
     md, js = write_outputs(out, render_markdown(title, command, built, result),
-                           to_json(records, judged, cover, calib, result, command))
+                           to_json(records, judged, cover, calib, result, command,
+                                       ratio_calib))
     print(render_text(built, result))
     console.always(f"wrote {display_path(md)} and {display_path(js)}")
     if interrupted:

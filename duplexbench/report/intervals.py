@@ -22,8 +22,12 @@ Memory per connection is a slope (report/derived.py) with its standard error;
 it gets the same treatment on the log scale once the slope is clearly above its
 error (``resolved``), and no interval (so no ratio) before.
 
-Ratios of two transports: their variances add (separate processes, separate
-times). A ratio whose interval reaches 1 is a tie, not a finding.
+Ratios of two transports: their own sampling errors add (separate processes,
+separate times), but what a rerun changes moves both transports of a run together
+(a slower machine, a busier neighbour), so a ratio's rerun part is measured on
+ratios: ``RATIO_RERUN_SD`` (report/calibration.py), not the two transports'
+``RERUN_SD`` added (that made a server-CPU ratio that held 2.5-5.1x in five runs a
+tie at 0.8-13x). A ratio whose interval reaches 1 is a tie, not a finding.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import rerun_sd
+from .calibration import ratio_rerun_sd, rerun_sd
 
 __all__ = [
     "LEVEL",
@@ -42,6 +46,7 @@ __all__ = [
     "Spread",
     "spread_of",
     "ratio_interval",
+    "ratio_var",
     "repeats_to_resolve",
     "RSS_SE_COLUMN",
     "SE_COLUMNS",
@@ -70,6 +75,13 @@ class Spread:
     var: float  # log-scale variance of one run's figure (repeats folded in); NaN = unknown
     repeats: int = 1
     resolved: bool = True  # False: a slope within its own error (no interval, no ratio)
+    floor: float = 0.0  # the part of ``var`` that is RERUN_SD (the rest: this run's own)
+    metric: str = ""
+
+    @property
+    def own_var(self) -> float:
+        """This run's own sampling variance (with repeats: their spread) of the figure."""
+        return max(0.0, self.var - self.floor)
 
     def interval(self, z: float = Z) -> tuple[float, float]:
         """Where a rerun's figure would fall; (nan, nan) when unknown or unresolved."""
@@ -96,12 +108,12 @@ def spread_of(rows: pd.DataFrame, metric: str, value: float) -> Spread:
         # Resolved: the slope is above Z of its own errors, so its log is meaningful.
         resolved = value > 0 and math.isfinite(se) and value > Z * math.sqrt(2) * se
         var = (se / value) ** 2 + floor if resolved else math.nan
-        return Spread(value, var, 1, resolved)
+        return Spread(value, var, 1, resolved, floor, metric)
     column = SE_COLUMNS.get(metric)
     if column is not None:
         se = _num(rows[column]) if column in rows.columns else np.full(n, math.nan)
         if np.isnan(se).all():
-            return Spread(value, math.nan, n)  # the run lacks what the error is computed from
+            return Spread(value, math.nan, n, metric=metric)  # lacks what the error needs
         within = float(np.nanmean(se ** 2))
     else:
         within = 0.0  # counts (bytes, requests): no sampling error, only run-to-run
@@ -110,7 +122,20 @@ def spread_of(rows: pd.DataFrame, metric: str, value: float) -> Spread:
     values = values[np.isfinite(values) & (values > 0)]
     if values.size >= 2:
         model = max(model, float(np.var(np.log(values), ddof=1)))
-    return Spread(value, model / values.size if values.size >= 2 else model, max(1, values.size))
+    r = values.size if values.size >= 2 else 1
+    return Spread(value, model / r, r, floor=floor / r, metric=metric)
+
+
+def ratio_var(best: Spread, worst: Spread) -> float:
+    """The log-scale variance of one run's worst/best ratio: both figures' own error
+    plus the rerun part measured on ratios (over the repeats); NaN when unknown."""
+    if math.isnan(best.var) or math.isnan(worst.var):
+        return math.nan
+    metric = best.metric or worst.metric
+    sd = ratio_rerun_sd(metric)
+    if sd is None:  # no ratio calibration for this metric: the transports' parts add
+        return best.var + worst.var
+    return best.own_var + worst.own_var + sd * sd / max(1, min(best.repeats, worst.repeats))
 
 
 def ratio_interval(best: Spread, worst: Spread, z: float = Z) -> tuple[float, float]:
@@ -119,7 +144,7 @@ def ratio_interval(best: Spread, worst: Spread, z: float = Z) -> tuple[float, fl
             or not best.value > 0 or not worst.value > 0:
         return math.nan, math.nan
     ratio = worst.value / best.value
-    half = z * math.sqrt(2 * (best.var + worst.var))
+    half = z * math.sqrt(2 * ratio_var(best, worst))
     return ratio * math.exp(-half), ratio * math.exp(half)
 
 
@@ -131,5 +156,5 @@ def repeats_to_resolve(best: Spread, worst: Spread, z: float = Z) -> int | None:
     log_ratio = math.log(worst.value / best.value)
     if log_ratio <= 0:
         return None
-    per_repeat = best.var * best.repeats + worst.var * worst.repeats
+    per_repeat = ratio_var(best, worst) * min(best.repeats, worst.repeats)
     return max(2, math.ceil(2 * z * z * per_repeat / log_ratio ** 2))

@@ -43,6 +43,7 @@ __all__ = [
     "judge",
     "coverage",
     "calibration",
+    "ratio_calibration",
     "verdict",
     "HOLD_ALL_SHARE",
     "MAX_CONTRADICTING",
@@ -239,6 +240,74 @@ def calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict
             "suggested_sd": max(for_level, math.sqrt(max(0.0, upper - var_within))),
         }
     return dict(out)
+
+
+def _log_figure(figure: dict | None) -> tuple[float, float, int] | None:
+    """(log value, its own se, repeats) of a positive figure, else None."""
+    if figure is None or not as_float(figure.get("value")) > 0 \
+            or math.isinf(as_float(figure.get("value"))):
+        return None
+    se = as_float(figure.get("se_within"))
+    return (math.log(as_float(figure["value"])), 0.0 if math.isnan(se) else se,
+            max(1, int(figure.get("repeats") or 1)))
+
+
+def ratio_calibration(runs: list[RunRecord], z: float, level: float) -> dict[str, dict]:
+    """Per metric: the between-run log-sd of a ratio of two transports beyond the runs'
+    own error (report/calibration.py ``RATIO_RERUN_SD``).
+
+    Over every pair of transports at every load point measured by >= 2 runs: the log
+    ratio per run, its spread between runs (``between_sd``), the runs' own error of it
+    (``within_sd``, both figures' se added), the part beyond (``moments_sd``), the sd
+    that makes ``ratio x exp(±z sqrt(2 (own + sd^2) / repeats))`` cover ``level`` of
+    the ordered pairs of runs (``for_level_sd``) and ``suggested_sd``, the larger of
+    that and the between-run part's upper confidence bound (chi-square over the pairs'
+    degrees of freedom; pairs sharing a transport are not independent, so the bound is
+    loose-side).
+    """
+    per_run = [run.figures() for run in runs]
+    keys = {(m, t, axes) for figures in per_run for (m, t, axes) in figures}
+    groups: dict[tuple, set] = defaultdict(set)
+    for metric, transport, axes in keys:
+        groups[(metric, axes)].add(transport)
+    between: dict[str, list[float]] = defaultdict(list)
+    within: dict[str, list[float]] = defaultdict(list)
+    needed: dict[str, list[float]] = defaultdict(list)
+    dofs: dict[str, int] = defaultdict(int)
+    for (metric, axes), transports in groups.items():
+        for a, b in itertools.combinations(sorted(transports), 2):
+            logs, own, repeats = [], [], []
+            for figures in per_run:
+                fa, fb = (_log_figure(figures.get((metric, t, axes))) for t in (a, b))
+                if fa is None or fb is None:
+                    continue
+                logs.append(fb[0] - fa[0])
+                own.append(fa[1] ** 2 + fb[1] ** 2)
+                repeats.append(min(fa[2], fb[2]))
+            if len(logs) < 2:
+                continue
+            dofs[metric] += len(logs) - 1
+            between[metric].append(float(np.var(logs, ddof=1)))
+            within[metric].append(float(np.mean([o / r for o, r in zip(own, repeats)])))
+            needed[metric] += [
+                max(0.0, repeats[i] * (abs(logs[j] - logs[i]) / (z * math.sqrt(2))) ** 2
+                    - own[i]) for i, j in itertools.permutations(range(len(logs)), 2)]
+    out: dict[str, dict] = {}
+    for metric in sorted(between):
+        var_between, var_within = (float(np.mean(between[metric])),
+                                   float(np.mean(within[metric])))
+        dof = dofs[metric]
+        upper = var_between * dof / chi2.ppf(1 - UPPER_BOUND, dof) if dof else math.nan
+        for_level = math.sqrt(float(np.quantile(needed[metric], level, method="higher")))
+        out[metric] = {
+            "pairs": len(between[metric]),
+            "between_sd": math.sqrt(var_between),
+            "within_sd": math.sqrt(var_within),
+            "moments_sd": math.sqrt(max(0.0, var_between - var_within)),
+            "for_level_sd": for_level,
+            "suggested_sd": max(for_level, math.sqrt(max(0.0, upper - var_within))),
+        }
+    return out
 
 
 def verdict(judged: list[Judged], runs: int) -> dict:

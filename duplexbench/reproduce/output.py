@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ..measure.results import atomic_write_text
-from ..report.calibration import RERUN_SD, rerun_sd
+from ..report.calibration import RATIO_RERUN_SD, RERUN_SD, ratio_rerun_sd, rerun_sd
 from ..report.colors import label
 from ..report.intervals import LEVEL
 from .judge import Judged, RunRecord, as_float
@@ -61,12 +61,22 @@ CALIBRATION_COLUMNS = ("metric", "transport", "figures", "between-run sd", "with
                        "model (calibration.py)")
 
 
+RATIO_COLUMNS = ("metric", "pairs", "between-run sd", "within-run sd", "beyond within",
+                 f"needed for {LEVEL:.0%}", "suggested", "model (calibration.py)")
+
+
 def _sd(value) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
-def tables(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dict) -> dict:
+def tables(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dict,
+           ratio_calib: dict | None = None) -> dict:
     """The tables as lists of rows (strings)."""
+    ratio_rows = [[metric, str(k["pairs"]),
+                   *(_sd(k[x]) for x in ("between_sd", "within_sd", "moments_sd",
+                                         "for_level_sd", "suggested_sd")),
+                   _sd(ratio_rerun_sd(metric))]
+                  for metric, k in sorted((ratio_calib or {}).items())]
     coverage_rows = []
     for metric in sorted(cover):
         c = cover[metric]
@@ -86,7 +96,7 @@ def tables(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dict
                        f"{_ratio(as_float(t['ratio']))})" for t in r.ties),
              "" if r.exit_code is None else str(r.exit_code)] for r in runs]
     return {"findings": _finding_rows(judged), "coverage": coverage_rows,
-            "calibration": calibration_rows, "runs": ties}
+            "calibration": calibration_rows, "ratio_calibration": ratio_rows, "runs": ties}
 
 
 RUN_COLUMNS = ("run", "findings", "ties", "ties (metric, pair, ratio)", "exit")
@@ -128,6 +138,12 @@ def render_markdown(title: str, command: str, built: dict, verdict: dict) -> str
               "that and the between-run part's 90 % upper confidence bound) and the value "
               "the report uses (duplexbench/report/calibration.py).", ""]
     lines += _md_table(CALIBRATION_COLUMNS, built["calibration"])
+    lines += ["", "## Between-run noise of ratios, per metric", "",
+              "The same over the log ratio of every pair of transports at every load point "
+              "(what a finding states): a rerun moves a run's transports together, so a "
+              "ratio moves less than its two figures' noise added; the report's finding "
+              "intervals use this row's model.", ""]
+    lines += _md_table(RATIO_COLUMNS, built.get("ratio_calibration", []))
     lines += ["", "## Runs", ""]
     lines += _md_table(RUN_COLUMNS, built["runs"])
     return "\n".join(lines) + "\n"
@@ -137,8 +153,9 @@ def render_text(built: dict, verdict: dict) -> str:
     """The console form: aligned columns, the verdict last."""
     out = []
     for name, columns in (("findings", FINDING_COLUMNS), ("coverage", COVERAGE_COLUMNS),
-                          ("calibration", CALIBRATION_COLUMNS)):
-        rows = [list(columns), *built[name]]
+                          ("calibration", CALIBRATION_COLUMNS),
+                          ("ratio_calibration", RATIO_COLUMNS)):
+        rows = [list(columns), *built.get(name, [])]
         widths = [max(len(r[i]) for r in rows) for i in range(len(columns) - 1)]
         for row in rows:
             out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths))
@@ -149,7 +166,7 @@ def render_text(built: dict, verdict: dict) -> str:
 
 
 def to_json(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dict,
-            verdict: dict, command: str) -> dict:
+            verdict: dict, command: str, ratio_calib: dict | None = None) -> dict:
     def number(value):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
             return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -168,7 +185,10 @@ def to_json(runs: list[RunRecord], judged: list[Judged], cover: dict, calib: dic
         "coverage": {m: {k: number(v) for k, v in c.items()} for m, c in cover.items()},
         "calibration": {m: {t: {k: number(v) for k, v in c.items()} for t, c in by.items()}
                         for m, by in calib.items()},
+        "ratio_calibration": {m: {k: number(v) for k, v in c.items()}
+                              for m, c in (ratio_calib or {}).items()},
         "model": {m: dict(t) for m, t in RERUN_SD.items()},
+        "ratio_model": dict(RATIO_RERUN_SD),
     }
 
 

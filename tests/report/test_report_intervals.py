@@ -8,13 +8,20 @@ import pandas as pd
 import pytest
 
 from duplexbench.report import calibration
-from duplexbench.report.intervals import Z, ratio_interval, repeats_to_resolve, spread_of
+from duplexbench.report.intervals import (
+    Z,
+    ratio_interval,
+    ratio_var,
+    repeats_to_resolve,
+    spread_of,
+)
 
 
 @pytest.fixture(autouse=True)
 def _model(monkeypatch):
     monkeypatch.setitem(calibration.RERUN_SD, "lat_p99_ms", {"*": 0.2})
     monkeypatch.setitem(calibration.RERUN_SD, "bytes_per_msg", {"*": 0.01})
+    monkeypatch.setitem(calibration.RATIO_RERUN_SD, "lat_p99_ms", 0.15)
 
 
 def _rows(metric, values, se=None):
@@ -50,23 +57,40 @@ def test_repeats_use_their_spread_when_it_is_larger_and_divide_by_their_number()
     assert loud.var == pytest.approx(math.log(2) ** 2 / 3)  # the repeats' own spread
 
 
-def test_ratio_interval_adds_both_sides():
+def test_ratio_interval_adds_both_own_errors_and_the_ratios_rerun_part():
     best = spread_of(_rows("lat_p99_ms", [1.0], [0.1]), "lat_p99_ms", 1.0)
     worst = spread_of(_rows("lat_p99_ms", [3.0], [0.1]), "lat_p99_ms", 3.0)
+    assert ratio_var(best, worst) == pytest.approx(0.1**2 + 0.1**2 + 0.15**2)
     lo, hi = ratio_interval(best, worst)
-    half = Z * math.sqrt(2 * (best.var + worst.var))
+    half = Z * math.sqrt(2 * (0.1**2 + 0.1**2 + 0.15**2))
     assert (lo, hi) == pytest.approx((3 * math.exp(-half), 3 * math.exp(half)))
-    assert lo < 1 < 3 < hi  # a tie at one repeat
+    # Narrower than the two transports' rerun parts added: a rerun moves both together.
+    assert ratio_var(best, worst) < best.var + worst.var
+    assert 1 < lo < 3 < hi  # a finding at one repeat
+
+
+def test_without_a_ratio_model_both_sides_add(monkeypatch):
+    monkeypatch.delitem(calibration.RATIO_RERUN_SD, "lat_p99_ms")
+    best = spread_of(_rows("lat_p99_ms", [1.0], [0.1]), "lat_p99_ms", 1.0)
+    worst = spread_of(_rows("lat_p99_ms", [3.0], [0.1]), "lat_p99_ms", 3.0)
+    assert ratio_var(best, worst) == pytest.approx(best.var + worst.var)
+
+
+def test_repeats_divide_the_ratios_rerun_part():
+    best = spread_of(_rows("lat_p99_ms", [1.0, 1.0, 1.0], [0.1] * 3), "lat_p99_ms", 1.0)
+    worst = spread_of(_rows("lat_p99_ms", [3.0, 3.0, 3.0], [0.1] * 3), "lat_p99_ms", 3.0)
+    assert ratio_var(best, worst) == pytest.approx((0.1**2 + 0.1**2 + 0.15**2) / 3)
 
 
 def test_repeats_to_resolve_is_where_the_interval_leaves_one():
     best = spread_of(_rows("lat_p99_ms", [1.0], [0.1]), "lat_p99_ms", 1.0)
-    worst = spread_of(_rows("lat_p99_ms", [3.0], [0.1]), "lat_p99_ms", 3.0)
+    worst = spread_of(_rows("lat_p99_ms", [1.5], [0.1]), "lat_p99_ms", 1.5)
+    assert ratio_interval(best, worst)[0] < 1  # a tie at one repeat
     needed = repeats_to_resolve(best, worst)
-    assert needed is not None and needed > 1
-    per = best.var + worst.var
+    assert needed is not None and needed > 2
+    per = ratio_var(best, worst)
     for r, clear in ((needed, True), (needed - 1, False)):
-        lo = 3 * math.exp(-Z * math.sqrt(2 * per / r))
+        lo = 1.5 * math.exp(-Z * math.sqrt(2 * per / r))
         assert (lo > 1) is clear
 
 

@@ -13,6 +13,7 @@ from duplexbench.reproduce.judge import (
     judge,
     outcome,
     pair_ratio,
+    ratio_calibration,
     verdict,
 )
 
@@ -109,3 +110,23 @@ def test_calibration_finds_the_between_run_part_per_transport():
     widest = max(abs(a - b) for a in logs for b in logs)
     assert ws["for_level_sd"] == pytest.approx(
         math.sqrt((widest / (2.5758 * math.sqrt(2))) ** 2 - 0.05**2))
+
+
+def test_ratio_calibration_sees_that_a_rerun_moves_both_transports_together():
+    # Every transport 20 % slower or faster from run to run, the ratio steady at 4:
+    # each figure moves (calibration), the ratio does not (ratio_calibration).
+    scale = [1.0, 1.2, 0.8, 1.1, 0.9]
+    runs = [_run(f"r{i}", 0.02 * s, 0.08 * s) for i, s in enumerate(scale)]
+    per_transport = calibration(runs, z=2.5758, level=0.99)["server_cpu_s_per_1k"]["websocket"]
+    ratio = ratio_calibration(runs, z=2.5758, level=0.99)["server_cpu_s_per_1k"]
+    assert per_transport["moments_sd"] > 0.1
+    assert ratio["pairs"] == 1 and ratio["between_sd"] == pytest.approx(0.0, abs=1e-9)
+    assert ratio["within_sd"] == pytest.approx(math.sqrt(2) * 0.05)  # both figures' own se
+    assert ratio["moments_sd"] == 0 and ratio["for_level_sd"] == 0
+    # A ratio that does move: its log-sd between runs is found.
+    moved = [_run(f"m{i}", 0.02, 0.08 * s) for i, s in enumerate(scale)]
+    logs = [math.log(4 * s) for s in scale]
+    spread = math.sqrt(sum((x - sum(logs) / 5) ** 2 for x in logs) / 4)
+    found = ratio_calibration(moved, z=2.5758, level=0.99)["server_cpu_s_per_1k"]
+    assert found["between_sd"] == pytest.approx(spread)
+    assert found["suggested_sd"] >= found["moments_sd"] > 0
