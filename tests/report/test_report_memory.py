@@ -66,6 +66,7 @@ def _memory(run_dir):
 
 def test_a_ratio_only_when_slopes_clear_their_error(model_run, monkeypatch):
     monkeypatch.setitem(calibration.RERUN_SD, "server_rss_kib_per_conn", {"*": 0.05})
+    monkeypatch.setitem(calibration.RATIO_RERUN_SD, "server_rss_kib_per_conn", 0.05)
     clear = _memory(model_run("memory-clear"))  # the fixture's model: 28 vs 56 KiB, exact
     assert clear.kind == "compare" and (clear.best, clear.worst) == ("longpoll", "websocket")
     assert clear.ratio == pytest.approx(2.0, rel=0.01)

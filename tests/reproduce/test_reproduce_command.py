@@ -76,6 +76,7 @@ def test_reproduce_runs_judges_and_keeps_finished_runs_on_ctrl_c(tmp_path):
             ["run-2"] if finding["run"] == "run-1" else ["run-1"])
         assert finding["checks"][0]["outcome"] in ("held", "moved", "contradicted", "n/a")
     assert table["coverage"], "figures with intervals were compared"
+    assert "ratio_calibration" in table and "ratio_model" in table
     assert "Findings and the other runs" in (out / "reproduce.md").read_text()
     time.sleep(0.5)
     assert [cmd for p, cmd in seen.values() if _alive(p)] == []
