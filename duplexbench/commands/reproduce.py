@@ -26,7 +26,7 @@ from ..console import Console, display_path
 from ..reproduce.judge import (RunRecord, calibration, coverage, judge, ratio_calibration,
                                 verdict)
 from ..reproduce.output import render_markdown, render_text, tables, to_json, write_outputs
-from ..reproduce.runs import RunOutcome, read_record, run_series
+from ..reproduce.runs import RunOutcome, judged_outcomes, read_record, run_series
 
 __all__ = ["build_parser", "main"]
 
@@ -86,11 +86,6 @@ def _records(outcomes: list[RunOutcome], console: Console,
     return records
 
 
-def _judged_dirs(dirs: list[Path]) -> list[RunOutcome]:
-    return [RunOutcome(path.name if path.name != "latest" else str(path), path, None, 0.0)
-            for path in dirs]
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("results") / f"reproduce-{datetime.now():%Y%m%d-%H%M%S}"
     interrupted = False
     if args.judge:
-        outcomes = _judged_dirs(args.judge)
+        outcomes = judged_outcomes(args.judge)
         out.mkdir(parents=True, exist_ok=True)
     else:
         if out.exists() and any(out.glob("run-*/meta.json")):

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .. import procs
 
-__all__ = ["RunOutcome", "run_command", "held_lock", "run_series", "read_record"]
+__all__ = ["RunOutcome", "run_command", "held_lock", "run_series", "judged_outcomes",
+           "read_record"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,17 @@ def run_series(scenario: str, out: Path, runs: int, passthrough: Sequence[str], 
             + ("" if outcome.complete else " - not complete, left out of the comparison")
             + f"; log {out / (label + '.log')}")
     return outcomes, False
+
+
+def judged_outcomes(dirs: Sequence[Path]) -> list[RunOutcome]:
+    """Existing runs to judge, labelled by their directory's name, or by more of its path
+    where two names are the same (runs of two series: the judge tells runs apart by label)."""
+    names = [path.name for path in dirs]
+    labels = [name if name != "latest" and names.count(name) == 1
+              else f"{path.parent.name}/{name}" for path, name in zip(dirs, names)]
+    if len(set(labels)) < len(labels):
+        labels = [str(path) for path in dirs]
+    return [RunOutcome(label, path, None, 0.0) for label, path in zip(labels, dirs)]
 
 
 def read_record(path: Path, recompute: bool = False) -> dict:
