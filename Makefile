@@ -17,6 +17,10 @@ CAPSUB_RATE ?= 1
 BASE ?=
 AB_FLAGS ?=
 AB_OUT ?= results/ci-ab
+# make reproduce: RUNS complete runs of SCENARIO, every finding checked against the other
+# runs (docs/DESIGN.md, "Confidence"); e.g. REPRODUCE_FLAGS="--lock /tmp/cpu.lock".
+RUNS ?= 5
+REPRODUCE_FLAGS ?=
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 # The set-up of what the suite starts besides Python (duplexbench/machine/setup.py): the
@@ -29,13 +33,14 @@ PARTS = @$(PY) -m duplexbench doctor --install
 # when its package files change.
 NODE_STAMP := servers/node/node_modules/.package-lock.json
 
-.PHONY: install setup node-modules doctor bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
+.PHONY: install setup node-modules doctor bench reproduce report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
 	@echo "make test       run the test suite (sets up everything it starts: make setup)"
 	@echo "make setup      .venv, Debian's nginx/Chromium/curl/Node.js/Redis/gcc (apt, as root), npm ci"
 	@echo "make doctor     one line per capability of this machine: what was found, the fix"
+	@echo "make reproduce  RUNS (default 5) runs of SCENARIO: does every finding hold in the other runs?"
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
 	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
@@ -75,6 +80,10 @@ bench: install
 
 report: install
 	$(PY) -m duplexbench report results/latest
+
+reproduce: install
+	$(PARTS) --scenario $(SCENARIO)
+	$(PY) -m duplexbench reproduce $(SCENARIO) --runs $(RUNS) $(REPRODUCE_FLAGS)
 
 # Three workers (pytest-xdist) on two cores: most tests wait on sockets and children; tests/conftest.py keeps
 # a module on one worker and runs the tests marked exclusive alone. TEST_FLAGS= runs serially.

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stacks": ("duplexbench.commands.stacks", "one scenario on the aiohttp servers and the Node reference"),
     "probe": ("duplexbench.commands.probe", "check a server (any implementation) against the wire contract"),
     "fuzz": ("duplexbench.commands.fuzz", "malformed requests and frames at a server; exit 1 on 5xx/crash/loss"),
+    "reproduce": ("duplexbench.commands.reproduce", "run a scenario N times: do its findings hold in the other runs?"),
     "soak": ("duplexbench.commands.soak", "judge a soak run: RSS and open files over time, lost, late"),
     "doctor": ("duplexbench.commands.doctor", "what this machine has of what duplexbench needs, and the fix"),
 }

@@ -10,6 +10,7 @@ inside ``build_report`` so importing this package stays cheap.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ def _write(path: Path, data: str | bytes) -> None:
 def build_report(run_dirs, out_dir=None) -> ReportPaths:
     """Write the report for `run_dirs` into `out_dir` (default: the first run directory).
 
-    One run gives ``report.md`` / ``report.html`` / ``report-figures/``; several runs
+    One run gives ``report.md`` / ``report.html`` / ``report-figures/`` and
+    ``findings.json`` (the findings as data, report/rerun.py); several runs
     give ``report-side-by-side.*`` so that a comparison written into the first run's
     directory does not replace that run's own report.
     """
@@ -70,4 +72,8 @@ def build_report(run_dirs, out_dir=None) -> ReportPaths:
     md_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
     _write(md_path, markdown.render(content, links))
     _write(html_path, html.render(content))
+    if len(runs) == 1:  # the findings as data, for `reproduce` and other tools (rerun.py)
+        from .rerun import FINDINGS_JSON
+
+        _write(out / FINDINGS_JSON, json.dumps(content.runs[0].record, indent=1) + "\n")
     return ReportPaths(md_path, html_path, tuple(figures))

@@ -8,7 +8,7 @@ parsing either format.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
@@ -25,8 +25,9 @@ from .derived import (
     swept_axes,
 )
 from .finding import Finding
-from .findings import Warning_, compare_runs, number, run_findings, run_warnings
+from .findings import Warning_, compare_runs, number, run_warnings
 from .load import ReportRun, is_complete
+from .rerun import run_record
 from .serverinfo import metadata_rows, server_findings
 
 __all__ = ["FigureItem", "Table", "RunSection", "ReportContent", "collect", "TABLE_COLUMNS"]
@@ -57,6 +58,8 @@ class RunSection:
     warnings: tuple[Warning_, ...]
     findings: tuple[Finding, ...]
     summary: Table
+    #: findings.json's content (report/rerun.py): the findings and figures as data.
+    record: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -298,16 +301,19 @@ def _claims(runs: list[ReportRun]) -> tuple[Table | None, str]:
     return Table(keys, cells), ""
 
 
+def _section(run: ReportRun) -> RunSection:
+    findings, record = run_record(run)  # one pass over the samples for both
+    return RunSection(run.label, run.run_id, str(run.path), is_complete(run.meta),
+                      str(run.meta.get("status", "unknown")), str(run.meta.get("reason") or ""),
+                      tuple(run_warnings(run)),
+                      (*findings, *server_findings(run), *_broker_findings(run)),
+                      _summary_table(run), record)
+
+
 def collect(runs: list[ReportRun]) -> ReportContent:
     if not runs:
         raise ValueError("a report needs at least one run")
-    sections = tuple(
-        RunSection(run.label, run.run_id, str(run.path), is_complete(run.meta),
-                   str(run.meta.get("status", "unknown")), str(run.meta.get("reason") or ""),
-                   tuple(run_warnings(run)),
-                   (*run_findings(run), *server_findings(run), *_broker_findings(run)),
-                   _summary_table(run))
-        for run in runs)
+    sections = tuple(_section(run) for run in runs)
     comparisons = tuple(f for other in runs[1:] for f in compare_runs(runs[0], other))
     claims, claims_error = _claims(runs)
     extra, extra_figures = _extra(runs)

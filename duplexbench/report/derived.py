@@ -6,6 +6,7 @@ on which load point a sentence talks about; both are defined once, here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,28 +45,48 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return numerator / denominator
 
 
-def _rss_per_connection(frame: pd.DataFrame) -> pd.Series:
-    """Server memory per open connection, in KiB, from a sweep of subscribers only.
+def _rss_per_connection(frame: pd.DataFrame) -> pd.DataFrame:
+    """Server memory per open connection, in KiB, and its standard error, from a sweep
+    of subscribers only.
 
     Peak RSS ÷ connections is mostly the server's baseline (40 MiB over 10
     connections is "4 MiB per connection"), so the figure is the slope of peak
     RSS (MiB) against connections where a transport ran at two or more
     connection counts: the memory each added connection costs. Without such a
     sweep it is NaN (not measured), never the plain ratio.
+
+    Peak RSS moves between runs by a few hundred KiB (allocator arenas, the
+    interpreter's own caches), as much as 40 connections may cost, so the slope
+    comes with its standard error: the residual scatter about each transport's
+    line, pooled over the run's transports (the same server, the same allocator:
+    the scatter is the same kind of noise, and one line of three points alone
+    has a single degree of freedom), over that transport's spread of connection
+    counts. Two counts leave no residual: the error is then unknown (NaN) and no
+    ratio is stated (report/intervals.py).
     """
-    out = pd.Series(np.nan, index=frame.index, dtype=float)
-    keys = ["transport"] + (["run"] if "run" in frame.columns else [])
+    slope = pd.Series(np.nan, index=frame.index, dtype=float)
+    error = pd.Series(np.nan, index=frame.index, dtype=float)
     # One slope per server shape: two workers' RSS is not one process's plus connections.
     shape = topology.tidy(frame)
-    groups = [frame[k] for k in keys] + [shape["workers"], shape["broker"]]
-    for _, rows in frame.groupby(groups, sort=False):
-        rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mib_max"].notna()]
-        if rows["server_connections_max"].nunique() < 2:
-            continue
-        slope = np.polyfit(rows["server_connections_max"].astype(float),
-                           rows["server_rss_mib_max"].astype(float) * 1024, 1)[0]
-        out.loc[rows.index] = max(float(slope), 0.0)
-    return out
+    runs = frame.groupby("run", sort=False) if "run" in frame.columns else [("", frame)]
+    for _, run in runs:
+        fits, squares, dof = [], 0.0, 0
+        groups = [run["transport"], shape.loc[run.index, "workers"], shape.loc[run.index, "broker"]]
+        for _, rows in run.groupby(groups, sort=False):
+            rows = rows[rows["server_connections_max"].notna() & rows["server_rss_mib_max"].notna()]
+            if rows["server_connections_max"].nunique() < 2:
+                continue
+            x = rows["server_connections_max"].to_numpy(dtype=float)
+            y = rows["server_rss_mib_max"].to_numpy(dtype=float) * 1024
+            line = np.polyfit(x, y, 1)
+            squares += float(((y - np.polyval(line, x)) ** 2).sum())
+            dof += x.size - 2
+            fits.append((rows.index, float(line[0]), float(((x - x.mean()) ** 2).sum())))
+        scatter = math.sqrt(squares / dof) if dof > 0 else math.nan
+        for index, value, sxx in fits:
+            slope.loc[index] = max(value, 0.0)
+            error.loc[index] = scatter / math.sqrt(sxx)
+    return pd.DataFrame({"server_rss_kib_per_conn": slope, "server_rss_kib_per_conn_se": error})
 
 
 def derive(summary: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +94,9 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     frame = summary.copy()
     frame["server_cpu_s_per_1k"] = _ratio(frame["server_cpu_s"], frame["delivered"]) * 1000
     frame["client_cpu_s_per_1k"] = _ratio(frame["client_cpu_s"], frame["delivered"]) * 1000
-    frame["server_rss_kib_per_conn"] = _rss_per_connection(frame)
+    memory = _rss_per_connection(frame)
+    frame["server_rss_kib_per_conn"] = memory["server_rss_kib_per_conn"]
+    frame["server_rss_kib_per_conn_se"] = memory["server_rss_kib_per_conn_se"]
     frame["bytes_per_msg"] = frame["bytes_down_per_msg"] + frame["bytes_up_per_msg"].fillna(0)
     # As the kernel counted them (TCP_INFO), headers and pure ACKs included; NaN without.
     frame["ip_bytes_per_msg"] = frame["ip_bytes_down_per_msg"] + frame["ip_bytes_up_per_msg"]

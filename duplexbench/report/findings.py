@@ -8,12 +8,13 @@ largest load point they share **where every compared row can carry a comparison*
 largest point cannot, a sentence says why ("at 50 subscribers the load generator
 was saturated for WebSocket: no server comparison at this point").
 
-Confidence: with repeats, every ratio carries its spread over the repeats
-("2.3× (2.1–2.5×, 3 repeats)") and repeats that disagree on the order make a
-tie. With one repeat, a ratio inside the run's measured noise (report/noise.py:
-order-statistic intervals of percentiles, block standard errors of CPU) is a
-tie; differences within 5 % are always a tie (the floor: repeated runs on one
-machine move by about that much).
+Confidence: every figure carries its rerun interval (report/intervals.py: where
+another run of this build would measure it, 99 times in 100: this run's own
+sampling by a block bootstrap over published messages, report/noise.py, plus
+what differs between runs, measured by `reproduce`, report/calibration.py; with
+repeats, their spread). A comparison whose ratio interval reaches 1 is a tie,
+not a finding; differences within 5 % are always a tie. A finding states its
+ratio's interval ("4.7×; a rerun: 4.1–5.4×").
 """
 
 from __future__ import annotations
@@ -36,8 +37,19 @@ from .derived import (
     reference_point,
     swept_axes,
 )
-from .finding import Finding
+from .confidence import (
+    interval_text,
+    memory_text,
+    repeat_spread,
+    spreads_at,
+    tie_reason,
+    usable,
+)
+from .finding import FigureValue, Finding
+from .intervals import ratio_interval
+from .wording import TIE_TOLERANCE, format_ratio, number, transport_name
 from .load import ReportRun, is_complete
+from .noise import analysed_frame
 
 __all__ = [
     "TIE_TOLERANCE",
@@ -53,8 +65,6 @@ __all__ = [
     "run_warnings",  # report/alerts.py; kept here for the callers that import it from here
 ]
 
-#: Ratios within this of 1 are reported as "no clear difference".
-TIE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,28 +103,8 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def number(value: float) -> str:
-    """Three significant digits without exponents: 0.0118, 4.35, 17.6, 411, 2,370."""
-    value = float(value)
-    if math.isnan(value):
-        return "n/a"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}" if abs(value) >= 0.001 or value == 0 else f"{value:.2e}"
-
-
-def format_ratio(ratio: float) -> str:
-    """3.1× — one decimal below 100, none above (precision the data does not have)."""
-    return f"{ratio:,.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
-
-
-def _name(transport: str, capital: bool = False) -> str:
-    text = colors.label(transport)
-    return text[0].upper() + text[1:] if capital else text
-
-
 def _values_text(metric: Metric, rows: list[tuple[str, float]]) -> str:
-    return ", ".join(f"{_name(t)} {number(v)}" for t, v in rows)
+    return ", ".join(f"{transport_name(t)} {number(v)}" for t, v in rows)
 
 
 #: Why a validity keeps a point out of comparisons, in words.
@@ -127,13 +117,6 @@ _WHY = {
     "late": "deliveries arrived after the drain bound",
     "few-samples": "there were too few latency samples",
 }
-
-
-def _usable(agg: pd.DataFrame) -> pd.DataFrame:
-    if "validity" not in agg.columns:
-        return agg
-    return agg[agg["validity"].map(lambda v: comparable(v) or v in ("", None)
-                                   or (isinstance(v, float) and math.isnan(v)))]
 
 
 def validity_notices(agg: pd.DataFrame) -> list[Finding]:
@@ -150,46 +133,11 @@ def validity_notices(agg: pd.DataFrame) -> list[Finding]:
     by_reason: dict[str, list[str]] = {}
     for _, row in bad.iterrows():
         by_reason.setdefault(_WHY.get(row["validity"], row["validity"]), []).append(
-            _name(row["transport"]))
+            transport_name(row["transport"]))
     where = describe_point(point, swept_axes(agg))
     reasons = ", ".join(f"{why} for {' and '.join(names)}" for why, names in by_reason.items())
     return [Finding(f"{where[0].upper()}{where[1:]} {reasons}: no server comparison at this "
                     "point.", kind="not-comparable")]
-
-
-def _spread(frame: pd.DataFrame | None, point, metric: str, best: str,
-            worst: str) -> tuple[float, float, int] | None:
-    """(min, max, n) of the per-repeat ratios worst/best, repeats paired by number."""
-    if frame is None or frame.empty or "repeat" not in frame.columns:
-        return None
-    rows = frame[point.mask(frame)] if len(frame) else frame
-    if "validity" in rows.columns:
-        rows = _usable(rows)
-    a = rows[rows["transport"] == best].set_index("repeat")[metric].dropna()
-    b = rows[rows["transport"] == worst].set_index("repeat")[metric].dropna()
-    common = a.index.intersection(b.index)
-    if len(common) < 2:
-        return None
-    ratios = [float(b[r]) / float(a[r]) for r in common if float(a[r]) > 0]
-    if len(ratios) < 2:
-        return None
-    return min(ratios), max(ratios), len(ratios)
-
-
-def _noise_tie(rows: pd.DataFrame, metric: str, best: str, worst: str, ratio: float) -> str:
-    """A reason when a one-repeat ratio lies inside the measured noise, else ''."""
-    column = f"noise_{metric}"
-    if column not in rows.columns:
-        return ""
-    noise = rows.set_index("transport")[column]
-    nb, nw = noise.get(best), noise.get(worst)
-    if nb is None or nw is None or pd.isna(nb) or pd.isna(nw):
-        return ""
-    # Best could be up to (1+nb) higher and worst (1+nw) lower: the ratio could be 1.
-    if ratio <= (1 + nb) * (1 + nw):
-        return (f"inside this run's measured noise (±{100 * nb:.0f}% and ±{100 * nw:.0f}%, "
-                "one repeat)")
-    return ""
 
 
 def _reading(metric: Metric, value: float) -> str:
@@ -213,10 +161,10 @@ def _near_saturation_text(rows: pd.DataFrame, transports: list[str]) -> str:
         for _, row in rows[rows["transport"] == transport].iterrows():
             server = pd.to_numeric(row.get("server_cpu_pct"), errors="coerce")
             if server > SATURATED_PCT:
-                saturated.append(f"{_name(transport)}'s server at {server:.0f} %")
+                saturated.append(f"{transport_name(transport)}'s server at {server:.0f} %")
             for note in near_saturation(row):
                 # "near saturation (server at 85 %, > 80 %)" -> "NDJSON's server at 85 %, > 80 %"
-                near.append(f"{_name(transport)}'s {note[len('near saturation ('):-1]}")
+                near.append(f"{transport_name(transport)}'s {note[len('near saturation ('):-1]}")
     text = ""
     if saturated:
         text += (f" (saturated: {'; '.join(saturated)}: its figures include its own queueing "
@@ -245,36 +193,36 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
         parts = [f"{m.name} {number(row[m.column])} {m.unit}" for m in metrics
                  if not pd.isna(row[m.column])]
         findings.append(Finding(
-            f"Only {_name(only)} was measured, so transports cannot be compared; "
+            f"Only {transport_name(only)} was measured, so transports cannot be compared; "
             f"{describe_point(point, swept)} it showed " + "; ".join(parts) + ".",
             best=only, worst=only, kind="single"))
         return findings
     findings += validity_notices(agg)
-    usable = _usable(agg)
-    if usable.empty or reference_point(usable) is None or \
-            reference_point(usable).transports and len(reference_point(usable).transports) < 2:
+    rows_ok = usable(agg)
+    if rows_ok.empty or reference_point(rows_ok) is None or \
+            reference_point(rows_ok).transports and len(reference_point(rows_ok).transports) < 2:
         findings.append(Finding(
             "No load point where at least two transports' figures describe the server "
             f"(validity {' or '.join(sorted(COMPARABLE))}): no transport comparison in this run.",
             kind="not-comparable"))
         return findings
     for metric in metrics:
-        point = reference_point(usable, metric.column)
+        point = reference_point(rows_ok, metric.column)
         if point is None:
             continue  # nobody measured it: say nothing rather than something vague
         where = describe_point(point, swept)
-        rows = at_point(usable, point)
+        rows = at_point(rows_ok, point)
         rows = rows[rows[metric.column].notna()]
         values = sorted(((t, float(v)) for t, v in zip(rows["transport"], rows[metric.column])),
                         key=lambda tv: (tv[1], colors.order_transports(transports).index(tv[0])
                                         if tv[0] in transports else 99))
         missing = [t for t in transports if t not in dict(values)]
-        note = (f" (no comparable {metric.name} for {', '.join(_name(t) for t in missing)} "
+        note = (f" (no comparable {metric.name} for {', '.join(transport_name(t) for t in missing)} "
                 "there)" if missing else "")
         if len(values) == 1:
             (only, v), = values
             findings.append(Finding(
-                f"Only {_name(only)} has a comparable {metric.name} {where} ({number(v)} "
+                f"Only {transport_name(only)} has a comparable {metric.name} {where} ({number(v)} "
                 f"{metric.unit}): no comparison{note}.", metric.column, only, only, kind="single"))
             continue
         (best, low), (worst, high) = values[0], values[-1]
@@ -284,37 +232,45 @@ def transport_findings(agg: pd.DataFrame, metrics=METRICS,
                 f"transport: no clear difference{note}.", metric.column, best, worst, 1.0, "tie"))
             continue
         ratio = math.inf if low <= 0 else high / low
-        spread = _spread(frame, point, metric.column, best, worst)
-        tie_why = ""
-        if ratio <= 1 + TIE_TOLERANCE:
-            tie_why = "within 5%"
-        elif spread is not None and spread[0] <= 1:
-            tie_why = (f"the repeats disagree ({spread[0]:.2f}–{spread[1]:.2f}×, "
-                       f"{spread[2]} repeats)")
-        elif spread is None and not math.isinf(ratio):
-            tie_why = _noise_tie(rows, metric.column, best, worst, ratio)
+        spreads = spreads_at(frame, rows, point, metric.column, values)
+        lo, hi = (math.inf, math.inf) if math.isinf(ratio) else \
+            ratio_interval(spreads[best], spreads[worst])
+        known = not any(math.isnan(s.var) for s in (spreads[best], spreads[worst])) or \
+            metric.column == "server_rss_kib_per_conn"
+        repeats = max(spreads[best].repeats, spreads[worst].repeats)
+        shape = dict(point=tuple((a, float(point.values[a])) for a in AXES), repeats=repeats,
+                     values=tuple(FigureValue(t, v, *spreads[t].interval()) for t, v in values))
+        spread = repeat_spread(frame, point, metric.column, best, worst)
+        tie_why, hint = tie_reason(metric.column, ratio, lo, spreads[best], spreads[worst], known,
+                                    spread)
+        shown_values = (memory_text(rows, values) if metric.column == "server_rss_kib_per_conn"
+                        else f"{_values_text(metric, values)} {metric.unit}")
         if tie_why:
             near = _near_saturation_text(rows, [t for t, _ in values])
-            findings.append(Finding(
-                f"{metric.name[0].upper() + metric.name[1:]} {where}: {tie_why} across "
-                f"{len(values)} transports ({_values_text(metric, values)} {metric.unit}): "
-                f"no clear difference{note}{near}.", metric.column, best, worst, ratio, "tie"))
+            reach = interval_text(lo, hi, repeats, f"{transport_name(worst)} / {transport_name(best)}")
+            head = f"{metric.name[0].upper() + metric.name[1:]} {where}"
+            text = (f"{head}: no ratio: {shown_values}; a slope is compared only once it is "
+                    f"clear of its standard error{note}." if tie_why.startswith("no ratio")
+                    else f"{head}: {tie_why} across {len(values)} transports ({shown_values}"
+                         f"{reach}): no clear difference{note}{near}.{hint}")
+            findings.append(Finding(text, metric.column, best, worst, ratio, "tie", lo=lo,
+                                    hi=hi, **shape))
             continue
         near = _near_saturation_text(rows, [best, worst])
         if math.isinf(ratio):
-            text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=_name(best)) +
+            text = (f"{where[0].upper()}{where[1:]}, " + metric.none.format(best=transport_name(best)) +
                     ", against "
-                    f"{number(high)} {metric.unit}{_reading(metric, high)} for {_name(worst)}"
+                    f"{number(high)} {metric.unit}{_reading(metric, high)} for {transport_name(worst)}"
                     f"{note}{near}.")
         else:
-            shown = format_ratio(ratio)
-            if spread is not None:
-                shown += (f" ({spread[0]:.1f}–{spread[1]:.1f}×, {spread[2]} repeats)")
-            text = (metric.less.format(best=_name(best, True), ratio=shown,
-                                       worst=_name(worst)) +
-                    f" {where} ({number(low)} vs {number(high)} "
-                    f"{metric.unit}{_reading(metric, high)}){note}{near}.")
-        findings.append(Finding(text, metric.column, best, worst, ratio))
+            figures = (memory_text(rows, [(best, low), (worst, high)])
+                       if metric.column == "server_rss_kib_per_conn" else
+                       f"{number(low)} vs {number(high)} {metric.unit}{_reading(metric, high)}")
+            text = (metric.less.format(best=transport_name(best, True), ratio=format_ratio(ratio),
+                                       worst=transport_name(worst)) +
+                    f" {where} ({figures}{interval_text(lo, hi, repeats, spread=spread)})"
+                    f"{note}{near}.")
+        findings.append(Finding(text, metric.column, best, worst, ratio, lo=lo, hi=hi, **shape))
     return findings
 
 
@@ -325,30 +281,29 @@ def _missing_transports(run: ReportRun) -> list[str]:
     return [t for t in planned if t not in present]
 
 
-def run_findings(run: ReportRun) -> list[Finding]:
-    """Findings for one run, starting with what the comparison cannot cover."""
+def run_findings(run: ReportRun, frame: pd.DataFrame | None = None) -> list[Finding]:
+    """Findings for one run, starting with what the comparison cannot cover.
+
+    ``frame``: the run's rows with their measured noise (noise.analysed_frame),
+    when the caller already has them (the report also writes findings.json).
+    """
     findings = []
     missing = _missing_transports(run)
     if missing:
         findings.append(Finding(
-            f"No results for {', '.join(_name(t) for t in missing)}, although the scenario "
+            f"No results for {', '.join(transport_name(t) for t in missing)}, although the scenario "
             f"lists {'them' if len(missing) > 1 else 'it'}: "
             f"{'the run ended early' if not is_complete(run.meta) else 'every point failed'}.",
             kind="note"))
-    frame = combine([run])
-    if not frame.empty and frame["repeat"].nunique() < 2:
-        try:  # one repeat: the noise measured inside each point decides ties
-            from .noise import point_noise
-
-            noise = point_noise(run.summary, run.samples(), run.load())
-            frame = pd.concat([frame, noise.set_index(frame.index)], axis=1)
-        except Exception:  # noise is a refinement; the 5% floor still applies
-            pass
+    frame = analysed_frame(run) if frame is None else frame
     frame, dropped = _drop_bad_repeats(frame)
     if dropped:
         findings.append(Finding(
             f"Left out of the comparisons: {dropped} (the other repeats of those points "
             "are used).", kind="note"))
+    from .infra import main_rows  # the spreads' rows are the aggregate's: one server shape
+
+    frame = main_rows(frame)
     agg = aggregate(frame)
     return findings + transport_findings(agg, frame=frame)
 
@@ -367,7 +322,7 @@ def _drop_bad_repeats(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if not drop.any():
         return frame, ""
     named = "; ".join(
-        f"{_name(row['transport'])} at {row['clients']:,.0f} subscribers, repeat "
+        f"{transport_name(row['transport'])} at {row['clients']:,.0f} subscribers, repeat "
         f"{int(row['repeat']) + 1} ({row['validity']})" for _, row in frame[drop].iterrows())
     return frame[~drop], named
 
@@ -388,7 +343,7 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
         common = a[keys].merge(b[keys]).drop_duplicates()
         if common.empty:
             findings.append(Finding(
-                f"{_name(transport, True)}: no load point in both run {base.label} and run "
+                f"{transport_name(transport, True)}: no load point in both run {base.label} and run "
                 f"{other.label}; not compared.", best=transport, kind="note"))
             continue
         largest = common.fillna(-1).sort_values(keys, ascending=False).iloc[0]
@@ -401,7 +356,7 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
                if "validity" in row and row.get("validity") and not comparable(row.get("validity"))]
         if bad:
             findings.append(Finding(
-                f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: not compared "
+                f"Run {other.label} vs run {base.label}, {transport_name(transport)} {where}: not compared "
                 f"({'; '.join(bad)}): the figures there do not describe the server.",
                 best=transport, kind="not-comparable"))
             continue
@@ -419,6 +374,6 @@ def compare_runs(base: ReportRun, other: ReportRun, metrics=RUN_METRICS) -> list
                 parts.append(f"{metric.name} {format_ratio(ratio)} {word} "
                              f"({number(y)} vs {number(x)} {metric.unit})")
         findings.append(Finding(
-            f"Run {other.label} vs run {base.label}, {_name(transport)} {where}: "
+            f"Run {other.label} vs run {base.label}, {transport_name(transport)} {where}: "
             + "; ".join(parts) + ".", best=transport, kind="run-vs-run"))
     return findings

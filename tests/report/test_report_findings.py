@@ -133,14 +133,3 @@ def test_row_warnings_from_metrics_are_shown_once(model_run):
     assert [w.loud for w in warnings if "LOST" in w.text] == [True]  # not repeated by the report
     assert texts[0].startswith("long polling at 10 subscribers, 10 messages/s: LOST 3 of 300")
     assert sum("samples" in t for t in texts) == 1  # summarised, not one line per point
-
-
-def test_memory_per_connection_is_the_slope_not_the_baseline(fixture_run):
-    run_dir = fixture_run("synthetic-a")
-    summary = pd.read_csv(run_dir / "summary.csv")
-    slope = {t: np.polyfit(rows["server_connections_max"], rows["server_rss_mib_max"] * 1024, 1)[0]
-             for t, rows in summary.groupby("transport")}
-    f = _finding(run_dir, "server_rss_kib_per_conn")
-    assert (f.best, f.worst) == ("longpoll", "websocket")
-    assert math.isclose(f.ratio, slope["websocket"] / slope["longpoll"], rel_tol=1e-9)
-    assert "(28 vs 56 KiB)" in f.text  # the fixture's model: 28 and 56 KiB per connection

@@ -1,13 +1,91 @@
-"""The noise a single run measures of itself: percentile intervals and CPU block errors."""
+"""The noise a single run measures of itself: block bootstrap over messages, CPU blocks.
+
+The synthetic runs model a fan-out: every subscriber's copy of a message shares
+that message's delay (an AR(1) process over consecutive messages: a slow stretch
+delays every copy of several messages in a row), plus each delivery's own noise.
+Many independent runs of the same model are "reruns": an interval is judged by
+how often it holds the other runs' figures.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from duplexbench.report.noise import cpu_noise, percentile_noise, point_noise
+from duplexbench.report.noise import (
+    block_counts,
+    cpu_se,
+    percentile_noise,
+    percentile_se,
+    point_noise,
+)
+
+RATE = 200.0  # messages/s
+Z99 = 2.5758
+
+
+def _fanout_run(seed: int, messages: int = 1200, subscribers: int = 10, phi: float = 0.97,
+                shared_sd: float = 0.4):
+    """(latency_ms, recv_s) of one synthetic run: shared per-message AR(1) delay factor."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.normal(0.0, math.sqrt(1 - phi * phi), messages)
+    shared = np.empty(messages)
+    shared[0] = rng.normal()
+    for k in range(1, messages):
+        shared[k] = phi * shared[k - 1] + shocks[k]
+    own = 0.5 + rng.exponential(0.2, (messages, subscribers))
+    latency = np.exp(shared_sd * shared)[:, None] * own
+    recv = np.arange(messages)[:, None] / RATE + latency / 1000
+    return latency.ravel(), recv.ravel()
+
+
+def _rerun_coverage(estimates: list[float], ses: list[float]) -> float:
+    """Share of ordered pairs (i, j) where run j's figure is in run i's rerun interval."""
+    logs = np.log(estimates)
+    pairs = list(itertools.permutations(range(len(logs)), 2))
+    return float(np.mean([abs(logs[j] - logs[i]) <= Z99 * math.sqrt(2) * ses[i]
+                          for i, j in pairs]))
+
+
+@pytest.mark.parametrize("percentile", [50, 99])
+def test_block_bootstrap_is_wider_than_iid_and_covers_reruns(percentile):
+    values, block, iid = [], [], []
+    for seed in range(24):
+        latency, recv = _fanout_run(seed)
+        values.append(float(np.quantile(latency, percentile / 100)))
+        block.append(float(percentile_se(latency, recv, (percentile,))[0]))
+        iid.append(percentile_noise(latency, percentile) / 1.96)  # its log-scale se
+    assert np.median(block) > 3 * np.median(iid)
+    block_cover, iid_cover = _rerun_coverage(values, block), _rerun_coverage(values, iid)
+    assert block_cover >= 0.8, block_cover  # 99 % nominal; few blocks per window cost a bit
+    assert iid_cover <= 0.5, iid_cover  # deliveries as independent draws: far too narrow
+
+
+def test_block_bootstrap_on_independent_deliveries_matches_iid():
+    """No correlation to respect: the blocks must not invent noise."""
+    rng = np.random.default_rng(7)
+    latency = 0.5 + rng.exponential(0.2, 12_000)
+    recv = np.repeat(np.arange(1200) / RATE, 10) + latency / 1000
+    block = percentile_se(latency, recv, (50,))[0]
+    iid = percentile_noise(latency, 50) / 1.96
+    assert 0.5 < block / iid < 2.0
+
+
+def test_every_copy_of_a_message_moves_together():
+    counts = block_counts(100, 20, np.random.default_rng(1))
+    assert counts.sum() == 100 and counts.size == 100
+    # A unit drawn k times contributes all its deliveries k times: replicate with one
+    # message per unit is the same as with ten identical copies per unit.
+    rng = np.random.default_rng(2)
+    latency = rng.exponential(1.0, 1200)
+    recv = np.arange(1200) / RATE + latency / 1000
+    one = percentile_se(latency, recv, (99,))[0]
+    ten = percentile_se(np.repeat(latency, 10), np.repeat(recv, 10), (99,))[0]
+    assert one == pytest.approx(ten, rel=0.15)
 
 
 def test_percentile_interval_narrows_with_samples():
@@ -28,19 +106,21 @@ def _load(rates):
                          "phase": "measure"})
 
 
-def test_cpu_noise_from_block_rates():
-    steady = cpu_noise(_load([0.5] * 8))
-    bursty = cpu_noise(_load([0.1, 0.9] * 4))
+def test_cpu_se_from_blocks_of_ticks():
+    steady = cpu_se(_load([0.5] * 12))
+    bursty = cpu_se(_load([0.1, 0.9, 0.1, 0.1, 0.9, 0.9] * 2))
     assert steady < 0.01 < bursty
-    assert math.isnan(cpu_noise(_load([0.5])))  # one block: no estimate
+    assert math.isnan(cpu_se(_load([0.5]).head(3)))  # too few ticks: no estimate
 
 
 def test_point_noise_per_row():
     summary = pd.DataFrame({"point": [0], "repeat": [0], "transport": ["sse"]})
+    latency, recv = _fanout_run(5)
     samples = pd.DataFrame({"point": 0, "repeat": 0, "transport": "sse",
-                            "latency_ms": np.linspace(1, 2, 1000)})
-    load = _load([0.5] * 8).assign(point=0, repeat=0, transport="sse", process="server")
+                            "latency_ms": latency, "recv_s": recv})
+    load = _load([0.5] * 12).assign(point=0, repeat=0, transport="sse", process="server")
     noise = point_noise(summary, samples, load)
-    assert 0 < noise.loc[0, "noise_lat_p99_ms"] < 0.05
-    assert noise.loc[0, "noise_server_cpu_s_per_1k"] < 0.01
-    assert math.isnan(noise.loc[0, "noise_client_cpu_s_per_1k"])
+    assert 0.01 < noise.loc[0, "se_lat_p99_ms"] < 1
+    assert 0 < noise.loc[0, "se_lat_p50_ms"] < noise.loc[0, "se_lat_p99_ms"] * 3
+    assert noise.loc[0, "se_server_cpu_s_per_1k"] < 0.01
+    assert math.isnan(noise.loc[0, "se_client_cpu_s_per_1k"])

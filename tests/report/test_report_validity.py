@@ -58,7 +58,8 @@ def test_spread_over_repeats_is_shown(model_run):
     pd.concat([summary, again]).to_csv(run_dir / "summary.csv", index=False)
     cpu = [f for f in findings.run_findings(load_run_dir(run_dir))
            if f.metric == "server_cpu_s_per_1k"][0]
-    assert "2 repeats)" in cpu.text and "×, 2 repeats" in cpu.text, cpu.text
+    # The repeats' own range, then where a rerun with as many repeats would fall.
+    assert "; 2 repeats: " in cpu.text and "; a rerun with 2 repeats: " in cpu.text, cpu.text
 
 
 def test_repeats_that_disagree_are_a_tie(model_run):
