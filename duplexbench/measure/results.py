@@ -70,6 +70,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     # Real infrastructure (duplexbench/extensions.py): nginx in the path; engine may be "browser".
     "proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "proxy_cpu_s",
     "proxy_cpu_pct",
+    # CPU per delivered message (measure/metrics.py cpu_us_per_msg): what the regression gate
+    # judges server cost by (empty in runs recorded before them).
+    "server_cpu_us_per_msg", "client_cpu_us_per_msg",
 )
 
 #: samples.parquet columns (one row per delivery).
