@@ -20,7 +20,7 @@ AB_OUT ?= results/ci-ab
 # The install stamp re-runs pip only when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines claims soak faults fuzz node stacks clean help
+.PHONY: install bench report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -32,6 +32,7 @@ help:
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
 	@echo "                native WebSocket latency vs a minimal compiled client (10, 50 subscribers)"
+	@echo "make floor      the native engine beside a C reader that only reads (the kernel's floor), per transport"
 	@echo "make claims     the RFC 6202 / RFC 6455 claims, measured (about 11 minutes)"
 	@echo "make node       install the Node.js reference server (servers/node, npm ci)"
 	@echo "make stacks     $(STACKS_SCENARIO) on the aiohttp servers and the Node reference, side by side"
@@ -91,6 +92,12 @@ c10k: install
 engines: install
 	$(PY) -m duplexbench engines scenarios/fanout.toml
 	$(PY) -m duplexbench engines --latency
+
+# The native engine against tools/floor's C reader at make bench's 50-subscriber point
+# (FLOOR_FLAGS="--repeats 5", "--transports sse,websocket"); docs/engine-cost.md.
+FLOOR_FLAGS ?=
+floor: install
+	$(PY) -m duplexbench engines --floor $(FLOOR_FLAGS)
 
 # FUZZ_FLAGS=--url http://127.0.0.1:8080 fuzzes a running server instead of starting one
 FUZZ_FLAGS ?=

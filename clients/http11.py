@@ -63,6 +63,9 @@ class HTTP11Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._busy = False  # a request is in flight
         self._on_body: OnBody | None = None
+        #: A streamed body's RawLog (clients.accounting): each piece is fed to it with
+        #: the read's time, without a callback of our own in between.
+        self._raw = None
         self._headers_waiter: asyncio.Future | None = None
         self._done_waiter: asyncio.Future | None = None
         self._headers: dict[str, str] = {}
@@ -132,13 +135,16 @@ class HTTP11Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         if self._status != 200:
-            self._on_body = None  # buffer an error body: the caller wants its message
+            self._on_body = self._raw = None  # buffer an error body: the caller wants its message
         waiter = self._headers_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        if self._on_body is not None:
+        raw = self._raw
+        if raw is not None:
+            raw.feed(body, self.recv_ns)
+        elif self._on_body is not None:
             self._on_body(body)
         else:
             self._chunks.append(body)
@@ -147,16 +153,36 @@ class HTTP11Connection(asyncio.Protocol):
         keep_alive = self._parser.should_keep_alive()
         body = b"".join(self._chunks)
         self._chunks = []
-        response = Response(self._status, self._headers, body, keep_alive, self.recv_ns)
+        self.complete(Response(self._status, self._headers, body, keep_alive, self.recv_ns))
+
+    def complete(self, response: Response) -> None:
+        """The response to the request in flight is in: its waiter gets it."""
         self._busy = False
-        self._on_body = None
+        self._on_body = self._raw = None
         waiter = self._done_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
-        if not keep_alive:
+        if not response.keep_alive:
             self.close()
 
     # Public API
+
+    def take_parser(self, callbacks) -> None:
+        """From the next response on, parse with ``callbacks`` as httptools' protocol (long
+        polling's fast path, clients/longpoll.py: it answers and re-polls from inside the
+        parser's callbacks, and calls :meth:`complete` for what it leaves to the caller).
+        Call it between responses only: a parser cannot be swapped mid-message."""
+        self._parser = httptools.HttpResponseParser(callbacks)
+
+    @property
+    def parser(self):
+        return self._parser
+
+    def write_request(self, data: bytes) -> None:
+        """Write one more request on a connection whose request in flight is answered by a
+        fast path (see :meth:`take_parser`); counted as :meth:`send` counts it."""
+        self.write(data)
+        self.stats.http_requests += 1
 
     def send(
         self,
@@ -170,7 +196,7 @@ class HTTP11Connection(asyncio.Protocol):
         """Write one request now; the future resolves with the complete response
         (or raises :class:`ConnectionLost`). Lets a caller know the request is
         on the wire before it waits (a long poll is "subscribed" once sent)."""
-        return self._send(method, target, headers, body, close, None)
+        return self._send(method, target, headers, body, close, None, streamed=False)
 
     async def request(
         self,
@@ -181,28 +207,32 @@ class HTTP11Connection(asyncio.Protocol):
         body: bytes = b"",
         close: bool = False,
         on_body: OnBody | None = None,
+        raw=None,
     ) -> Response:
         """Send one request; return the complete response, or, with ``on_body``,
         return at the end of the headers while the body streams to ``on_body``
-        (then ``await wait_done()``). A streamed response whose status is not
+        (then ``await wait_done()``); ``raw`` (a RawLog) takes a streamed body the same
+        way, fed straight from the parser. A streamed response whose status is not
         200 is buffered instead: ``await wait_done()`` gives its body.
 
         ``headers`` are extra raw header lines, each ending in CRLF.
         """
-        done = self._send(method, target, headers, body, close, on_body)
-        if on_body is None:
+        done = self._send(method, target, headers, body, close, on_body,
+                          streamed=on_body is not None or raw is not None)
+        self._raw = raw
+        if on_body is None and raw is None:
             return await done
         await self._headers_waiter  # type: ignore[misc]
         return Response(self._status, self._headers, b"", True, self.recv_ns)
 
     def _send(self, method: bytes, target: bytes, headers: bytes, body: bytes,
-              close: bool, on_body: OnBody | None) -> "asyncio.Future[Response]":
+              close: bool, on_body: OnBody | None, *, streamed: bool) -> "asyncio.Future[Response]":
         self._check_usable(target)
         loop = asyncio.get_running_loop()
         self._busy = True
         self._on_body = on_body
         self._done_waiter = done = loop.create_future()
-        self._headers_waiter = loop.create_future() if on_body is not None else None
+        self._headers_waiter = loop.create_future() if streamed else None
         head = b"%s %s HTTP/1.1\r\n%s%s" % (method, target, self._host_line, headers)
         if body or method == b"POST":
             head += b"Content-Length: %d\r\n" % len(body)

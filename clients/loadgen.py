@@ -3,8 +3,7 @@
 The runner starts one of these per load point, pinned to the load-generator
 core (docs/DESIGN.md). This module is the process around
 :class:`clients.point.LoadGen`: it reads the spec, raises the open-files
-limit, picks the event loop (uvloop: a Python generator is CPU-bound long
-before the server is), and turns signals into an orderly stop. Progress goes
+limit, picks the event loop (clients.process), and turns signals into an orderly stop. Progress goes
 to stdout as JSON lines, problems to stderr.
 
 Exit codes: 0 complete; 1 failed (counters.json still written, with the
@@ -15,7 +14,6 @@ with what was measured written and ``"complete": false``.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import traceback
@@ -23,7 +21,7 @@ from pathlib import Path
 
 from .base import ClientError
 from .point import LoadGen, emit
-from .process import raise_nofile_limit
+from .process import loop_factory, raise_nofile_limit
 from .spec import LoadSpec, SpecError
 
 __all__ = ["main"]
@@ -113,14 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loadgen: bad load spec: {exc}", file=sys.stderr)
         return 2
     raise_nofile_limit()
-    try:
-        import uvloop  # the faster loop: a Python load generator is CPU-bound
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        loop_factory = None
-    if os.environ.get("DUPLEXBENCH_LOADGEN_ASYNCIO"):
-        loop_factory = None  # the standard loop, for comparisons
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_main(spec, Path(args[1])))
 
 

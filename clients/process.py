@@ -1,16 +1,19 @@
-"""What every load-generator process does first: more open files, precise sleeps, die with its parent.
+"""What every load-generator process sets up first: open files, dying with its parent, the loop.
 
-Shared by the load generator, its shards and its publisher process, each a
-process of its own started by the one above it.
+Why a module of its own: the conductor (clients.loadgen), its shard processes
+(clients.shard) and the publisher process (clients.pubproc) all need it, and
+the conductor imports the shard module to run a sharded point: kept in either
+of them, the two would import each other.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import signal
 
-__all__ = ["raise_nofile_limit", "tune_process"]
+__all__ = ["loop_factory", "raise_nofile_limit", "tune_process"]
 
 
 def raise_nofile_limit() -> int:
@@ -34,3 +37,15 @@ def tune_process() -> None:
         libc.prctl(29, 1000)  # PR_SET_TIMERSLACK, ns
     except (OSError, AttributeError):
         pass
+
+
+def loop_factory():
+    """uvloop's loop (a Python load generator is CPU-bound long before the server is), or
+    None for asyncio's own (no uvloop, or DUPLEXBENCH_LOADGEN_ASYNCIO set, for comparisons)."""
+    if os.environ.get("DUPLEXBENCH_LOADGEN_ASYNCIO"):
+        return None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return None
+    return uvloop.new_event_loop

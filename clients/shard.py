@@ -33,6 +33,7 @@ import numpy as np
 
 from .base import ClientError
 from .point import LoadGen, emit
+from .process import loop_factory, raise_nofile_limit, tune_process
 from .spec import LoadSpec
 
 __all__ = ["ShardedLoadGen", "main"]
@@ -266,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 4:
         print("usage: python -m clients.shard SPEC.json OUT_DIR K N", file=sys.stderr)
         return 2
-    from .process import raise_nofile_limit, tune_process
-
     tune_process()
     # The conductor decides when a shard stops (it collects the shard's samples
     # first): a supervisor's SIGTERM / SIGINT to the whole process group is its to
@@ -280,12 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     raise_nofile_limit()
     spec = LoadSpec.from_file(args[0])
-    try:
-        import uvloop
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_serve(spec, Path(args[1]), int(args[2]), int(args[3])))
 
 

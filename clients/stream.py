@@ -70,10 +70,13 @@ class StreamSubscriber(HttpSubscriber):
     async def _connect(self) -> None:
         conn = self._conn = await self._open()
         target, headers = self._request_parts()
+        if self.on_raw is not None:  # the fast path: the parser feeds the RawLog itself
+            self.on_raw.cut()  # a new connection: a partial event of the old one is dropped
+            handler = {"raw": self.on_raw}
+        else:
+            handler = {"on_body": self._new_body_handler()}
         response = await conn.request(
-            b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers),
-            on_body=self._new_body_handler(),
-        )
+            b"GET", target, headers=b"Accept: %s\r\n%s" % (self.accept, headers), **handler)
         self._learn_epoch(response.headers)
         if response.status != 200:
             body = (await conn.wait_done()).body
@@ -114,8 +117,6 @@ class SSESubscriber(StreamSubscriber):
         return base + b"&cursor=%s" % self.cursor_text().encode(), b""
 
     def _new_body_handler(self):
-        if self.on_raw is not None:
-            return _bulk_handler(self, b"\n\n")
         feed = SSEParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -144,8 +145,6 @@ class NDJSONSubscriber(StreamSubscriber):
                                            self.cursor_text().encode()), b""
 
     def _new_body_handler(self):
-        if self.on_raw is not None:
-            return _bulk_handler(self, b"\n")
         feed = NDJSONParser().feed
         on_message = self.on_message
         conn = self._conn
@@ -161,17 +160,3 @@ class NDJSONSubscriber(StreamSubscriber):
                 on_message(env, conn.recv_ns)
 
         return on_body
-
-
-def _bulk_handler(sub: StreamSubscriber, end: bytes):
-    """The fast path: each body chunk goes to the subscriber's RawLog as it is
-    (``end`` is the RawLog's event delimiter; a new connection cuts it)."""
-    raw = sub.on_raw
-    raw.cut()
-    feed = raw.feed
-    conn = sub._conn
-
-    def on_body(chunk: bytes) -> None:
-        feed(chunk, conn.recv_ns)
-
-    return on_body

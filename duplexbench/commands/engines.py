@@ -1,7 +1,9 @@
 """`python -m duplexbench engines`: what the load generator costs, side by side.
 
 `engines SCENARIO`: native engine vs Locust, client CPU per delivered message
-(:mod:`duplexbench.benchmarks.engine_cost`); `engines --latency`: the native
+(:mod:`duplexbench.benchmarks.engine_cost`); `engines --floor`: the native engine against a C
+reader that only read()s every delivery, per transport (:mod:`duplexbench.benchmarks.floor`);
+`engines --latency`: the native
 WebSocket path against a minimal compiled client (:mod:`duplexbench.benchmarks.engine_latency`).
 """
 
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--floor":  # the engine against the C floor reader (its own options)
+        from ..benchmarks.floor import main as floor_main
+
+        return floor_main(argv[1:])
     if argv and argv[0] == "--latency":  # the engine against a minimal client (own module)
         from ..benchmarks.engine_latency import main as latency_main
 

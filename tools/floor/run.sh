@@ -1,9 +1,10 @@
 #!/bin/bash
 # The client's kernel floor beside the server, at make bench's 50-subscriber point.
-#   tools/floor/run.sh MODE [N] [GAP_US] [quickack0]      (MODE: sse | ndjson | ws)
+#   tools/floor/run.sh MODE [N] [GAP_US] [quickack0]      (MODE: sse | ndjson | ws | longpoll)
 # Builds floor.c, starts `python -m servers` pinned to core 0, the floor reader and the minimal
 # publisher (python -m clients.minimal pub: 200 msg/s of 64 B) pinned to core 1, and prints the
 # CPU seconds (schedstat, every thread) of each over 8 s of steady state and client / server.
+# The one-command comparison with the native engine is python -m duplexbench.floorbench.
 # Run it alone on the machine (on a shared one: flock /tmp/cpu.lock tools/floor/run.sh sse).
 set -euo pipefail
 MODE=$1; N=${2:-50}; GAP=${3:-0}; QA=${4:-}
@@ -12,7 +13,7 @@ PY=${PY:-.venv/bin/python}
 TMP=$(mktemp -d)
 trap 'kill $SV $FL $PB 2>/dev/null || true; rm -rf "$TMP"' EXIT
 cc -O2 -o "$TMP/floor" tools/floor/floor.c
-TR=stream; [ "$MODE" = ws ] && TR=websocket
+TR=stream; [ "$MODE" = ws ] && TR=websocket; [ "$MODE" = longpoll ] && TR=longpoll
 taskset -c 0 "$PY" -m servers --transport $TR --host 127.0.0.1 --port 0 --uvloop > "$TMP/srv" 2>&1 &
 SV=$!
 for _ in $(seq 100); do grep -q listening "$TMP/srv" && break; sleep 0.1; done
