@@ -28,8 +28,10 @@ class MetricSpec:
     latency: bool = False  # scaled by --normalize
     tail: bool = False  # gates in A/B mode where both sides' repeats show it stable
     #: A/B mode: judged against the measured noise of the pair log-ratios
-    #: (stats.compare_pair_noise), gating, with this floor instead of ``threshold``.
+    #: (pairnoise.compare_pair_noise), gating, with this floor instead of ``threshold``.
     paired_floor: Threshold | None = None
+    #: A/B mode: also one verdict over every point together (pairnoise.compare_pooled_noise).
+    pooled: bool = False
 
 
 def _lat(name: str, column: str, q: float, rel: float, abs_ms: float, gate: bool,
@@ -87,7 +89,7 @@ METRICS: tuple[MetricSpec, ...] = (
     # repeats 20 s apart on the shared machine. In A/B mode it gates against the pairs' noise
     # (paired_floor): pairs run back to back share the machine's state.
     MetricSpec("server_cpu_us_per_msg", "repeats", Threshold(0.30, 0.0), gate=False,
-               paired_floor=CPU_FLOOR),
+               paired_floor=CPU_FLOOR, pooled=True),
     # The load generator's, beside it: never gates (it is the instrument, not the server).
     _rep("client_cpu_us_per_msg", 0.30, 0.0, gate=False),
     # Server CPU % of a core: shown, no longer gating (a % of a lightly loaded core moves

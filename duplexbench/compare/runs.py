@@ -32,16 +32,14 @@ from .comparable import ALWAYS_JUDGED, split_repeats
 from .metrics import KEY_COLUMNS, METRICS, PER_REQUEST_BYTES, MetricSpec
 from .model import MISSING, UNJUDGED, Comparison, InputError, Row
 from .notes import meta_notes, normalisation
+from .pairnoise import PairNoise, compare_pair_noise, compare_pooled_noise, pooled_pair_noise
 from .stats import (
     WORSE,
-    PairNoise,
     Verdict,
     compare_counts,
-    compare_pair_noise,
     compare_paired,
     compare_repeats,
     compare_samples,
-    pooled_pair_noise,
     tail_is_stable,
 )
 
@@ -193,7 +191,7 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
 def _pair_noise(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
                 specs: Sequence[MetricSpec]) -> dict[str, PairNoise]:
     """Per metric judged against the pairs' noise: the spread of its pair log-ratios, pooled
-    over every judged point of the comparison (stats.pooled_pair_noise)."""
+    over every judged point of the comparison (pairnoise.pooled_pair_noise)."""
     noise = {}
     for spec in specs:
         if spec.paired_floor is None:
@@ -214,6 +212,32 @@ def _noise_verdict(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
     if not keep.any():
         return None
     return compare_pair_noise(b[keep], c[keep], spec.paired_floor, noise, alpha, p_value)
+
+
+#: The transport column of a verdict over every point together.
+ALL_POINTS = "all"
+
+
+def _pooled_rows(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], specs: Sequence[MetricSpec],
+                 noise: dict[str, PairNoise], alpha: float) -> list[Row]:
+    """A/B mode: one gating row per pooled metric over every judged point (two or more)."""
+    rows = []
+    for spec in specs:
+        if not spec.pooled or spec.name not in noise:
+            continue
+        groups = []
+        for b, c in pairs:
+            if spec.name in b and spec.name in c:
+                bv, cv = _column(b, spec.name), _column(c, spec.name)
+                keep = np.isfinite(bv) & np.isfinite(cv) & (bv > 0) & (cv > 0)
+                if keep.any():
+                    groups.append((bv[keep], cv[keep]))
+        if len(groups) < 2:
+            continue
+        verdict = compare_pooled_noise(groups, spec.paired_floor, noise[spec.name], alpha)
+        rows.append(Row(ALL_POINTS, f"{len(groups)} points", spec.name, verdict.verdict, True,
+                        verdict))
+    return rows
 
 
 def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
@@ -374,9 +398,11 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             f"{', '.join(f'{t} {p}' for t, p in c_points) or 'none'}")
     b_index, c_index = _sample_index(base), _sample_index(cur)
     noise: dict[str, PairNoise] = {}
+    judged_pairs: list[tuple[pd.DataFrame, pd.DataFrame]] = []
     if paired:
         splits = [_split(b_points[k], c_points[k], True) for k in common]
-        noise = _pair_noise([(x.base, x.current) for x in splits if not x.why], specs)
+        judged_pairs = [(x.base, x.current) for x in splits if not x.why]
+        noise = _pair_noise(judged_pairs, specs)
         notes += [f"{name} judged against the pairs' noise: {n.describe()}"
                   for name, n in noise.items()]
     rows: list[Row] = []
@@ -394,6 +420,7 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
+    rows += _pooled_rows(judged_pairs, specs, noise, alpha)
     notes += [f"{r.transport} {r.point} {r.metric}: {r.note}" for r in rows
               if r.note and r.metric != "*"]
     notes += meta_notes(base, cur, normalize)

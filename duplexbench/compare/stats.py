@@ -22,13 +22,7 @@ quantiles may gate there only where each side's own repeats agree on them
 (``tail_is_stable``).
 
 Where A/B pairs exist, server CPU per delivered message and the latency medians are judged
-against the measured noise of the pairs instead of a fixed threshold
-(``compare_pair_noise``): per pair the log-ratio d_i = ln(B_i / A_i); the spread of d around
-its mean, pooled over every transport and load point of the comparison
-(``pooled_pair_noise``), is the noise a pair difference carries on this machine at this
-moment; a change is called when the mean of d exceeds k x its standard error (k the
-two-sided Student t quantile at ``alpha`` for the pooled degrees of freedom) and a small
-floor, in the same direction in most pairs (docs/regression.md, "Server cost").
+against the measured noise of the pairs instead (:mod:`~duplexbench.compare.pairnoise`).
 
 Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
 counts that should be zero (lost messages) use a rule of their own. No I/O here: arrays in,
@@ -53,11 +47,9 @@ __all__ = [
     "bootstrap_ratio_ci",
     "compare_counts",
     "compare_paired",
-    "compare_pair_noise",
-    "PairNoise",
-    "pooled_pair_noise",
     "compare_repeats",
     "compare_samples",
+    "direction",
     "pairs_needed",
     "mann_whitney_p",
     "repeat_spread",
@@ -171,7 +163,8 @@ def bootstrap_ratio_ci(
     return out
 
 
-def _direction(delta: float, th: Threshold) -> str:
+def direction(delta: float, th: Threshold) -> str:
+    """BETTER, WORSE or SAME for a change ``delta`` of a metric with threshold ``th``."""
     if delta == 0:
         return SAME
     return WORSE if (delta > 0) == th.higher_is_worse else BETTER
@@ -209,7 +202,7 @@ def compare_samples(
     for (q, th), ci in zip(specs, cis):
         b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
         delta = c - b
-        way = _direction(delta, th)
+        way = direction(delta, th)
         excludes_one = (ci[0] > 1) if delta > 0 else (ci[1] < 1)
         if way == SAME or not _big_enough(b, delta, th):
             word, reason = SAME, "below minimum change"
@@ -239,7 +232,7 @@ def compare_repeats(
         raise ValueError("compare_repeats needs values on both sides")
     b, c = float(b_arr.mean()), float(c_arr.mean())
     delta = c - b
-    way = _direction(delta, th)
+    way = direction(delta, th)
     separated = c_arr.min() > b_arr.max() if delta > 0 else c_arr.max() < b_arr.min()
     if way == SAME or not _big_enough(b, delta, th):
         word, reason = SAME, "below minimum change"
@@ -265,7 +258,7 @@ def compare_counts(
     b, c = float(np.nansum(baseline)), float(np.nansum(current))
     delta = c - b
     th = Threshold(0.0, 0.0, higher_is_worse)
-    way = _direction(delta, th)
+    way = direction(delta, th)
     if b == 0 and c > 0 or c == 0 and b > 0:
         word, reason = way, "was zero" if b == 0 else "now zero"
     elif b == c:
@@ -275,7 +268,7 @@ def compare_counts(
         cr = c / current_total if current_total else c
         hi, lo = max(br, cr), min(br, cr)
         bigger = hi >= 2 * lo and (hi - lo) >= (0.001 if baseline_total else 1)
-        way = _direction(cr - br, th)  # the rate decides, not totals over different runs
+        way = direction(cr - br, th)  # the rate decides, not totals over different runs
         word, reason = (way, "rate at least doubled") if bigger else (SAME, "below minimum change")
     return Verdict(word, b, c, _relative(b, c), delta, None, None, reason, len(baseline), len(current))
 
@@ -345,11 +338,11 @@ def compare_paired(
     for q, th in specs:
         b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
         delta = c - b
-        way = _direction(delta, th)
+        way = direction(delta, th)
         pb = np.array([np.quantile(g, q) for g in base_groups])
         pc = np.array([np.quantile(g, q) for g in cur_groups])
         agree = sum(1 for x, y in zip(pb, pc)
-                    if _direction(y - x, th) == way and _big_enough(x, y - x, th))
+                    if direction(y - x, th) == way and _big_enough(x, y - x, th))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = pc / pb
         ci = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))
@@ -364,97 +357,3 @@ def compare_paired(
                                  "repeat pairs")
         verdicts.append(Verdict(word, b, c, _relative(b, c), delta, p, ci, reason, len(base), len(cur)))
     return verdicts
-
-
-@dataclass(frozen=True)
-class PairNoise:
-    """How much the log-ratio of one A/B pair varies when nothing changed, for one metric.
-
-    ``sd``: the standard deviation of d_i = ln(B_i / A_i) around each point's own mean,
-    pooled over the points of a comparison (``dof`` = sum of (pairs - 1)); ``points``: how
-    many points contributed.
-    """
-
-    sd: float
-    dof: int
-    points: int
-
-    def describe(self) -> str:
-        if not self.dof:
-            return "no pair noise measured (a point needs >= 2 repeat pairs)"
-        return (f"pair noise sd {self.sd * 100:.1f} % of one pair's log-ratio "
-                f"(pooled over {self.points} point(s), {self.dof} dof)")
-
-
-def _log_ratios(baseline: Sequence[float], current: Sequence[float]) -> np.ndarray:
-    b = np.asarray(baseline, dtype=float)
-    c = np.asarray(current, dtype=float)
-    if len(b) != len(c):
-        raise ValueError("paired values need the same number of repeats on both sides")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.log(c / b)
-    return d[np.isfinite(d)]
-
-
-def pooled_pair_noise(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> PairNoise:
-    """The pooled within-point spread of pair log-ratios; ``groups`` = (base, current) values
-    per point, paired by position (repeat i of each side ran back to back).
-
-    Each point's own mean is taken out, so a change that moves a point's pairs alike (the
-    thing being tested for) does not count as noise, and points whose costs differ (long
-    polling's request per message against a stream's frame) pool their *relative* spreads.
-    """
-    squares, dof, points = 0.0, 0, 0
-    for baseline, current in groups:
-        d = _log_ratios(baseline, current)
-        if len(d) >= 2:
-            squares += float(np.sum((d - d.mean()) ** 2))
-            dof += len(d) - 1
-            points += 1
-    return PairNoise(math.sqrt(squares / dof) if dof else math.nan, dof, points)
-
-
-def compare_pair_noise(baseline: Sequence[float], current: Sequence[float], floor: Threshold,
-                       noise: PairNoise, alpha: float = 0.01,
-                       p_value: float | None = None) -> Verdict:
-    """A/B pairs judged against their measured noise (see the module doc).
-
-    Worse (or better) when all hold: the mean log-ratio is beyond ``k x noise.sd / sqrt(n)``
-    (k = Student t at 1 - alpha/2 with ``noise.dof`` degrees of freedom); the change
-    exp(mean) - 1 is at least ``floor.rel`` and the difference of the means at least
-    ``floor.abs``; the pairs agree on the direction in ``pairs_needed(n)`` of n; and, when
-    ``p_value`` is given (latency: Mann-Whitney U on the raw samples), it is below alpha.
-    ``ci`` is the ratio interval exp(mean +- k x standard error).
-    """
-    b = np.asarray(baseline, dtype=float)
-    c = np.asarray(current, dtype=float)
-    d = _log_ratios(b, c)
-    if len(d) == 0:
-        raise ValueError("compare_pair_noise needs at least one pair with values on both sides")
-    n = len(d)
-    mean_d = float(d.mean())
-    b_mean, c_mean = float(np.nanmean(b)), float(np.nanmean(c))
-    change = math.exp(mean_d) - 1
-    delta = c_mean - b_mean
-    way = _direction(mean_d, floor)
-    agree = int(np.sum(d > 0)) if mean_d > 0 else int(np.sum(d < 0))
-    if noise.dof and math.isfinite(noise.sd):
-        k = float(_sps.t.ppf(1 - alpha / 2, noise.dof))
-        half = k * noise.sd / math.sqrt(n)
-        ci = (math.exp(mean_d - half), math.exp(mean_d + half))
-        beyond = abs(mean_d) > half
-        noise_text = f"{k:.2f} x {noise.sd / math.sqrt(n) * 100:.1f} % = {half * 100:.1f} %"
-    else:
-        ci, beyond, noise_text = None, False, "unknown"
-    if way == SAME or abs(change) < floor.rel or abs(delta) < floor.abs:
-        word, reason = SAME, f"below the floor ({floor.rel * 100:g} %)"
-    elif not beyond:
-        word, reason = SAME, f"within the pairs' noise ({noise_text})"
-    elif p_value is not None and p_value >= alpha:
-        word, reason = SAME, f"not significant (p={p_value:.2g} >= {alpha:g})"
-    elif agree < pairs_needed(n):
-        word, reason = SAME, f"inconsistent across repeat pairs ({agree} of {n} agree)"
-    else:
-        word, reason = way, (f"beyond the pairs' noise ({noise_text}) in {agree} of {n} "
-                             "repeat pairs")
-    return Verdict(word, b_mean, c_mean, change, delta, p_value, ci, reason, len(b), len(c))

