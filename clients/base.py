@@ -15,9 +15,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from duplexbench.contract.envelope import Envelope
+if TYPE_CHECKING:  # the type of what on_message receives; nothing of it runs here
+    from duplexbench.contract.envelope import Envelope
+
 
 __all__ = [
     "ClientError",
@@ -35,7 +38,7 @@ __all__ = [
 
 #: ``on_message(envelope, recv_ns)``: called once per delivered envelope, with
 #: ``time.monotonic_ns()`` taken when the bytes carrying it were read.
-OnMessage = Callable[[Envelope, int], None]
+OnMessage = Callable[["Envelope", int], None]
 #: ``on_error(message)``: a client reports a problem it recovered from.
 OnError = Callable[[str], None]
 #: The load generator's fast path: an ``accounting.RawLog`` (``feed(data, recv_ns)``

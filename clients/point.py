@@ -37,25 +37,16 @@ import numpy as np
 from .accounting import RawLog, Samples, SubscriberLog
 from .base import ClientError, Subscriber
 from .core import drain_bound_s, listen_s
-from .fastws import FastWebSocketSubscriber
-from .longpoll import LongPollSubscriber
 from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .pubctl import PUBLISHER_SLACK_S, PublisherProcess
 from .pubctl import send_due as _send_due
 from .pubctl import sleep_until as _sleep_until
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
-from .stream import NDJSONSubscriber, SSESubscriber
+from .subscribers import SUBSCRIBERS, make_subscribers
 from .tcpinfo import TcpTally
 
 __all__ = ["LoadGen", "PublisherProcess", "SUBSCRIBERS", "emit"]
-
-SUBSCRIBERS: dict[str, type[Subscriber]] = {
-    "longpoll": LongPollSubscriber,
-    "sse": SSESubscriber,
-    "ndjson": NDJSONSubscriber,
-    "websocket": FastWebSocketSubscriber,
-}
 
 #: Error messages kept in counters.json (the count covers all of them).
 KEEP_ERRORS = 20
@@ -189,19 +180,10 @@ class LoadGen:
 
     async def _connect_subscribers(self) -> None:
         spec, plan = self.spec, self.plan
-        cls = SUBSCRIBERS[spec.transport]
-        extra: dict = {"tcp": self.tcp["sub"], "ssl_context": spec.ssl_context(),
-                       "backoff": (spec.reconnect_min_s, spec.reconnect_max_s)}
-        if spec.transport == "longpoll":
-            extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
-                         poll_timeout_s=spec.poll_timeout_s)
-        addrs = spec.source_addrs
-        self.subscribers = [
-            cls(spec.sub_url, plan.topics[log.topic_k], _ignore, on_error=self.note_error,
-                on_raw=self.raws[j], local_addr=(addrs[c % len(addrs)], 0) if addrs else None,
-                **extra)
-            for j, (c, log) in enumerate(zip(self.members, self.logs))
-        ]
+        # HTTP/1.1 or HTTP/2 (pages of streams_per_connection subscriptions): clients.subscribers.
+        self.subscribers = make_subscribers(
+            spec, [plan.topics[log.topic_k] for log in self.logs], self.raws, self.members,
+            tcp=self.tcp["sub"], on_error=self.note_error, on_message=_ignore)
         gate = asyncio.Semaphore(spec.connect_concurrency)
         connect_ns: list[int] = []
 

@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 from duplexbench.contract import Transport
 from duplexbench.contract.envelope import MAX_TOPIC_LENGTH, TOPIC_PATTERN
 
-__all__ = ["ARRIVALS", "PATTERNS", "UPSTREAMS", "LoadSpec", "SpecError"]
+__all__ = ["ARRIVALS", "HTTP_VERSIONS", "PATTERNS", "UPSTREAMS", "LoadSpec", "SpecError"]
 
 PATTERNS = ("fanout", "echo", "chat")
 UPSTREAMS = ("post", "transport")
 ARRIVALS = ("uniform", "poisson")
+HTTP_VERSIONS = ("1.1", "2")
+#: Subscriptions one HTTP/2 connection may carry (nginx is configured for 256 streams).
+MAX_STREAMS_PER_CONNECTION = 128
 MAX_PAYLOAD_BYTES = 1 << 20  # the servers' default --max-payload
 
 
@@ -61,6 +64,11 @@ class LoadSpec:
     ca_file: str = ""  # TLS: verify https / wss with this CA (PEM)
     reconnect_min_s: float = 0.1  # back-off after a lost connection: full jitter,
     reconnect_max_s: float = 5.0  # doubling from min to max (RFC 6455 7.2.3)
+    # HTTP version of the subscribers and the publisher: "1.1", or "2" (h2 by ALPN over
+    # https, h2c with prior knowledge over http; WebSocket as RFC 8441 where offered).
+    http: str = "1.1"
+    # HTTP/2: subscriptions multiplexed on one connection (a page with N components).
+    streams_per_connection: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("transport", self.transport, tuple(t.value for t in Transport))
@@ -107,6 +115,7 @@ class LoadSpec:
             raise SpecError(f"ca_file: {self.ca_file!r} is not a readable file (a PEM CA certificate)")
         _check_number("reconnect_min_s", self.reconnect_min_s, 0.0, strict=True)
         _check_number("reconnect_max_s", self.reconnect_max_s, 0.0, strict=True)
+        self._check_http()
         if self.reconnect_max_s < self.reconnect_min_s:
             raise SpecError(f"reconnect_max_s: {self.reconnect_max_s} is below "
                             f"reconnect_min_s {self.reconnect_min_s}; expected max >= min")
@@ -116,6 +125,21 @@ class LoadSpec:
                 f"topic_prefix: {self.topic_prefix!r} makes topics like {longest!r}; expected "
                 f"A-Z a-z 0-9 _ . - and at most {MAX_TOPIC_LENGTH} characters in all"
             )
+
+    def _check_http(self) -> None:
+        _check_choice("http", self.http, HTTP_VERSIONS)
+        _check_int("streams_per_connection", self.streams_per_connection, 1,
+                   MAX_STREAMS_PER_CONNECTION)
+        if self.http == "1.1" and self.streams_per_connection > 1:
+            raise SpecError(f"streams_per_connection: {self.streams_per_connection} needs http = 2 "
+                            "(HTTP/1.1 carries one request at a time per connection)")
+        if self.http == "2" and self.transport == "longpoll" and not self.keepalive:
+            raise SpecError("keepalive: false (Connection: close per poll) has no HTTP/2 form; "
+                            "expected keepalive = true with http = 2")
+        if self.http == "2" and self.ws_upstream and self.pattern == "fanout":
+            raise SpecError("upstream: the publisher process publishes over RFC 6455 WebSockets "
+                            "only; with http = 2 expected upstream = post (or pattern echo / chat, "
+                            "which publish on the subscribers' own RFC 8441 streams)")
 
     # Derived values
 
@@ -138,7 +162,10 @@ class LoadSpec:
                 or self.ca_file):
             return None
         import ssl
-        return ssl.create_default_context(cafile=self.ca_file or None)
+        context = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.http == "2":  # ALPN: only h2 (the clients refuse a server that picks http/1.1)
+            context.set_alpn_protocols(["h2"])
+        return context
 
     @property
     def ws_upstream(self) -> bool:

@@ -3,7 +3,8 @@
 No import cycles, no private name imported from another module, an import tree at most
 ten modules deep, no module over 500 lines. Imports are read with ``ast`` wherever they
 stand (inside functions too: a late import is still a dependency), so a new cycle fails
-here, naming the modules, before anyone has to find it at run time.
+here, naming the modules, before anyone has to find it at run time. The one exception:
+imports under ``if TYPE_CHECKING:`` never run, so they are not part of the import tree.
 """
 
 from __future__ import annotations
@@ -40,12 +41,25 @@ def _resolve(name: str) -> str | None:
     return None
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _imports(module: str, path: Path) -> list[tuple[str, str, int]]:
     """(imported module, imported name or "", line) for every import of the tree's modules."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = []
+    typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
+                   for stmt in block.body for n in ast.walk(stmt)}  # not its else branch
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = _resolve(alias.name)

@@ -13,6 +13,7 @@ import ssl
 import sys
 
 from ..probe import RULES, Options, format_report, probe
+from ..probe.wire import WireError
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an origin the server allows (its --allow-origin; '*' = any): check CORS")
     p.add_argument("--max-payload", type=int, default=1024 * 1024, metavar="BYTES",
                    help="the server's --max-payload (default 1 MiB)")
+    p.add_argument("--h2", choices=["auto", "on"], default="",
+                   help="also check HTTP/2 (ALPN h2 over https, or --h2c-url): 'on' requires it, "
+                        "'auto' checks it where the server offers it")
+    p.add_argument("--h2c-url", default="", metavar="URL",
+                   help="the server's cleartext HTTP/2 port (prior knowledge), e.g. http://HOST:PORT")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN", help="rule ids (fnmatch)")
     p.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="rule ids (fnmatch)")
     p.add_argument("--rule-timeout", type=float, default=5.0, metavar="S")
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         url=args.url.rstrip("/"), ca_file=args.ca_file, transports=tuple(args.transport),
         heartbeat_s=args.heartbeat, retention=args.retention, allowed_origin=args.allowed_origin,
         max_payload=args.max_payload, rule_timeout_s=args.rule_timeout,
-        only=tuple(args.only), skip=tuple(args.skip),
+        only=tuple(args.only), skip=tuple(args.skip), h2=args.h2, h2c_url=args.h2c_url.rstrip("/"),
     )
     try:
         report = probe(options)
@@ -65,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, asyncio.TimeoutError) as exc:
         print(f"probe: error: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
+    except WireError as exc:  # e.g. an h2c-only port given as the URL: it answers no HTTP/1.1
+        print(f"probe: error: {args.url} does not answer HTTP/1.1 ({exc}); the probe's URL is the "
+              "server's HTTP/1.1 (or https) address, a cleartext HTTP/2 port goes to --h2c-url",
+              file=sys.stderr)
         return 2
     print(format_report(report), flush=True)
     if args.json:

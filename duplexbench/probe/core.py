@@ -86,6 +86,8 @@ class Options:
     only: tuple[str, ...] = ()  # id patterns (fnmatch)
     skip: tuple[str, ...] = ()
     concurrency: int = 4
+    h2: str = ""  # HTTP/2 rules: "" = not asked, "auto" = where the server offers h2, "on" = required
+    h2c_url: str = ""  # the server's cleartext HTTP/2 (prior knowledge) URL, where it has one
 
 
 @dataclass

@@ -18,6 +18,17 @@ path, configured the way a deployment configures each transport:
 - ``Host`` passed through, so the server's same-origin check sees the
   address the client used.
 
+HTTP/2 (``NginxSettings.http2``), as a deployment terminates it: TLS with
+the run's certificate (duplexbench/tls.py) and ALPN offering ``h2`` and
+``http/1.1`` on the main port, and a second, cleartext port for h2c with
+prior knowledge (``h2c``); the upstream side stays HTTP/1.1 keep-alive, so
+only the client's side of nginx changes framing. nginx (1.22, and every
+release so far) has no RFC 8441: a WebSocket through nginx is the HTTP/1.1
+upgrade (ALPN http/1.1 on the TLS port), never a stream of the HTTP/2
+connection; HTTP/2 clients see no ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` and
+say so (clients.h2ws). The ``http2`` syntax follows the binary's version:
+``listen ... ssl http2`` before 1.25.1, the ``http2 on;`` directive from it.
+
 Everything nginx writes (config, pid file, error log, temp directories) lives in
 one directory the caller owns (a point's work directory): no root paths, no
 ``/var/log``. nginx runs in the foreground (``daemon off``) as a master and one
@@ -45,6 +56,7 @@ __all__ = [
     "NginxProxy",
     "NginxSettings",
     "find_nginx",
+    "http2_new_syntax",
     "nginx_config",
     "nginx_version",
 ]
@@ -90,15 +102,66 @@ class NginxSettings:
     #: Compress JSON and event streams for clients that accept it (a common deployment
     #: setting; with buffering on it holds a stream's events until its buffer fills).
     gzip: bool = False
+    #: TLS on the main port with this certificate chain and key (PEM paths; "" = cleartext).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: HTTP/2 towards clients: ALPN h2 (and http/1.1) on the TLS port; needs tls_cert.
+    http2: bool = False
+    #: A second, cleartext port speaking HTTP/2 with prior knowledge (h2c).
+    h2c: bool = False
+    #: Concurrent streams per HTTP/2 connection (nginx's default is 128): at least the
+    #: subscriptions a page multiplexes (LoadSpec streams_per_connection) plus its POSTs.
+    h2_max_streams: int = 256
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise NginxError("tls_cert and tls_key go together (PEM certificate chain and key)")
+        if self.http2 and not self.tls_cert:
+            raise NginxError("http2 needs tls_cert/tls_key (HTTP/2 via ALPN); cleartext "
+                             "HTTP/2 is the h2c port (h2c = True)")
+
+
+def http2_new_syntax(version: str) -> bool:
+    """Whether this nginx takes ``http2 on;`` (1.25.1+) rather than ``listen ... http2``."""
+    try:
+        parts = tuple(int(p) for p in version.removeprefix("nginx/").split(".")[:3])
+    except ValueError:
+        return False
+    return parts >= (1, 25, 1)
+
+
+def _listen_lines(settings: NginxSettings, listen_port: int, h2c_port: int,
+                  version: str) -> str:
+    """The server block's listen (and TLS / HTTP/2) directives."""
+    new = http2_new_syntax(version)
+    tls = " ssl" if settings.tls_cert else ""
+    http2 = " http2" if settings.http2 and not new else ""
+    lines = [f"listen 127.0.0.1:{listen_port}{tls}{http2} backlog=4096;"]
+    if settings.h2c:
+        # Cleartext HTTP/2 on its own port: clients come with prior knowledge (RFC 9113 3.3).
+        lines.append(f"listen 127.0.0.1:{h2c_port}{'' if new else ' http2'} backlog=4096;")
+    if new and (settings.http2 or settings.h2c):
+        lines.append("http2 on;")
+    if settings.http2 or settings.h2c:
+        lines.append(f"http2_max_concurrent_streams {max(128, int(settings.h2_max_streams))};")
+    if settings.tls_cert:
+        lines += [f"ssl_certificate {Path(settings.tls_cert).resolve()};",
+                  f"ssl_certificate_key {Path(settings.tls_key).resolve()};",
+                  "ssl_protocols TLSv1.2 TLSv1.3;",
+                  "ssl_session_cache shared:duplexbench:1m;"]
+    return "\n        ".join(lines)
 
 
 def nginx_config(*, listen_port: int, upstream: str, directory: Path,
-                 settings: NginxSettings, user: str | None = None) -> str:
+                 settings: NginxSettings, user: str | None = None, h2c_port: int = 0,
+                 version: str = "nginx/1.22.1") -> str:
     """The complete nginx.conf text for one point.
 
     ``upstream`` is ``host:port`` of the server. ``user`` is only needed when
     nginx starts as root (it would otherwise switch its worker to ``nobody``,
-    which cannot write the temp directories under ``directory``).
+    which cannot write the temp directories under ``directory``). ``h2c_port``:
+    the cleartext HTTP/2 port (``settings.h2c``); ``version``: what ``nginx -v``
+    says (it decides the HTTP/2 syntax).
     """
     d = Path(directory).resolve()
     timeout = f"{max(1, int(settings.read_timeout_s + 0.999))}s"
@@ -146,7 +209,7 @@ http {{
     }}
 
     server {{
-        listen 127.0.0.1:{listen_port} backlog=4096;
+        {_listen_lines(settings, listen_port, h2c_port, version)}
         proxy_http_version 1.1;
         proxy_set_header Host $http_host;
         proxy_set_header Connection "";
@@ -198,11 +261,18 @@ class NginxProxy:
         self.cpu = cpu
         self.binary = binary or find_nginx()
         self.port = 0
+        self.h2c_port = 0  # settings.h2c: the cleartext HTTP/2 port
         self.child: procs.Child | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The main port: https:// with TLS (ALPN h2 and http/1.1 with http2), else http://."""
+        return f"{'https' if self.settings.tls_cert else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def h2c_url(self) -> str:
+        """The cleartext HTTP/2 port (prior knowledge), or "" without ``settings.h2c``."""
+        return f"http://127.0.0.1:{self.h2c_port}" if self.h2c_port else ""
 
     @property
     def pid(self) -> int:
@@ -226,9 +296,11 @@ class NginxProxy:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
+        self.h2c_port = _free_port() if self.settings.h2c else 0
         self.config_path.write_text(nginx_config(
             listen_port=self.port, upstream=self.upstream, directory=self.directory,
-            settings=self.settings, user=_user_line()), encoding="utf-8")
+            settings=self.settings, user=_user_line(), h2c_port=self.h2c_port,
+            version=nginx_version(self.binary)), encoding="utf-8")
         # -e: the error log before the config is read (the default is under /var/log).
         command = [self.binary, "-p", str(self.directory.resolve()), "-e",
                    str((self.directory / "error.log").resolve()),

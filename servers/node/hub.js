@@ -155,24 +155,34 @@ function wsFrame(payload) { // one unmasked FIN text frame (RFC 6455 5.2)
   payload.copy(frame, size);
   return frame;
 }
-// Streams are chunked (HTTP/1.1): the chunk framing is encoded once too, and the chunk is
+// Streams over HTTP/1.1 are chunked: the chunk framing is encoded once too, and the chunk is
 // written to the raw socket like a WebSocket frame (res.write would frame it per subscriber).
+// Over HTTP/2 a stream carries the bare event (HTTP/2 frames it: DATA frames, no chunks).
 const CRLF = Buffer.from('\r\n');
 const chunk = (body) => Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, CRLF]);
 const NL = Buffer.from('\n');
 const NL2 = Buffer.from('\n\n');
-const sseEvent = (msg) => chunk(Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]));
-const ndjsonLine = (msg) => chunk(Buffer.concat([msg.body, NL]));
+const sseEvent = (msg) => Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]);
+const ndjsonLine = (msg) => Buffer.concat([msg.body, NL]);
+// The transport's own framing of a message (what an HTTP/2 stream or a WebSocket carries).
 const FRAMERS = { websocket: (msg) => wsFrame(msg.body), sse: sseEvent, ndjson: ndjsonLine };
-const HEARTBEATS = { sse: chunk(Buffer.from(': hb\n\n')), ndjson: chunk(NL) };
+// Which kinds are chunked when the connection is HTTP/1.1 (a WebSocket frame never is).
+const CHUNKED = { websocket: false, sse: true, ndjson: true };
+const HB_BODY = { sse: Buffer.from(': hb\n\n'), ndjson: NL };
+const HEARTBEATS = { sse: chunk(HB_BODY.sse), ndjson: chunk(NL) }; // HTTP/1.1
+const HEARTBEATS_H2 = HB_BODY; // HTTP/2: the bare heartbeat in a DATA frame
 
 // ---------------------------------------------------------------- subscriber connections
 
 // One streaming or WebSocket subscriber. `out` is the raw socket it is written to: frames
 // and chunks are pre-built, so a delivery is one socket.write of a shared Buffer.
 class Subscriber {
-  constructor(kind, topic, out, drop) {
+  constructor(kind, topic, out, drop, h2) {
     this.kind = kind; this.topic = topic; this.out = out; this.drop = drop;
+    // HTTP/1.1 streams get chunks; HTTP/2 streams (out = the Http2Stream) and WebSockets
+    // (over either) get the transport's framing as it is.
+    this.chunked = CHUNKED[kind] && !h2;
+    this.heartbeat = h2 ? HEARTBEATS_H2[kind] : HEARTBEATS[kind];
     this.open = true;
     this.blocked = false; // write() returned false: the socket buffer is above its high-water mark
     this.queued = 0; // messages written while blocked: the connection's queue
@@ -219,12 +229,14 @@ class Subscriber {
   }
 }
 
-function subscribe(topic, kind, out, drop, start, preamble) {
-  const sub = new Subscriber(kind, topic, out, drop);
+// `h2`: `out` is an HTTP/2 stream (no chunk framing); `preamble` is the bare bytes to send
+// first (the SSE preamble or the reset object, framed by the caller for a WebSocket).
+function subscribe(topic, kind, out, drop, start, preamble, h2 = false) {
+  const sub = new Subscriber(kind, topic, out, drop, h2);
   // The resume backlog is written before the subscriber joins the topic, in the same
   // synchronous step, so nothing is missed or doubled; it does not count against the queue.
-  const frame = FRAMERS[kind];
-  const parts = preamble ? [preamble] : [];
+  const frame = sub.chunked ? (msg) => chunk(FRAMERS[kind](msg)) : FRAMERS[kind];
+  const parts = preamble ? [sub.chunked ? chunk(preamble) : preamble] : [];
   for (const msg of topic.after(start, Infinity)) parts.push(frame(msg));
   if (parts.length) out.write(parts.length === 1 ? parts[0] : Buffer.concat(parts));
   topic.subs[kind].add(sub);
@@ -242,8 +254,10 @@ function publish(topic, data, ts) {
   for (const kind of ['websocket', 'sse', 'ndjson']) {
     const subs = topic.subs[kind];
     if (subs.size === 0) continue;
-    const framed = FRAMERS[kind](msg); // framed once, written to every subscriber
-    for (const sub of subs) sub.send(framed);
+    // Framed once per wire form (bare, or an HTTP/1.1 chunk of it), written to every subscriber.
+    const framed = FRAMERS[kind](msg);
+    let chunked = null;
+    for (const sub of subs) sub.send(sub.chunked ? (chunked || (chunked = chunk(framed))) : framed);
   }
   if (topic.polls.size) hooks.heldPolls(topic);
   return seq;
@@ -303,5 +317,5 @@ function topLevelNumberText(text, key) {
 module.exports = {
   EPOCH, HttpError, Subscriber, TS_LIMIT, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now: () => clock, parseTs, publish, publishWhenWritable, quote, renderMetrics,
-  resolveCursor, subscribe, tickClock, topics, wsFrame, chunk, HEARTBEATS,
+  resolveCursor, subscribe, tickClock, topics, wsFrame, chunk,
 };

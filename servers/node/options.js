@@ -10,7 +10,11 @@ const DEFAULTS = {
   'retention-bytes': 64 * 1024 * 1024, 'max-topics': 100000, 'queue-limit': 1000,
   'max-payload': 1024 * 1024, heartbeat: 15, 'ping-interval': 20, 'ping-timeout': 20,
   'poll-timeout-cap': 120, 'max-batch': 10000, 'shutdown-timeout': 5, 'slow-grace': 2,
+  // TLS (PEM files, as `python -m servers --tls-cert/--tls-key`), HTTP/2 over it (ALPN h2 and
+  // http/1.1 on --port), and a cleartext HTTP/2 listener (h2c, prior knowledge) on its own port.
+  'tls-cert': '', 'tls-key': '', 'h2c-port': null, http2: false,
 };
+const FLAGS = ['http2']; // options without a value
 const INTEGERS = ['port', 'retention', 'retention-bytes', 'max-topics', 'queue-limit', 'max-payload', 'max-batch'];
 const SECONDS = ['heartbeat', 'ping-interval', 'ping-timeout', 'poll-timeout-cap', 'shutdown-timeout', 'slow-grace'];
 
@@ -26,6 +30,11 @@ function parseOptions(argv) {
     if (!argv[i].startsWith('--')) usageExit(`unexpected argument ${argv[i]}`);
     if (name === 'uvloop') continue; // accepted so `python -m servers` flags work here too
     if (!(name in opts)) usageExit(`unknown option --${name}`);
+    if (FLAGS.includes(name)) {
+      if (value !== undefined) usageExit(`--${name} takes no value`);
+      opts[name] = true;
+      continue;
+    }
     if (value === undefined) value = argv[++i];
     if (value === undefined) usageExit(`--${name} needs a value`);
     if (name === 'allow-origin') opts[name].push(value.trim().replace(/\/$/, '').toLowerCase());
@@ -42,6 +51,15 @@ function parseOptions(argv) {
     if (!Number.isFinite(n) || n <= 0) usageExit(`--${name} ${opts[name]}: expected a positive number of seconds`);
     opts[name] = n;
   }
+  if (opts['h2c-port'] !== null) {
+    const n = Number(opts['h2c-port']);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) usageExit(`--h2c-port ${opts['h2c-port']}: expected an integer in 0..65535 (0 = a free port)`);
+    opts['h2c-port'] = n;
+  }
+  if (Boolean(opts['tls-cert']) !== Boolean(opts['tls-key'])) usageExit('--tls-cert and --tls-key go together (PEM certificate chain and its key)');
+  // Browsers speak HTTP/2 only over TLS; cleartext HTTP/2 is --h2c-port (node cannot offer
+  // HTTP/1.1 and h2c on one cleartext port).
+  if (opts.http2 && !opts['tls-cert']) usageExit('--http2 needs --tls-cert/--tls-key (HTTP/2 via ALPN); for cleartext HTTP/2 give --h2c-port');
   if (opts.transport !== 'all' && !TRANSPORTS.includes(opts.transport)) usageExit(`--transport ${opts.transport}: expected one of ${TRANSPORTS.join(', ')}, all`);
   // The injected regressions of the regression gate are a Python-server feature: refusing
   // them is better than silently measuring an un-injected server.

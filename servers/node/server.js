@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// duplexbench's second stack: the wire contract of servers/README.md on node:http + ws.
+// duplexbench's second stack: the wire contract of servers/README.md on node:http + ws
+// (and node:http2: every route over HTTP/2 too, WebSocket as RFC 8441; listeners in h2.js).
 //
 // Why it exists: the transports are compared through servers, so a server's own
 // per-delivery cost is part of every verdict. This small reference implementation
@@ -11,16 +12,18 @@
 // written while that buffer is above its high-water mark (write() returned false).
 //
 // Usage: node server.js [--host H] [--port 0] [--transport all] [--retention N] ...
+//        [--tls-cert F --tls-key F [--http2]] [--h2c-port P]
 // The first stdout line is `duplexbench server listening on http://H:P (transports: ...)`.
 'use strict';
 
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
 const OPT = require('./options');
+const { acceptWebSocket, closeSessions, createListeners, listenAll, requestOrigin, sockets } = require('./h2');
 const {
-  EPOCH, HttpError, HEARTBEATS, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
+  EPOCH, HttpError, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
-  subscribe, tickClock, topics, wsFrame, chunk,
+  subscribe, tickClock, topics, wsFrame,
 } = require('./hub');
 
 const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
@@ -38,13 +41,14 @@ const NO_CORS = {};
 
 // Origin policy: absent (not a browser) or same-origin passes; others need --allow-origin.
 // Returns the CORS headers an allowed cross-origin request gets; throws 403 otherwise.
+const DEFAULT_PORT = { http: /:80$/, https: /:443$/ };
 function originHeaders(req) {
   const raw = req.headers.origin;
   if (raw === undefined) return NO_CORS;
   const origin = raw.trim().replace(/\/$/, '').toLowerCase();
-  const host = (req.headers.host || '').toLowerCase().replace(/:80$/, '');
-  const m = /^http:\/\/([^/]+)$/.exec(origin); // the listener speaks plain http
-  if (m && m[1].replace(/:80$/, '') === host) return NO_CORS;
+  const own = requestOrigin(req); // the listener's scheme; Host (HTTP/1.1) or :authority (HTTP/2)
+  const m = /^(https?):\/\/([^/]+)$/.exec(origin);
+  if (m && m[1] === own.scheme && m[2].replace(DEFAULT_PORT[m[1]], '') === own.host.replace(DEFAULT_PORT[m[1]], '')) return NO_CORS;
   if (!ALLOW_ANY_ORIGIN && !ALLOWED_ORIGINS.has(origin)) throw new HttpError(403, { error: 'origin not allowed', origin: raw.slice(0, 200) });
   return { 'Access-Control-Allow-Origin': raw, Vary: 'Origin', 'Access-Control-Expose-Headers': EPOCH_HEADER };
 }
@@ -225,14 +229,19 @@ function handleStream(req, res, params, cors) {
   const topic = getTopic(topicName, true);
   res.writeHead(200, headersFor(cors, { 'Content-Type': sse ? 'text/event-stream' : 'application/x-ndjson', 'X-Accel-Buffering': 'no' }));
   res.flushHeaders(); // at once: clients wait for them before publishing
+  // HTTP/1.1: pre-built chunks go to the raw socket; HTTP/2: bare events to the request's own
+  // stream (HTTP/2 frames them; no connection-specific headers, nothing chunked).
+  const h2 = req.httpVersionMajor === 2;
   let preamble = null;
   if (sse) {
     // The id sets an EventSource's lastEventId even before the first event, so a stream
     // cut early resumes without a gap.
     preamble = reset ? `retry: 1000\n\nevent: reset\nid: ${reset.cursor}\ndata: ${JSON.stringify(reset)}\n\n` : `retry: 1000\nid: ${EPOCH}-${start}\n\n`;
   } else if (reset) preamble = JSON.stringify(reset) + '\n';
-  // From here on the stream is written to the raw socket, pre-chunked (hub.js); res only ends it.
-  const sub = subscribe(topic, kind, res.socket, (why) => endStream(res, why), start, preamble && chunk(Buffer.from(preamble)));
+  // From here on the stream is written to the raw socket (or the Http2Stream) directly, framed
+  // once per message in hub.js; res only ends it.
+  const out = h2 ? res.stream : res.socket;
+  const sub = subscribe(topic, kind, out, (why) => endStream(res, why), start, preamble && Buffer.from(preamble), h2);
   streamSubs.add(sub);
   res.on('close', () => { streamSubs.delete(sub); sub.close('gone'); });
   res.on('error', () => {});
@@ -251,33 +260,63 @@ function endStream(res, why) {
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false, handleProtocols: () => false, maxPayload: OPT['max-payload'] + 256 });
 wss.on('headers', (headers, req) => { headers.push(`${EPOCH_HEADER}: ${EPOCH}`, ...req.corsLines); });
 
+// The checks of a WebSocket opening, the same for the RFC 6455 upgrade (HTTP/1.1) and the
+// RFC 8441 extended CONNECT (HTTP/2); throws HttpError, returns what onWebSocket needs.
+function wsOpening(req, params, h2) {
+  metrics.requests.websocket++;
+  if (closing) throw new HttpError(503, { error: 'server shutting down' });
+  const topicName = checkTopic(params.get('topic'));
+  const sub = params.get('subscribe') ?? '1';
+  if (sub !== '0' && sub !== '1') throw bad(`bad subscribe ${quote(sub)}: expected 0 or 1`);
+  if (h2) {
+    if (req.headers[':protocol'] !== 'websocket') throw bad('expected an extended CONNECT with :protocol websocket (RFC 8441)');
+  } else if ((req.headers.upgrade || '').toLowerCase() !== 'websocket') throw bad('expected a WebSocket upgrade (Upgrade: websocket)');
+  if (req.headers['sec-websocket-version'] !== '13') throw new HttpError(426, { error: 'unsupported Sec-WebSocket-Version: this server speaks 13 (RFC 6455)' }, { 'Sec-WebSocket-Version': '13' });
+  const cors = originHeaders(req);
+  // RFC 8441 has no key: the stream itself is the handshake's proof (section 5).
+  if (!h2 && !/^[+/0-9A-Za-z]{22}==$/.test((req.headers['sec-websocket-key'] || '').trim())) throw bad('missing or invalid Sec-WebSocket-Key');
+  const { start, reset } = resolveCursor(topicName, params.get('cursor'));
+  return { topic: getTopic(topicName, true), subscribes: sub === '1', start, reset, cors };
+}
+
 function onUpgrade(req, socket, head) {
   socket.on('error', () => {});
   const [path, params] = splitUrl(req.url);
   try {
     routeCheck(req.method, path, ['GET']);
     if (path !== '/ws') throw bad('upgrade is only offered on /ws');
-    metrics.requests.websocket++;
-    if (closing) throw new HttpError(503, { error: 'server shutting down' });
-    const topicName = checkTopic(params.get('topic'));
-    const sub = params.get('subscribe') ?? '1';
-    if (sub !== '0' && sub !== '1') throw bad(`bad subscribe ${quote(sub)}: expected 0 or 1`);
-    if ((req.headers.upgrade || '').toLowerCase() !== 'websocket') throw bad('expected a WebSocket upgrade (Upgrade: websocket)');
-    if (req.headers['sec-websocket-version'] !== '13') throw new HttpError(426, { error: 'unsupported Sec-WebSocket-Version: this server speaks 13 (RFC 6455)' }, { 'Sec-WebSocket-Version': '13' });
-    const cors = originHeaders(req);
-    if (!/^[+/0-9A-Za-z]{22}==$/.test((req.headers['sec-websocket-key'] || '').trim())) throw bad('missing or invalid Sec-WebSocket-Key');
-    const { start, reset } = resolveCursor(topicName, params.get('cursor'));
-    const topic = getTopic(topicName, true);
-    req.corsLines = Object.entries(cors).map(([k, v]) => `${k}: ${v}`);
-    wss.handleUpgrade(req, socket, head, (ws) => onWebSocket(ws, socket, topic, sub === '1', start, reset));
+    const o = wsOpening(req, params, false);
+    req.corsLines = Object.entries(o.cors).map(([k, v]) => `${k}: ${v}`);
+    wss.handleUpgrade(req, socket, head, (ws) => onWebSocket(ws, socket, o.topic, o.subscribes, o.start, o.reset));
   } catch (err) {
     if (!(err instanceof HttpError)) { console.error('unexpected error:', err); err = new HttpError(500, { error: 'internal server error (logged)' }); }
     rawError(socket, err);
   }
 }
 
+// HTTP/2 CONNECT (node's 'connect' event): RFC 8441 WebSockets on /ws; anything else is refused
+// with a 4xx on its stream. An HTTP/1.1 CONNECT (allowHTTP1) is a proxy request: 405.
+function onConnect(req, res, head) {
+  if (req.httpVersionMajor !== 2) {
+    res.on('error', () => {});
+    return rawError(res, new HttpError(405, { error: 'CONNECT is not offered over HTTP/1.1; /ws upgrades with GET (RFC 6455)' }, { Allow: ALLOW['/ws'] }));
+  }
+  res.on('error', () => {});
+  res.stream.on('error', () => {});
+  const [path, params] = splitUrl(req.headers[':path'] || '');
+  try {
+    if (path !== '/ws') throw new HttpError(path in ALLOW ? 405 : 404, { error: `CONNECT is only offered on /ws (RFC 8441), not ${quote(path)}` });
+    const o = wsOpening(req, params, true);
+    const headers = { 'cache-control': 'no-cache', [EPOCH_HEADER.toLowerCase()]: EPOCH, ...o.cors };
+    const ws = acceptWebSocket(res.stream, headers, OPT['max-payload'] + 256);
+    onWebSocket(ws, res.stream, o.topic, o.subscribes, o.start, o.reset);
+  } catch (err) {
+    replyError(res, err);
+  }
+}
+
 function onWebSocket(ws, socket, topic, subscribes, start, reset) {
-  socket.setNoDelay(true);
+  if (socket.setNoDelay) socket.setNoDelay(true); // an Http2Stream has none: its session's socket has it
   // ws answers a Close without a status code with an empty Close; the contract wants 1000.
   // Our own calls always pass a code, so an undefined one is ws echoing such a Close.
   const close = ws.close.bind(ws);
@@ -323,7 +362,7 @@ setInterval(() => {
   const silence = OPT.heartbeat * 1000;
   for (const sub of streamSubs) {
     if (sub.open && !sub.blocked && clock - sub.lastWrite >= silence) {
-      const hb = HEARTBEATS[sub.kind];
+      const hb = sub.heartbeat;
       sub.out.write(hb);
       sub.lastWrite = clock;
       metrics.bytes[sub.kind] += hb.length;
@@ -341,23 +380,9 @@ setInterval(() => {
 // ---------------------------------------------------------------- server, shutdown
 
 let closing = false;
-const sockets = new Set();
-const server = http.createServer({ noDelay: true, keepAlive: true }, onRequest);
-server.keepAliveTimeout = 65000; // pollers reuse their connection; idle ones go after this
-server.headersTimeout = 66000;
-server.requestTimeout = 0; // streams and held polls are long by design
-server.on('upgrade', onUpgrade);
-server.on('connection', (socket) => { sockets.add(socket); socket.on('close', () => sockets.delete(socket)); });
-server.on('error', (err) => {
-  process.stderr.write(`node server.js: error: cannot listen on ${OPT.host}:${OPT.port}: ${err.message}\n`);
-  process.exit(1);
-});
-
-server.listen(OPT.port, OPT.host, () => {
-  const { port } = server.address();
-  const host = OPT.host.includes(':') ? `[${OPT.host}]` : OPT.host;
-  process.stdout.write(`duplexbench server listening on http://${host}:${port} (transports: ${MOUNTED.join(', ')})\n`);
-});
+// --port (HTTP/1.1; with --tls-cert HTTPS; with --http2 also h2 via ALPN) and --h2c-port.
+const servers = createListeners({ request: onRequest, upgrade: onUpgrade, connect: onConnect });
+listenAll(servers, MOUNTED);
 
 // Graceful: stop accepting and reading publishes; everything already published is in the
 // subscribers' socket buffers (fan-out is synchronous), so ending streams, answering held
@@ -366,7 +391,7 @@ server.listen(OPT.port, OPT.host, () => {
 function shutdown() {
   if (closing) return;
   closing = true;
-  server.close();
+  for (const server of servers) server.close();
   for (const topic of topics.values()) {
     for (const held of topic.polls) { releasePoll(held); answerPoll(held.res, [], held.headers); }
     for (const kind of ['sse', 'ndjson']) for (const sub of topic.subs[kind]) sub.close('shutdown');
@@ -375,8 +400,9 @@ function shutdown() {
     if (state.sub) state.sub.close('shutdown'); else state.ws.close(1001, 'server shutdown');
   }
   const deadline = Date.now() + OPT['shutdown-timeout'] * 1000;
+  closeSessions(); // HTTP/2: GOAWAY; open streams end as above
   setInterval(() => {
-    server.closeIdleConnections();
+    for (const server of servers) if (server.closeIdleConnections) server.closeIdleConnections();
     if (sockets.size === 0 || Date.now() > deadline) process.exit(0);
   }, 20);
 }

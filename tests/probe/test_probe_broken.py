@@ -10,14 +10,8 @@ from _timeouts import scaled
 from duplexbench.probe import RULES, Options
 from duplexbench.probe.core import run_rules
 
-from ._broken import (
-    ALLOWED,
-    BREAKAGES,
-    HEARTBEAT_S,
-    RETENTION,
-    ok_200_server,
-    real_server,
-)
+from ._broken import ALLOWED, BREAKAGES, HEARTBEAT_S, RETENTION, ok_200_server, real_server
+from ._broken_h2 import H2_BREAKAGES
 
 #: Rules the "200 []" server must fail; http.malformed fails only there (aiohttp always parses).
 MUST_FAIL_ON_200 = ["http.malformed", "http.404", "publish.seq", "poll.204", "ws.handshake",
@@ -31,6 +25,7 @@ def _options(url: str, only) -> Options:
 
 def test_every_rule_is_broken_by_some_test() -> None:
     covered = {rule for _, _, rules in BREAKAGES for rule in rules} | set(MUST_FAIL_ON_200)
+    covered |= {rule for rules in H2_BREAKAGES.values() for rule in rules}  # test_probe_h2.py
     missing = [r.id for r in RULES if r.id not in covered]
     assert not missing, f"rules no broken server makes fail: {missing}"
 

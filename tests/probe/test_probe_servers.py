@@ -18,12 +18,14 @@ SERVER_ARGS = ["--heartbeat", "0.5", "--retention", "12", "--allow-origin", ALLO
 
 def test_every_rule_passes_against_servers_all(start_server) -> None:
     server = start_server("all", args=SERVER_ARGS)
+    # The aiohttp servers speak HTTP/1.1 only: the h2 rules pass through nginx
+    # (tests/proxies/test_nginx_h2.py) and on the Node reference (tests/node/test_node_h2.py).
     report = probe(Options(server.url, heartbeat_s=0.5, retention=12, allowed_origin=ALLOWED,
-                           rule_timeout_s=scaled(5)))
+                           rule_timeout_s=scaled(5), skip=("h2*",)))
     assert report.mounted == ("longpoll", "stream", "websocket")
     assert report.ok, format_report(report)
     assert [r.rule.id for r in report.results if r.status != "pass"] == []
-    assert len(report.results) == len(RULES)
+    assert len(report.results) == len([r for r in RULES if not r.id.startswith("h2")])
     assert report.elapsed_s < scaled(20)
 
 
