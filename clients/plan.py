@@ -10,8 +10,8 @@ be tested on its own and so every engine spreads clients the same way:
 - chat: client c sits in room c mod topics and publishes every clients-th
   message to its room; everyone in the room receives it (the sender too).
 
-Routes: with WebSocket and ``upstream = transport``, echo and chat clients
-publish on their own socket ("sub" role: the message travels up the
+Routes: with WebSocket or TCP and ``upstream = transport``, echo and chat
+clients publish on their own socket ("sub" role: the message travels up the
 subscriber connection) and fanout uses one publish-only socket per topic
 ("pub" role); everything else POSTs over the publisher pool ("pub" role).
 """
@@ -27,8 +27,8 @@ from .spec import LoadSpec
 __all__ = ["Plan", "ROUTE_POST", "ROUTE_WS_PUB", "ROUTE_WS_SUB", "make_plan"]
 
 ROUTE_POST = "post"  # POST /publish on the publisher pool
-ROUTE_WS_PUB = "ws_pub"  # a publish-only WebSocket per topic (?subscribe=0)
-ROUTE_WS_SUB = "ws_sub"  # the sending client's own WebSocket
+ROUTE_WS_PUB = "ws_pub"  # a publish-only WebSocket (or TCP connection) per topic (?subscribe=0)
+ROUTE_WS_SUB = "ws_sub"  # the sending client's own WebSocket (or TCP connection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ def make_plan(spec: LoadSpec) -> Plan:
     n_topics = spec.topic_count
     clients = np.arange(spec.clients, dtype=np.int64)
     sub_topic = clients if spec.pattern == "echo" else clients % n_topics
-    if spec.ws_upstream:
+    if spec.transport_upstream:
         route = ROUTE_WS_PUB if spec.pattern == "fanout" else ROUTE_WS_SUB
     else:
         route = ROUTE_POST

@@ -44,6 +44,7 @@ from .pubctl import sleep_until as _sleep_until
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .subscribers import SUBSCRIBERS, make_subscribers
+from .tcp import discover_tcp_port
 from .tcpinfo import TcpTally
 
 __all__ = ["LoadGen", "PublisherProcess", "SUBSCRIBERS", "emit"]
@@ -74,7 +75,7 @@ RAW_BUDGET = 1_000_000
 RAW_LIMIT_MIN = 64
 RAW_LIMIT_MAX = 16384
 #: Where an event ends on a stream (None: every read holds whole envelopes).
-DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n"}
+DELIMITERS = {"sse": b"\n\n", "ndjson": b"\n", "tcp": b"\n"}
 #: How long the publisher process may take to answer beyond its schedule.
 
 
@@ -180,10 +181,13 @@ class LoadGen:
 
     async def _connect_subscribers(self) -> None:
         spec, plan = self.spec, self.plan
+        options: dict = {}
+        if spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
+            options["tcp_port"] = await discover_tcp_port(spec.sub_url, spec.ssl_context())
         # HTTP/1.1 or HTTP/2 (pages of streams_per_connection subscriptions): clients.subscribers.
         self.subscribers = make_subscribers(
             spec, [plan.topics[log.topic_k] for log in self.logs], self.raws, self.members,
-            tcp=self.tcp["sub"], on_error=self.note_error, on_message=_ignore)
+            tcp=self.tcp["sub"], on_error=self.note_error, on_message=_ignore, **options)
         gate = asyncio.Semaphore(spec.connect_concurrency)
         connect_ns: list[int] = []
 

@@ -100,7 +100,8 @@ class Publisher:
         self.error_count = 0
         self.tcp = TcpTally()
         self.endpoint = parse_base_url(spec.publish_url)
-        self.ws = self.plan.route == ROUTE_WS_PUB
+        self.ws = self.plan.route == ROUTE_WS_PUB  # publish-only WebSocket / TCP connections
+        self.tcp_port = 0  # the TCP listener's (transport tcp), from /healthz
         self.conns: list = []
         self.idle: deque = deque()
         self.waiting: deque[int] = deque()  # due messages waiting for a free connection
@@ -124,15 +125,26 @@ class Publisher:
     # Connections
 
     def connect(self) -> None:
-        addr = (self.endpoint.host, self.endpoint.port)
         if self.ws:
-            from .wspub import BlockingWSPublisher
             for topic in self.plan.topics:
-                self.conns.append(BlockingWSPublisher(addr, self.endpoint.authority, topic, self.tcp,
-                                                      self.spec.ssl_context()))
+                self.conns.append(self._frame_conn(topic))
             return
         for _ in range(self.spec.publish_pool):
             self._open_post(10.0)
+
+    def _frame_conn(self, topic: str, again: bool = False):
+        """A publish-only connection of the transport: a WebSocket (?subscribe=0) or a TCP
+        connection ("subscribe":false, its port from /healthz: asked once, and ``again``
+        after a lost connection, since a restarted server may listen elsewhere)."""
+        ctx = self.spec.ssl_context()
+        if self.spec.transport == "tcp":
+            from .tcppub import BlockingTCPPublisher, healthz_tcp_port
+            if again or not self.tcp_port:
+                self.tcp_port = healthz_tcp_port(self.spec.publish_url, ctx)
+            return BlockingTCPPublisher((self.endpoint.host, self.tcp_port), topic, self.tcp, ctx)
+        from .wspub import BlockingWSPublisher
+        return BlockingWSPublisher((self.endpoint.host, self.endpoint.port), self.endpoint.authority,
+                                   topic, self.tcp, ctx)
 
     def _open_post(self, timeout: float) -> None:
         sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=timeout)
@@ -154,10 +166,7 @@ class Publisher:
             k = self.topic_of[i]
             try:
                 if self.conns[k] is None:  # lost earlier: reconnect (fails fast while down)
-                    from .wspub import BlockingWSPublisher
-                    self.conns[k] = BlockingWSPublisher(
-                        (self.endpoint.host, self.endpoint.port), self.endpoint.authority,
-                        self.plan.topics[k], self.tcp, self.spec.ssl_context())
+                    self.conns[k] = self._frame_conn(self.plan.topics[k], again=True)
                 self.conns[k].send(self.payloads[i], ts)
             except OSError as exc:
                 self.sent += 1  # attempted: counted as publish_failed, not as lost

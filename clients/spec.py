@@ -35,7 +35,7 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
-    transport: str  # longpoll | sse | ndjson | websocket
+    transport: str  # longpoll | sse | ndjson | websocket | tcp
     sub_url: str  # where subscribers connect (a delaying proxy's URL when one is in the path)
     pub_url: str = ""  # where publishers connect: the server itself ("" = sub_url)
     pattern: str = "fanout"  # fanout | echo | chat
@@ -44,7 +44,7 @@ class LoadSpec:
     topic_prefix: str = "t"  # topics are "{prefix}-{k}": unique per point, so fresh
     rate: float = 100.0  # messages/s published in total, open loop
     payload_bytes: int = 64
-    upstream: str = "post"  # post | transport (WS frames; HTTP transports POST anyway)
+    upstream: str = "post"  # post | transport (WS frames, TCP lines; HTTP transports POST anyway)
     arrival: str = "uniform"  # uniform | poisson send times
     seed: int = 1  # for poisson arrivals
     warmup_s: float = 1.0  # published and delivered, not counted
@@ -100,7 +100,7 @@ class LoadSpec:
         _check_int("publish_pool", self.publish_pool, 1, 256)
         _check_number("drain_max_s", self.drain_max_s, 0.0, strict=True)
         _check_int("loadgen_procs", self.loadgen_procs, 1, 256)
-        if self.loadgen_procs > 1 and self.ws_upstream and self.pattern != "fanout":
+        if self.loadgen_procs > 1 and self.transport_upstream and self.pattern != "fanout":
             raise SpecError("loadgen_procs: echo / chat with upstream = transport publish on the "
                             "subscribers' own sockets, which a sharded point cannot time from one "
                             "publisher; expected loadgen_procs = 1 or upstream = post")
@@ -171,6 +171,13 @@ class LoadSpec:
     def ws_upstream(self) -> bool:
         """Whether messages go up as WebSocket frames rather than POSTs."""
         return self.transport == Transport.WEBSOCKET.value and self.upstream == "transport"
+
+    @property
+    def transport_upstream(self) -> bool:
+        """Whether messages go up the transport's own connections (WebSocket frames, TCP
+        publish lines) rather than as POSTs."""
+        return self.upstream == "transport" and self.transport in (
+            Transport.WEBSOCKET.value, Transport.TCP.value)
 
     # JSON
 

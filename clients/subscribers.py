@@ -17,6 +17,7 @@ from .h2ws import H2WebSocketSubscriber
 from .longpoll import LongPollSubscriber
 from .spec import LoadSpec
 from .stream import NDJSONSubscriber, SSESubscriber
+from .tcp import TcpSubscriber
 
 __all__ = ["SUBSCRIBERS", "SUBSCRIBERS_H2", "make_subscribers"]
 
@@ -25,6 +26,7 @@ SUBSCRIBERS: dict[str, type[Subscriber]] = {
     "sse": SSESubscriber,
     "ndjson": NDJSONSubscriber,
     "websocket": FastWebSocketSubscriber,
+    "tcp": TcpSubscriber,  # no HTTP at all: a line per envelope on a plain socket
 }
 SUBSCRIBERS_H2: dict[str, type[Subscriber]] = {
     "longpoll": H2LongPollSubscriber,
@@ -35,12 +37,12 @@ SUBSCRIBERS_H2: dict[str, type[Subscriber]] = {
 
 
 def make_subscribers(spec: LoadSpec, topics: list[str], raws: list, members: list[int], *,
-                     tcp, on_error, on_message) -> list[Subscriber]:
+                     tcp, on_error, on_message, **options) -> list[Subscriber]:
     """One subscriber per member (global client number ``members[j]``, topic ``topics[j]``,
-    RawLog ``raws[j]``), not yet started."""
+    RawLog ``raws[j]``), not yet started; ``options`` go to every subscriber (``tcp_port``)."""
     ssl_context = spec.ssl_context()
     extra: dict = {"tcp": tcp, "ssl_context": ssl_context,
-                   "backoff": (spec.reconnect_min_s, spec.reconnect_max_s)}
+                   "backoff": (spec.reconnect_min_s, spec.reconnect_max_s), **options}
     if spec.transport == "longpoll":
         extra.update(keepalive=spec.keepalive, max_batch=spec.max_batch,
                      poll_timeout_s=spec.poll_timeout_s)

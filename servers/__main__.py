@@ -3,7 +3,8 @@
 The first stdout line is the contract with whoever started us
 (duplexbench/procs/server.py parses ``listening on (http://...)``), so it is
 printed and flushed the moment the socket listens, with the real port when
-``--port 0`` asked for any free one. SIGINT/SIGTERM shut down gracefully
+``--port 0`` asked for any free one; with the plain-TCP listener it also says
+``and tcp://HOST:PORT`` (its real port too). SIGINT/SIGTERM shut down gracefully
 (listener closed, held polls answered, streams ended, WebSockets closed 1001)
 and the process exits 0.
 """
@@ -20,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .app import make_app
+from .state import STATE
 from .config import ConfigError, ServerConfig, parse_config
 from .gcpolicy import apply_gc_policy
 from .retention import HubError
@@ -74,7 +76,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = make_app(config)
+    context, ca_note = _tls(config)
+    app = make_app(config, context)
     hub = app[STATE].hub
     runner = web.AppRunner(
         app,
@@ -86,16 +89,17 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> int:
     await runner.setup()
     apply_gc_policy(config.gc)  # after the app is built: its objects are frozen
     try:
-        context, ca_note = _tls(config)
         # A worker shares the port with its siblings: the kernel spreads connections.
         site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True,
                            reuse_port=config.worker_index >= 0 or None, ssl_context=context)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{config.host}]" if ":" in config.host else config.host
+        tcp = runner.app[STATE].tcp
+        also = f" and tcp://{shown}:{tcp.port}" if tcp is not None else ""
         print(
-            f"duplexbench server listening on {'https' if context else 'http'}://{shown}:{port} "
-            f"(transports: {', '.join(config.transports)}{ca_note})",
+            f"duplexbench server listening on {'https' if context else 'http'}://{shown}:{port}"
+            f"{also} (transports: {', '.join(config.transports)}{ca_note})",
             flush=True,
         )
         if hub.remote:

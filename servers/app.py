@@ -2,7 +2,8 @@
 
 One app serves every transport so they share the hub, the event loop and the
 settings; ``--transport`` only decides which routes are mounted (``/publish``,
-``/healthz`` and ``/metrics`` always are). The one middleware applies the
+``/healthz`` and ``/metrics`` always are) and whether the plain-TCP listener
+(servers/tcp.py) starts beside the HTTP one, on the same hub. The one middleware applies the
 Origin policy (CORS, preflight, 403) to ``/poll``, ``/stream``, ``/publish`` and
 ``/ws``, and maps every error a client can cause to a 4xx JSON body; anything
 else is a bug, logged and answered 500.
@@ -35,9 +36,10 @@ from .publish import handle_publish
 from .retention import Unavailable
 from .state import HEADERS, STATE, ServerState
 from .stream import handle_stream
+from .tcp import TcpListener
 from .websocket import CLOSE_GOING_AWAY, handle_ws
 
-__all__ = ["make_app"]
+__all__ = ["TCP_SSL", "make_app"]
 
 log = logging.getLogger("servers")
 
@@ -109,6 +111,9 @@ async def _healthz(request: web.Request) -> web.Response:
         "inject": state.config.inject.as_json(),
         "pid": os.getpid(),
         "epoch": state.hub.epoch,
+        # The plain-TCP listener's port (clients connect to the host of this URL), null
+        # when tcp is not mounted; it speaks TLS when this listener does.
+        "tcp_port": state.tcp.port if state.tcp is not None else None,
     }
     config = state.config
     if config.brokered:  # absent: one process, no broker (today's server, byte for byte)
@@ -125,11 +130,19 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _on_startup(app: web.Application) -> None:
-    hub = app[STATE].hub
+    state = app[STATE]
+    hub = state.hub
     if hub.remote:
         await hub.connect()  # before listening: the epoch comes from the broker
     hub.start()
-    app[STATE].metrics.gc.install()
+    state.metrics.gc.install()
+    if state.tcp is not None:
+        config = state.config
+        try:
+            # Workers (--workers) each listen on a port of their own: /healthz names it.
+            await state.tcp.start(config.host, config.tcp_port, app[TCP_SSL])
+        except OSError as exc:
+            raise OSError(exc.errno, f"--tcp-port {config.tcp_port}: {exc.strerror}") from None
 
 
 async def _on_cleanup(app: web.Application) -> None:
@@ -144,15 +157,24 @@ async def _on_shutdown(app: web.Application) -> None:
     and holding polls, flush every subscriber's queue (bounded), then end streams
     and close WebSockets 1001: nothing acknowledged before the signal is lost."""
     state = app[STATE]
+    if state.tcp is not None:
+        state.tcp.stop_listening()
     state.hub.begin_shutdown()
     await state.hub.flush(state.config.shutdown_timeout_s)
     state.hub.shutdown()
     closes = [c.close(CLOSE_GOING_AWAY, "server shutdown") for c in list(state.websockets)]
     if closes:
         await asyncio.gather(*closes, return_exceptions=True)
+    if state.tcp is not None:
+        await state.tcp.close_all(state.config.shutdown_timeout_s)
 
 
-def make_app(config: ServerConfig) -> web.Application:
+#: The TLS context of the plain-TCP listener (None: plain TCP), as the HTTP site's.
+TCP_SSL = web.AppKey("duplexbench_tcp_ssl", object)
+
+
+def make_app(config: ServerConfig, ssl_context=None) -> web.Application:
+    """The app; ``ssl_context`` (the HTTP site's, when TLS is on) is the TCP listener's too."""
     metrics = Metrics()
     options = dict(
         retention=config.retention,
@@ -163,6 +185,7 @@ def make_app(config: ServerConfig) -> web.Application:
         slow_grace_s=config.slow_grace_s,
         delay_s=config.inject.delay_ms / 1000,
         heartbeat_s=config.heartbeat_s,
+        cpu_us=config.inject.cpu_us,
     )
     if config.brokered:
         from .broker import BrokerHub  # imports redis: only where it is used
@@ -172,7 +195,9 @@ def make_app(config: ServerConfig) -> web.Application:
     else:
         hub = Hub(metrics, **options)
     app = web.Application(middlewares=[_policy], client_max_size=config.max_payload)
-    app[STATE] = ServerState(config, hub, metrics)
+    tcp = TcpListener(hub, metrics, config.max_payload) if "tcp" in config.transports else None
+    app[STATE] = ServerState(config, hub, metrics, tcp=tcp)
+    app[TCP_SSL] = ssl_context
     app.router.add_post("/publish", handle_publish)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)

@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "ENV_WORKER_INDEX",
     "InjectConfig",
+    "MAX_CPU_US",
     "MIN_PAD_BYTES",
     "ServerConfig",
     "build_parser",
@@ -27,14 +28,18 @@ __all__ = [
     "parse_config",
 ]
 
-#: What ``--transport all`` mounts, in the order the start-up line lists them.
-ALL_TRANSPORTS = ("longpoll", "stream", "websocket")
+#: What ``--transport all`` mounts, in the order the start-up line lists them
+#: (``tcp`` is a second listener, on ``--tcp-port``).
+ALL_TRANSPORTS = ("longpoll", "stream", "websocket", "tcp")
 #: Where the hub lives: "none" = in this process's memory; "redis" = Redis Streams shared
 #: by --workers processes (servers/broker.py, servers/workers.py).
 BROKERS = ("none", "redis")
 
 ENV_DELAY = "DUPLEXBENCH_INJECT_DELAY_MS"
 ENV_PAD = "DUPLEXBENCH_INJECT_PAD_BYTES"
+ENV_CPU = "DUPLEXBENCH_INJECT_CPU_US"
+#: A busy-wait longer than this per delivery would stall the server, not measure it.
+MAX_CPU_US = 1_000_000
 #: Set by the parent of --workers on each worker's environment: its index (servers/workers.py).
 ENV_WORKER_INDEX = "DUPLEXBENCH_WORKER_INDEX"
 #: ``,"pad":""`` is 9 bytes: the smallest growth the pad field can add.
@@ -51,9 +56,10 @@ class InjectConfig:
 
     delay_ms: float = 0.0  # slept before each delivery (per write batch)
     pad_bytes: int = 0  # every delivered envelope grows by exactly this many bytes
+    cpu_us: int = 0  # CPU busy-waited per delivered message (per subscriber write)
 
     def as_json(self) -> dict:
-        return {"delay_ms": self.delay_ms, "pad_bytes": self.pad_bytes}
+        return {"delay_ms": self.delay_ms, "pad_bytes": self.pad_bytes, "cpu_us": self.cpu_us}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class ServerConfig:
     transports: tuple[str, ...] = ALL_TRANSPORTS
     host: str = "127.0.0.1"
     port: int = 8080
+    tcp_port: int = 0  # the plain-TCP listener's port when "tcp" is mounted (0: a free one)
     uvloop: bool = False
     retention: int = 10_000  # messages kept per topic for resume
     retention_bytes: int = 64 * 1024 * 1024  # envelope bytes kept per topic (memory bound)
@@ -111,15 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="duplexbench server: long polling, HTTP streaming and WebSocket on one hub. "
         "The wire contract is servers/README.md.",
         epilog=f"Env: {ENV_DELAY}=MS (each delivery ~MS ms late), "
-        f"{ENV_PAD}=N (N >= {MIN_PAD_BYTES}: each envelope grows by N bytes).",
+        f"{ENV_PAD}=N (N >= {MIN_PAD_BYTES}: each envelope grows by N bytes), "
+        f"{ENV_CPU}=N (N us of CPU busy-waited per delivered message).",
         formatter_class=_DefaultsFormatter,
     )
     d = ServerConfig()
     add = p.add_argument
     add("--transport", choices=[*ALL_TRANSPORTS, "all"], default="all",
-        help="which of /poll, /stream, /ws to mount (/publish, /healthz, /metrics always are)")
+        help="which of /poll, /stream, /ws and the plain-TCP listener to mount "
+        "(/publish, /healthz, /metrics always are)")
     add("--host", default=d.host, help="address to listen on")
     add("--port", type=int, default=d.port, help="port to listen on; 0 picks a free one")
+    add("--tcp-port", type=int, default=None, metavar="PORT",
+        help="port of the plain-TCP listener (0 picks a free one; giving it mounts tcp beside "
+        "--transport) (default: 0 with --transport all or tcp, else no listener)")
     add("--uvloop", action="store_true", help="run on uvloop instead of asyncio's loop")
     add("--retention", type=int, default=d.retention, help="messages kept per topic for resume")
     add("--retention-bytes", type=int, default=d.retention_bytes,
@@ -177,10 +189,13 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
     """Parse and validate; argparse exits on syntax errors, ConfigError on bad values."""
     args = build_parser().parse_args(argv)
     transports = ALL_TRANSPORTS if args.transport == "all" else (args.transport,)
+    if args.tcp_port is not None and "tcp" not in transports:
+        transports = (*transports, "tcp")
     config = ServerConfig(
         transports=transports,
         host=args.host,
         port=args.port,
+        tcp_port=args.tcp_port or 0,
         uvloop=args.uvloop,
         retention=args.retention,
         retention_bytes=args.retention_bytes,
@@ -235,6 +250,8 @@ def _cpu_list(text: str) -> tuple[int, ...]:
 def _validate(c: ServerConfig) -> None:
     if not 0 <= c.port <= 65535:
         raise ConfigError(f"--port {c.port}: expected 0-65535 (0 picks a free port)")
+    if not 0 <= c.tcp_port <= 65535:
+        raise ConfigError(f"--tcp-port {c.tcp_port}: expected 0-65535 (0 picks a free port)")
     for name, value in [
         ("--retention", c.retention), ("--retention-bytes", c.retention_bytes),
         ("--max-topics", c.max_topics), ("--queue-limit", c.queue_limit),
@@ -268,6 +285,7 @@ def _validate(c: ServerConfig) -> None:
 def inject_from_env(environ) -> InjectConfig:
     delay_text = environ.get(ENV_DELAY, "").strip() or "0"
     pad_text = environ.get(ENV_PAD, "").strip() or "0"
+    cpu_text = environ.get(ENV_CPU, "").strip() or "0"
     try:
         delay = float(delay_text)
     except ValueError:
@@ -282,4 +300,6 @@ def inject_from_env(environ) -> InjectConfig:
             f"{ENV_PAD}={pad}: the pad field ,\"pad\":\"\" alone is {MIN_PAD_BYTES} bytes; "
             f"use 0 or at least {MIN_PAD_BYTES}"
         )
-    return InjectConfig(delay_ms=delay, pad_bytes=pad)
+    if not (cpu_text.isascii() and cpu_text.isdigit()) or int(cpu_text) > MAX_CPU_US:
+        raise ConfigError(f"{ENV_CPU}={cpu_text!r}: expected an integer 0-{MAX_CPU_US} (microseconds)")
+    return InjectConfig(delay_ms=delay, pad_bytes=pad, cpu_us=int(cpu_text))

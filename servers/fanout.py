@@ -1,8 +1,9 @@
 """Fan-out at platform speed: frame once per transport, write straight to ready sockets.
 
-A :class:`Sink` is one subscriber connection (a stream or a WebSocket). When a
-message is published the hub frames it ONCE per kind of sink (the WebSocket
-frame, the SSE event, the NDJSON line, each with or without HTTP chunk framing)
+A :class:`Sink` is one subscriber connection (a stream, a WebSocket or a plain
+TCP connection). When a message is published the hub frames it ONCE per kind of
+sink (the WebSocket frame, the SSE event, the NDJSON line, each with or without
+HTTP chunk framing, the TCP line)
 and, for every sink of the topic, either
 
 - writes those bytes straight into the socket's transport, synchronously, when
@@ -20,6 +21,10 @@ carries every message already due, one sleep per write, not per message, so
 each delivery is ~N ms late and throughput is kept (a plain per-write sleep
 would delay a message arriving during it by up to 2N).
 
+DUPLEXBENCH_INJECT_CPU_US spends N us of CPU (a busy-wait, :func:`burn`) per
+delivered message wherever one is written: k queued messages written at once
+pay k x N.
+
 The queue's length drives the burst rule (the hub's business): above
 ``high`` the sink is *congested* and its topic's publishers wait; it stays
 congested until it falls below ``low`` or is dropped as a slow consumer.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections import deque
 from typing import Callable
 
@@ -40,16 +46,18 @@ __all__ = [
     "NDJSON_CHUNKED",
     "SSE",
     "SSE_CHUNKED",
+    "TCP",
     "WEBSOCKET",
     "Sink",
     "SinkState",
+    "burn",
     "chunk",
     "frame_for",
 ]
 
 #: Sink kinds: one framing each. HTTP/1.1 streams are chunked; HTTP/1.0 ones are not.
-WEBSOCKET, SSE_CHUNKED, SSE, NDJSON_CHUNKED, NDJSON = range(5)
-KIND_LABELS = ("websocket", "sse", "sse", "ndjson", "ndjson")
+WEBSOCKET, SSE_CHUNKED, SSE, NDJSON_CHUNKED, NDJSON, TCP = range(6)
+KIND_LABELS = ("websocket", "sse", "sse", "ndjson", "ndjson", "tcp")
 #: The writer hands the transport at most this much per write, then looks at pause again.
 WRITE_BUDGET = 256 * 1024
 
@@ -59,11 +67,20 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def burn(ns: int) -> None:
+    """Spend ``ns`` nanoseconds of CPU: a busy-wait on the monotonic clock (a sleep
+    would cost nothing and let the loop serve others meanwhile)."""
+    clock = time.perf_counter_ns
+    end = clock() + ns
+    while clock() < end:
+        pass
+
+
 def frame_for(kind: int, seq: int, body: bytes, epoch: bytes) -> tuple[bytes, int]:
     """(bytes on the wire, bytes counted in metrics) of one message for one kind.
 
     Metrics count the transport's own framing (WebSocket header, SSE fields,
-    the NDJSON newline) but not HTTP's chunk framing, as before."""
+    the NDJSON / TCP newline) but not HTTP's chunk framing, as before."""
     if kind == WEBSOCKET:
         wire = encode_frame(OP_TEXT, body)
         return wire, len(wire)
@@ -150,7 +167,7 @@ class Sink:
     async def _write_out(self) -> None:
         """The writer: only while something is queued; exits when the queue is empty."""
         protocol, queue, hub = self.protocol, self.queue, self.hub
-        delay = hub.delay_s
+        delay, cpu_ns = hub.delay_s, hub.cpu_ns
         loop = asyncio.get_running_loop()
         try:
             while queue and self.state is SinkState.OPEN:
@@ -177,6 +194,8 @@ class Sink:
                     size += len(wire)
                     counted += n
                     count += 1
+                if cpu_ns:
+                    burn(cpu_ns * count)
                 protocol.transport.write(b"".join(parts))
                 self.last = loop.time()
                 hub.metrics.delivered[self.label] += count

@@ -34,7 +34,7 @@ from duplexbench.contract.longpoll import encode_batch
 from duplexbench.contract.ndjson import HEARTBEAT as NDJSON_HEARTBEAT
 from duplexbench.contract.sse import HEARTBEAT as SSE_HEARTBEAT
 
-from .fanout import KIND_LABELS, WEBSOCKET, Sink, SinkState, chunk, frame_for
+from .fanout import KIND_LABELS, WEBSOCKET, Sink, SinkState, burn, chunk, frame_for
 from .metrics import Metrics
 from .retention import CursorAhead, CursorGone, HubError, Message, Ring, TooManyTopics
 
@@ -50,9 +50,10 @@ __all__ = [
     "TooManyTopics",
 ]
 
-#: Heartbeat bytes on the wire per sink kind (WebSocket uses pings instead).
-_HEARTBEATS = (b"", chunk(SSE_HEARTBEAT), SSE_HEARTBEAT, chunk(NDJSON_HEARTBEAT), NDJSON_HEARTBEAT)
-_HEARTBEAT_COUNTED = (0, len(SSE_HEARTBEAT), len(SSE_HEARTBEAT), 1, 1)
+#: Heartbeat bytes on the wire per sink kind (WebSocket uses pings instead; TCP is NDJSON's).
+_HEARTBEATS = (b"", chunk(SSE_HEARTBEAT), SSE_HEARTBEAT, chunk(NDJSON_HEARTBEAT), NDJSON_HEARTBEAT,
+               NDJSON_HEARTBEAT)
+_HEARTBEAT_COUNTED = (0, len(SSE_HEARTBEAT), len(SSE_HEARTBEAT), 1, 1, 1)
 #: Distinct (cursor, max) poll answers cached per topic between two publishes.
 _BATCH_CACHE = 64
 #: Held polls time out in buckets of this many seconds (rounded up): one timer per
@@ -100,6 +101,7 @@ class Hub:
         slow_grace_s: float = 2.0,
         delay_s: float = 0.0,
         heartbeat_s: float = 15.0,
+        cpu_us: int = 0,
     ) -> None:
         self.metrics = metrics
         self._topics: dict[str, TopicState] = {}
@@ -110,6 +112,8 @@ class Hub:
         self.slow_grace_s = slow_grace_s
         #: DUPLEXBENCH_INJECT_DELAY_MS: every delivery goes through the paced queue.
         self.delay_s = delay_s
+        #: DUPLEXBENCH_INJECT_CPU_US: CPU busy-waited per delivered message (fanout.burn).
+        self.cpu_ns = cpu_us * 1000
         self.heartbeat_s = heartbeat_s
         #: Replaces the envelope's closing brace: grows it by exactly pad_bytes.
         self._pad_tail = (b',"pad":"' + b"x" * (pad_bytes - 9) + b'"}') if pad_bytes else b""
@@ -165,7 +169,7 @@ class Hub:
             topic.batches.clear()
         # One clock read per publish (not per delivery): when each sink last got a write.
         self.clock = now
-        paced, clock, epoch = self.delay_s > 0, now, self._epoch_bytes
+        paced, clock, epoch, cpu_ns = self.delay_s > 0, now, self._epoch_bytes, self.cpu_ns
         for kind, sinks in enumerate(topic.sinks):
             if not sinks:
                 continue
@@ -182,6 +186,8 @@ class Hub:
                 elif paced or sink.queue or protocol._paused:
                     sink.enqueue(item)
                 else:
+                    if cpu_ns:
+                        burn(cpu_ns)
                     transport.write(wire)
                     sink.last = clock
                     direct += 1

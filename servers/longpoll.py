@@ -23,6 +23,7 @@ from aiohttp import web
 
 from duplexbench.contract.http import DEFAULT_POLL_TIMEOUT_S
 
+from .fanout import burn
 from .params import BadRequest, query_cursor, query_seconds, query_topic, query_uint
 from .state import HEADERS, STATE
 
@@ -68,6 +69,8 @@ async def handle_poll(request: web.Request) -> web.StreamResponse:
             wait = first_at + delay_s - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(wait)
+        if hub.cpu_ns:
+            burn(hub.cpu_ns * count)  # DUPLEXBENCH_INJECT_CPU_US: per delivered message
         metrics.delivered["longpoll"] += count
         metrics.bytes_written["longpoll"] += len(body)
         return web.Response(body=body, content_type="application/json", headers=headers)

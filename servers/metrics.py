@@ -2,7 +2,7 @@
 
 Plain integers in dicts keyed by transport label: incrementing one costs a dict
 lookup, so the per-message path can afford it (handlers count per write batch,
-not per byte). Labels: ``longpoll``, ``sse``, ``ndjson``, ``websocket``,
+not per byte). Labels: ``longpoll``, ``sse``, ``ndjson``, ``websocket``, ``tcp``,
 ``publish`` (POST /publish) and ``other`` (health, metrics, errors).
 """
 
@@ -14,7 +14,7 @@ from .gcpolicy import GcStats
 
 __all__ = ["LABELS", "Metrics"]
 
-LABELS = ("longpoll", "sse", "ndjson", "websocket", "publish", "other")
+LABELS = ("longpoll", "sse", "ndjson", "websocket", "tcp", "publish", "other")
 
 
 class Metrics:

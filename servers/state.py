@@ -1,4 +1,4 @@
-"""What every handler shares: settings, the hub, the counters, open WebSockets."""
+"""What every handler shares: settings, the hub, the counters, open WebSockets, the TCP listener."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class ServerState:
     metrics: Metrics
     #: Open WebSocket connections, closed with 1001 on shutdown (set is mutable on purpose).
     websockets: set = field(default_factory=set)
+    #: The plain-TCP listener (servers/tcp.py) when "tcp" is mounted, else None.
+    tcp: object = None
 
 
 STATE = web.AppKey("duplexbench_state", ServerState)

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Check a server against the duplexbench wire contract.")
     p.add_argument("url", nargs="?", help="http://HOST:PORT or https://HOST:PORT")
     p.add_argument("--ca-file", default="", help="CA certificate (PEM) to verify an https server")
-    p.add_argument("--transport", action="append", choices=["longpoll", "stream", "websocket"],
+    p.add_argument("--transport", action="append", choices=["longpoll", "stream", "websocket", "tcp"],
                    default=[], help="probe only this transport (repeatable; default: every mounted one)")
     p.add_argument("--heartbeat", type=float, default=None, metavar="S",
                    help="the server's --heartbeat: check stream heartbeats (waits ~3 S)")

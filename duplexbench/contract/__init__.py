@@ -3,7 +3,8 @@
 Everything here is pure code (no sockets, no event loop), tested on its own.
 The HTTP surface (paths, parameters, status codes) is in :mod:`.http`, the
 message envelope in :mod:`.envelope`, and each transport's framing in its own
-module (:mod:`.longpoll`, :mod:`.sse`, :mod:`.ndjson`, :mod:`.websocket`).
+module (:mod:`.longpoll`, :mod:`.sse`, :mod:`.ndjson`, :mod:`.websocket`, and
+:mod:`.tcp`: plain TCP lines, the floor under the others).
 Epochs, cursors and the reset object are in :mod:`.cursor`, the Origin policy in
 :mod:`.origin`.
 """

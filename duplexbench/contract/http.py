@@ -33,12 +33,14 @@ MAX_POLL_TIMEOUT_S = 120.0
 
 
 class Transport(str, enum.Enum):
-    """What a load generator measures; ``sse`` and ``ndjson`` share /stream."""
+    """What a load generator measures; ``sse`` and ``ndjson`` share /stream; ``tcp`` is a
+    listener of its own (plain TCP lines, :mod:`.tcp`), its port in /healthz ``tcp_port``."""
 
     LONGPOLL = "longpoll"
     SSE = "sse"
     NDJSON = "ndjson"
     WEBSOCKET = "websocket"
+    TCP = "tcp"
 
     @property
     def server_mount(self) -> str:

@@ -122,6 +122,12 @@ def decode_publish(text: str | bytes) -> tuple[str, int | None]:
         raise ContractError(f"publish frame is not JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), str):
         raise ContractError('publish frame must be {"data": "...", "ts": NS}')
+    if ("\\u" in text) if isinstance(text, str) else (b"\\u" in text):
+        # Only a \u escape can smuggle in a lone surrogate, which no UTF-8 envelope can carry.
+        try:
+            obj["data"].encode()
+        except UnicodeEncodeError:
+            raise ContractError("publish frame data holds a lone surrogate escape: not UTF-8 text") from None
     ts = obj.get("ts")
     if ts is not None:
         if isinstance(ts, str) and ts.isascii() and ts.isdigit() and len(ts) <= 19:

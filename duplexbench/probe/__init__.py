@@ -15,7 +15,7 @@ import asyncio
 
 # Imported for their rules, in the order the rules are printed.
 from . import rules_http, rules_poll, rules_stream, rules_ws  # noqa: F401, I001
-from . import rules_origin  # noqa: F401, I001
+from . import rules_origin, rules_tcp  # noqa: F401, I001
 from . import rules_h2  # noqa: F401, I001  (only with --h2 / --h2c-url)
 from .core import RULES, Options, ProbeReport, Result, run_rules
 

@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Awaitable, Callable
 
-from .wire import BodyReader, Conn, Head, Response, Target, WireError, WSConn, ws_key
+from .wire import BodyReader, Conn, Head, Response, Target, TcpConn, WireError, WSConn, ws_key
 
 __all__ = [
     "Ctx", "Fail", "Options", "ProbeReport", "Result", "Rule", "RULES", "Skip",
     "check", "rule", "run_rules", "soon",
 ]
 
-TRANSPORTS = ("longpoll", "stream", "websocket")
+TRANSPORTS = ("longpoll", "stream", "websocket", "tcp")
 MOUNT_PATHS = {"longpoll": "/poll", "stream": "/stream", "websocket": "/ws"}
+#: What says a transport is mounted (HTTP ones: not 404; tcp: /healthz names its port).
+MOUNT_WHERE = {**MOUNT_PATHS, "tcp": "/healthz tcp_port"}
 EPOCH_RE = re.compile(r"[a-z0-9]{1,16}")
 
 
@@ -142,11 +144,12 @@ class Ctx:
     """What a rule may use: the server, its epoch, fresh topics, request helpers."""
 
     def __init__(self, target: Target, options: Options, epoch: str | None,
-                 mounted: tuple[str, ...]) -> None:
+                 mounted: tuple[str, ...], tcp_port: int | None = None) -> None:
         self.target = target
         self.options = options
         self.epoch = epoch
         self.mounted = mounted
+        self.tcp_port = tcp_port  # the plain-TCP listener's (/healthz tcp_port), if any
         self._conns: list[Conn] = []
         self._run = os.urandom(3).hex()
         self._count = 0
@@ -202,6 +205,17 @@ class Ctx:
         for i in range(count):
             seq = await self.publish(topic, f"{data}{i}")
         return seq
+
+    # -- plain TCP ----------------------------------------------------------
+    async def tcp(self, first: bytes = b"") -> TcpConn:
+        """A connection to the TCP listener; ``first`` (a subscribe line) is sent at once."""
+        if not self.tcp_port:
+            raise Fail("GET /healthz names the TCP listener", '"tcp_port": N', "none")
+        conn = await TcpConn.open_tcp(self.target, self.tcp_port)
+        self._conns.append(conn)
+        if first:
+            conn.send_raw(first)
+        return conn
 
     # -- WebSocket ----------------------------------------------------------
     def ws_headers(self, key: str | None = None, **extra: str) -> dict:
@@ -261,16 +275,19 @@ def expect_error(resp: Response, status: int | tuple[int, ...], what: str) -> di
     return obj
 
 
-async def _discover(target: Target, options: Options) -> tuple[str | None, tuple[str, ...]]:
+async def _discover(target: Target, options: Options) -> tuple[str | None, tuple[str, ...], int | None]:
     ctx = Ctx(target, options, None, ())
     try:
         health = await ctx.request("GET", "/healthz")
-        epoch = None
+        epoch = tcp_port = None
         if health.status == 200:
             try:
                 obj = json.loads(health.body)
                 value = obj.get("epoch") if isinstance(obj, dict) else None
                 epoch = value if isinstance(value, str) and EPOCH_RE.fullmatch(value) else None
+                port = obj.get("tcp_port") if isinstance(obj, dict) else None
+                if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+                    tcp_port = port
             except ValueError:
                 pass
         mounted = []
@@ -283,21 +300,24 @@ async def _discover(target: Target, options: Options) -> tuple[str | None, tuple
             conn.close()
             if head.status != 404:
                 mounted.append(transport)
-        return epoch, tuple(mounted)
+        if tcp_port is not None and (not options.transports or "tcp" in options.transports):
+            mounted.append("tcp")
+        return epoch, tuple(mounted), tcp_port
     finally:
         ctx.close_all()
 
 
-async def _run_one(r: Rule, target: Target, options: Options, epoch, mounted, sem) -> Result:
+async def _run_one(r: Rule, target: Target, options: Options, epoch, mounted, sem,
+                   tcp_port: int | None = None) -> Result:
     if r.transport and r.transport not in mounted:
         why = "not selected" if options.transports and r.transport not in options.transports \
-            else f"{MOUNT_PATHS[r.transport]} not mounted (404)"
+            else f"{MOUNT_WHERE[r.transport]} not mounted" + (" (404)" if r.transport in MOUNT_PATHS else "")
         return Result(r, "skip", f"{r.transport}: {why}")
     if r.needs and getattr(options, r.needs) in (None, ""):
         flag = "--" + r.needs.replace("_s", "").replace("_", "-")
         return Result(r, "skip", f"needs {flag} (what the server was started with)")
     async with sem:
-        ctx = Ctx(target, options, epoch, mounted)
+        ctx = Ctx(target, options, epoch, mounted, tcp_port)
         started = time.monotonic()
         limit = r.timeout_s or options.rule_timeout_s
         try:
@@ -335,8 +355,9 @@ async def run_rules(options: Options, rules: list[Rule] | None = None) -> ProbeR
     """Discover the server (epoch, mounted transports), then run every selected rule."""
     target = Target.parse(options.url, options.ca_file)
     started = time.monotonic()
-    epoch, mounted = await _discover(target, options)
+    epoch, mounted, tcp_port = await _discover(target, options)
     sem = asyncio.Semaphore(max(1, options.concurrency))
     chosen = select(RULES if rules is None else rules, options)
-    results = await asyncio.gather(*[_run_one(r, target, options, epoch, mounted, sem) for r in chosen])
+    results = await asyncio.gather(*[_run_one(r, target, options, epoch, mounted, sem, tcp_port)
+                                     for r in chosen])
     return ProbeReport(options.url, epoch, mounted, list(results), time.monotonic() - started)

@@ -6,7 +6,8 @@ to send what no well-behaved client library would (a bad ``Sec-WebSocket-Key``,
 a malformed request line, an empty ``Last-Event-ID``). So
 this is a small client over ``asyncio`` streams: one request per connection,
 ``Connection: close`` unless the caller streams, chunked bodies decoded
-incrementally, WebSocket frames from :mod:`duplexbench.contract.websocket`.
+incrementally, WebSocket frames from :mod:`duplexbench.contract.websocket`,
+and plain-TCP lines (:class:`TcpConn`, :mod:`duplexbench.contract.tcp`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ..contract.websocket import OP_CLOSE, encode_frame, parse_frame
 
-__all__ = ["BodyReader", "Conn", "Head", "Response", "Target", "WSConn", "WireError", "ws_key"]
+__all__ = ["BodyReader", "Conn", "Head", "Response", "Target", "TcpConn", "WSConn", "WireError", "ws_key"]
 
 #: A response head larger than this is not an answer the probe understands.
 MAX_HEAD = 64 * 1024
@@ -259,6 +260,42 @@ class BodyReader:
             parts.append(piece)
         return b"".join(parts)
 
+
+
+class TcpConn(Conn):
+    """A connection to the plain-TCP listener (``port``, TLS when the target is https):
+    raw bytes out, ``\n``-terminated lines in."""
+
+    @classmethod
+    async def open_tcp(cls, target: Target, port: int) -> "TcpConn":
+        reader, writer = await asyncio.open_connection(
+            target.host, port, ssl=target.ssl,
+            server_hostname=target.host if target.ssl else None, limit=1 << 22,
+        )
+        return cls(target, reader, writer)
+
+    async def tcp_line(self) -> bytes:
+        """The next line, with its ``\n`` (blank ones too)."""
+        while b"\n" not in self.buffer:
+            try:
+                self.buffer += await self._more()
+            except WireError:
+                raise WireError(f"connection closed before a complete line (got {self.buffer[:80]!r})")
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    async def until_closed(self, timeout: float) -> tuple[bytes, bool]:
+        """(everything until the server closes, whether it did within ``timeout``)."""
+        data, self.buffer = self.buffer, b""
+        try:
+            async with asyncio.timeout(timeout):
+                while chunk := await self.reader.read(65536):
+                    data += chunk
+            return data, True
+        except (TimeoutError, asyncio.TimeoutError):
+            return data, False
+        except (ConnectionError, ssl.SSLError):
+            return data, True
 
 
 def ws_key() -> str:

@@ -87,7 +87,7 @@ function createListeners(handlers) {
 
 // Listen on every listener, then print the one start-up line:
 // `duplexbench server listening on http(s)://H:P (transports: ...[; http2: h2 via ALPN][; h2c http://H:Q])`.
-function listenAll(servers, transports) {
+function listenAll(servers, transports, also = '') {
   const host = OPT.host.includes(':') ? `[${OPT.host}]` : OPT.host;
   const ports = [OPT.port, OPT['h2c-port']];
   let pending = servers.length;
@@ -97,7 +97,7 @@ function listenAll(servers, transports) {
     const notes = [`transports: ${transports.join(', ')}`];
     if (OPT['tls-cert'] && OPT.http2) notes.push('http2: h2 via ALPN');
     if (servers[1]) notes.push(`h2c http://${host}:${servers[1].address().port}`);
-    process.stdout.write(`duplexbench server listening on ${scheme}://${host}:${servers[0].address().port} (${notes.join('; ')})\n`);
+    process.stdout.write(`duplexbench server listening on ${scheme}://${host}:${servers[0].address().port}${also} (${notes.join('; ')})\n`);
   }));
 }
 

@@ -1,6 +1,7 @@
 // The hub of the Node reference: topics, retention, cursors, framing once per transport,
 // subscribers whose queue is their socket's write buffer, and the synchronous fan-out.
-// Pure bookkeeping plus writes to the sockets handed in; HTTP and WebSocket are server.js's.
+// Pure bookkeeping plus writes to the sockets handed in; HTTP and WebSocket are server.js's,
+// plain TCP is tcp.js's.
 'use strict';
 
 const crypto = require('node:crypto');
@@ -21,9 +22,17 @@ const TS_LIMIT = 1n << 63n;
 let clock = Date.now();
 const tickClock = () => (clock = Date.now());
 
+// DUPLEXBENCH_INJECT_CPU_US: CPU spent per delivered message, a busy-wait on the monotonic
+// clock (a timer would cost nothing), wherever a delivery is written.
+const CPU_NS = BigInt(OPT['inject-cpu-us']) * 1000n;
+function burn(ns) {
+  const end = process.hrtime.bigint() + ns;
+  while (process.hrtime.bigint() < end);
+}
+
 // ---------------------------------------------------------------- metrics
 
-const LABELS = ['longpoll', 'sse', 'ndjson', 'websocket', 'publish', 'other'];
+const LABELS = ['longpoll', 'sse', 'ndjson', 'websocket', 'tcp', 'publish', 'other'];
 const counters = () => Object.fromEntries(LABELS.map((l) => [l, 0]));
 const metrics = { open: counters(), requests: counters(), published: 0, delivered: counters(), bytes: counters(), slow: counters() };
 
@@ -64,7 +73,7 @@ class Topic {
     this.head = 0;
     this.last = 0; // seq of the newest message ever published
     this.bytes = 0;
-    this.subs = { websocket: new Set(), sse: new Set(), ndjson: new Set() };
+    this.subs = { websocket: new Set(), sse: new Set(), ndjson: new Set(), tcp: new Set() };
     this.polls = new Set(); // held long polls, answered by the next publish
     this.full = 0; // subscribers whose queue is full: publishers wait while > 0
     this.writableWaiters = [];
@@ -87,7 +96,7 @@ class Topic {
     const i = this.head + (first - this.oldest);
     return this.msgs.slice(i, Math.min(this.msgs.length, i + limit));
   }
-  idle() { return this.last === 0 && this.polls.size === 0 && !this.subs.websocket.size && !this.subs.sse.size && !this.subs.ndjson.size; }
+  idle() { return this.last === 0 && this.polls.size === 0 && !this.subs.websocket.size && !this.subs.sse.size && !this.subs.ndjson.size && !this.subs.tcp.size; }
   whenWritable() { return this.full === 0 ? null : new Promise((resolve) => this.writableWaiters.push(resolve)); }
   releasePublishers() {
     if (this.full > 0) return;
@@ -164,12 +173,14 @@ const NL = Buffer.from('\n');
 const NL2 = Buffer.from('\n\n');
 const sseEvent = (msg) => Buffer.concat([Buffer.from(`id: ${EPOCH}-${msg.seq}\ndata: `), msg.body, NL2]);
 const ndjsonLine = (msg) => Buffer.concat([msg.body, NL]);
-// The transport's own framing of a message (what an HTTP/2 stream or a WebSocket carries).
-const FRAMERS = { websocket: (msg) => wsFrame(msg.body), sse: sseEvent, ndjson: ndjsonLine };
-// Which kinds are chunked when the connection is HTTP/1.1 (a WebSocket frame never is).
-const CHUNKED = { websocket: false, sse: true, ndjson: true };
-const HB_BODY = { sse: Buffer.from(': hb\n\n'), ndjson: NL };
-const HEARTBEATS = { sse: chunk(HB_BODY.sse), ndjson: chunk(NL) }; // HTTP/1.1
+const tcpLine = (msg) => Buffer.concat([msg.body, NL]); // plain TCP: the envelope and a newline
+// The transport's own framing of a message (what an HTTP/2 stream, a WebSocket or a TCP
+// connection carries).
+const FRAMERS = { websocket: (msg) => wsFrame(msg.body), sse: sseEvent, ndjson: ndjsonLine, tcp: tcpLine };
+// Which kinds are chunked when the connection is HTTP/1.1 (a WebSocket frame or a TCP line never is).
+const CHUNKED = { websocket: false, sse: true, ndjson: true, tcp: false };
+const HB_BODY = { sse: Buffer.from(': hb\n\n'), ndjson: NL, tcp: NL };
+const HEARTBEATS = { sse: chunk(HB_BODY.sse), ndjson: chunk(NL), tcp: NL }; // HTTP/1.1 (and TCP)
 const HEARTBEATS_H2 = HB_BODY; // HTTP/2: the bare heartbeat in a DATA frame
 
 // ---------------------------------------------------------------- subscriber connections
@@ -192,6 +203,7 @@ class Subscriber {
   }
   send(buf) {
     if (!this.open) return;
+    if (CPU_NS) burn(CPU_NS);
     const ok = this.out.write(buf);
     this.lastWrite = clock;
     metrics.delivered[this.kind]++;
@@ -237,7 +249,9 @@ function subscribe(topic, kind, out, drop, start, preamble, h2 = false) {
   // synchronous step, so nothing is missed or doubled; it does not count against the queue.
   const frame = sub.chunked ? (msg) => chunk(FRAMERS[kind](msg)) : FRAMERS[kind];
   const parts = preamble ? [sub.chunked ? chunk(preamble) : preamble] : [];
-  for (const msg of topic.after(start, Infinity)) parts.push(frame(msg));
+  const backlog = topic.after(start, Infinity);
+  for (const msg of backlog) parts.push(frame(msg));
+  if (CPU_NS && backlog.length) burn(CPU_NS * BigInt(backlog.length));
   if (parts.length) out.write(parts.length === 1 ? parts[0] : Buffer.concat(parts));
   topic.subs[kind].add(sub);
   metrics.open[kind]++;
@@ -251,7 +265,7 @@ function publish(topic, data, ts) {
   const msg = { seq, body: encodeEnvelope(seq, topic, ts === null ? nowNs() : ts, data) };
   topic.append(msg);
   metrics.published++;
-  for (const kind of ['websocket', 'sse', 'ndjson']) {
+  for (const kind of ['websocket', 'sse', 'ndjson', 'tcp']) {
     const subs = topic.subs[kind];
     if (subs.size === 0) continue;
     // Framed once per wire form (bare, or an HTTP/1.1 chunk of it), written to every subscriber.
@@ -283,6 +297,8 @@ function decodePublish(text) {
   let obj;
   try { obj = JSON.parse(text); } catch (err) { throw new Error(`publish frame is not JSON: ${err.message}`.slice(0, 120)); }
   if (!obj || typeof obj !== 'object' || Array.isArray(obj) || typeof obj.data !== 'string') throw new Error('publish frame must be {"data": "...", "ts": NS}');
+  // A \u escape can smuggle in a lone surrogate, which no UTF-8 envelope can carry.
+  if (!obj.data.isWellFormed()) throw new Error('publish frame data holds a lone surrogate escape: not UTF-8 text');
   let ts = null;
   if (typeof obj.ts === 'string') ts = obj.ts;
   else if (typeof obj.ts === 'number') ts = topLevelNumberText(text, 'ts');
@@ -315,7 +331,7 @@ function topLevelNumberText(text, key) {
 }
 
 module.exports = {
-  EPOCH, HttpError, Subscriber, TS_LIMIT, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
+  CPU_NS, EPOCH, HttpError, Subscriber, TS_LIMIT, bad, burn, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now: () => clock, parseTs, publish, publishWhenWritable, quote, renderMetrics,
   resolveCursor, subscribe, tickClock, topics, wsFrame, chunk,
 };

@@ -4,9 +4,9 @@
 
 // ---------------------------------------------------------------- options
 
-const TRANSPORTS = ['longpoll', 'stream', 'websocket'];
+const TRANSPORTS = ['longpoll', 'stream', 'websocket', 'tcp'];
 const DEFAULTS = {
-  transport: 'all', host: '127.0.0.1', port: 8080, retention: 10000,
+  transport: 'all', host: '127.0.0.1', port: 8080, 'tcp-port': null, retention: 10000,
   'retention-bytes': 64 * 1024 * 1024, 'max-topics': 100000, 'queue-limit': 1000,
   'max-payload': 1024 * 1024, heartbeat: 15, 'ping-interval': 20, 'ping-timeout': 20,
   'poll-timeout-cap': 120, 'max-batch': 10000, 'shutdown-timeout': 5, 'slow-grace': 2,
@@ -46,6 +46,11 @@ function parseOptions(argv) {
     if (!Number.isInteger(n) || n < low || (name === 'port' && n > 65535)) usageExit(`--${name} ${opts[name]}: expected an integer >= ${low}`);
     opts[name] = n;
   }
+  if (opts['tcp-port'] !== null) { // given: the plain-TCP listener runs, beside any --transport
+    const n = Number(opts['tcp-port']);
+    if (!/^\d+$/.test(String(opts['tcp-port'])) || n > 65535) usageExit(`--tcp-port ${opts['tcp-port']}: expected 0-65535 (0 picks a free port)`);
+    opts['tcp-port'] = n;
+  }
   for (const name of SECONDS) {
     const n = Number(opts[name]);
     if (!Number.isFinite(n) || n <= 0) usageExit(`--${name} ${opts[name]}: expected a positive number of seconds`);
@@ -61,12 +66,16 @@ function parseOptions(argv) {
   // HTTP/1.1 and h2c on one cleartext port).
   if (opts.http2 && !opts['tls-cert']) usageExit('--http2 needs --tls-cert/--tls-key (HTTP/2 via ALPN); for cleartext HTTP/2 give --h2c-port');
   if (opts.transport !== 'all' && !TRANSPORTS.includes(opts.transport)) usageExit(`--transport ${opts.transport}: expected one of ${TRANSPORTS.join(', ')}, all`);
-  // The injected regressions of the regression gate are a Python-server feature: refusing
-  // them is better than silently measuring an un-injected server.
+  // The delay and pad regressions of the regression gate are a Python-server feature:
+  // refusing them is better than silently measuring an un-injected server.
   for (const env of ['DUPLEXBENCH_INJECT_DELAY_MS', 'DUPLEXBENCH_INJECT_PAD_BYTES']) {
     const v = (process.env[env] || '').trim();
     if (v && Number(v) !== 0) usageExit(`${env}=${v}: injected regressions are not supported by the Node reference`);
   }
+  // CPU per delivered message (a busy-wait, hub.js burn), as python -m servers does.
+  const cpu = (process.env.DUPLEXBENCH_INJECT_CPU_US || '').trim() || '0';
+  if (!/^\d{1,7}$/.test(cpu) || Number(cpu) > 1000000) usageExit(`DUPLEXBENCH_INJECT_CPU_US=${cpu}: expected an integer 0-1000000 (microseconds)`);
+  opts['inject-cpu-us'] = Number(cpu);
   return opts;
 }
 

@@ -11,9 +11,10 @@
 // is its socket's write buffer, so the slow-consumer policy counts the messages
 // written while that buffer is above its high-water mark (write() returned false).
 //
-// Usage: node server.js [--host H] [--port 0] [--transport all] [--retention N] ...
+// Usage: node server.js [--host H] [--port 0] [--transport all] [--tcp-port 0] [--retention N] ...
 //        [--tls-cert F --tls-key F [--http2]] [--h2c-port P]
-// The first stdout line is `duplexbench server listening on http://H:P (transports: ...)`.
+// The first stdout line is `duplexbench server listening on http://H:P (transports: ...)`,
+// with ` and tcp://H:TP` before the parenthesis when the plain-TCP listener (tcp.js) runs.
 'use strict';
 
 const http = require('node:http');
@@ -21,12 +22,14 @@ const { WebSocketServer } = require('ws');
 const OPT = require('./options');
 const { acceptWebSocket, closeSessions, createListeners, listenAll, requestOrigin, sockets } = require('./h2');
 const {
-  EPOCH, HttpError, bad, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
+  CPU_NS, EPOCH, HttpError, bad, burn, checkTopic, decodePublish, forgetIfIdle, getTopic, hooks,
   metrics, nowNs, now, parseTs, publish, publishWhenWritable, quote, renderMetrics, resolveCursor,
   subscribe, tickClock, topics, wsFrame,
 } = require('./hub');
+const tcp = require('./tcp');
 
-const MOUNTED = OPT.transport === 'all' ? OPT.TRANSPORTS : [OPT.transport];
+const MOUNTED = OPT.transport === 'all' ? [...OPT.TRANSPORTS] : [OPT.transport];
+if (OPT['tcp-port'] !== null && !MOUNTED.includes('tcp')) MOUNTED.push('tcp'); // --tcp-port adds it
 const ALLOW_ANY_ORIGIN = OPT['allow-origin'].includes('*');
 const ALLOWED_ORIGINS = new Set(OPT['allow-origin']);
 const streamSubs = new Set(); // for heartbeats
@@ -96,7 +99,7 @@ function onRequest(req, res) {
       case '/ws': routeCheck(req.method, path, ['GET']); metrics.requests.websocket++;
         throw bad('expected a WebSocket upgrade (Upgrade: websocket)');
       case '/healthz': routeCheck(req.method, path, ['GET', 'HEAD']); metrics.requests.other++;
-        return sendJson(res, 200, { status: 'ok', transports: MOUNTED, inject: { delay_ms: 0, pad_bytes: 0 }, pid: process.pid, epoch: EPOCH, stack: 'node' });
+        return sendJson(res, 200, { status: 'ok', transports: MOUNTED, inject: { delay_ms: 0, pad_bytes: 0, cpu_us: OPT['inject-cpu-us'] }, pid: process.pid, epoch: EPOCH, tcp_port: tcp.port(), stack: 'node' });
       case '/metrics': routeCheck(req.method, path, ['GET', 'HEAD']); metrics.requests.other++;
         return sendBody(res, 200, Buffer.from(renderMetrics()), 'text/plain; version=0.0.4; charset=utf-8', headersFor(NO_CORS, {}));
       default: routeCheck(req.method, path, []);
@@ -187,6 +190,7 @@ function releasePoll(held) {
 function answerPoll(res, batch, headers, body) {
   if (!batch.length) { res.writeHead(204, headers); return res.end(); }
   body = body || encodeBatch(batch);
+  if (CPU_NS) burn(CPU_NS * BigInt(batch.length)); // DUPLEXBENCH_INJECT_CPU_US, per message
   metrics.delivered.longpoll += batch.length;
   metrics.bytes.longpoll += body.length;
   sendBody(res, 200, body, 'application/json', headers);
@@ -360,7 +364,7 @@ const TICK_MS = Math.max(20, Math.min(1000, OPT.heartbeat * 250, OPT['ping-inter
 setInterval(() => {
   const clock = tickClock();
   const silence = OPT.heartbeat * 1000;
-  for (const sub of streamSubs) {
+  for (const sub of [...streamSubs, ...tcp.subs]) {
     if (sub.open && !sub.blocked && clock - sub.lastWrite >= silence) {
       const hb = sub.heartbeat;
       sub.out.write(hb);
@@ -380,9 +384,12 @@ setInterval(() => {
 // ---------------------------------------------------------------- server, shutdown
 
 let closing = false;
-// --port (HTTP/1.1; with --tls-cert HTTPS; with --http2 also h2 via ALPN) and --h2c-port.
+// --port (HTTP/1.1; with --tls-cert HTTPS; with --http2 also h2 via ALPN) and --h2c-port;
+// --tcp-port (tcp.js) first, so the start-up line can name it.
 const servers = createListeners({ request: onRequest, upgrade: onUpgrade, connect: onConnect });
-listenAll(servers, MOUNTED);
+const shownHost = OPT.host.includes(':') ? `[${OPT.host}]` : OPT.host;
+if (MOUNTED.includes('tcp')) tcp.listen(OPT.host, OPT['tcp-port'] || 0, (port) => listenAll(servers, MOUNTED, ` and tcp://${shownHost}:${port}`));
+else listenAll(servers, MOUNTED, '');
 
 // Graceful: stop accepting and reading publishes; everything already published is in the
 // subscribers' socket buffers (fan-out is synchronous), so ending streams, answering held
@@ -399,11 +406,12 @@ function shutdown() {
   for (const state of webSockets) {
     if (state.sub) state.sub.close('shutdown'); else state.ws.close(1001, 'server shutdown');
   }
+  tcp.shutdown();
   const deadline = Date.now() + OPT['shutdown-timeout'] * 1000;
   closeSessions(); // HTTP/2: GOAWAY; open streams end as above
   setInterval(() => {
     for (const server of servers) if (server.closeIdleConnections) server.closeIdleConnections();
-    if (sockets.size === 0 || Date.now() > deadline) process.exit(0);
+    if ((sockets.size === 0 && tcp.openSockets() === 0) || Date.now() > deadline) process.exit(0);
   }, 20);
 }
 process.on('SIGTERM', shutdown);

@@ -3,7 +3,8 @@
 A breakage is a request/response middleware put in front of the real app, or
 a patch of the aiohttp class the servers write through (prepare / write /
 WebSocket frames), so it breaks the *behaviour* whatever the servers' code
-looks like inside. Each breakage names the rules that must then fail.
+looks like inside. The plain-TCP listener's breakages are in _broken_tcp.py.
+Each breakage names the rules that must then fail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from aiohttp import WSMsgType, http_websocket, web, web_ws
 
 from servers.app import make_app
 from servers.config import parse_config
+
+from ._broken_tcp import TCP_BREAKAGES
 
 __all__ = ["ALLOWED", "BREAKAGES", "HEARTBEAT_S", "RETENTION", "ok_200_in_thread", "ok_200_server",
            "real_server"]
@@ -480,4 +483,4 @@ BREAKAGES = [
      [f"origin.{k}.{p}" for k in ("same", "cors") for p in ORIGIN_PATHS]),
     ("no-cors-headers", _b_no_cors_headers,
      [f"origin.preflight.{p}" for p in ORIGIN_PATHS] + [f"origin.cors.{p}" for p in ORIGIN_PATHS if p != "ws"]),
-]
+] + TCP_BREAKAGES  # tests/probe/_broken_tcp.py: the plain-TCP listener's

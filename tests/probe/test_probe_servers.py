@@ -22,21 +22,22 @@ def test_every_rule_passes_against_servers_all(start_server) -> None:
     # (tests/proxies/test_nginx_h2.py) and on the Node reference (tests/node/test_node_h2.py).
     report = probe(Options(server.url, heartbeat_s=0.5, retention=12, allowed_origin=ALLOWED,
                            rule_timeout_s=scaled(5), skip=("h2*",)))
-    assert report.mounted == ("longpoll", "stream", "websocket")
+    assert report.mounted == ("longpoll", "stream", "websocket", "tcp")
     assert report.ok, format_report(report)
     assert [r.rule.id for r in report.results if r.status != "pass"] == []
     assert len(report.results) == len([r for r in RULES if not r.id.startswith("h2")])
     assert report.elapsed_s < scaled(20)
 
 
-@pytest.mark.parametrize("transport", ["longpoll", "stream", "websocket"])
+@pytest.mark.parametrize("transport", ["longpoll", "stream", "websocket", "tcp"])
 def test_unmounted_transports_are_skipped(start_server, transport) -> None:
     server = start_server(transport, args=SERVER_ARGS)
-    report = probe(Options(server.url, only=("poll.batch", "sse.headers-first", "ws.ping", "health.ok"),
-                           rule_timeout_s=scaled(5)))
+    report = probe(Options(server.url, only=("poll.batch", "sse.headers-first", "ws.ping", "tcp.lines",
+                                             "health.ok"), rule_timeout_s=scaled(5)))
     assert report.mounted == (transport,)
     status = {r.rule.id: r.status for r in report.results}
-    mine = {"longpoll": "poll.batch", "stream": "sse.headers-first", "websocket": "ws.ping"}[transport]
+    mine = {"longpoll": "poll.batch", "stream": "sse.headers-first", "websocket": "ws.ping",
+            "tcp": "tcp.lines"}[transport]
     assert status.pop(mine) == "pass" and status.pop("health.ok") == "pass"
     assert set(status.values()) == {"skip"}
 

@@ -31,7 +31,7 @@ def test_every_rule_passes_against_two_workers(start_server, redis_url, run) -> 
     # HTTP/2 is nginx's or the Node reference's (tests/proxies, tests/node), not aiohttp's
     report = probe(Options(server.url, heartbeat_s=0.5, retention=12, allowed_origin=ALLOWED,
                            rule_timeout_s=scaled(5), skip=("h2*",)))
-    assert report.mounted == ("longpoll", "stream", "websocket")
+    assert report.mounted == ("longpoll", "stream", "websocket", "tcp")
     assert report.ok, format_report(report)
     assert [r.rule.id for r in report.results if r.status != "pass"] == []
     assert len(report.results) == len([r for r in RULES if not r.id.startswith("h2")])

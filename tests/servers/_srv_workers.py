@@ -90,5 +90,5 @@ def open_connections(url: str, workers: int = 2) -> dict[int, dict[str, float]]:
     out = {}
     for pid, m in scrape_workers(url, workers, timeout=scaled(10)).items():
         out[pid] = {t: m.value("connections_open", f'transport="{t}"')
-                    for t in ("longpoll", "sse", "ndjson", "websocket")}
+                    for t in ("longpoll", "sse", "ndjson", "websocket", "tcp")}
     return out

@@ -13,13 +13,14 @@ from _timeouts import scaled
 from servers.__main__ import main
 
 LINE = re.compile(
-    r"^duplexbench server listening on http://127\.0\.0\.1:(\d+) \(transports: ([a-z, ]+)\)$"
+    r"^duplexbench server listening on http://127\.0\.0\.1:(\d+)"
+    r"(?: and tcp://127\.0\.0\.1:\d+)? \(transports: ([a-z, ]+)\)$"
 )
 
 
 @pytest.mark.parametrize(
     "transport,mounted",
-    [("all", "longpoll, stream, websocket"), ("longpoll", "longpoll"), ("stream", "stream"),
+    [("all", "longpoll, stream, websocket, tcp"), ("longpoll", "longpoll"), ("stream", "stream"),
      ("websocket", "websocket")],
 )
 def test_first_line_and_mounts(start_server, transport, mounted):

@@ -32,8 +32,9 @@ def test_healthz(srv):
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     health = json.loads(body)
     assert health["status"] == "ok"
-    assert health["transports"] == ["longpoll", "stream", "websocket"]
-    assert health["inject"] == {"delay_ms": 0.0, "pad_bytes": 0}
+    assert health["transports"] == ["longpoll", "stream", "websocket", "tcp"]
+    assert health["inject"] == {"delay_ms": 0.0, "pad_bytes": 0, "cpu_us": 0}
+    assert isinstance(health["tcp_port"], int)
     assert health["pid"] == srv.pid
     assert re.fullmatch(r"[a-z0-9]{1,16}", health["epoch"])
     assert headers["Duplexbench-Epoch"] == health["epoch"]

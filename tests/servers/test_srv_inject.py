@@ -20,7 +20,8 @@ from duplexbench.contract.longpoll import decode_batch
 
 def test_pad_grows_every_envelope_by_exactly_n(start_server):
     server = start_server("all", env={"DUPLEXBENCH_INJECT_PAD_BYTES": "50"})
-    assert json.loads(http(server.url + "/healthz")[2])["inject"] == {"delay_ms": 0.0, "pad_bytes": 50}
+    assert json.loads(http(server.url + "/healthz")[2])["inject"] == {"delay_ms": 0.0, "pad_bytes": 50,
+                                                                  "cpu_us": 0}
 
     async def run():
         url = server.url.replace("http://", "ws://")

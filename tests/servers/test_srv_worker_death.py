@@ -38,7 +38,8 @@ def srv(redis_proc):
 
 @pytest.mark.parametrize("transport", list(SUBSCRIBERS))
 def test_killed_worker_clients_resume_elsewhere_without_loss(srv, transport):
-    label = {"longpoll": "longpoll", "sse": "sse", "ndjson": "ndjson", "websocket": "websocket"}[transport]
+    label = {"longpoll": "longpoll", "sse": "sse", "ndjson": "ndjson", "websocket": "websocket",
+             "tcp": "tcp"}[transport]
     topic = f"death-{transport}"
     workers = wait_workers(srv)
 

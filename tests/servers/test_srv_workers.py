@@ -261,7 +261,7 @@ def test_broker_data_loss_is_a_new_epoch_and_a_reset(redis_proc, start_server):
 
 def test_one_process_server_is_unchanged(start_server):
     server = start_server("all")
-    assert list(health(server.url)) == ["status", "transports", "inject", "pid", "epoch"]
+    assert list(health(server.url)) == ["status", "transports", "inject", "pid", "epoch", "tcp_port"]
     text = http(server.url + "/metrics")[2].decode()
     assert "worker_info" not in text and "duplexbench_broker_" not in text
     assert "workers:" not in server.output[0]
