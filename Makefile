@@ -33,7 +33,7 @@ PARTS = @$(PY) -m duplexbench doctor --install
 # when its package files change.
 NODE_STAMP := servers/node/node_modules/.package-lock.json
 
-.PHONY: install setup node-modules doctor bench reproduce report test notebook ci-bench baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
+.PHONY: install setup node-modules doctor bench reproduce report test notebook ci-bench gate-power baseline capacity capacity-subscribers c10k engines floor claims soak faults scaleout fuzz node stacks clean help
 
 help:
 	@echo "make bench      run scenarios/quick.toml on all transports, print the table, write the report"
@@ -44,6 +44,7 @@ help:
 	@echo "make notebook   open notebooks/analysis.ipynb in Jupyter Lab"
 	@echo "make ci-bench BASE=origin/main   A/B gate: BASE's and this tree's servers interleaved (exit 1 on regression)"
 	@echo "make ci-bench   run scenarios/ci.toml and compare with $(BASELINE) (exit 1 on regression)"
+	@echo "make gate-power how often the A/B gate flags known injected changes (GATE_POWER_RUNS rounds, resumable)"
 	@echo "make baseline   refresh $(BASELINE) from a fresh ci run"
 	@echo "make capacity   highest delivery rate per transport with p99 under 100 ms"
 	@echo "make engines    native engine vs Locust: client CPU per 1,000 delivered messages;"
@@ -108,6 +109,15 @@ else
 	$(PY) -m duplexbench run scenarios/ci.toml --out results/ci-current --no-report
 	$(PY) -m duplexbench compare $(BASELINE) results/ci-current --markdown results/ci-current/compare.md $(COMPARE_FLAGS)
 endif
+
+# The A/B gate's measured power (docs/regression.md): GATE_POWER_RUNS rounds of A/A and known
+# injections (CPU, delay, pad) into GATE_POWER_OUT; resumes what is there. On a shared machine
+# one round per lock hold: GATE_POWER_FLAGS="--stop-after 1" in a loop around flock.
+GATE_POWER_RUNS ?= 10
+GATE_POWER_OUT ?= results/gate-power
+GATE_POWER_FLAGS ?=
+gate-power: install
+	$(PY) -m duplexbench gate-power --runs $(GATE_POWER_RUNS) --out $(GATE_POWER_OUT) --resume $(GATE_POWER_FLAGS)
 
 baseline: install
 	$(PARTS) --scenario scenarios/ci.toml

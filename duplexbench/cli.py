@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("duplexbench.commands.report", "write report.md / report.html for result directories"),
     "compare": ("duplexbench.commands.compare", "compare two runs; exit 1 on a regression"),
     "ab": ("duplexbench.commands.ab", "A/B gate: BASE's and this tree's servers, interleaved; exit 1 on a regression"),
+    "gate-power": ("duplexbench.commands.gate_power", "how often the A/B gate flags known injected changes (A/A, CPU, delay, pad)"),
     "capacity": ("duplexbench.commands.capacity", "highest sustained delivery rate with p99 < 100 ms"),
     "engines": ("duplexbench.commands.engines", "native engine vs Locust, client CPU per message"),
     "stacks": ("duplexbench.commands.stacks", "one scenario on the aiohttp servers and the Node reference"),

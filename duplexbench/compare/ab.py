@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +47,17 @@ from ..runner.target import SpawnedTarget, stop_server
 from ..scenario import Scenario
 
 __all__ = ["ABError", "DEFAULT_SCENARIO", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_OK",
-           "EXIT_REGRESSION", "Side", "base_tree", "failure_verdict", "repo_root",
-           "resolve_commit", "run_ab"]
+           "EXIT_REGRESSION", "INJECT_VARS", "MAX_CONSECUTIVE_FAILURES", "Side", "abba",
+           "base_tree", "failure_verdict", "interleave", "repo_root", "resolve_commit",
+           "run_ab", "side_session"]
 
 DEFAULT_SCENARIO = "scenarios/ab.toml"
 EXIT_OK, EXIT_REGRESSION, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: As in the runner: three failed points in a row mean a broken build, not load.
 MAX_CONSECUTIVE_FAILURES = 3
 #: Blank (= off) in the base servers' environment: an injected regression is the current one's.
-INJECT_VARS = ("DUPLEXBENCH_INJECT_DELAY_MS", "DUPLEXBENCH_INJECT_PAD_BYTES")
+INJECT_VARS = ("DUPLEXBENCH_INJECT_DELAY_MS", "DUPLEXBENCH_INJECT_PAD_BYTES",
+               "DUPLEXBENCH_INJECT_CPU_US")
 
 
 class ABError(Exception):
@@ -146,15 +148,23 @@ def check_base_servers(tree: Path, scenario: Scenario, short: str) -> None:
         stop_server(server)
 
 
-def _session(scenario: Scenario, out: Path, console: Console, role: str, argv: Sequence[str],
-             src: Path | None) -> Session:
+def side_session(scenario: Scenario, run_dir: Path, console: Console, *, command: str,
+                 argv: Sequence[str], env: dict[str, str] | None,
+                 src: Path | None = None) -> Session:
+    """One side's run: its own server (from ``src``, else this tree) with ``env``, pinned to
+    the server core, and this tree's load generator."""
     plan = procs.plan_affinity()
-    env = {v: "" for v in INJECT_VARS} if src is not None else None
     target = SpawnedTarget(args=scenario.server.to_args(), cpu=plan.server, env=env,
                            src=str(src) if src is not None else None)
-    return Session(scenario, out / role, console=console, command="ab", argv=argv,
+    return Session(scenario, run_dir, console=console, command=command, argv=argv,
                    target=target, loadgen_procs=scenario.engine_options.get("loadgen_procs"),
                    extensions=point_extensions(scenario))
+
+
+def _session(scenario: Scenario, out: Path, console: Console, role: str, argv: Sequence[str],
+             src: Path | None) -> Session:
+    env = {v: "" for v in INJECT_VARS} if src is not None else None
+    return side_session(scenario, out / role, console, command="ab", argv=argv, env=env, src=src)
 
 
 def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Console,
@@ -183,7 +193,7 @@ def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Co
             side.session.writer.meta["ab"] = {**info, "role": side.role}
         a.session.writer.meta["git"] = {"commit": commit, "dirty": False, "rev": base_rev}
         try:
-            stopped = _interleave(a, b, points, console)
+            stopped = interleave((a, b), points, console)
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: both runs say so, then go
             with procs.shielded(redeliver=False):
                 for side in (a, b):
@@ -199,15 +209,21 @@ def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Co
     return a, b, stopped
 
 
-def _interleave(a: Side, b: Side, points: Sequence, console: Console) -> str:
-    """Each point for A and B back to back, A first in even repeats; "" or why it stopped."""
+def abba(point, sides: Sequence[Side]) -> list[Side]:
+    """A first in even repeats, B first in odd ones (the A/B gate's order)."""
+    return list(sides) if point.repeat % 2 == 0 else list(reversed(sides))
+
+
+def interleave(sides: Sequence[Side], points: Sequence, console: Console,
+               order: Callable[[object, Sequence[Side]], list[Side]] = abba) -> str:
+    """Each point for every side back to back, in ``order(point, sides)``; "" or why it
+    stopped. Shared by the A/B gate (two sides, ABBA) and gate-power (a base and its cases)."""
     in_a_row = 0
-    total = 2 * len(points)
+    total = len(sides) * len(points)
     for number, point in enumerate(points):
-        order = (a, b) if point.repeat % 2 == 0 else (b, a)
-        for k, side in enumerate(order):
+        for k, side in enumerate(order(point, sides)):
             console.info(f"{side.name} ({side.role}):")
-            result = side.session.run_point(point, 2 * number + k + 1, total)
+            result = side.session.run_point(point, len(sides) * number + k + 1, total)
             in_a_row = 0 if result.measured else in_a_row + 1
         if in_a_row >= MAX_CONSECUTIVE_FAILURES:
             return f"stopped after {in_a_row} failed points in a row"

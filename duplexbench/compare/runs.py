@@ -32,8 +32,10 @@ from .comparable import ALWAYS_JUDGED, split_repeats
 from .metrics import KEY_COLUMNS, METRICS, PER_REQUEST_BYTES, MetricSpec
 from .model import MISSING, UNJUDGED, Comparison, InputError, Row
 from .notes import meta_notes, normalisation
+from .pairnoise import PairNoise, compare_pair_noise, compare_pooled_noise, pooled_pair_noise
 from .stats import (
     WORSE,
+    Verdict,
     compare_counts,
     compare_paired,
     compare_repeats,
@@ -172,12 +174,9 @@ def _apply_min_change(spec: MetricSpec, min_change: float | None) -> MetricSpec:
     return replace(spec, threshold=replace(spec.threshold, rel=min_change / 100.0))
 
 
-def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
-                   transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
-                   factor: float, paired: bool) -> tuple[list[Row], list[str]]:
-    """Rows for one load point, and notes (left-out repeats, tails not gated)."""
+def _split(b_all: pd.DataFrame, c_all: pd.DataFrame, paired: bool):
+    """The repeats that can carry a verdict; in paired mode only whole pairs, in repeat order."""
     split = split_repeats(b_all, c_all)
-    notes = [f"{transport} {label}: {n}" for n in split.notes]
     if paired and not split.why and "repeat" in b_all and "repeat" in c_all:
         # Pairs stay pairs: a repeat left out on one side takes its partner with it.
         common = set(split.base["repeat"]) & set(split.current["repeat"])
@@ -186,6 +185,76 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
                             current=split.current[split.current["repeat"].isin(common)].sort_values("repeat"))
         else:
             split = replace(split, why="no repeat pair comparable on both sides")
+    return split
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+
+def _pair_noise(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
+                specs: Sequence[MetricSpec]) -> dict[str, PairNoise]:
+    """Per metric judged against the pairs' noise: the spread of its pair log-ratios, pooled
+    over every judged point of the comparison (pairnoise.pooled_pair_noise)."""
+    noise = {}
+    for spec in specs:
+        if spec.paired_floor is None:
+            continue
+        groups = [(_column(b, spec.name), _column(c, spec.name)) for b, c in pairs
+                  if spec.name in b and spec.name in c]
+        noise[spec.name] = pooled_pair_noise(groups)
+    return noise
+
+
+def _noise_verdict(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
+                   noise: PairNoise, alpha: float, p_value: float | None = None) -> Verdict | None:
+    """The pair-noise verdict of one metric at one point, None when it has no pair."""
+    if spec.name not in b_rows or spec.name not in c_rows:
+        return None
+    b, c = _column(b_rows, spec.name), _column(c_rows, spec.name)
+    keep = np.isfinite(b) & np.isfinite(c) & (b > 0) & (c > 0)
+    if not keep.any():
+        return None
+    return compare_pair_noise(b[keep], c[keep], spec.paired_floor, noise, alpha, p_value)
+
+
+#: The transport column of a verdict over every point together.
+ALL_POINTS = "all"
+
+
+def _pooled_rows(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], specs: Sequence[MetricSpec],
+                 noise: dict[str, PairNoise], alpha: float) -> list[Row]:
+    """A/B mode: one gating row per pooled metric over every judged point (two or more)."""
+    rows = []
+    for spec in specs:
+        if not spec.pooled or spec.name not in noise:
+            continue
+        groups = []
+        for b, c in pairs:
+            if spec.name in b and spec.name in c:
+                bv, cv = _column(b, spec.name), _column(c, spec.name)
+                keep = np.isfinite(bv) & np.isfinite(cv) & (bv > 0) & (cv > 0)
+                if keep.any():
+                    groups.append((bv[keep], cv[keep]))
+        if len(groups) < 2:
+            continue
+        verdict = compare_pooled_noise(groups, spec.paired_floor, noise[spec.name], alpha)
+        rows.append(Row(ALL_POINTS, f"{len(groups)} points", spec.name, verdict.verdict, True,
+                        verdict))
+    return rows
+
+
+def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
+                   transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
+                   factor: float, paired: bool,
+                   noise: dict[str, PairNoise] | None = None) -> tuple[list[Row], list[str]]:
+    """Rows for one load point, and notes (left-out repeats, tails not gated).
+
+    ``noise`` (paired mode): the pooled pair noise of the metrics that are judged against it.
+    """
+    noise = noise or {}
+    split = _split(b_all, c_all, paired)
+    notes = [f"{transport} {label}: {n}" for n in split.notes]
     rows: dict[str, Row] = {}
 
     def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
@@ -216,6 +285,15 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
             verdicts = compare_samples(b_groups, c_groups, wanted, alpha=alpha)
         for spec, verdict in zip(group, verdicts):
             gated, note = spec.gate, ""
+            if paired and spec.name in noise and not split.why:
+                # The pairs' medians against their measured noise; Mann-Whitney stays.
+                judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], alpha,
+                                        verdict.p_value)
+                if judged is not None:
+                    verdict = replace(judged, baseline=verdict.baseline,
+                                      current=verdict.current, delta=verdict.delta,
+                                      n_baseline=verdict.n_baseline, n_current=verdict.n_current)
+                    note = ""  # the noise is one note for the whole comparison
             if paired and spec.tail:
                 # Both sides: noise that hits the current side in 2 of 3 pairs (seen: p99
                 # x25 on the same build while a neighbour ran 10k connections) leaves its
@@ -260,7 +338,12 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
             verdict = compare_repeats(b, c, threshold)
             if spec.kind == "samples":
                 note = "from per-repeat summary (no samples)"
-        rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, spec.gate, verdict, note)
+        gated = spec.gate
+        if paired and spec.name in noise and not split.why and spec.kind == "repeats":
+            judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], alpha)
+            if judged is not None:
+                verdict, gated, note = judged, True, ""
+        rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, gated, verdict, note)
     out = [rows[s.name] for s in specs if s.name in rows]
     if split.why:  # no comparable repeat on a side: show the values, call nothing
         out = [r if r.metric in ALWAYS_JUDGED or r.status == MISSING
@@ -318,6 +401,14 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             f"{', '.join(f'{t} {p}' for t, p in b_points) or 'none'}; current has "
             f"{', '.join(f'{t} {p}' for t, p in c_points) or 'none'}")
     b_index, c_index = _sample_index(base), _sample_index(cur)
+    noise: dict[str, PairNoise] = {}
+    judged_pairs: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    if paired:
+        splits = [_split(b_points[k], c_points[k], True) for k in common]
+        judged_pairs = [(x.base, x.current) for x in splits if not x.why]
+        noise = _pair_noise(judged_pairs, specs)
+        notes += [f"{name} judged against the pairs' noise: {n.describe()}"
+                  for name, n in noise.items()]
     rows: list[Row] = []
     for transport, label in sorted(set(b_points) | set(c_points)):
         if (transport, label) not in common:
@@ -327,12 +418,13 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
         point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
-                                                 label, specs, alpha, factor, paired)
+                                                 label, specs, alpha, factor, paired, noise)
         rows += point_rows
         notes += point_notes
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
+    rows += _pooled_rows(judged_pairs, specs, noise, alpha)
     notes += [f"{r.transport} {r.point} {r.metric}: {r.note}" for r in rows
               if r.note and r.metric != "*"]
     notes += meta_notes(base, cur, normalize)

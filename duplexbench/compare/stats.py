@@ -21,6 +21,9 @@ both sides ran back to back, and the change must show in two thirds of the pairs
 quantiles may gate there only where each side's own repeats agree on them
 (``tail_is_stable``).
 
+Where A/B pairs exist, server CPU per delivered message and the latency medians are judged
+against the measured noise of the pairs instead (:mod:`~duplexbench.compare.pairnoise`).
+
 Per-repeat scalar metrics (throughput, bytes per message) use 1 and 3 (repeats must not overlap);
 counts that should be zero (lost messages) use a rule of their own. No I/O here: arrays in,
 ``Verdict`` out, so every rule is tested on synthetic data.
@@ -46,6 +49,7 @@ __all__ = [
     "compare_paired",
     "compare_repeats",
     "compare_samples",
+    "direction",
     "pairs_needed",
     "mann_whitney_p",
     "repeat_spread",
@@ -159,7 +163,8 @@ def bootstrap_ratio_ci(
     return out
 
 
-def _direction(delta: float, th: Threshold) -> str:
+def direction(delta: float, th: Threshold) -> str:
+    """BETTER, WORSE or SAME for a change ``delta`` of a metric with threshold ``th``."""
     if delta == 0:
         return SAME
     return WORSE if (delta > 0) == th.higher_is_worse else BETTER
@@ -197,7 +202,7 @@ def compare_samples(
     for (q, th), ci in zip(specs, cis):
         b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
         delta = c - b
-        way = _direction(delta, th)
+        way = direction(delta, th)
         excludes_one = (ci[0] > 1) if delta > 0 else (ci[1] < 1)
         if way == SAME or not _big_enough(b, delta, th):
             word, reason = SAME, "below minimum change"
@@ -227,7 +232,7 @@ def compare_repeats(
         raise ValueError("compare_repeats needs values on both sides")
     b, c = float(b_arr.mean()), float(c_arr.mean())
     delta = c - b
-    way = _direction(delta, th)
+    way = direction(delta, th)
     separated = c_arr.min() > b_arr.max() if delta > 0 else c_arr.max() < b_arr.min()
     if way == SAME or not _big_enough(b, delta, th):
         word, reason = SAME, "below minimum change"
@@ -253,7 +258,7 @@ def compare_counts(
     b, c = float(np.nansum(baseline)), float(np.nansum(current))
     delta = c - b
     th = Threshold(0.0, 0.0, higher_is_worse)
-    way = _direction(delta, th)
+    way = direction(delta, th)
     if b == 0 and c > 0 or c == 0 and b > 0:
         word, reason = way, "was zero" if b == 0 else "now zero"
     elif b == c:
@@ -263,7 +268,7 @@ def compare_counts(
         cr = c / current_total if current_total else c
         hi, lo = max(br, cr), min(br, cr)
         bigger = hi >= 2 * lo and (hi - lo) >= (0.001 if baseline_total else 1)
-        way = _direction(cr - br, th)  # the rate decides, not totals over different runs
+        way = direction(cr - br, th)  # the rate decides, not totals over different runs
         word, reason = (way, "rate at least doubled") if bigger else (SAME, "below minimum change")
     return Verdict(word, b, c, _relative(b, c), delta, None, None, reason, len(baseline), len(current))
 
@@ -333,11 +338,11 @@ def compare_paired(
     for q, th in specs:
         b, c = float(np.quantile(base, q)), float(np.quantile(cur, q))
         delta = c - b
-        way = _direction(delta, th)
+        way = direction(delta, th)
         pb = np.array([np.quantile(g, q) for g in base_groups])
         pc = np.array([np.quantile(g, q) for g in cur_groups])
         agree = sum(1 for x, y in zip(pb, pc)
-                    if _direction(y - x, th) == way and _big_enough(x, y - x, th))
+                    if direction(y - x, th) == way and _big_enough(x, y - x, th))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = pc / pb
         ci = (float(np.nanmin(ratios)), float(np.nanmax(ratios)))

@@ -146,7 +146,8 @@ class Session:
                                              for a in f.get("source_addrs", ())})},
             gc={"loadgen": "not reported"},
             inject={"delay_ms": _env_float("DUPLEXBENCH_INJECT_DELAY_MS"),
-                    "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES")},
+                    "pad_bytes": _env_float("DUPLEXBENCH_INJECT_PAD_BYTES"),
+                    "cpu_us": _env_float("DUPLEXBENCH_INJECT_CPU_US")},
         )
         for extension in self.extensions:
             meta.update(extension.meta())

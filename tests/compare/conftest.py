@@ -1,5 +1,6 @@
 """``make_run``: synthetic runs under the test's tmp_path (see synthetic.py); ``ab_clone``,
-``ab_child``, ``ab_same``: real A/B runs made once per session (see realruns.py)."""
+``ab_child``, ``ab_same``, ``ab_cpu_child``: real A/B runs made once per session (see
+realruns.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .realruns import git, make_clone, new_root, run_ab
+from .realruns import CPU_SCENARIO_NAME, git, make_clone, new_root, run_ab
 from .synthetic import Model, write_run
 
 
@@ -48,5 +49,16 @@ def ab_same(ab_clone):
     git(ab_clone, "checkout", "-q", "parent")
     try:
         return run_ab(ab_clone, "HEAD", ab_clone.parent / "ab-same")
+    finally:
+        git(ab_clone, "checkout", "-q", "child")
+
+
+@pytest.fixture(scope="session")
+def ab_cpu_child(ab_clone):
+    """``duplexbench ab parent`` with the cpu-child checked out: +20 us CPU per delivery."""
+    git(ab_clone, "checkout", "-q", "cpu-child")
+    try:
+        return run_ab(ab_clone, "parent", ab_clone.parent / "ab-cpu-child", CPU_SCENARIO_NAME,
+                      timeout=400)
     finally:
         git(ab_clone, "checkout", "-q", "child")

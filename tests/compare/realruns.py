@@ -1,14 +1,18 @@
 """Real A/B runs shared by test_ab.py and test_e2e.py: each is made once per session.
 
-A clone of this working tree (committed or not) holds two commits, tagged ``parent`` and
-``child``; the child makes the servers' injected delay default to 2 ms (``servers/__init__.py``
-sets ``DUPLEXBENCH_INJECT_DELAY_MS`` unless already set: a real change to the server's code,
-seen only by the child's servers, which report it in ``/healthz`` and so in meta.json
-``inject``). Two A/B runs are made from it: the child against its parent (must fail) and the
-parent against itself (must pass). Each is tiny (two transports, 5 subscribers, 1 s points,
-3 repeats per side: one disturbed repeat must not decide; 3 also lets the tails be checked for
-stability), ~35 s on a busy 2-core machine. test_ab.py judges them as ``duplexbench ab`` did;
-test_e2e.py feeds their run directories to the plain ``compare`` gate.
+A clone of this working tree (committed or not) holds three commits, tagged ``parent``,
+``child`` and ``cpu-child`` (both children of the parent); the child makes the servers'
+injected delay default to 2 ms, the cpu-child their injected CPU to 20 us per delivered message
+(``servers/__init__.py`` sets ``DUPLEXBENCH_INJECT_DELAY_MS`` / ``_CPU_US`` unless already set:
+a real change to the server's code, seen only by the child's servers, which report it in
+``/healthz`` and so in meta.json ``inject``). Three A/B runs are made from it: each child
+against its parent (must fail) and the parent against itself (must pass). The delay runs are
+tiny (two transports, 5 subscribers, 1 s points, 3 repeats per side: one disturbed repeat must
+not decide; 3 also lets the tails be checked for stability), ~35 s on a busy 2-core machine.
+The CPU run is the A/B profile's point (10 subscribers, 100 messages/s) on the three streams
+with 1 s points and the profile's 6 repeats, ~2 minutes: the per-transport verdict needs the
+pairs (docs/regression.md, "Server cost"). test_ab.py judges them as ``duplexbench ab`` did;
+test_e2e.py feeds the delay runs' directories to the plain ``compare`` gate.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 from tests._scenarios import tiny_scenario
 from tests._timeouts import scaled
 
-__all__ = ["ABResult", "ROOT", "SCENARIO", "SCENARIO_NAME", "git", "make_clone", "run_ab"]
+__all__ = ["ABResult", "CPU_SCENARIO_NAME", "ROOT", "SCENARIO", "SCENARIO_NAME", "git",
+           "make_clone", "run_ab"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_NAME = "ab-tiny.toml"
@@ -33,6 +38,16 @@ SCENARIO_NAME = "ab-tiny.toml"
 SCENARIO = tiny_scenario("ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
                          duration_s=1.0, drain_s=0.3, repeats=3, seed=1,
                          tables={"server": {"uvloop": True}})
+
+CPU_SCENARIO_NAME = "ab-cpu.toml"
+#: The A/B profile's point and repeats (scenarios/ab.toml), shorter, on the three streams.
+CPU_SCENARIO = tiny_scenario("ab-cpu", transports=["sse", "ndjson", "websocket"], clients=10,
+                             rate=100, warmup_s=0.5, duration_s=1.0, drain_s=0.3, repeats=6,
+                             seed=1, arrival="uniform", tables={"server": {"uvloop": True}})
+
+CPU_CHILD_CHANGE = ('\n\n# Test commit: 20 us of CPU per delivered message (a regression the '
+                    'A/B gate must flag).\nimport os as _os\n'
+                    '_os.environ.setdefault("DUPLEXBENCH_INJECT_CPU_US", "20")\n')
 
 CHILD_CHANGE = ('\n\n# Test commit: every delivery 2 ms late (a regression the A/B gate must flag).\n'
                 'import os as _os\n_os.environ.setdefault("DUPLEXBENCH_INJECT_DELAY_MS", "2")\n')
@@ -65,6 +80,7 @@ def make_clone(root: Path) -> Path:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
     (repo / SCENARIO_NAME).write_text(SCENARIO)
+    (repo / CPU_SCENARIO_NAME).write_text(CPU_SCENARIO)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "parent")
@@ -73,16 +89,23 @@ def make_clone(root: Path) -> Path:
         init.write(CHILD_CHANGE)
     git(repo, "commit", "-qam", "child: 2 ms before each delivery")
     git(repo, "tag", "child")
+    git(repo, "checkout", "-q", "-b", "cpu", "parent")
+    with open(repo / "servers" / "__init__.py", "a", encoding="utf-8") as init:
+        init.write(CPU_CHILD_CHANGE)
+    git(repo, "commit", "-qam", "cpu-child: 20 us of CPU per delivered message")
+    git(repo, "tag", "cpu-child")
+    git(repo, "checkout", "-q", "child")
     return repo
 
 
-def run_ab(repo: Path, base: str, out: Path) -> ABResult:
+def run_ab(repo: Path, base: str, out: Path, scenario: str = SCENARIO_NAME,
+           timeout: float = 200) -> ABResult:
     """``duplexbench ab BASE`` in ``repo`` as checked out; DUPLEXBENCH_INJECT_* cleared."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
     done = subprocess.run(
-        [sys.executable, "-m", "duplexbench", "ab", base, "--scenario", SCENARIO_NAME,
+        [sys.executable, "-m", "duplexbench", "ab", base, "--scenario", scenario,
          "--out", str(out), "--quiet"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=scaled(200))
+        cwd=repo, env=env, capture_output=True, text=True, timeout=scaled(timeout))
     return ABResult(done.returncode, done.stderr + done.stdout, out)
 
 

@@ -43,6 +43,7 @@ class Model:
     pad_bytes: dict = field(default_factory=dict)  # transport -> extra bytes per message
     lost: dict = field(default_factory=dict)  # transport -> lost messages per repeat
     requests: dict = field(default_factory=dict)  # transport -> HTTP requests per message
+    cpu: dict = field(default_factory=dict)  # transport -> factor on server CPU per message
     clients: int = 20
     median_ms: float = 1.0
     status: str = "complete"
@@ -102,6 +103,12 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
                 "http_requests_per_msg": req, "pub_bytes_up_per_msg": 250,
                 "pub_http_requests_per_msg": 1.0, "reconnects": 0,
                 "client_cpu_s": 1.0, "client_cpu_pct": 25, "status": "ok", "warnings": "",
+                # Per delivered message: every repeat at its own level (the machine's state),
+                # shared by the A/B pair (levels seeded by repeat), plus each run's own 2 %.
+                "server_cpu_us_per_msg": 75.0 * model.cpu.get(transport, 1.0)
+                * float(np.exp(np.random.default_rng(1000 + repeat).normal(0, 0.13)
+                               + rng.normal(0, 0.02))),
+                "client_cpu_us_per_msg": 60.0,
                 "validity": validity, "validity_notes": "",
             }
             for column in model.drop_columns:

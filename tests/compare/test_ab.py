@@ -1,5 +1,7 @@
 """The A/B gate in a clone: a commit adding 2 ms before each delivery fails against its parent,
-naming metric and transport; the parent against itself passes; a bad BASE is refused.
+naming metric and transport; so does one adding 20 us of CPU per delivered message, naming
+server CPU per message for SSE, NDJSON and WebSocket; the parent against itself passes; a bad
+BASE is refused.
 
 The clone and the two A/B runs are made once per session (realruns.py, fixtures in
 conftest.py); test_e2e.py reads the same runs with the plain ``compare`` gate.
@@ -15,7 +17,7 @@ from .realruns import git, run_ab
 
 #: The first test to ask for an A/B run makes it (~35 s on a busy 2-core machine); pytest's
 #: default 120 s timeout is too close when both are made in one test's setup.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(240))]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(480))]
 #: The tests whose setup makes the A/B runs judge latency medians: alone (tests/conftest.py).
 alone = pytest.mark.exclusive
 
@@ -38,6 +40,17 @@ def test_child_with_2ms_delay_fails_against_its_parent(ab_clone, ab_child):
             f"{last}\n{rows}"
     assert (ab_child.out / "compare.md").read_text().count("FAIL") >= 1
     assert _worktrees(ab_clone) == 1, "the base worktree was not removed"
+
+
+@alone
+def test_child_with_20us_of_cpu_per_delivery_fails_naming_server_cpu(ab_clone, ab_cpu_child):
+    status, out = ab_cpu_child.status, ab_cpu_child.output
+    last = out.strip().splitlines()[-1]
+    assert status == 1 and last.startswith("REGRESSION:"), out[-4000:]
+    for transport in ("sse", "ndjson", "websocket"):
+        rows = "\n".join(line for line in out.splitlines() if "cpu_us_per_msg" in line)
+        assert f"{transport} server_cpu_us_per_msg +" in last, f"{last}\n{rows}"
+    assert _worktrees(ab_clone) == 1
 
 
 @alone

@@ -52,3 +52,29 @@ def test_run_refuses_a_server_src_without_servers(tmp_path, capsys):
                         "--out", str(tmp_path / "run")]) == 2
     assert "no servers/__main__.py there" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()
+
+
+def test_server_cpu_per_message_gates_in_ab_mode_only(make_run):
+    # +20 % server CPU per delivered message on sse; repeat levels drift by 13 % (shared by
+    # each pair), each run's own noise is 2 %.
+    from duplexbench.compare.runs import compare_runs, resolve_run
+
+    from .synthetic import Model
+
+    base = resolve_run(make_run("base", Model(repeats=4), seed=1))
+    slower = resolve_run(make_run("cur", Model(repeats=4, cpu={"sse": 1.2}), seed=2))
+    paired = compare_runs(base, slower, paired=True)
+    named = [(r.transport, r.metric) for r in paired.regressions]
+    # sse, and the average over both transports (+10 %: websocket moved by noise alone).
+    assert named[0] == ("sse", "server_cpu_us_per_msg"), named
+    assert set(named) <= {("sse", "server_cpu_us_per_msg"), ("all", "server_cpu_us_per_msg")}
+    row = next(r for r in paired.rows if r.regression)
+    assert 0.1 < row.verdict.change < 0.3 and "pairs' noise" in row.verdict.reason
+    assert any("server_cpu_us_per_msg judged against the pairs' noise" in n for n in paired.notes)
+    # Against a committed baseline (no pairs) it is shown, never gating.
+    plain = compare_runs(base, slower)
+    assert not plain.regressions
+    assert any(r.metric == "server_cpu_us_per_msg" and not r.gated for r in plain.rows)
+    # The same build: nothing.
+    same = resolve_run(make_run("same", Model(repeats=4), seed=3))
+    assert not compare_runs(base, same, paired=True).regressions

@@ -10,6 +10,7 @@ import pytest
 
 from duplexbench.measure.metrics import (
     PERCENTILES,
+    cpu_us_per_msg,
     latency_stats,
     process_stats,
     row_warnings,
@@ -218,6 +219,25 @@ def test_cpu_and_memory_over_the_measure_phase_only():
     assert row["client_cpu_tick_s"] == pytest.approx(5.0)
     assert row["client_cpu_pct"] == pytest.approx(50.5)
     assert row["server_rss_mib_max"] == 50.0 and row["server_connections_max"] == 11
+
+
+def test_cpu_per_delivered_message_is_cpu_rate_over_delivery_rate():
+    row, _ = summarize(ld=load(sched_factor=1.01))
+    # 0.404 s of CPU per second over 1,000 deliveries per second: 404 us per delivery.
+    assert row["server_cpu_us_per_msg"] == pytest.approx(404.0)
+    assert row["client_cpu_us_per_msg"] == pytest.approx(505.0)
+    # The sampled span shorter than the window (the last 0.5 s unsampled): the CPU rate
+    # over the sampled span is unchanged, so the figure is not biased by the mismatch.
+    short = load(sched_factor=1.01)
+    short = short[short["t_s"] <= 11.5]
+    row, _ = summarize(ld=short)
+    assert row["server_cpu_s"] == pytest.approx(4.04 * 0.95)
+    assert row["server_cpu_us_per_msg"] == pytest.approx(404.0)
+
+
+def test_cpu_per_message_is_empty_without_a_delivery_or_a_cpu_figure():
+    assert math.isnan(cpu_us_per_msg(40.0, 0.0)) and math.isnan(cpu_us_per_msg(float("nan"), 10))
+    assert math.isnan(cpu_us_per_msg(None, 10)) and cpu_us_per_msg(1.0, 100.0) == pytest.approx(100.0)
 
 
 def test_process_stats_sums_several_worker_processes():
