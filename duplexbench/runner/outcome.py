@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..scenario import LoadPoint
+from ..scenario.loadpoint import LoadPoint  # the module, not the package: keeps the import tree shallow
 
 __all__ = ["PointFailed", "PointResult", "num"]
 
