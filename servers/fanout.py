@@ -68,9 +68,10 @@ def chunk(data: bytes) -> bytes:
 
 
 def burn(ns: int) -> None:
-    """Spend ``ns`` nanoseconds of CPU: a busy-wait on the monotonic clock (a sleep
-    would cost nothing and let the loop serve others meanwhile)."""
-    clock = time.perf_counter_ns
+    """Spend ``ns`` nanoseconds of CPU: a busy-wait on this thread's CPU clock (a sleep
+    would cost nothing and let the loop serve others meanwhile; a wall clock would count
+    the time the process sat preempted on a busy machine, and spend less than asked)."""
+    clock = time.thread_time_ns
     end = clock() + ns
     while clock() < end:
         pass
