@@ -88,7 +88,11 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.first: asyncio.Future = asyncio.get_running_loop().create_future()
         self._head = b""  # bytes before the first line's newline
-        self._feed = None  # after the first line: where reads go
+        self._feed = None  # once the owner has handled the first line: where reads go
+        #: Reads after the first line, held until the owner has handled it: a reset line's
+        #: backlog (the new instance's messages since its start) comes in the same segment,
+        #: and fed before the reset they looked like the old epoch's duplicates (lost).
+        self._pending: list[tuple[bytes, int]] = []
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +104,9 @@ class _Protocol(asyncio.Protocol):
         if feed is not None:
             feed(data, recv_ns)
             return
+        if self.first.done():
+            self._pending.append((data, recv_ns))
+            return
         head = self._head + data
         end = head.find(b"\n")
         if end < 0:
@@ -109,12 +116,17 @@ class _Protocol(asyncio.Protocol):
                 self.first.exception()
             return
         self._head = b""
-        if not self.first.done():
-            self.first.set_result(head[:end])
-        self._feed = self.owner._reader()
+        self.first.set_result(head[:end])
         rest = head[end + 1:]
         if rest:
-            self._feed(rest, recv_ns)
+            self._pending.append((rest, recv_ns))
+
+    def start_reading(self) -> None:
+        """After the owner handled the first line: reads go to its reader, the held first."""
+        self._feed = feed = self.owner._reader()
+        pending, self._pending = self._pending, []
+        for data, recv_ns in pending:
+            feed(data, recv_ns)
 
     def eof_received(self) -> bool:
         return False
@@ -226,6 +238,7 @@ class TcpSubscriber(Subscriber):
             raise ClientError(f"tcp://{where} {self.topic}: no first line: "
                               f"{exc or type(exc).__name__}") from None
         self._first_line(first, protocol, where)
+        protocol.start_reading()
 
     def _first_line(self, line: bytes, protocol: _Protocol, where: str) -> None:
         """The hello line (the epoch), the reset object (a restart) or an error line."""

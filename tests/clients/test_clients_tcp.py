@@ -69,6 +69,28 @@ def test_subscriber_receives_publishes_and_resumes(server):
     assert any("resuming from seq 2" in e for e in errors), errors
 
 
+def test_a_reset_and_its_backlog_in_one_read_resume_after_the_backlog(server):
+    """The reset line and the new instance's retained messages come in one write: the
+    client handles the reset before it reads on (fed first, the backlog looked like the
+    old epoch's: tcp lost the first second after a restart)."""
+    async def run():
+        for i in range(3):
+            await asyncio.to_thread(_post, server.url, "bk", f"m{i}")
+        got, errors = [], []
+        sub = TcpSubscriber(server.url, "bk", lambda env, ns: got.append(env), cursor=7,
+                            on_error=errors.append)
+        sub.epoch = "gone"  # a cursor of an instance that no longer runs
+        await sub.start()
+        await _until(got, 3)
+        await sub.close()
+        return got, sub, errors
+
+    got, sub, errors = asyncio.run(run())
+    assert [(e.seq, e.data) for e in got] == [(1, "m0"), (2, "m1"), (3, "m2")]
+    assert sub.cursor == 3 and sub.epoch != "gone", (sub.cursor, sub.epoch)
+    assert any("continuing at 0" in e for e in errors), errors
+
+
 def _healthz(base: str) -> str:
     import urllib.request
 

@@ -17,10 +17,6 @@ from tests._timeouts import scaled
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (docs/floor.md): after a restart-sigterm, tcp subscribers lost 44-56 of ~2,400 "
-    "messages with a p99 near 1.3 s in both runs so far; the cut point recovers with nothing "
-    "lost. Not strict: an XPASS in the report says the gap may be closed"))
 def test_tcp_recovers_from_a_restart_and_a_cut(tmp_path: Path):
     scenario = tmp_path / "tcpfaults.toml"
     scenario.write_text(tiny_scenario(
