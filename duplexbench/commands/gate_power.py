@@ -23,6 +23,7 @@ from ..compare.power import (
     CASE_HELP,
     DEFAULT_CASES,
     PowerError,
+    claim_round,
     completed_rounds,
     parse_case,
     round_file,
@@ -136,16 +137,25 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m duplexbench gate-power " + " ".join(argv),
             "machine": f"{platform.node()}: {cpu_model() or platform.processor()}, "
                        f"{os.cpu_count()} CPUs"})
-    todo = [n for n in range(1, args.runs + 1) if not round_file(args.out, n).exists()]
-    if args.stop_after is not None:
-        todo = todo[:args.stop_after]
     procs.install_signal_handlers()
+    ran = 0
     try:
-        for number in todo:
-            console.always(f"gate-power: round {number}/{args.runs} "
-                           f"({len(cases)} case(s) + base, {len(scenario.points())} points each)")
-            record = run_round(number, scenario, cases, args.out, console, argv, seed=args.seed,
-                               alpha=args.alpha)
+        for number in range(1, args.runs + 1):
+            if args.stop_after is not None and ran >= args.stop_after:
+                break
+            if round_file(args.out, number).exists():
+                continue
+            claim = claim_round(args.out, number)
+            if claim is None:  # another gate-power process on this --out is running it
+                continue
+            try:
+                console.always(f"gate-power: round {number}/{args.runs} ({len(cases)} case(s) "
+                               f"+ base, {len(scenario.points())} points each)")
+                record = run_round(number, scenario, cases, args.out, console, argv,
+                                   seed=args.seed, alpha=args.alpha)
+            finally:
+                claim.unlink(missing_ok=True)
+            ran += 1
             console.always(_summary_line(record))
     except KeyboardInterrupt as exc:
         console.error(f"duplexbench gate-power: {exc or 'interrupted (Ctrl-C)'}; completed rounds "

@@ -24,6 +24,7 @@ is :mod:`~duplexbench.compare.power_table`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -46,8 +47,8 @@ from .ab import (
 from .model import Comparison, InputError
 from .runs import compare_runs, resolve_run
 
-__all__ = ["CASE_HELP", "DEFAULT_CASES", "Case", "PowerError", "completed_rounds", "parse_case",
-           "point_order", "round_dir", "round_file", "run_round"]
+__all__ = ["CASE_HELP", "DEFAULT_CASES", "Case", "PowerError", "claim_round", "completed_rounds",
+           "parse_case", "point_order", "round_dir", "round_file", "run_round"]
 
 #: The injections: name in a case -> (environment variable, unit).
 KINDS = {"cpu": ("DUPLEXBENCH_INJECT_CPU_US", "us"),
@@ -119,6 +120,40 @@ def round_dir(out: Path, number: int) -> Path:
 def round_file(out: Path, number: int) -> Path:
     """Written when the round is done and judged: its presence means "complete"."""
     return out / f"round-{number:03d}.json"
+
+
+def claim_round(out: Path, number: int) -> Path | None:
+    """Mark round ``number`` as being run by this process (``round-NNN.claim``, created
+    exclusively, holding the pid), or None when a live process holds it: several gate-power
+    processes can then share one --out, each running rounds the others have not taken.
+    A claim whose process is gone (killed, machine restarted) is taken over."""
+    path = out / f"round-{number:03d}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text(encoding="ascii").strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                return None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(str(os.getpid()))
+        return path
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def completed_rounds(out: Path) -> list[dict]:

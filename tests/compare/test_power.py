@@ -14,7 +14,7 @@ import pytest
 
 from duplexbench.commands import gate_power
 from duplexbench.compare.ab import INJECT_VARS
-from duplexbench.compare.power import PowerError, parse_case, point_order, round_file
+from duplexbench.compare.power import PowerError, claim_round, parse_case, point_order, round_file
 from duplexbench.compare.power_table import case_rows, cpu_power, markdown, smallest_caught
 from tests._scenarios import tiny_scenario
 from tests._timeouts import scaled
@@ -68,6 +68,21 @@ def _record(number: int, cpu_named: dict[str, bool], aa_flagged: bool = False) -
         "cpu:4": {"kind": "cpu", "size": 4, "label": "+4 us CPU per delivery",
                   "exit": int(bool(regs)), "flagged": bool(regs), "regressions": regs,
                   "measured": measured(0.10)}}}
+
+
+def test_a_round_is_claimed_by_one_process_and_a_dead_claim_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    mine = claim_round(tmp_path, 3)
+    assert mine is not None and mine.read_text() == str(__import__("os").getpid())
+    assert claim_round(tmp_path, 3) is None  # held by a live process (this one)
+    assert claim_round(tmp_path, 4) is not None  # another round is free
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    mine.write_text(gone)  # as a killed gate-power process leaves it
+    again = claim_round(tmp_path, 3)
+    assert again is not None and again.read_text() != gone
 
 
 def test_tables_count_flags_per_case_and_transport():
