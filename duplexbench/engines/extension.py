@@ -73,7 +73,13 @@ class EngineExtension(PointExtension):
         return None
 
     def contribute(self, ctx: PointContext, row: dict, data: PointData | None) -> dict:
-        return {"engine": engine_of(ctx.point, self.default)}
+        engine = engine_of(ctx.point, self.default)
+        if engine != "browser":
+            return {"engine": engine}
+        # The most TCP connections Chromium held to the origin at once (engines/browser/
+        # connections.py): six per origin over HTTP/1.1, one over HTTP/2.
+        held = (data.counters if data is not None else {}).get("origin_connections_max")
+        return {"engine": engine, "origin_connections": held}
 
     def notes(self, ctx: PointContext, row: dict, data: PointData | None) -> list[str]:
         return browser_notes(data.counters if data is not None else {})

@@ -32,7 +32,7 @@ from ..measure.validity import comparable, validity_column
 from . import headers
 from .claims_common import PUBLISHED_POLL_HEADER_BYTES
 from .claims_floor import SKVORC_RULES, skvorc_rows
-from .claims_h2 import HPACK_RULE, hpack_rows
+from .claims_h2 import CONNECTIONS_RULE, HPACK_RULE, connection_rows, hpack_rows
 from .claims_frames import (
     FRAME_SLACK_BYTES,
     client_frame_header_rows,
@@ -82,6 +82,7 @@ VERDICT_RULES: tuple[str, ...] = (
     f"−0.25 / +{FRAME_SLACK_BYTES:g} B of the RFC's size.",
     *SKVORC_RULES,
     HPACK_RULE,
+    CONNECTIONS_RULE,
 )
 
 
@@ -120,6 +121,7 @@ def claim_rows(runs: Iterable[Any]) -> list[dict]:
     rows += skvorc_rows(frame, runs)
     rows += infra_claim_rows(full)
     rows += hpack_rows(comparable_all)
+    rows += connection_rows(full)  # every browser row: a queued page is the evidence
     # The article's "HTTP header per message" rows, per transport, under HTTP/2 (same rule).
     rows += [{**row, "claim": f"{row['claim']} — under HTTP/2"} for row in article_rows(http2)]
     return rows + left_out

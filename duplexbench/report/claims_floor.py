@@ -46,6 +46,9 @@ SKVORC_BYTES_SLACK = 0.05
 #: "Slightly worse": WebSocket ÷ tcp latency in this band; a percentile counts when its
 #: 95 % interval meets it.
 SKVORC_LATENCY_BAND = (1.0, 1.5)
+#: A latency ratio whose 95 % interval spans more than this factor meets any band: such a
+#: row is "not judged" (a p99 from a few hundred correlated samples can be that loose).
+UNRESOLVED_SPAN = 10.0
 #: Printed under the claims table (claims.VERDICT_RULES).
 SKVORC_RULES = (
     "WebSocket against plain TCP (Skvorc et al. 2014): bytes at the IP level confirmed when "
@@ -53,7 +56,8 @@ SKVORC_RULES = (
     "WebSocket's exceed tcp's by at most RFC 6455's frame header minus tcp's newline, "
     f"+{1:g} B (pings, edges); p50 / p99 (fan-out delivery, echo round trip) confirmed when "
     f"the ratio's 95 % interval meets {SKVORC_LATENCY_BAND[0]:g}–{SKVORC_LATENCY_BAND[1]:g} "
-    "(no better than tcp, at most half again as slow). Judged at the largest subscriber "
+    "(no better than tcp, at most half again as slow), not judged when that interval spans "
+    f"more than {UNRESOLVED_SPAN:g}×. Judged at the largest subscriber "
     "count where both are comparable; the range over all such points is beside it.",
 )
 
@@ -158,17 +162,28 @@ def _latency_rows(pairs, runs: list, what: str) -> list[dict]:
         ratio = a / b
         n_ws, n_tcp = _noise(ws, runs, percentile), _noise(tcp, runs, percentile)
         lo = ratio * (1 - n_ws) / (1 + n_tcp)
-        hi = ratio * (1 + n_ws) / max(1 - n_tcp, 1e-9)
+        hi = ratio * (1 + n_ws) / (1 - n_tcp) if n_tcp < 1 else math.inf
         all_ratios = [float(w[column]) / float(t[column]) for w, t in pairs
                       if float(t[column]) > 0]
-        rows.append(claim_row(
+        row = claim_row(
             SKVORC, f"WebSocket's latency is slightly worse than plain TCP's: {what} "
             f"p{percentile}",
             f"WebSocket ÷ tcp in {lo_band:g}–{hi_band:g}",
             f"{a:.2f} ms against {b:.2f} ms {where}; 95 % interval of the ratio "
-            f"{lo:.2f}–{hi:.2f}{_range(all_ratios)}",
-            ratio, hi >= lo_band and lo <= hi_band))
+            f"{lo:.2f}–{_bound(hi)}{_range(all_ratios)}",
+            ratio, hi >= lo_band and lo <= hi_band)
+        if not hi / max(lo, 1e-12) <= UNRESOLVED_SPAN:
+            # An interval this wide meets any band: it carries no verdict either way.
+            row["verdict"] = "not judged"
+            row["measurement"] += (f" (the interval spans more than {UNRESOLVED_SPAN:g}×: this "
+                                   "run's noise cannot place the ratio; more samples or "
+                                   "--repeats would)")
+        rows.append(row)
     return rows
+
+
+def _bound(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "unbounded"
 
 
 def skvorc_rows(frame: pd.DataFrame, runs: list | None = None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""The HPACK claim, measured: long polling's header bytes per message, HTTP/1.1 against HTTP/2.
+"""The HTTP/2 claims, measured: long polling's header bytes per message (HPACK), and the
+connections one browser page needs (six per origin over HTTP/1.1, one over HTTP/2).
 
 RFC 6202 §2.2 and the article charge long polling "an HTTP header per message"; RFC 7541
 (HPACK) says HTTP/2 sends a repeated header set as a few index bytes. Each path of the
@@ -6,6 +7,10 @@ run that measured long polling over both versions (nginx in front of the aiohttp
 servers, the Node reference direct) gets a row: overhead per delivered message (bytes
 beyond the message, up + down) in TCP payload and at the IP level, HTTP/1.1 beside
 HTTP/2, and their ratio. Only comparable rows that lost nothing are used.
+
+The connection claim reads the browser engine's count of the TCP connections Chromium held
+to the origin (``origin_connections``, engines/browser/connections.py) on every browser row,
+whatever its validity: a page whose requests queue behind the limit is the evidence.
 """
 
 from __future__ import annotations
@@ -15,14 +20,57 @@ import math
 import pandas as pd
 
 from .claims_common import claim_row
+from .infra import CHROMIUM_PER_ORIGIN
 
-__all__ = ["HPACK_MAX_RATIO", "HPACK_RULE", "hpack_rows"]
+__all__ = ["CONNECTIONS_RULE", "HPACK_MAX_RATIO", "HPACK_RULE", "connection_rows", "hpack_rows"]
 
 #: "Confirmed": HTTP/2's overhead per message in TCP payload at most this share of HTTP/1.1's.
 HPACK_MAX_RATIO = 0.5
 HPACK_RULE = (f"HPACK (RFC 7541): long polling's overhead per delivered message (TCP payload, "
               f"up + down, beyond the message) under HTTP/2 at most {HPACK_MAX_RATIO:g} × "
               "HTTP/1.1's on the same path, load and TLS. Ratio = HTTP/2 ÷ HTTP/1.1.")
+
+
+CONNECTIONS_RULE = (
+    "Connections per page (RFC 9113 §5 multiplexing against Chromium's "
+    f"{CHROMIUM_PER_ORIGIN} HTTP/1.1 connections per origin): with more long polls or "
+    "EventSources on one page than that, the most TCP connections the browser held to the "
+    f"origin at once is {CHROMIUM_PER_ORIGIN} over HTTP/1.1 and 1 over HTTP/2 (counted from "
+    "the browser's sockets while the point ran). Ratio = HTTP/2 ÷ HTTP/1.1.")
+_SUBSCRIPTIONS = {"longpoll": "long polls", "sse": "EventSources", "ndjson": "NDJSON streams"}
+
+
+def connection_rows(frame: pd.DataFrame) -> list[dict]:
+    """One claim row per transport whose browser page ran over HTTP/1.1 and HTTP/2 with more
+    subscribers than the limit (the largest such page of each version)."""
+    needed = {"http", "engine", "origin_connections", "transport", "clients"}
+    if frame.empty or not needed <= set(frame.columns):
+        return []
+    pages = frame[(frame["engine"].astype(str) == "browser")
+                  & frame["transport"].isin(tuple(_SUBSCRIPTIONS))
+                  & pd.to_numeric(frame["origin_connections"], errors="coerce").notna()]
+    pages = pages[pd.to_numeric(pages["clients"]) >= CHROMIUM_PER_ORIGIN]
+    http = pages["http"].astype(str).str.replace(r"^2\.0$", "2", regex=True)
+    rows = []
+    for transport, group in pages.groupby("transport", sort=False):
+        h1 = group[http[group.index] == "1.1"]
+        h2 = group[http[group.index] == "2"]
+        if h1.empty or h2.empty:
+            continue
+        a = h1.loc[pd.to_numeric(h1["clients"]).idxmax()]
+        b = h2.loc[pd.to_numeric(h2["clients"]).idxmax()]
+        held1, held2 = int(a["origin_connections"]), int(b["origin_connections"])
+        what = _SUBSCRIPTIONS[transport]
+        rows.append(claim_row(
+            "RFC 9113 §5 against Chromium's per-origin limit",
+            f"One HTTP/2 connection carries a page's {what}, where HTTP/1.1 stops at "
+            f"{CHROMIUM_PER_ORIGIN} (browser engine, one page)",
+            f"HTTP/1.1 {CHROMIUM_PER_ORIGIN} connections, HTTP/2 1",
+            f"HTTP/1.1: {held1} connection(s) to the origin with {a['clients']:g} {what} "
+            f"on the page; HTTP/2: {held2} with {b['clients']:g}",
+            held2 / held1 if held1 else math.nan,
+            held1 == CHROMIUM_PER_ORIGIN and held2 == 1))
+    return rows
 
 
 def _overhead(rows: pd.DataFrame) -> tuple[float, float]:

@@ -105,6 +105,20 @@ def test_skvorc_rows_and_verdicts():
     assert by_claim and any("Skvorc" in rule for rule in VERDICT_RULES)
 
 
+def test_a_ratio_interval_too_wide_to_place_is_not_judged(monkeypatch):
+    """A p99 whose own noise reaches 100 % (a few correlated samples) gives an interval that
+    meets any band: that row carries no verdict, and says why."""
+    from duplexbench.report import claims_floor
+
+    monkeypatch.setattr(claims_floor, "_noise",
+                        lambda row, runs, p: 1.2 if row["transport"] == "tcp" and p == 99 else 0.05)
+    rows = [_row("tcp", clients=50), _row("websocket", clients=50, lat_p50_ms=1.1, lat_p99_ms=4.4)]
+    found = {r["claim"][-3:]: r for r in _skvorc(claim_rows([FakeRun(pd.DataFrame(rows))]))}
+    assert found["p99"]["verdict"] == "not judged" and "unbounded" in found["p99"]["measurement"]
+    assert "cannot place the ratio" in found["p99"]["measurement"]
+    assert found["p50"]["verdict"] == "confirmed"
+
+
 def test_no_skvorc_rows_without_both_transports():
     rows = [_row("websocket"), _row("sse")]
     assert _skvorc(claim_rows([FakeRun(pd.DataFrame(rows))])) == []

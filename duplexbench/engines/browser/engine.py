@@ -171,6 +171,7 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
     from clients.output import write_counters
     from clients.schedule import make_schedule
 
+    from .connections import OriginConnections
     from .driver import launch, open_pages, trust_args
 
     if spec.pattern != "fanout" or spec.topic_count != 1:
@@ -190,6 +191,7 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
         "upstream": spec.upstream, "start_delay_ms": START_DELAY_MS,
         "offsets_ms": [o / 1e6 for o in schedule.offsets_ns.tolist()],
     }
+    origin = OriginConnections(spec.sub_url)
     async with async_playwright() as playwright:
         browser = await launch(playwright, trust_args(spec.sub_url, spec.ca_file))
         version = browser.version
@@ -198,10 +200,11 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
             for page in pages:
                 await page.call("start", {**cfg, "subscribers": page.subscribers})
             opened = await _wait_open(pages, spec.clients)
+            origin.sample()
             _emit("ready", clients=spec.clients, opened=opened)
             publisher = next(p for p in pages if p.publisher)
             await publisher.call("publish", cfg)
-            await _follow(pages, publisher, spec, schedule)
+            await _follow(pages, publisher, spec, schedule, origin)
             for page in pages:
                 await page.call("stop")
             results = [await page.call("results") for page in pages]
@@ -212,6 +215,9 @@ async def run_point(spec: Any, out_dir: Path, per_page: int = 1) -> dict:
     counters["per_page"] = per_page
     counters["pages"] = len(pages)
     counters["browser"] = {"version": version, "opened_at_start": opened}
+    # The most TCP connections the browser held to the origin at once (the limit, counted).
+    counters["origin_connections_max"] = origin.max
+    counters["origin_connection_samples"] = origin.samples
     tmp = out_dir / "samples.parquet.tmp"
     frame.to_parquet(tmp, index=False)
     tmp.replace(out_dir / "samples.parquet")
@@ -244,8 +250,10 @@ async def _wait_open(pages: list, clients: int) -> int:
         await asyncio.sleep(0.05)
 
 
-async def _follow(pages: list, publisher: Any, spec: Any, schedule: Any) -> None:
-    """Phase events by the schedule; progress; drain until all arrived or drain_s passed."""
+async def _follow(pages: list, publisher: Any, spec: Any, schedule: Any,
+                  origin: Any = None) -> None:
+    """Phase events by the schedule; progress (and a count of the browser's connections to
+    the origin); drain until all arrived or drain_s passed."""
     started = time.monotonic() + START_DELAY_MS / 1000
     marks = [("warmup", 0.0), ("measure", schedule.warmup_ns / 1e9),
              ("drain", schedule.total_ns / 1e9)]
@@ -263,6 +271,8 @@ async def _follow(pages: list, publisher: Any, spec: Any, schedule: Any) -> None
             sent = sum(s["sent"] for s in stats)
             delivered = sum(s["delivered"] for s in stats)
             _emit("progress", sent=sent, delivered=delivered)
+            if origin is not None:
+                origin.sample()
             next_progress = now + max(0.2, spec.progress_interval_s)
             publish_done = any(s["publish_done"] for s in stats)
             if not marks and (now >= drain_end or (publish_done and delivered >= expected_all)):
