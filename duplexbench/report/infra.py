@@ -264,29 +264,43 @@ def _per_page(run: Any) -> int:
 
 def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: int,
                      poll_timeout: float) -> list[str]:
-    """Below against above the limit, per transport, in the run's own numbers."""
+    """Below against above the limit, per transport (and HTTP version), in the run's numbers."""
     out = []
-    for transport, group in rows.groupby("transport", sort=False):
+    versions = rows["_http"].nunique() > 1
+    for (transport, version), group in rows.groupby(["transport", "_http"], sort=False):
         group = group.assign(_on=group["clients"].clip(upper=per_page)).sort_values("_on")
         below = group[group["_on"] < CHROMIUM_PER_ORIGIN]
         above = group[group["_on"] >= CHROMIUM_PER_ORIGIN]
-        if below.empty or above.empty:
+        if above.empty or (below.empty and version != "2"):
             continue
-        b, a = below.iloc[-1], above.iloc[-1]
+        a = above.iloc[-1]
         c = counters.get(int(a["point"]), {})
-        name = _NAMES.get(transport, transport)
+        name = _NAMES.get(transport, transport) + (f" over HTTP/{version}" if versions else "")
+        held = _held(a)
+        if below.empty:  # HTTP/2 sweeps need no page below the limit: one connection carries it
+            out.append(f"{name} with {a['_on']:.0f} subscribers on one page: {a['delivered']:.0f} "
+                       f"of {a['expected']:.0f} delivered, p50 {_ms(a['lat_p50_ms'])}, max "
+                       f"{_ms(a['lat_max_ms'])}{held}.")
+            continue
+        b = below.iloc[-1]
         if not a["delivered"] > 0:
             out.append(f"{name} with {a['_on']:.0f} subscribers on one page: the page published "
                        f"{c.get('published', 0)} of {c.get('scheduled', '?')} messages and "
-                       f"{c.get('subscribers_never_opened', 0)} subscribers never opened; with "
-                       f"{b['_on']:.0f}, p50 {_ms(b['lat_p50_ms'])} and nothing lost.")
+                       f"{c.get('subscribers_never_opened', 0)} subscribers never opened{held}; "
+                       f"with {b['_on']:.0f}, p50 {_ms(b['lat_p50_ms'])} and nothing lost.")
         else:
             out.append(f"{name} with {a['_on']:.0f} subscribers on one page: p50 "
-                       f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}, against p50 "
+                       f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}{held}, against p50 "
                        f"{_ms(b['lat_p50_ms'])} with {b['_on']:.0f}"
                        + (f" (the pages' poll timeout was {poll_timeout:g} s)."
                           if transport == "longpoll" else "."))
     return out
+
+
+def _held(row: pd.Series) -> str:
+    """", holding N connection(s) to the origin" where the browser engine counted them."""
+    held = pd.to_numeric(row.get("origin_connections"), errors="coerce")
+    return f", holding {held:.0f} connection(s) to the origin" if pd.notna(held) else ""
 
 
 def _browser_section(frame: pd.DataFrame) -> Section | None:
@@ -328,15 +342,25 @@ def _browser_section(frame: pd.DataFrame) -> Section | None:
 
 def _limit_section(run: Any, frame: pd.DataFrame) -> Section | None:
     per_page = _per_page(run)
-    browser = frame[(frame["engine"] == "browser") & (frame["proxy"] == "none")]
+    browser = frame[frame["engine"] == "browser"]
+    direct = browser[browser["proxy"] == "none"]
+    # Direct pages where the run has them; else the proxied ones (HTTP/2 needs nginx and TLS).
+    browser = direct if not direct.empty else browser
     if browser.empty or per_page <= 1:
         return None
+    http = browser["http"] if "http" in browser.columns else pd.Series("1.1", index=browser.index)
+    browser = browser.assign(_http=http.astype(str).replace({"2.0": "2", "nan": "1.1",
+                                                               "None": "1.1", "": "1.1"}))
     counters = _counters(run)
+    versions = browser["_http"].nunique() > 1
     rows = []
     for _, row in browser.iterrows():
         c = counters.get(int(row["point"]), {})
         on_page = min(int(row["clients"]), per_page)
-        rows.append((_NAMES.get(row["transport"], row["transport"]), f"{on_page}",
+        held = pd.to_numeric(row.get("origin_connections"), errors="coerce")
+        rows.append((_NAMES.get(row["transport"], row["transport"]),
+                     *((f"HTTP/{row['_http']}",) if versions else ()), f"{on_page}",
+                     f"{held:.0f}" if pd.notna(held) else "n/a",
                      f"{c.get('published', row['sent']):.0f} of {c.get('scheduled', math.nan):.0f}",
                      f"{c.get('subscribers_never_opened', 0)}",
                      f"{row['delivered']:.0f} of {row['expected']:.0f}",
@@ -350,15 +374,18 @@ def _limit_section(run: Any, frame: pd.DataFrame) -> Section | None:
         "wait behind them, so nothing is published until a poll times out (latency grows to "
         "the poll timeout) or, with EventSource, never (the streams never end). WebSocket "
         "connections are not counted against this limit, so the same page keeps working. "
-        "HTTP/2 to the origin would multiplex every request over one connection.",
+        "Over HTTP/2 one connection to the origin carries every request of the page. "
+        "'Connections' is the most TCP connections Chromium held to the origin at once, "
+        "counted from the browser's sockets while the point ran.",
         *_limit_sentences(browser, counters, per_page,
                           _engine_option(run, "poll_timeout_s", 30.0)),
         "Published = the page's publishes that completed, of those scheduled in the "
         "measurement window; 'never opened' = subscribers that never got a connection.",
     )
     return Section("The connection limit", paragraphs,
-                   ("transport", "subscribers on the page", "published", "never opened",
-                    "delivered", "p50", "max"), tuple(rows))
+                   ("transport", *(("HTTP",) if versions else ()), "subscribers on the page",
+                    "connections", "published", "never opened", "delivered", "p50", "max"),
+                   tuple(rows))
 
 
 def sections(runs: list[Any]) -> list[Section]:
