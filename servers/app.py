@@ -44,6 +44,16 @@ __all__ = ["TCP_SSL", "make_app"]
 log = logging.getLogger("servers")
 
 
+def _scheme(request: web.Request, config) -> str:
+    """The scheme the page used: the listener's, or (--trust-forwarded-proto) the TLS
+    front's X-Forwarded-Proto, so a page served over https by nginx is same-origin."""
+    if config.trust_forwarded_proto:
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if forwarded in ("http", "https"):
+            return forwarded
+    return request.scheme
+
+
 @web.middleware
 async def _policy(request: web.Request, handler) -> web.StreamResponse:
     state = request.app[STATE]
@@ -54,8 +64,8 @@ async def _policy(request: web.Request, handler) -> web.StreamResponse:
         if origin is not None:
             # The Host header itself: aiohttp's request.host falls back to a (blocking)
             # getfqdn() when a request has none.
-            decision = origin_decision(origin, request.scheme, request.headers.get("Host", ""),
-                                       state.config.allow_origins)
+            decision = origin_decision(origin, _scheme(request, state.config),
+                                       request.headers.get("Host", ""), state.config.allow_origins)
             if decision == "deny":
                 state.metrics.http_requests["other"] += 1
                 return error_response(403, "origin not allowed", headers, origin=origin[:200])

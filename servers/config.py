@@ -81,6 +81,9 @@ class ServerConfig:
     max_batch: int = 10_000  # largest ?max= a poll may ask for
     shutdown_timeout_s: float = 5.0  # graceful close budget before handlers are cancelled
     allow_origins: tuple[str, ...] = ()  # besides no-Origin and same-origin; "*" = any
+    #: Behind a TLS-terminating proxy: the Origin check takes the scheme from the proxy's
+    #: X-Forwarded-Proto (a page at https://front is same-origin with the http upstream).
+    trust_forwarded_proto: bool = False
     slow_grace_s: float = 2.0  # a full queue is tolerated this long before "slow consumer"
     accel_buffering_header: bool = True  # X-Accel-Buffering: no on streams
     tls_cert: str = ""  # PEM chain: serve https / wss (with tls_key)
@@ -158,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allow-origin", action="append", default=[], metavar="ORIGIN",
         help="cross-origin page allowed on /poll, /stream, /publish, /ws "
         "(repeatable; '*' = any; no Origin and same-origin always are) (default: none)")
+    add("--trust-forwarded-proto", action="store_true",
+        help="behind a proxy that terminates TLS: the same-origin check uses its "
+        "X-Forwarded-Proto as the scheme (default: the listener's own)")
     add("--no-accel-buffering-header", dest="accel_buffering_header", action="store_false",
         help="do not send 'X-Accel-Buffering: no' on streams, for proxy buffering "
         "experiments (default: sent)")
@@ -209,6 +215,7 @@ def parse_config(argv: list[str] | None, environ: dict[str, str] | None = None) 
         max_batch=args.max_batch,
         shutdown_timeout_s=args.shutdown_timeout,
         allow_origins=tuple(o.rstrip("/").lower() for o in args.allow_origin),
+        trust_forwarded_proto=args.trust_forwarded_proto,
         slow_grace_s=args.slow_grace,
         accel_buffering_header=args.accel_buffering_header,
         inject=inject_from_env(os.environ if environ is None else environ),

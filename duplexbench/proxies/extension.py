@@ -43,15 +43,23 @@ ROW_FIELDS = ("proxy", "proxy_buffering", "proxy_accel_header", "proxy_gzip", "p
               "proxy_cpu_pct")
 #: Server option that drops ``X-Accel-Buffering: no`` from stream responses.
 NO_ACCEL_FLAG = "--no-accel-buffering-header"
+#: Server option: the Origin check's scheme from nginx's X-Forwarded-Proto.
+TRUST_PROTO_FLAG = "--trust-forwarded-proto"
 #: Read timeout above the longest a response may stay silent (poll timeout, heartbeat).
 _READ_MARGIN_S = 30.0
 
 
 def server_args(point: Any) -> list[str]:
-    """Extra ``python -m servers`` flags for the point (the header sweep)."""
-    if getattr(point, "proxy", "none") != "none" and not getattr(point, "accel_header", True):
-        return [NO_ACCEL_FLAG]
-    return []
+    """Extra ``python -m servers`` flags for the point: behind nginx the same-origin check
+    takes the page's scheme from X-Forwarded-Proto (nginx may terminate TLS), and the
+    header sweep."""
+    if getattr(point, "proxy", "none") == "none":
+        return []
+    # The Node reference has no such option (and is measured direct: docs/http2.md).
+    args = [TRUST_PROTO_FLAG] if getattr(point, "stack", "python") == "python" else []
+    if not getattr(point, "accel_header", True):
+        args.append(NO_ACCEL_FLAG)
+    return args
 
 
 def summary_fields(point: Any) -> dict[str, Any]:

@@ -203,6 +203,8 @@ http {{
         {_listen_lines(settings, listen_port, h2c_port, version)}
         proxy_http_version 1.1;
         proxy_set_header Host $http_host;
+        # The page's scheme (https at a TLS front): the server's same-origin check needs it.
+        proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header Connection "";
         proxy_buffering {buffering};
         proxy_read_timeout {timeout};
@@ -212,6 +214,7 @@ http {{
         location /ws {{
             proxy_pass http://duplexbench_server;
             proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $duplexbench_connection;
         }}

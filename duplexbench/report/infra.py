@@ -276,7 +276,7 @@ def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: in
         a = above.iloc[-1]
         c = counters.get(int(a["point"]), {})
         name = _NAMES.get(transport, transport) + (f" over HTTP/{version}" if versions else "")
-        held = _held(a)
+        held = _connections_note(a)
         if below.empty:  # HTTP/2 sweeps need no page below the limit: one connection carries it
             out.append(f"{name} with {a['_on']:.0f} subscribers on one page: {a['delivered']:.0f} "
                        f"of {a['expected']:.0f} delivered, p50 {_ms(a['lat_p50_ms'])}, max "
@@ -297,7 +297,7 @@ def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: in
     return out
 
 
-def _held(row: pd.Series) -> str:
+def _connections_note(row: pd.Series) -> str:
     """", holding N connection(s) to the origin" where the browser engine counted them."""
     held = pd.to_numeric(row.get("origin_connections"), errors="coerce")
     return f", holding {held:.0f} connection(s) to the origin" if pd.notna(held) else ""

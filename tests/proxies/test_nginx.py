@@ -194,7 +194,7 @@ def test_buffering_with_gzip_holds_a_stream_unless_the_server_says_no(start_serv
 
     quiet = LoadPoint(0, 0, "sse", 1, 1.0, 8, proxy="nginx", proxy_buffering=True,
                       accel_header=False, proxy_gzip=True)
-    assert server_args(quiet) == ["--no-accel-buffering-header"]
+    assert server_args(quiet) == ["--trust-forwarded-proto", "--no-accel-buffering-header"]
     settings = NginxSettings(buffering=True, gzip=True)
     for accel, arrives in ((True, True), (False, False)):
         server = start_server("stream", args=["--heartbeat", "30"]

@@ -155,6 +155,22 @@ def test_same_origin_and_no_origin_are_allowed(srv):
                 {"Origin": f"https://{host}"})[0] == 403  # scheme differs
 
 
+def test_behind_a_tls_front_the_forwarded_scheme_is_trusted_only_when_asked(srv):
+    """A page at https://front is same-origin with the http upstream when the server was
+    told to trust the proxy's X-Forwarded-Proto (nginx terminating TLS); never otherwise."""
+    def status(server, headers):
+        host = server.url.split("://")[1]
+        return http(f"{server.url}/publish?topic=fw", "POST", b"x",
+                    {"Origin": f"https://{host}", **headers})[0]
+
+    forwarded = {"X-Forwarded-Proto": "https"}
+    assert status(srv, forwarded) == 403  # not asked: the header is the client's word only
+    with ServerProcess("all", args=["--trust-forwarded-proto"]) as behind:
+        assert status(behind, forwarded) == 200
+        assert status(behind, {}) == 403  # no header: the listener's own scheme (http)
+        assert status(behind, {"X-Forwarded-Proto": "gopher"}) == 403
+
+
 # -- WebSocket --
 
 @pytest.mark.parametrize("key", [None, "short", "not base64!!", "AAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
