@@ -271,16 +271,22 @@ def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: in
         group = group.assign(_on=group["clients"].clip(upper=per_page)).sort_values("_on")
         below = group[group["_on"] < CHROMIUM_PER_ORIGIN]
         above = group[group["_on"] >= CHROMIUM_PER_ORIGIN]
-        if above.empty or (below.empty and version != "2"):
+        if above.empty:
             continue
         a = above.iloc[-1]
         c = counters.get(int(a["point"]), {})
         name = _NAMES.get(transport, transport) + (f" over HTTP/{version}" if versions else "")
         held = _connections_note(a)
-        if below.empty:  # HTTP/2 sweeps need no page below the limit: one connection carries it
-            out.append(f"{name} with {a['_on']:.0f} subscribers on one page: {a['delivered']:.0f} "
-                       f"of {a['expected']:.0f} delivered, p50 {_ms(a['lat_p50_ms'])}, max "
-                       f"{_ms(a['lat_max_ms'])}{held}.")
+        if below.empty:  # no page under the limit in this sweep: the largest page alone
+            if a["delivered"] > 0:
+                out.append(f"{name} with {a['_on']:.0f} subscribers on one page: "
+                           f"{a['delivered']:.0f} of {a['expected']:.0f} delivered, p50 "
+                           f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}{held}.")
+            else:
+                out.append(f"{name} with {a['_on']:.0f} subscribers on one page: the page "
+                           f"published {c.get('published', 0)} of {c.get('scheduled', '?')} "
+                           f"messages and {c.get('subscribers_never_opened', 0)} subscribers "
+                           f"never opened{held}.")
             continue
         b = below.iloc[-1]
         if not a["delivered"] > 0:

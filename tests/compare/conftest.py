@@ -55,7 +55,7 @@ def ab_same(ab_clone):
 
 @pytest.fixture(scope="session")
 def ab_cpu_child(ab_clone):
-    """``duplexbench ab parent`` with the cpu-child checked out: +40 us CPU per delivery."""
+    """``duplexbench ab parent`` with the cpu-child checked out: +100 us CPU per delivery."""
     git(ab_clone, "checkout", "-q", "cpu-child")
     try:
         return run_ab(ab_clone, "parent", ab_clone.parent / "ab-cpu-child", CPU_SCENARIO_NAME,

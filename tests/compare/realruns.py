@@ -2,7 +2,7 @@
 
 A clone of this working tree (committed or not) holds three commits, tagged ``parent``,
 ``child`` and ``cpu-child`` (both children of the parent); the child makes the servers'
-injected delay default to 2 ms, the cpu-child their injected CPU to 40 us per delivered message
+injected delay default to 2 ms, the cpu-child their injected CPU to 100 us per delivered message
 (``servers/__init__.py`` sets ``DUPLEXBENCH_INJECT_DELAY_MS`` / ``_CPU_US`` unless already set:
 a real change to the server's code, seen only by the child's servers, which report it in
 ``/healthz`` and so in meta.json ``inject``). Three A/B runs are made from it: each child
@@ -10,9 +10,10 @@ against its parent (must fail) and the parent against itself (must pass). The de
 tiny (two transports, 5 subscribers, 1 s points, 3 repeats per side: one disturbed repeat must
 not decide; 3 also lets the tails be checked for stability), ~35 s on a busy 2-core machine.
 The CPU run is the A/B profile's point (10 subscribers, 100 messages/s) on the three streams
-with 1 s points and the profile's 6 repeats, ~2 minutes: the per-transport verdict needs the
-pairs (docs/regression.md, "Server cost"). test_ab.py judges them as ``duplexbench ab`` did;
-test_e2e.py feeds the delay runs' directories to the plain ``compare`` gate.
+with 1 s points and 4 repeats (100 us per delivery: a change the pairs resolve at once), ~1
+minute: the per-transport verdict needs the pairs (docs/regression.md, "Server cost").
+test_ab.py judges them as ``duplexbench ab`` did; test_e2e.py feeds the delay runs'
+directories to the plain ``compare`` gate.
 """
 
 from __future__ import annotations
@@ -42,15 +43,17 @@ SCENARIO = tiny_scenario("ab-tiny", transports=["longpoll", "websocket"], client
 CPU_SCENARIO_NAME = "ab-cpu.toml"
 #: The A/B profile's point and repeats (scenarios/ab.toml), shorter, on the three streams.
 CPU_SCENARIO = tiny_scenario("ab-cpu", transports=["sse", "ndjson", "websocket"], clients=10,
-                             rate=100, warmup_s=0.5, duration_s=1.0, drain_s=0.3, repeats=6,
+                             rate=100, warmup_s=0.5, duration_s=1.0, drain_s=0.3, repeats=4,
                              seed=1, arrival="uniform", tables={"server": {"uvloop": True}})
 
-#: 40 us: this profile's 1 s windows are noisier than ab.toml's (the issue's 20 us child is a
-#: benchmark command on that profile, `python -m duplexbench ab HEAD~1`); here 20 us was
-#: missed in 1 of 3 tries.
-CPU_CHILD_CHANGE = ('\n\n# Test commit: 40 us of CPU per delivered message (a regression the '
-                    'A/B gate must flag).\nimport os as _os\n'
-                    '_os.environ.setdefault("DUPLEXBENCH_INJECT_CPU_US", "40")\n')
+#: 100 us (2-3x a stream's own cost per delivery here): this test checks that the gate names
+#: server CPU per message on each stream, with 4 pairs (ABBA) to keep `make test` short. How
+#: small a change the gate catches, and how often, is measured by benchmark commands on the
+#: full profile (`python -m duplexbench ab HEAD~1` with the issue's 20 us; `gate-power`), not
+#: here. 40 us with 6 pairs took ~2 minutes of the suite, alone on the machine.
+CPU_CHILD_CHANGE = ('\n\n# Test commit: 100 us of CPU per delivered message (a regression '
+                    'the A/B gate must flag).\nimport os as _os\n'
+                    '_os.environ.setdefault("DUPLEXBENCH_INJECT_CPU_US", "100")\n')
 
 CHILD_CHANGE = ('\n\n# Test commit: every delivery 2 ms late (a regression the A/B gate must flag).\n'
                 'import os as _os\n_os.environ.setdefault("DUPLEXBENCH_INJECT_DELAY_MS", "2")\n')
@@ -95,7 +98,7 @@ def make_clone(root: Path) -> Path:
     git(repo, "checkout", "-q", "-b", "cpu", "parent")
     with open(repo / "servers" / "__init__.py", "a", encoding="utf-8") as init:
         init.write(CPU_CHILD_CHANGE)
-    git(repo, "commit", "-qam", "cpu-child: 40 us of CPU per delivered message")
+    git(repo, "commit", "-qam", "cpu-child: 100 us of CPU per delivered message")
     git(repo, "tag", "cpu-child")
     git(repo, "checkout", "-q", "child")
     return repo

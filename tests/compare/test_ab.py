@@ -1,5 +1,5 @@
 """The A/B gate in a clone: a commit adding 2 ms before each delivery fails against its parent,
-naming metric and transport; so does one adding 40 us of CPU per delivered message, naming
+naming metric and transport; so does one adding 100 us of CPU per delivered message, naming
 server CPU per message for SSE, NDJSON and WebSocket; the parent against itself passes; a bad
 BASE is refused.
 
@@ -43,7 +43,7 @@ def test_child_with_2ms_delay_fails_against_its_parent(ab_clone, ab_child):
 
 
 @alone
-def test_child_with_40us_of_cpu_per_delivery_fails_naming_server_cpu(ab_clone, ab_cpu_child):
+def test_child_with_100us_of_cpu_per_delivery_fails_naming_server_cpu(ab_clone, ab_cpu_child):
     status, out = ab_cpu_child.status, ab_cpu_child.output
     last = out.strip().splitlines()[-1]
     assert status == 1 and last.startswith("REGRESSION:"), out[-4000:]
