@@ -40,7 +40,8 @@ def point_extensions(scenario: Any, *, engine: str = "native",
     """The extensions for ``scenario``'s points; ``server`` is the run's server setup
     (runner/outside.py), None where the command records no server columns (ab, stacks)."""
     extensions: list[PointExtension] = [] if server is None else [server]
-    extensions += [WorkersExtension(scenario), HttpExtension(),
+    extensions += [WorkersExtension(scenario),
+                   HttpExtension(outside_rfc8441=bool(getattr(server, "rfc8441", False))),
                    EngineExtension(engine, scenario.engine_options), NetworkExtension(),
                    NginxExtension()]
     if scenario.faults is not None:

@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(quiet=args.quiet)
     try:
-        scenario = prepare_scenario(load_scenario(args.scenario), args)
+        scenario = prepare_scenario(load_scenario(args.scenario, outside=bool(args.server_url)),
+                                    args)
         scenario.check_engine(args.engine)  # e.g. Locust or a browser cannot run tcp
         check_engine(scenario, args.engine)  # Locust / a browser over HTTP/2: refused here
     except ScenarioError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 from ..console import Column, insert_column
 from ..runner.extension import PointContext, PointData, PointExtension
 from ..runner.outcome import PointFailed
+from ..scenario.http import OUTSIDE_STACK
 
 __all__ = ["HttpExtension", "NO_RFC8441", "ROW_FIELDS", "client_http"]
 
@@ -33,25 +34,28 @@ ROW_FIELDS = ("http", "streams_per_connection", "stack", "ws_over")
 NO_RFC8441 = "HTTP/1.1 upgrade: this path has no RFC 8441"
 
 
-def _rfc8441(point: Any) -> bool:
-    """Whether the point's path offers WebSocket over HTTP/2 (only the Node reference)."""
-    return getattr(point, "stack", "python") == "node"
+def _rfc8441(point: Any, outside_rfc8441: bool = False) -> bool:
+    """Whether the point's path offers WebSocket over HTTP/2: the Node reference, or an
+    outside server whose probe passed the RFC 8441 rule."""
+    stack = getattr(point, "stack", "python")
+    return stack == "node" or (stack == OUTSIDE_STACK and outside_rfc8441)
 
 
-def client_http(point: Any) -> str:
+def client_http(point: Any, outside_rfc8441: bool = False) -> str:
     """The HTTP version the load generator speaks for ``point``."""
     http = getattr(point, "http", "1.1")
-    if http == "2" and point.transport == "websocket" and not _rfc8441(point):
+    if http == "2" and point.transport == "websocket" and not _rfc8441(point, outside_rfc8441):
         return "1.1"
     return http
 
 
-def _ws_over(point: Any) -> str:
+def _ws_over(point: Any, outside_rfc8441: bool = False) -> str:
     if point.transport != "websocket":
         return ""
     if getattr(point, "http", "1.1") != "2":
         return "HTTP/1.1 upgrade"
-    return "RFC 8441 (HTTP/2 extended CONNECT)" if _rfc8441(point) else NO_RFC8441
+    return ("RFC 8441 (HTTP/2 extended CONNECT)" if _rfc8441(point, outside_rfc8441)
+            else NO_RFC8441)
 
 
 class HttpExtension(PointExtension):
@@ -60,13 +64,17 @@ class HttpExtension(PointExtension):
 
     name = "http"
 
+    def __init__(self, outside_rfc8441: bool = False) -> None:
+        #: An outside server (--server-url) that passed the probe's RFC 8441 rule.
+        self.outside_rfc8441 = outside_rfc8441
+
     def server_args(self, point: Any) -> list[str]:
         if getattr(point, "stack", "python") != "node" or point.http != "2":
             return []
         return ["--http2"] if point.tls else ["--h2c-port", "0"]
 
     def spec_fields(self, point: Any) -> dict:
-        http = client_http(point)
+        http = client_http(point, self.outside_rfc8441)
         return {"http": http,
                 "streams_per_connection": point.streams_per_connection if http == "2" else 1}
 
@@ -84,10 +92,11 @@ class HttpExtension(PointExtension):
         point = ctx.point
         return {"http": getattr(point, "http", "1.1"),
                 "streams_per_connection": getattr(point, "streams_per_connection", 1),
-                "stack": getattr(point, "stack", "python"), "ws_over": _ws_over(point)}
+                "stack": getattr(point, "stack", "python"),
+                "ws_over": _ws_over(point, self.outside_rfc8441)}
 
     def notes(self, ctx: PointContext, row: dict, data: PointData | None) -> list[str]:
-        return [NO_RFC8441] if _ws_over(ctx.point) == NO_RFC8441 else []
+        return [NO_RFC8441] if _ws_over(ctx.point, self.outside_rfc8441) == NO_RFC8441 else []
 
     def table(self, rows: list[dict], columns: list) -> tuple[list[dict], list]:
         if any(str(r.get("stack") or "python") != "python" for r in rows):

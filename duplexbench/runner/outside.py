@@ -31,9 +31,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..scenario import LoadPoint, Scenario
+from ..scenario.http import OUTSIDE_STACK
 from .extension import PointExtension, Stage
 from .outcome import PointFailed
 from .target import ExternalTarget, ServerHandle
+
+#: The probe's rule for WebSocket over HTTP/2 (duplexbench/probe/rules_h2.py).
+RFC8441_RULE = "h2.ws-rfc8441"
 
 __all__ = ["ServerExtension", "ServerSetup", "SetupError", "VerifiedExternalTarget",
            "add_arguments", "server_setup"]
@@ -100,6 +104,9 @@ class ServerExtension(PointExtension):
         self.tls_dir = tls_dir
         #: An outside server's CA (--ca-file); "" = the system store.
         self.ca_file = ca_file
+        #: An outside server that passed the probe's RFC 8441 rule: its WebSocket points of
+        #: http = "2" open over HTTP/2 (extended CONNECT), as the Node reference's do.
+        self.rfc8441 = False
         self._files: Any = None
 
     def files(self):
@@ -220,10 +227,20 @@ def _outside(args, scenario: Scenario, run_dir: Path, console) -> ServerSetup:
     if https:
         meta["tls"] = {"certificate": "the outside server's", "ca_file": args.ca_file or "system store",
                        "verified_by_clients": True}
+    if "2" in scenario.http and not https:
+        raise SetupError(f"{scenario.name} sweeps http = {list(scenario.http)}: HTTP/2 to an "
+                         "outside server is measured over https (ALPN h2); a cleartext server's "
+                         "h2c port is not known here: give its https URL, or http = \"1.1\"")
     meta["probe"] = _probe(url, args, run_dir, console, scenario.transports,
                            h2=_h2_rules(scenario, https))
+    # Its points run direct at every HTTP version the scenario sweeps (the stack column says
+    # "outside": the scenario was loaded for it); WebSocket goes over HTTP/2 only where the
+    # probe found RFC 8441.
+    scenario = dataclasses.replace(scenario, server=dataclasses.replace(
+        scenario.server, stack=(OUTSIDE_STACK,)))
     extension = ServerExtension(meta, measured=measured, tls_for=lambda point: https,
                                 ca_file=args.ca_file)
+    extension.rfc8441 = bool(meta["probe"].get("rfc8441"))
     return ServerSetup(scenario, extension,
                        VerifiedExternalTarget(url, args.server_pid, ca_file=args.ca_file))
 
@@ -252,7 +269,10 @@ def _probe(url: str, args, run_dir: Path, console, transports, h2: str = "") -> 
     (Path(run_dir) / "probe.json").write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
     counts = report.counts()
     summary = {"ran": True, "ok": report.ok, **counts, "failed": [r.rule.id for r in report.failed],
-               "file": "probe.json"}
+               "file": "probe.json",
+               # WebSocket over HTTP/2 where the server advertised and passed it (RFC 8441).
+               "rfc8441": any(r.rule.id == RFC8441_RULE and r.status == "pass"
+                              for r in report.results)}
     if not report.ok:
         lines = [line for line in format_report(report).splitlines() if line.startswith("FAIL")]
         more = f"\n... and {len(lines) - 12} more" if len(lines) > 12 else ""

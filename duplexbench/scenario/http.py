@@ -16,18 +16,24 @@ from typing import Any
 
 from .check import ScenarioError
 
-__all__ = ["MAX_STREAMS", "check_engine", "check_http", "http_path"]
+__all__ = ["MAX_STREAMS", "OUTSIDE_STACK", "check_engine", "check_http", "http_path"]
 
 #: Most subscriptions one HTTP/2 connection carries (LoadSpec streams_per_connection).
 MAX_STREAMS = 128
+#: The ``stack`` of the points of a run against an outside server (``--server-url``): it
+#: answers at whatever HTTP versions it speaks (the probe checked ALPN h2 first).
+OUTSIDE_STACK = "outside"
 
 
 def http_path(stack: str, proxy: str, http: str) -> bool:
     """Whether a point of this stack, proxy and HTTP version is swept.
 
     The aiohttp servers have HTTP/2 only behind nginx; the Node reference runs direct
-    (it is the reference implementation, not a deployment behind a front).
+    (it is the reference implementation, not a deployment behind a front); an outside
+    server (``--server-url``) runs direct at every version it was probed for.
     """
+    if stack == OUTSIDE_STACK:
+        return True
     if stack == "node":
         return proxy == "none"
     return http == "1.1" or proxy != "none"

@@ -39,6 +39,7 @@ from .check import (
     string,
 )
 from .faults import FaultError, FaultOptions, parse_faults
+from .http import OUTSIDE_STACK
 from .http import check_http as _check_http
 from .http import http_path
 from .loadpoint import LoadPoint
@@ -189,7 +190,10 @@ class Scenario:
                 data.pop(key, None)
             else:
                 data[key] = _lists(value)
-        return parse_scenario(data, path=self.path)
+        outside = tuple(self.server.stack) == (OUTSIDE_STACK,)
+        if outside:
+            data["server"] = {k: v for k, v in data.get("server", {}).items() if k != "stack"}
+        return parse_scenario(data, path=self.path, outside=outside)
 
 
 def _lists(value: Any) -> Any:
@@ -205,8 +209,9 @@ def _lists(value: Any) -> Any:
 # Loading and validation
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raises :class:`ScenarioError`."""
+def load_scenario(path: str | Path, outside: bool = False) -> Scenario:
+    """Read and validate a scenario file; raises :class:`ScenarioError`. ``outside``: its
+    points will measure an outside server (``--server-url``), see :func:`parse_scenario`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -219,11 +224,15 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     data.setdefault("name", path.stem)
-    return parse_scenario(data, path=str(path))
+    return parse_scenario(data, path=str(path), outside=outside)
 
 
-def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
-    """Validate a TOML-shaped dict (as :func:`tomllib.load` returns) into a Scenario."""
+def parse_scenario(data: dict[str, Any], path: str = "", outside: bool = False) -> Scenario:
+    """Validate a TOML-shaped dict (as :func:`tomllib.load` returns) into a Scenario.
+
+    ``outside``: the points measure an outside server (``--server-url``), which runs what it
+    runs: ``[server] stack`` becomes "outside" (every HTTP version direct, scenario/http.py),
+    so a file's ``http = "2"`` is judged against that server, not against ours."""
     checker = Checker(path or str(data.get("name", "<scenario>")), data)
     defaults = Scenario(name="_", path="")
     c = checker
@@ -263,6 +272,8 @@ def parse_scenario(data: dict[str, Any], path: str = "") -> Scenario:
                     defaults.streams_per_connection)
 
     server = _server(c.table("server"))
+    if outside:
+        server = dataclasses.replace(server, stack=(OUTSIDE_STACK,))
     longpoll = _longpoll(c.table("longpoll"))
     net_table = c.table("network", default=None)
     network = _network(net_table) if net_table is not None else None
