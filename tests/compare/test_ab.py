@@ -18,7 +18,8 @@ from .realruns import git, run_ab
 #: The first test to ask for an A/B run makes it (~35 s on a busy 2-core machine); pytest's
 #: default 120 s timeout is too close when both are made in one test's setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(scaled(480))]
-#: The tests whose setup makes the A/B runs judge latency medians: alone (tests/conftest.py).
+#: The tests whose setup makes the delay A/B runs judge latency medians: alone
+#: (tests/conftest.py).
 alone = pytest.mark.exclusive
 
 
@@ -42,7 +43,8 @@ def test_child_with_2ms_delay_fails_against_its_parent(ab_clone, ab_child):
     assert _worktrees(ab_clone) == 1, "the base worktree was not removed"
 
 
-@alone
+# Not alone: server CPU per delivery is judged against the pairs' own noise, and 100 us is
+# 2-3x a stream's own cost here (it passed beside three gate-power rounds and a benchmark).
 def test_child_with_100us_of_cpu_per_delivery_fails_naming_server_cpu(ab_clone, ab_cpu_child):
     status, out = ab_cpu_child.status, ab_cpu_child.output
     last = out.strip().splitlines()[-1]
