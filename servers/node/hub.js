@@ -203,7 +203,7 @@ class Subscriber {
     this.blocked = false; // write() returned false: the socket buffer is above its high-water mark
     this.queued = 0; // messages written while blocked: the connection's queue
     this.fullTimer = null;
-    this.lastWrite = clock;
+    this.lastWrite = tickClock(); // a fresh read per subscription (the tick's may be late)
     out.on('drain', () => this.drained());
   }
   send(buf) {
@@ -266,6 +266,10 @@ function subscribe(topic, kind, out, drop, start, preamble, h2 = false) {
 // ---------------------------------------------------------------- publishing and fan-out
 
 function publish(topic, data, ts) {
+  // One clock read per publish (not per delivery), as the aiohttp hub does: a write stamped
+  // with the tick's clock could be a tick (or, on a busy machine, a late tick) old, and the
+  // next heartbeat then came that much too early after a message.
+  tickClock();
   const seq = topic.last + 1;
   const msg = { seq, body: encodeEnvelope(seq, topic, ts === null ? nowNs() : ts, data) };
   topic.append(msg);
