@@ -40,6 +40,11 @@ CONNECTIONS_RULE = (
 _SUBSCRIPTIONS = {"longpoll": "long polls", "sse": "EventSources", "ndjson": "NDJSON streams"}
 
 
+def _versions(http: pd.Series) -> pd.Series:
+    """The http column as "1.1" / "2" (a CSV round trip reads "2" back as 2.0)."""
+    return http.astype(str).str.replace(r"^2\.0$", "2", regex=True)
+
+
 def connection_rows(frame: pd.DataFrame) -> list[dict]:
     """One claim row per transport whose browser page ran over HTTP/1.1 and HTTP/2 with more
     subscribers than the limit (the largest such page of each version)."""
@@ -50,7 +55,7 @@ def connection_rows(frame: pd.DataFrame) -> list[dict]:
                   & frame["transport"].isin(tuple(_SUBSCRIPTIONS))
                   & pd.to_numeric(frame["origin_connections"], errors="coerce").notna()]
     pages = pages[pd.to_numeric(pages["clients"]) >= CHROMIUM_PER_ORIGIN]
-    http = pages["http"].astype(str).str.replace(r"^2\.0$", "2", regex=True)
+    http = _versions(pages["http"])
     rows = []
     for transport, group in pages.groupby("transport", sort=False):
         h1 = group[http[group.index] == "1.1"]
@@ -85,7 +90,7 @@ def hpack_rows(frame: pd.DataFrame) -> list[dict]:
         return []
     polls = frame[(frame["transport"] == "longpoll")
                   & (pd.to_numeric(frame["lost"], errors="coerce") == 0)]
-    http = polls["http"].astype(str).str.replace(r"^2\.0$", "2", regex=True)
+    http = _versions(polls["http"])
     stack = polls.get("stack", pd.Series("python", index=polls.index)).astype(str)
     proxy = polls.get("proxy", pd.Series("none", index=polls.index)).astype(str)
     rows = []

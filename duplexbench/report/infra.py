@@ -283,17 +283,12 @@ def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: in
                            f"{a['delivered']:.0f} of {a['expected']:.0f} delivered, p50 "
                            f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}{held}.")
             else:
-                out.append(f"{name} with {a['_on']:.0f} subscribers on one page: the page "
-                           f"published {c.get('published', 0)} of {c.get('scheduled', '?')} "
-                           f"messages and {c.get('subscribers_never_opened', 0)} subscribers "
-                           f"never opened{held}.")
+                out.append(_nothing_published(name, a, c, held) + ".")
             continue
         b = below.iloc[-1]
         if not a["delivered"] > 0:
-            out.append(f"{name} with {a['_on']:.0f} subscribers on one page: the page published "
-                       f"{c.get('published', 0)} of {c.get('scheduled', '?')} messages and "
-                       f"{c.get('subscribers_never_opened', 0)} subscribers never opened{held}; "
-                       f"with {b['_on']:.0f}, p50 {_ms(b['lat_p50_ms'])} and nothing lost.")
+            out.append(_nothing_published(name, a, c, held) + f"; with {b['_on']:.0f}, p50 "
+                       f"{_ms(b['lat_p50_ms'])} and nothing lost.")
         else:
             out.append(f"{name} with {a['_on']:.0f} subscribers on one page: p50 "
                        f"{_ms(a['lat_p50_ms'])}, max {_ms(a['lat_max_ms'])}{held}, against p50 "
@@ -301,6 +296,13 @@ def _limit_sentences(rows: pd.DataFrame, counters: dict[int, dict], per_page: in
                        + (f" (the pages' poll timeout was {poll_timeout:g} s)."
                           if transport == "longpoll" else "."))
     return out
+
+
+def _nothing_published(name: str, row: pd.Series, counters: dict, held: str) -> str:
+    """A page above the limit that published nothing: what it published and who never opened."""
+    return (f"{name} with {row['_on']:.0f} subscribers on one page: the page published "
+            f"{counters.get('published', 0)} of {counters.get('scheduled', '?')} messages and "
+            f"{counters.get('subscribers_never_opened', 0)} subscribers never opened{held}")
 
 
 def _connections_note(row: pd.Series) -> str:
