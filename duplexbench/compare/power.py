@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from .. import procs
 from ..console import Console
 from ..measure.results import atomic_write_json, utc_now
@@ -136,7 +138,7 @@ def claim_round(out: Path, number: int) -> Path | None:
                 holder = int(path.read_text(encoding="ascii").strip() or 0)
             except (OSError, ValueError):
                 holder = 0
-            if holder and _alive(holder):
+            if holder and psutil.pid_exists(holder):
                 return None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
@@ -144,16 +146,6 @@ def claim_round(out: Path, number: int) -> Path | None:
             handle.write(str(os.getpid()))
         return path
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def completed_rounds(out: Path) -> list[dict]:
