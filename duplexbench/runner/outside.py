@@ -234,8 +234,8 @@ def _outside(args, scenario: Scenario, run_dir: Path, console) -> ServerSetup:
     meta["probe"] = _probe(url, args, run_dir, console, scenario.transports,
                            h2=_h2_rules(scenario, https))
     # Its points run direct at every HTTP version the scenario sweeps (the stack column says
-    # "outside": the scenario was loaded for it); WebSocket goes over HTTP/2 only where the
-    # probe found RFC 8441.
+    # "outside"; `run` loaded the file so already, capacity's scenario is made here);
+    # WebSocket goes over HTTP/2 only where the probe found RFC 8441.
     scenario = dataclasses.replace(scenario, server=dataclasses.replace(
         scenario.server, stack=(OUTSIDE_STACK,)))
     extension = ServerExtension(meta, measured=measured, tls_for=lambda point: https,
