@@ -29,7 +29,7 @@ from duplexbench.contract.http import PATH_PUBLISH
 
 from .base import ClientError, WireStats
 from .h2conn import H2ClientConnection, H2Stream
-from .h2link import H2Link, make_links
+from .h2link import H2Link
 from .http11 import ConnectionLost, Response
 from .longpoll import LongPollSubscriber
 from .stream import NDJSONSubscriber, SSESubscriber

@@ -25,7 +25,6 @@ from .state import STATE
 from .config import ConfigError, ServerConfig, parse_config
 from .gcpolicy import apply_gc_policy
 from .retention import HubError
-from .state import STATE
 
 #: servers/broker.py's, without importing redis in a process that has no broker.
 EXIT_EPOCH_LOST = 75
