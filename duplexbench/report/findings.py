@@ -301,8 +301,13 @@ def run_findings(run: ReportRun, frame: pd.DataFrame | None = None) -> list[Find
         findings.append(Finding(
             f"Left out of the comparisons: {dropped} (the other repeats of those points "
             "are used).", kind="note"))
-    from .infra import main_rows  # the spreads' rows are the aggregate's: one server shape
+    from .infra import left_aside, main_rows  # the spreads' rows are the aggregate's
 
+    aside = left_aside(frame)
+    if aside:
+        findings.append(Finding(
+            f"The comparisons below leave out {aside}: another measurement of a point is "
+            "never pooled with it as a repeat.", kind="note"))
     frame = main_rows(frame)
     agg = aggregate(frame)
     return findings + transport_findings(agg, frame=frame)

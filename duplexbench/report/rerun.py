@@ -18,6 +18,7 @@ import pandas as pd
 from ..measure.validity import comparable
 from .derived import AXES, aggregate
 from .finding import Finding
+from .infra import main_rows
 from .findings import METRICS, run_findings
 from .intervals import LEVEL, SE_COLUMNS, spread_of
 from .load import ReportRun
@@ -41,6 +42,7 @@ def figure_records(frame: pd.DataFrame, metrics=METRICS) -> list[dict]:
     with its rerun interval and the run's own share of its error."""
     if frame.empty:
         return []
+    frame = main_rows(frame)  # the aggregate's rows: a proxied or HTTP/2 row is no repeat
     agg = aggregate(frame)
     records = []
     for metric in metrics:

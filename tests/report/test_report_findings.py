@@ -133,3 +133,21 @@ def test_row_warnings_from_metrics_are_shown_once(model_run):
     assert [w.loud for w in warnings if "LOST" in w.text] == [True]  # not repeated by the report
     assert texts[0].startswith("long polling at 10 subscribers, 10 messages/s: LOST 3 of 300")
     assert sum("samples" in t for t in texts) == 1  # summarised, not one line per point
+
+
+def test_http2_rows_of_a_point_are_not_pooled_as_repeats(model_run):
+    # Seen on browser-limit: a median long-poll latency of 2.6 s from 5.1 s over HTTP/1.1
+    # and 59 ms over HTTP/2 at one point, called "a tie within the noise of 2 repeats".
+    run_dir = model_run("h1-h2")
+    best, worst, ratio = _expected_cpu(run_dir, 500)
+    summary = pd.read_csv(run_dir / "summary.csv")
+    summary["http"] = "1.1"
+    h2 = summary.copy()
+    h2["http"] = "2"
+    h2.loc[h2["transport"] == worst, "server_cpu_s"] /= 1000  # would flip the winner if pooled
+    pd.concat([summary, h2]).to_csv(run_dir / "summary.csv", index=False)
+    all_findings = findings.run_findings(load_run_dir(run_dir))
+    f = [f for f in all_findings if f.metric == "server_cpu_s_per_1k"]
+    assert len(f) == 1 and (f[0].best, f[0].worst) == (best, worst)
+    assert math.isclose(f[0].ratio, ratio, rel_tol=1e-9)
+    assert any(n.kind == "note" and "HTTP/2 rows" in n.text for n in all_findings)
