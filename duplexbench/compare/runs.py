@@ -247,12 +247,15 @@ def _pooled_rows(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], specs: Sequ
 def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_all: pd.DataFrame,
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
                    factor: float, paired: bool,
-                   noise: dict[str, PairNoise] | None = None) -> tuple[list[Row], list[str]]:
+                   noise: dict[str, PairNoise] | None = None,
+                   noise_alpha: float | None = None) -> tuple[list[Row], list[str]]:
     """Rows for one load point, and notes (left-out repeats, tails not gated).
 
-    ``noise`` (paired mode): the pooled pair noise of the metrics that are judged against it.
+    ``noise`` (paired mode): the pooled pair noise of the metrics that are judged against it;
+    ``noise_alpha``: the level those per-point verdicts are judged at (``point_alpha``).
     """
     noise = noise or {}
+    noise_alpha = alpha if noise_alpha is None else noise_alpha
     split = _split(b_all, c_all, paired)
     notes = [f"{transport} {label}: {n}" for n in split.notes]
     rows: dict[str, Row] = {}
@@ -287,7 +290,7 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
             gated, note = spec.gate, ""
             if paired and spec.name in noise and not split.why:
                 # The pairs' medians against their measured noise; Mann-Whitney stays.
-                judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], alpha,
+                judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], noise_alpha,
                                         verdict.p_value)
                 if judged is not None:
                     verdict = replace(judged, baseline=verdict.baseline,
@@ -348,7 +351,7 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
                 note = "from per-repeat summary (no samples)"
         gated = spec.gate
         if paired and spec.name in noise and not split.why and spec.kind == "repeats":
-            judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], alpha)
+            judged = _noise_verdict(spec, b_rows, c_rows, noise[spec.name], noise_alpha)
             if judged is not None:
                 verdict, gated, note = judged, True, ""
         rows[spec.name] = Row(transport, label, spec.name, verdict.verdict, gated, verdict, note)
@@ -391,6 +394,20 @@ def _batching_shift(spec: MetricSpec, b_rows: pd.DataFrame, c_rows: pd.DataFrame
     return shift if math.isfinite(shift) else 0.0
 
 
+def point_alpha(alpha: float, points: int) -> float:
+    """The level each point's own pair-noise verdicts are judged at: ``alpha`` / points.
+
+    An A/B run asks the same question (did server CPU per delivery, did the median latency
+    rise?) of every point, so judged each at ``alpha`` a run of T points would raise T times the
+    false alarms of one (measured: 2 A/A false alarms in 10 gate-power rounds at 0.01 per
+    point, one per-transport CPU row and one latency median). Bonferroni over the points keeps
+    the gate's false-alarm rate per metric at ``alpha``; the pooled row over every point (a
+    slower fan-out costs every transport) is one question and keeps ``alpha``, so the power of
+    the gate for a change of every transport's cost is not spent.
+    """
+    return alpha / max(1, points)
+
+
 def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float | None = None,
                  normalize: bool = False, paired: bool = False) -> Comparison:
     """Every metric of every load point both runs have; notes for everything else.
@@ -425,6 +442,11 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
         noise = _pair_noise(judged_pairs, specs)
         notes += [f"{name} judged against the pairs' noise: {n.describe()}"
                   for name, n in noise.items()]
+    noise_alpha = point_alpha(alpha, len(judged_pairs))
+    if noise and len(judged_pairs) > 1:
+        notes.append(f"each point's pair-noise verdicts at alpha {noise_alpha:.2g} (= {alpha:g} / "
+                     f"{len(judged_pairs)} points, so that {len(judged_pairs)} points do not raise "
+                     f"the false alarms {len(judged_pairs)}-fold); the all-points rows at {alpha:g}")
     rows: list[Row] = []
     for transport, label in sorted(set(b_points) | set(c_points)):
         if (transport, label) not in common:
@@ -434,7 +456,8 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
         point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
-                                                 label, specs, alpha, factor, paired, noise)
+                                                 label, specs, alpha, factor, paired, noise,
+                                                 noise_alpha)
         rows += point_rows
         notes += point_notes
         if min(len(b_rows), len(c_rows)) < 2:

@@ -78,3 +78,32 @@ def test_server_cpu_per_message_gates_in_ab_mode_only(make_run):
     # The same build: nothing.
     same = resolve_run(make_run("same", Model(repeats=4), seed=3))
     assert not compare_runs(base, same, paired=True).regressions
+
+
+def test_each_point_is_judged_at_alpha_over_the_points_and_the_pooled_row_at_alpha(make_run):
+    # Four points ask the same question of one run: judged each at alpha, the gate would raise
+    # four times the false alarms of one (measured: 2 A/A false alarms in 10 gate-power rounds).
+    import re
+
+    from scipy import stats
+
+    from duplexbench.compare.runs import compare_runs, point_alpha, resolve_run
+
+    from .synthetic import Model
+
+    model = Model(transports=("longpoll", "sse", "ndjson", "websocket"), repeats=4)
+    base = resolve_run(make_run("base", model, seed=1))
+    cur = resolve_run(make_run("cur", Model(**{**model.__dict__, "cpu": {"sse": 1.3}}), seed=2))
+    judged = compare_runs(base, cur, paired=True, alpha=0.01)
+    assert point_alpha(0.01, 4) == 0.0025 and point_alpha(0.01, 0) == 0.01
+    assert any("at alpha 0.0025 (= 0.01 / 4 points" in n for n in judged.notes), judged.notes
+    dof = int(re.search(r"server_cpu_us_per_msg judged against the pairs' noise: .*?(\d+) dof",
+                        "\n".join(judged.notes)).group(1))
+
+    def k_of(row):
+        return float(re.search(r"\(([\d.]+) x ", row.verdict.reason).group(1))
+
+    cpu_rows = {r.transport: r for r in judged.rows if r.metric == "server_cpu_us_per_msg"}
+    assert k_of(cpu_rows["sse"]) == round(stats.t.ppf(1 - 0.0025 / 2, dof), 2)
+    assert k_of(cpu_rows["all"]) == round(stats.t.ppf(1 - 0.01 / 2, dof), 2)
+    assert cpu_rows["sse"].regression  # +30 % with 2 % noise per run is still named

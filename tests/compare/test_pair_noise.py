@@ -115,3 +115,15 @@ def test_absolute_floor_of_latency_medians():
     noise = PairNoise(0.01, 12, 4)
     base = np.full(4, 0.2)  # 0.2 ms medians: +20 % is 0.04 ms, under the 0.05 ms floor
     assert compare_pair_noise(base, base * 1.2, Threshold(0.05, 0.05), noise).verdict == SAME
+
+
+def test_judging_each_of_four_points_at_alpha_over_four_keeps_the_false_alarms_at_alpha():
+    # Any of 4 transports named with nothing changed (4 pairs each, 12 dof): at 0.01 each, 5 %
+    # of the runs here; at 0.01 / 4 (compare.runs.point_alpha) 2 %.
+    rng = np.random.default_rng(7)
+    runs, each, split = 2000, 0, 0
+    for _ in range(runs):
+        points = [_pairs(rng) for _ in range(TRANSPORTS)]
+        each += WORSE in [v.verdict for v in _gate(points, 0.01)]
+        split += WORSE in [v.verdict for v in _gate(points, 0.01 / TRANSPORTS)]
+    assert split / runs <= 0.03 and each >= 2 * split, (split, each)
