@@ -11,10 +11,11 @@ code (:func:`~duplexbench.compare.runs.compare_runs`, ``paired=True``, and the f
 rule of :func:`~duplexbench.compare.ab.failure_verdict`), so a round gives one A/A verdict
 and one verdict per injection. No worktree: base and cases are this tree.
 
-Order within a point: the base in the middle, the cases around it in an order drawn per
-point (seeded), mirrored in odd repeats (as the gate's ABBA), so every case runs before its
-base as often as after it; a case is at most ``ceil(k/2)`` points away from its base, where
-the gate's B is next to its A (docs/regression.md says what that means for the figures).
+Order within a point: a Williams design over the base and the cases (``point_order``): over
+the repeats every side, the base too, runs at every position and after every other side
+equally often, so a position effect is shared out (with one case it is the gate's ABBA); a
+case is at most k points away from its base, where the gate's B is next to its A
+(docs/regression.md says what that means for the figures).
 
 Each round is written as it finishes (``round-NNN.json``, beside its run directories), so
 Ctrl-C or a crash leaves every completed round usable and ``--resume`` continues; the table
@@ -50,7 +51,7 @@ from .model import Comparison, InputError
 from .runs import compare_runs, resolve_run
 
 __all__ = ["CASE_HELP", "DEFAULT_CASES", "Case", "PowerError", "claim_round", "completed_rounds",
-           "parse_case", "point_order", "round_dir", "round_file", "run_round"]
+           "parse_case", "point_order", "round_dir", "round_file", "run_round", "williams_rows"]
 
 #: The injections: name in a case -> (environment variable, unit).
 KINDS = {"cpu": ("DUPLEXBENCH_INJECT_CPU_US", "us"),
@@ -159,19 +160,40 @@ def completed_rounds(out: Path) -> list[dict]:
     return records
 
 
+def williams_rows(n: int) -> list[list[int]]:
+    """A Williams design for n arms: each arm takes each position equally often and follows
+    every other arm equally often (n rows for even n, 2n for odd n: the square and its mirror).
+    Row 0 is 0, 1, n-1, 2, n-2, ...; row i adds i to each (mod n).
+    """
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    rows = [[(a + i) % n for a in first] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def point_order(seed: int, point, base, cases: Sequence) -> list:
-    """The base in the middle, the cases around it in a seeded order; odd repeats mirror the
-    order of the even repeat before them (as ABBA does for two sides).
+    """The base and the cases of one repeat of a point, in the order they run: row
+    ``repeat`` of a Williams design over [base, cases in a seeded order].
 
     Measured: the side that runs second of two is ~5 % cheaper per delivery (A/A, base always
-    first), so a fixed order would read as a change; mirrored, every case runs before its
-    base as often as after it, at the same distance, for every transport.
+    first), so a fixed order would read as a change. Mirroring around a base kept in the middle
+    (the order before 2026-12-05) is not enough either: with two cases, in 6 rounds x 24 pairs
+    the base in the middle cost 3.5 % more per delivery than its neighbours (A/A read -3.5 %,
+    on every transport), which biased every case's measured change by as much. Rotated, every
+    side (the base too) runs at every position and after every other side equally often over
+    the rows, so a position effect is shared out instead of landing on the base.
     """
-    shuffled = list(cases)
-    random.Random(f"{seed}:{point.key}:{point.repeat // 2}").shuffle(shuffled)
-    middle = len(shuffled) // 2
-    order = shuffled[:middle] + [base] + shuffled[middle:]
-    return order[::-1] if point.repeat % 2 else order
+    arms = [base, *cases]
+    order = list(range(1, len(arms)))
+    random.Random(f"{seed}:{point.key}").shuffle(order)
+    arms = [arms[0]] + [arms[i] for i in order]
+    rows = williams_rows(len(arms))
+    return [arms[i] for i in rows[point.repeat % len(rows)]]
 
 
 @dataclass
@@ -234,7 +256,7 @@ def run_round(number: int, scenario: Scenario, cases: Sequence[Case], out: Path,
                                                   command="gate-power", argv=argv, env=c.env))
              for c in cases]
     info = {"round": number, "seed": seed,
-            "order": "per point: the base in the middle, the cases around it in a seeded order",
+            "order": "per point: a Williams design over the base and the cases (rows by repeat)",
             "load_generator": "this tree's, for every side"}
     for side, case in [(base, Case("aa", "none")), *zip(sides, cases)]:
         side.session.start(calibrate=side is base)

@@ -14,7 +14,8 @@ import pytest
 
 from duplexbench.commands import gate_power
 from duplexbench.compare.ab import INJECT_VARS
-from duplexbench.compare.power import PowerError, claim_round, parse_case, point_order, round_file
+from duplexbench.compare.power import (PowerError, claim_round, parse_case, point_order, round_file,
+                                       williams_rows)
 from duplexbench.compare.power_table import case_rows, cpu_power, markdown, smallest_caught
 from tests._scenarios import tiny_scenario
 from tests._timeouts import scaled
@@ -34,23 +35,37 @@ def test_cases_parse_and_blank_every_other_injection():
             parse_case(bad)
 
 
-def test_base_sits_in_the_middle_and_odd_repeats_mirror_the_order():
+def test_every_side_runs_at_every_position_and_after_every_other_equally_often():
+    from collections import Counter
+
+    for n in range(2, 8):
+        rows = williams_rows(n)
+        assert len(rows) == (n if n % 2 == 0 else 2 * n)
+        assert all(sorted(row) == list(range(n)) for row in rows)
+        positions = Counter((arm, at) for row in rows for at, arm in enumerate(row))
+        assert set(positions.values()) == {len(rows) // n}, n
+        follows = Counter((a, b) for row in rows for a, b in zip(row, row[1:]))
+        assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1, n
+
+
+def test_the_base_is_not_kept_in_one_place_and_the_order_is_seeded():
+    # The base kept in the middle cost 3.5 % more per delivery than its neighbours (A/A read
+    # -3.5 % on every transport): the base moves through every position like the cases.
     from duplexbench.scenario import LoadPoint
 
-    cases = [f"c{i}" for i in range(6)]
+    cases = ["aa", "cpu5"]
 
     def point(transport, repeat):
         return LoadPoint(index=0, repeat=repeat, transport=transport, clients=10, rate=100,
                          payload_bytes=64)
 
-    orders = {(t, r): point_order(1, point(t, r), "base", cases)
-              for t in ("sse", "websocket", "ndjson", "longpoll") for r in range(6)}
-    assert all(o[3] == "base" and sorted(o[:3] + o[4:]) == cases for o in orders.values())
-    for (t, r), o in orders.items():
-        if r % 2:  # each case before the base as often as after it, at the same distance
-            assert o == orders[(t, r - 1)][::-1]
-    assert len({tuple(o) for o in orders.values()}) > 10  # not one fixed order
-    assert point_order(1, point("sse", 2), "base", cases) == orders[("sse", 2)]  # seeded
+    for t in ("sse", "websocket", "ndjson", "longpoll"):
+        orders = [point_order(1, point(t, r), "base", cases) for r in range(6)]
+        assert all(sorted(o) == ["aa", "base", "cpu5"] for o in orders)
+        assert sorted(o.index("base") for o in orders) == [0, 0, 1, 1, 2, 2]
+        assert sorted(o.index("aa") for o in orders) == [0, 0, 1, 1, 2, 2]
+    assert point_order(1, point("sse", 2), "base", cases) == point_order(1, point("sse", 2),
+                                                                         "base", cases)
     assert point_order(1, point("sse", 0), "base", ["aa"]) == ["base", "aa"]
     assert point_order(1, point("sse", 1), "base", ["aa"]) == ["aa", "base"]
 
@@ -124,7 +139,8 @@ def test_a_round_is_judged_by_the_gate_and_written(one_round):
     moved = pad["measured"]["websocket"]["bytes_down_per_msg"]["delta"]
     assert moved == pytest.approx(100, abs=2)  # the injection as measured
     assert not aa["flagged"], aa["regressions"]
-    assert len(record["order"]) == 2 and all(o[1] == "A" for o in record["order"])
+    # Rows 0 and 1 of the Williams design over three sides: the base first, then last.
+    assert [o.index("A") for o in record["order"]] == [0, 2], record["order"]
     meta = json.loads((out / "round-001" / "pad100" / "meta.json").read_text())
     assert meta["inject"]["pad_bytes"] == 100 and meta["gate_power"]["case"] == "pad:100"
     table = (out / "gate-power.md").read_text()
