@@ -62,14 +62,17 @@ help:
 
 install: $(STAMP)
 
+# The read loop (clients/readloop.c) is built by pip when a C compiler is there; on a
+# machine that had none at install time, it is built once the set-up has installed gcc.
 setup: install
 	$(PARTS)
+	@$(PY) -c "import clients.readloop" 2>/dev/null || $(PY) -m pip install --quiet --no-deps -e .
 	@$(MAKE) --no-print-directory node-modules
 
 doctor: install
 	$(PY) -m duplexbench doctor
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py clients/readloop.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"

@@ -27,7 +27,12 @@ from duplexbench.contract.websocket import encode_publish
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, OnError, OnMessage, Subscriber
-from .reader import Sink
+from .sink import Sink
+
+try:  # the frame walk in C (clients/readloop.c), where it was built
+    from . import readloop
+except ImportError:
+    readloop = None
 
 __all__ = ["FastWebSocketSubscriber", "WsSink"]
 
@@ -102,6 +107,41 @@ class _Listener(WSListener):
         self.owner._on_lost(self)
 
 
+def walk_frames_py(buf: bytes, pos: int) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """The frame headers of ``buf`` from ``pos`` (a frame boundary): (pos after the last
+    whole frame, beyond len(buf) when a data frame goes on in later reads; the start of an
+    incomplete header or control frame, -1 if none; [(opcode, start, end)] of the whole
+    control frames' payloads). clients/readloop.c's ``ws_walk`` is the same in C."""
+    n, head_at, controls = len(buf), -1, []
+    while pos < n:
+        if pos + 2 > n:
+            head_at = pos
+            break
+        b0, b1 = buf[pos], buf[pos + 1]
+        length, start = b1 & 0x7F, pos + 2
+        if length == 126:
+            length, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+        elif length == 127:
+            length, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+        if b1 & 0x80:  # masked (servers do not mask): the key is part of the header
+            start += 4
+        end = start + length
+        if b0 & 0x08:  # a control frame: ping, pong, close (never fragmented)
+            if end > n:  # wait for the whole frame
+                head_at = pos
+                break
+            controls.append((b0 & 0x0F, start, end))
+        elif start > n:  # a data frame's header is incomplete
+            head_at = pos
+            break
+        pos = end
+    return pos, head_at, controls
+
+
+#: The walk in C where clients/readloop.c was built (every delivered frame is walked).
+walk_frames = readloop.ws_walk if readloop is not None else walk_frames_py
+
+
 class WsSink(Sink):
     """A WebSocket read by the FastReader: frames are parsed later by picows, from
     the same bytes (:meth:`replay`); what cannot wait is found by walking the frame
@@ -144,38 +184,19 @@ class WsSink(Sink):
         if self.head:
             buf = self.head + buf
             self.head = b""
-        n, pos, urgent = len(buf), self.skip, False
-        while pos < n:
-            if pos + 2 > n:
-                self.head = buf[pos:]
-                pos = n
-                break
-            b0, b1 = buf[pos], buf[pos + 1]
-            length, start = b1 & 0x7F, pos + 2
-            if length == 126:
-                length, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
-            elif length == 127:
-                length, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
-            if b1 & 0x80:  # masked (servers do not mask): the key is part of the header
-                start += 4
-            end = start + length
-            if b0 & 0x08:  # a control frame: ping, pong, close (never fragmented)
-                if end > n:  # wait for the whole frame
-                    self.head = buf[pos:]
-                    pos = n
-                    break
-                opcode = b0 & 0x0F
-                if opcode == 0x9:
-                    self.ws.send_pong(buf[start:end])
-                    self.listener.answered += 1
-                    self.pongs += 1
-                elif opcode == 0x8:
-                    urgent = True
-            elif start > n:  # a data frame's header is incomplete
-                self.head = buf[pos:]
-                pos = n
-                break
-            pos = end
+        n = len(buf)
+        pos, head_at, controls = walk_frames(buf, self.skip)
+        if head_at >= 0:
+            self.head = buf[head_at:]
+            pos = n
+        urgent = False
+        for opcode, start, end in controls:
+            if opcode == 0x9:
+                self.ws.send_pong(buf[start:end])
+                self.listener.answered += 1
+                self.pongs += 1
+            elif opcode == 0x8:
+                urgent = True
         self.skip = pos - n
         return urgent
 

@@ -24,7 +24,7 @@ import httptools
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, Endpoint, WireStats
-from .reader import Sink
+from .sink import Sink
 
 __all__ = ["ConnectionLost", "HTTP11Connection", "HttpSink", "Response"]
 

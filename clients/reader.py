@@ -38,7 +38,15 @@ import os
 import select
 import time
 
-__all__ = ["CHECK_S", "HOLD_S", "LINGER_MS", "READ_SIZE", "FastReader", "Sink", "reader_enabled"]
+from .sink import DEFAULT_LIMIT, Sink
+
+try:  # the loop in C (clients/readloop.c, built by `pip install -e .` where a C compiler is)
+    from . import readloop
+except ImportError:  # no compiler at install time: the same loop in Python
+    readloop = None
+
+__all__ = ["CHECK_S", "DEFAULT_LIMIT", "HOLD_S", "LINGER_MS", "READ_SIZE", "FastReader", "Sink",
+           "loop_in_c", "reader_enabled"]
 
 #: How often pending reads are looked at for something that needs an answer (a
 #: WebSocket ping must be answered within the server's --ping-timeout, 2 s in tests).
@@ -52,10 +60,6 @@ READ_SIZE = 65536
 LINGER_MS = int(os.environ.get("DUPLEXBENCH_READER_LINGER_MS", "1"))
 #: ... but never keep the event loop waiting longer than this in one call.
 HOLD_S = 0.002
-#: Reads a sink keeps before parsing them (memory bound; the RawLog's own limit
-#: applies after that, clients/point.py sets both).
-DEFAULT_LIMIT = 4096
-
 _monotonic_ns = time.monotonic_ns
 
 
@@ -66,97 +70,10 @@ def reader_enabled() -> bool:
     return hasattr(select, "epoll") and os.environ.get("DUPLEXBENCH_LOADGEN_READER", "1") != "0"
 
 
-class Sink:
-    """One taken connection: its reads (bytes, receive time) until they are parsed.
-
-    Subclasses (clients/http11.py, clients/fastws.py) say how a read is parsed
-    (:meth:`replay`), what in new reads cannot wait (:meth:`attention`), and how
-    the transport stops and resumes reading.
-    """
-
-    #: Parse every read at once (a long poll answers and re-polls), not later.
-    immediate = False
-
-    def __init__(self, fd: int, raw=None, limit: int = DEFAULT_LIMIT) -> None:
-        self.fd = fd
-        #: The subscriber's RawLog (clients.accounting): while taken, its flush() parses
-        #: this sink's pending reads first, so the log is complete whenever it is read.
-        self.raw = raw
-        self.chunks: list[bytes] = []
-        self.times: list[int] = []
-        self.limit = limit
-        #: chunks[:checked] were looked at by attention() already.
-        self.checked = 0
-        self.reader: FastReader | None = None
-        self._draining = False
-
-    # What subclasses provide
-
-    def replay(self, data: bytes, recv_ns: int) -> None:  # pragma: no cover - interface
-        """Parse one read, received at ``recv_ns``, as the transport would have."""
-        raise NotImplementedError
-
-    def attention(self, new: list[bytes]) -> bool:
-        """Whether reads ``new`` (the ones not looked at yet) need parsing now."""
-        return False
-
-    def pause(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def resume(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    # The life cycle
-
-    def drain(self) -> None:
-        """Parse every pending read, in order. Re-entrant: a parse that ends up here
-        again (the RawLog flushing at its limit) finds nothing pending. Reads that
-        attention() has not seen are shown to it first: it sees every read once."""
-        if self._draining or not self.chunks:
-            return
-        self._draining = True
-        try:
-            while self.chunks:
-                # Copies, then the lists emptied in place: the reader holds their appends.
-                chunks, times = self.chunks[:], self.times[:]
-                if self.checked < len(chunks):
-                    self.attention(chunks[self.checked:])
-                self.chunks.clear()
-                self.times.clear()
-                self.checked = 0
-                replay = self.replay
-                for data, t in zip(chunks, times):
-                    replay(data, t)
-        finally:
-            self._draining = False
-
-    @property
-    def pending(self) -> int:
-        return len(self.chunks)
-
-    @property
-    def taken(self) -> bool:
-        return self.reader is not None
-
-    def release(self) -> None:
-        """Leave the reader (before the socket closes): parse what is pending, and
-        never read this file descriptor again. The transport does not read either:
-        call :meth:`resume` for that (:meth:`hand_back`)."""
-        reader = self.reader
-        if reader is not None:
-            self.reader = None
-            reader.forget(self)
-        self.drain()
-        if self.raw is not None and self.raw.source is self:
-            self.raw.source = None
-
-    def hand_back(self) -> None:
-        """The socket goes back to the event loop: the transport reads again (and sees
-        an end or an error itself: the subscriber's reconnecting path runs as before)."""
-        if self.reader is None:
-            return
-        self.release()
-        self.resume()
+def loop_in_c() -> bool:
+    """Whether the FastReader's loop runs in C (clients/readloop.c): yes when it was
+    built, unless DUPLEXBENCH_READER_C=0 (the Python loop, for comparisons and tests)."""
+    return readloop is not None and os.environ.get("DUPLEXBENCH_READER_C", "1") != "0"
 
 
 class FastReader:
@@ -164,13 +81,15 @@ class FastReader:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None,
                  check_s: float = CHECK_S, linger_ms: int = LINGER_MS,
-                 hold_s: float = HOLD_S) -> None:
+                 hold_s: float = HOLD_S, in_c: bool | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self._ep = select.epoll()
         self.sinks: dict[int, Sink] = {}
-        #: fd -> (sink, its chunks' append, its times' append); immediate sinks:
-        #: (sink, None, replay).
+        #: fd -> (sink, its chunks, its times, its limit); immediate sinks: (sink, None,
+        #: replay, 0). The lists are the sink's own (drain() empties them in place).
         self._table: dict[int, tuple] = {}
+        #: Which loop reads: C (clients/readloop.c) or Python (the same steps).
+        self.in_c = loop_in_c() if in_c is None else (in_c and readloop is not None)
         self._buf = bytearray(READ_SIZE)
         self._bufs = [self._buf]
         self.check_s = check_s
@@ -179,7 +98,7 @@ class FastReader:
         self.wakeups = 0
         self.reads = 0
         self.closed = False
-        self.loop.add_reader(self._ep.fileno(), self._on_ready)
+        self.loop.add_reader(self._ep.fileno(), self._on_ready_c if self.in_c else self._on_ready)
         self._timer = self.loop.call_later(check_s, self._check)
 
     def take(self, sink: Sink) -> bool:
@@ -197,8 +116,8 @@ class FastReader:
             sink.resume()
             return False
         self.sinks[sink.fd] = sink
-        self._table[sink.fd] = ((sink, None, sink.replay) if sink.immediate
-                                else (sink, sink.chunks.append, sink.times.append))
+        self._table[sink.fd] = ((sink, None, sink.replay, 0) if sink.immediate
+                                else (sink, sink.chunks, sink.times, sink.limit))
         sink.reader = self
         if sink.raw is not None:
             sink.raw.source = sink
@@ -233,7 +152,7 @@ class FastReader:
                 entry = table.get(fd)
                 if entry is None:
                     continue
-                sink, add_chunk, add_time = entry
+                sink, chunks, times, _ = entry
                 try:
                     n = readv(fd, bufs)  # into one buffer: no 64 KiB object per read
                 except (BlockingIOError, InterruptedError):
@@ -244,22 +163,38 @@ class FastReader:
                 t = now()
                 if not n:  # the peer closed: the transport's own path takes it from here
                     sink.hand_back()
-                elif add_chunk is None:  # immediate: parsed now (a long poll re-polls)
-                    try:
-                        add_time(buf[:n], t)
-                    except Exception as exc:  # a bug in a parser callback: not the loop's end
-                        self._broken(sink, exc)
+                elif chunks is None:  # immediate: parsed now (a long poll re-polls)
+                    self._parse(times, sink, buf[:n], t)  # times: its replay
                 else:
-                    add_chunk(buf[:n])
-                    add_time(t)
-                    if len(sink.chunks) >= sink.limit:
-                        try:
-                            sink.drain()
-                        except Exception as exc:
-                            self._broken(sink, exc)
+                    chunks.append(buf[:n])
+                    times.append(t)
+                    if len(chunks) >= sink.limit:
+                        self._parse(sink.drain, sink)
             if not linger or now() >= until:
                 return  # the event loop's turn (it calls again if more is ready)
             events = poll(linger / 1000)
+
+    def _on_ready_c(self) -> None:
+        """:meth:`_on_ready`'s loop in C; what it leaves to Python (a sink at its limit,
+        a socket's end, a replay that raised) is done here, in the order found."""
+        wakeups, reads, later = readloop.read_ready(self._ep.fileno(), self._table,
+                                                     self.linger_ms, self._hold_ns)
+        self.wakeups += wakeups
+        self.reads += reads
+        for kind, sink, data, _ in later:
+            if kind == readloop.LATER_BROKEN:  # an immediate sink's replay raised ``data``
+                self._broken(sink, data)
+            elif kind == readloop.LATER_FULL:
+                self._parse(sink.drain, sink)
+            else:
+                sink.hand_back()
+
+    def _parse(self, parse, sink: Sink, *args) -> None:
+        """``parse(*args)``: a bug in a parser callback is reported, not the loop's end."""
+        try:
+            parse(*args)
+        except Exception as exc:
+            self._broken(sink, exc)
 
     def _broken(self, sink: Sink, exc: Exception) -> None:
         """A parse raised: report it as the event loop reports a callback's exception,

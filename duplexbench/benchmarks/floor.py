@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from clients.reader import loop_in_c
 from clients.schedule import make_schedule
 from clients.spec import LoadSpec
 
@@ -416,10 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engines --floor: {args.scenario} has no {', '.join(missing)} point", file=sys.stderr)
         return 2
     p0 = points[transports[0]]
+    read_loop = "C (clients/readloop.c)" if loop_in_c() else "Python (clients/reader.py)"
     head = (f"engines --floor: {scenario.name}, {p0.clients} subscribers, {p0.rate:g} msg/s, "
             f"{p0.payload_bytes} B, {scenario.duration_s:g} s measured per run, {args.repeats} "
             f"repeats; server CPU {plan.server}, everything else CPU {plan.loadgen}; floor gap "
-            + ", ".join(f"{t} {gap_for(t, args.gap_us)} us" for t in transports))
+            + ", ".join(f"{t} {gap_for(t, args.gap_us)} us" for t in transports)
+            + f"; native read loop in {read_loop}")
     print(head, flush=True)
     rows: list[dict] = []
     try:
@@ -444,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out / "floor.json", {
         "schema_version": 1, "scenario": scenario.name, "target": TARGET,
         "gap_us": {t: gap_for(t, args.gap_us) for t in transports},
+        "native_read_loop": "c" if loop_in_c() else "python",
         "point": {"clients": p0.clients, "rate": p0.rate, "payload_bytes": p0.payload_bytes,
                   "duration_s": scenario.duration_s, "warmup_s": scenario.warmup_s},
         "affinity": plan.to_meta(), "summary": summary, "rows": rows})

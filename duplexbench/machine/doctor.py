@@ -128,6 +128,15 @@ def _cc() -> Finding:
     return _program(find_cc, lambda p: first_line([p, "--version"]), "gcc", "cc (a C compiler)")
 
 
+def _read_loop() -> Finding:
+    """Whether the load generator's read loop was compiled (clients/readloop.c)."""
+    if importlib.util.find_spec("clients.readloop") is not None:
+        return Finding(OK, "clients/readloop.c built: the load generator reads in C")
+    return Finding(FALLBACK, "clients/readloop.c not built: the load generator reads in "
+                   "Python (more client CPU per delivery, docs/engine-cost.md)",
+                   f"{_apt('gcc')}, then `make setup` (it rebuilds the loop)")
+
+
 def _curl() -> Finding:
     import shutil
 
@@ -225,6 +234,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("node", "Node reference", _node, ("node", "npm"), "`stacks`, tests/node"),
     Capability("redis", "Redis", _redis, ("redis-server",), "--workers N --broker redis"),
     Capability("cc", "C compiler", _cc, ("cc",), "tools/floor (the C reader)"),
+    Capability("readloop", "C read loop", _read_loop, ("cc",), "the load generator's reads"),
     Capability("curl", "curl", _curl, ("curl",), "the server tests"),
     Capability("tls", "TLS", _tls, ("openssl",), "[server] tls = true, run --tls"),
     Capability("netem", "netem", _netem, (), '[network] mode = "netem"'),

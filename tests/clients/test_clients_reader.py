@@ -7,23 +7,28 @@ payload bytes, and the kernel must count the same bytes both ways on both
 sockets. A WebSocket ping must be answered while the loop holds the socket (the
 server drops a peer whose pong is late), and a cut connection must resume
 through the subscriber's own reconnecting path, then be taken by the loop again.
+Every test runs with the loop in C (clients/readloop.c) and in Python.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
+from clients import reader as reader_module
 from clients.accounting import RawLog, Samples, SubscriberLog
 from clients.fastws import FastWebSocketSubscriber
 from clients.longpoll import LongPollSubscriber
 from clients.publisher import HttpPublisher
 from clients.reader import FastReader
+from clients.sink import Sink
 from clients.stream import NDJSONSubscriber, SSESubscriber
 from clients.tcpinfo import TcpTally
 from duplexbench.contract import make_payload
+from duplexbench.machine.parts import find_cc
 from duplexbench.netem.link import LinkConfig
 from duplexbench.netem.process import ProxyProcess
 from duplexbench.procs.server import ServerProcess
@@ -33,6 +38,27 @@ MESSAGES = 16
 TRANSPORTS = ("sse", "ndjson", "websocket", "longpoll")
 CLASSES = {"sse": (SSESubscriber, b"\n\n"), "ndjson": (NDJSONSubscriber, b"\n"),
            "websocket": (FastWebSocketSubscriber, None), "longpoll": (LongPollSubscriber, None)}
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def loop_kind(request, monkeypatch):
+    """The FastReaders a test makes read in C, then in Python (DUPLEXBENCH_READER_C)."""
+    monkeypatch.setenv("DUPLEXBENCH_READER_C", "1" if request.param == "c" else "0")
+    if request.param == "c" and reader_module.readloop is None:
+        pytest.fail("clients/readloop.c was not built (`make setup` builds it with gcc)"
+                    if find_cc() else "no C compiler: `make setup` as root installs gcc")
+    return request.param
+
+
+def test_the_loop_runs_in_c_unless_told_not_to(loop_kind):
+    async def main() -> bool:
+        reader = FastReader()
+        try:
+            return reader.in_c
+        finally:
+            reader.close()
+
+    assert asyncio.run(main()) is (loop_kind == "c")
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +114,8 @@ async def _until(condition, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport):
-    topic = f"reader-same-{transport}"
+def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport, loop_kind):
+    topic = f"reader-same-{transport}-{loop_kind}"  # a topic of its own on the shared server
 
     async def main() -> tuple[_Sub, _Sub, tuple, tuple, bool]:
         reader = FastReader(check_s=0.02)
@@ -158,7 +184,7 @@ def test_pings_are_answered_while_the_loop_holds_the_socket():
     assert sub.sub._listener.answered == 0  # each ping answered once: none again when parsed
 
 
-def test_a_cut_connection_resumes_and_is_taken_again(quiet):
+def test_a_cut_connection_resumes_and_is_taken_again(quiet, loop_kind):
     """Every connection reset by the proxy: the loop hands each socket back, the
     subscriber resumes from its cursor (nothing lost), the loop takes the new one."""
     host, port = quiet.url.split("//")[1].split(":")
@@ -167,7 +193,7 @@ def test_a_cut_connection_resumes_and_is_taken_again(quiet):
 
         async def main() -> list[_Sub]:
             reader = FastReader()
-            subs = [_Sub(t, url, f"reader-cut-{t}", reader) for t in TRANSPORTS]
+            subs = [_Sub(t, url, f"reader-cut-{t}-{loop_kind}", reader) for t in TRANSPORTS]
             for s in subs:
                 await s.sub.start()
             await asyncio.sleep(0.1)
@@ -195,3 +221,71 @@ def test_a_cut_connection_resumes_and_is_taken_again(quiet):
     for s in subs:
         assert len(s.rows()) == MESSAGES and not s.log.gaps, s.sub.transport
         assert s.sub.stats.reconnects >= 1
+
+
+class _RaisingSink(Sink):
+    """An immediate sink whose parser raises at its first read (a bug in a callback)."""
+
+    immediate = True
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.resumed = 0
+
+    def replay(self, data: bytes, recv_ns: int) -> None:
+        raise ValueError(f"cannot parse {data!r}")
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        self.resumed += 1
+
+
+def test_a_parser_that_raises_is_reported_and_its_socket_handed_back():
+    """The loop (C or Python) goes on: the exception reaches the event loop's handler, the
+    socket goes back to its transport, and a healthy sink beside it keeps its reads."""
+    async def main() -> tuple[list[dict], _RaisingSink, Sink]:
+        loop = asyncio.get_running_loop()
+        errors: list[dict] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        bad_pair, good_pair = socket.socketpair(), socket.socketpair()
+        reader = FastReader()
+        try:
+            for sock in (*bad_pair, *good_pair):
+                sock.setblocking(False)
+            bad, good = _RaisingSink(bad_pair[0].fileno()), _Holding(good_pair[0].fileno())
+            assert reader.take(bad) and reader.take(good)
+            bad_pair[1].send(b"not http")
+            good_pair[1].send(b"kept")
+            await _until(lambda: errors and good.chunks)
+            return errors, bad, good
+        finally:
+            reader.close()
+            for sock in (*bad_pair, *good_pair):
+                sock.close()
+
+    errors, bad, good = asyncio.run(asyncio.wait_for(main(), scaled(10)))
+    assert "parsing a read" in errors[0]["message"], errors
+    assert isinstance(errors[0]["exception"], ValueError), errors
+    assert bad.resumed == 1 and not bad.taken
+    # Kept until the reader closed, then parsed as read.
+    assert good.parsed == [b"kept"] and good.resumed == 1
+
+
+class _Holding(Sink):
+    """A sink that keeps its reads (parsing is a no-op)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.resumed = 0
+        self.parsed: list[bytes] = []
+
+    def replay(self, data: bytes, recv_ns: int) -> None:
+        self.parsed.append(bytes(data))
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        self.resumed += 1
