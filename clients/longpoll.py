@@ -29,6 +29,11 @@ from .http11 import ConnectionLost, HTTP11Connection, HttpSink, Response
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 
+try:  # the common answer in C (clients/readloop.c), where it was built
+    from . import readloop
+except ImportError:
+    readloop = None
+
 __all__ = ["LongPollSubscriber"]
 
 
@@ -119,12 +124,14 @@ class LongPollSubscriber(HttpSubscriber):
             return
         self._head = b"GET %s%s-" % (self._target_head, self.epoch.encode())
         if conn is not self._fast_conn:
-            conn.take_parser(_Repoll(self, conn))
+            repoll = _Repoll(self, conn)
+            conn.take_parser(repoll)
             self._fast_conn = conn
             if self.reader is not None and self.ssl_context is None:
                 # Answers are read by the FastReader and parsed at once (immediate): the
-                # next poll leaves from that same call, no event-loop callback per poll.
-                self.reader.take(HttpSink(conn, immediate=True))
+                # next poll leaves from that same call, no event-loop callback per poll
+                # (none in Python at all for the common answer: PollSink).
+                self.reader.take(PollSink(self, conn, repoll))
 
     async def _next_poll(self) -> "asyncio.Future":
         """The next poll, reopening the connection (with backoff) until it goes out."""
@@ -191,12 +198,14 @@ class _Repoll:
     waiter of the poll in flight, which the task has awaited all along.
     """
 
-    __slots__ = ("sub", "conn", "chunks", "on_body")
+    __slots__ = ("sub", "conn", "chunks", "on_body", "poll_state")
 
     def __init__(self, sub: LongPollSubscriber, conn: HTTP11Connection) -> None:
         self.sub, self.conn = sub, conn
         self.chunks: list[bytes] = []
         self.on_body = self.chunks.append  # a C call per body piece, no Python frame
+        #: The PollSink's readloop.PollState while the FastReader's C loop may answer.
+        self.poll_state = None
 
     def on_message_complete(self) -> None:
         conn, chunks, sub = self.conn, self.chunks, self.sub
@@ -214,11 +223,85 @@ class _Repoll:
                     if sub._backoff.attempt:
                         sub._backoff.reset()
                     conn.write_request(b"%s%d%s" % (sub._head, seq, sub._tail))
+                    self._at_boundary()
                     return
             elif status == 204:
                 conn.write_request(b"%s%d%s" % (sub._head, sub.cursor, sub._tail))
+                self._at_boundary()
                 return
         conn.complete(Response(status, {}, body, keep, conn.recv_ns))
+
+    def _at_boundary(self) -> None:
+        """A response parsed whole, the next poll out: the C loop may answer the next."""
+        state = self.poll_state
+        if state is not None:
+            state.on, state.head = True, self.sub._head
+
+
+class PollSink(HttpSink):
+    """A keep-alive long poll read by the FastReader, answered in C when it can be.
+
+    The common answer (one whole ``200`` with a Content-Length and envelopes in one
+    read, kept alive) is answered by clients/readloop.c as :class:`_Repoll` answers it:
+    the next poll written at once, the body and its receive time kept, the counts added
+    up, none of it in Python. Anything else goes to httptools and _Repoll as before
+    (:meth:`read_now`), which allows the C path again once a response ends whole.
+    What C kept is settled into the RawLog, the connection's stats and the cursor by
+    :meth:`drain` (the RawLog's flush, the reader's counts before a snapshot, a
+    hand-back). Without the compiled loop (``poll_state`` None) every read is
+    :meth:`read_now`'s, as before.
+    """
+
+    def __init__(self, sub: LongPollSubscriber, conn: HTTP11Connection, repoll: _Repoll) -> None:
+        super().__init__(conn, sub.on_raw, immediate=True, limit=sub.on_raw.limit)
+        self.sub = sub
+        self.answered = 0  # polls answered in C, settled so far
+        if readloop is not None:  # taken between two responses (_go_fast): C may answer next
+            self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport,
+                                                 self.chunks, self.times)
+            repoll.poll_state = self.poll_state
+
+    def read_now(self, data: bytes, recv_ns: int) -> None:
+        """A read the C loop left (or the Python loop's): httptools parses it, after what
+        C answered before it is settled (the cursor is then current)."""
+        if self.poll_state is not None:
+            self.poll_state.on = False  # until _Repoll sees a response end whole
+            self.drain()
+        self.conn.replay(data, recv_ns)
+
+    def settle(self) -> None:
+        """The counts and the cursor of the polls C answered, into the connection's stats
+        and the subscriber (the bodies stay for the RawLog's flush)."""
+        state = self.poll_state
+        if state is not None and state.requests:
+            stats = self.conn.stats
+            stats.bytes_down += state.bytes_down
+            stats.bytes_up += state.bytes_up
+            stats.http_requests += state.requests
+            self.answered += state.requests
+            state.bytes_down = state.bytes_up = state.requests = 0
+            self.sub.cursor = state.cursor
+            if self.sub._backoff.attempt:
+                self.sub._backoff.reset()
+
+    def drain(self) -> None:
+        """Settle, then the kept bodies into the RawLog, in order."""
+        self.settle()
+        if self._draining or not self.chunks:
+            return
+        self._draining = True
+        try:
+            bodies, times = self.chunks[:], self.times[:]
+            self.chunks.clear()
+            self.times.clear()
+            feed = self.raw.feed
+            for body, t in zip(bodies, times):
+                feed(body, t)
+        finally:
+            self._draining = False
+
+    def attention(self, new: list[bytes]) -> bool:
+        return False  # the bodies kept wait for the RawLog's flush
 
 
 def _seconds(value: float) -> bytes:

@@ -423,13 +423,12 @@ class LoadGen:
 
     def _snapshot(self) -> dict:
         """Cumulative counts now: kernel bytes per role, client counters."""
-        requests = sum(s.stats.http_requests for s in self.subscribers)
+        reads = self.reader.counts() if self.reader else {"reads": 0, "wakeups": 0, "taken": 0}
+        requests = sum(s.stats.http_requests for s in self.subscribers)  # after counts()
         connections = sum(s.stats.connections for s in self.subscribers)
-        reader = self.reader
         return {"sub": self.tcp["sub"].total(), "requests": requests, "connections": connections,
                 "sent": self.sent, "reconnects": sum(s.stats.reconnects for s in self.subscribers),
-                "reads": reader.reads if reader else 0, "wakeups": reader.wakeups if reader else 0,
-                "taken": len(reader.sinks) if reader else 0}
+                **reads}
 
     def _measure_end_ns(self) -> int | None:
         """The scheduled end, or when a signal cut the window short."""

@@ -86,7 +86,8 @@ class FastReader:
         self._ep = select.epoll()
         self.sinks: dict[int, Sink] = {}
         #: fd -> (sink, its chunks, its times, its limit); immediate sinks: (sink, None,
-        #: replay, 0). The lists are the sink's own (drain() empties them in place).
+        #: replay, 0), or with a long poll's state (sink, None, read_now, limit, state).
+        #: The lists are the sink's own (drain() empties them in place).
         self._table: dict[int, tuple] = {}
         #: Which loop reads: C (clients/readloop.c) or Python (the same steps).
         self.in_c = loop_in_c() if in_c is None else (in_c and readloop is not None)
@@ -116,8 +117,14 @@ class FastReader:
             sink.resume()
             return False
         self.sinks[sink.fd] = sink
-        self._table[sink.fd] = ((sink, None, sink.replay, 0) if sink.immediate
-                                else (sink, sink.chunks, sink.times, sink.limit))
+        if not sink.immediate:
+            entry = (sink, sink.chunks, sink.times, sink.limit)
+        elif sink.poll_state is not None and self.in_c:
+            # A long poll C may answer (clients/readloop.c); what it leaves: read_now.
+            entry = (sink, None, sink.read_now, sink.limit, sink.poll_state)
+        else:
+            entry = (sink, None, sink.replay, 0)
+        self._table[sink.fd] = entry
         sink.reader = self
         if sink.raw is not None:
             sink.raw.source = sink
@@ -152,7 +159,7 @@ class FastReader:
                 entry = table.get(fd)
                 if entry is None:
                     continue
-                sink, chunks, times, _ = entry
+                sink, chunks, times = entry[0], entry[1], entry[2]
                 try:
                     n = readv(fd, bufs)  # into one buffer: no 64 KiB object per read
                 except (BlockingIOError, InterruptedError):
@@ -220,6 +227,13 @@ class FastReader:
                                               "exception": exc})
         finally:
             self._timer = self.loop.call_later(self.check_s, self._check)
+
+    def counts(self) -> dict[str, int]:
+        """Reads, wake-ups and sockets taken, for a counter snapshot; first every sink's
+        counts kept aside are settled (a long poll's requests answered in C)."""
+        for sink in self.sinks.values():
+            sink.settle()
+        return {"reads": self.reads, "wakeups": self.wakeups, "taken": len(self.sinks)}
 
     def drain_all(self) -> None:
         """Parse every pending read of every sink (the RawLogs are then complete)."""

@@ -21,9 +21,13 @@
  *   table: {fd: (sink, chunks, times, limit)}; immediate sinks: (sink, None, replay, 0)
  *   later: [(kind, sink, data, recv_ns)], kind FULL (limit), END, BROKEN (data: the exception).
  */
+#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +55,230 @@ static int defer(PyObject *later, int kind, PyObject *sink, PyObject *data, long
     return rc;
 }
 
+/* A keep-alive long poll answered in C (clients/longpoll.py's PollSink): its state, read
+ * and reset by the sink when it settles. Counts are C integers (no Python object per poll). */
+typedef struct {
+    PyObject_HEAD
+    char on;              /* the next answer may be answered here (a response boundary) */
+    PyObject *head;       /* bytes: the poll request up to the cursor's seq */
+    PyObject *tail;       /* bytes: the rest of the request */
+    PyObject *transport;  /* what writes what the socket did not take */
+    PyObject *bodies;     /* list: the bodies answered, for the RawLog */
+    PyObject *times;      /* list: their receive times */
+    long long bytes_down, bytes_up, requests, cursor;
+} PollState;
+
+static int PollState_init(PollState *self, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"head", "tail", "transport", "bodies", "times", NULL};
+    PyObject *head, *tail, *transport, *bodies, *times;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "SSOO!O!", names, &head, &tail, &transport,
+                                     &PyList_Type, &bodies, &PyList_Type, &times))
+        return -1;
+    Py_INCREF(head);
+    Py_XSETREF(self->head, head);
+    Py_INCREF(tail);
+    Py_XSETREF(self->tail, tail);
+    Py_INCREF(transport);
+    Py_XSETREF(self->transport, transport);
+    Py_INCREF(bodies);
+    Py_XSETREF(self->bodies, bodies);
+    Py_INCREF(times);
+    Py_XSETREF(self->times, times);
+    self->on = 1;
+    self->bytes_down = self->bytes_up = self->requests = self->cursor = 0;
+    return 0;
+}
+
+static int PollState_traverse(PollState *self, visitproc visit, void *arg) {
+    Py_VISIT(self->head);
+    Py_VISIT(self->tail);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->bodies);
+    Py_VISIT(self->times);
+    return 0;
+}
+
+static int PollState_clear(PollState *self) {
+    Py_CLEAR(self->head);
+    Py_CLEAR(self->tail);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->bodies);
+    Py_CLEAR(self->times);
+    return 0;
+}
+
+static void PollState_dealloc(PollState *self) {
+    PyObject_GC_UnTrack(self);
+    PollState_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef PollState_members[] = {
+    {"on", T_BOOL, offsetof(PollState, on), 0, "the next answer may be answered in C"},
+    {"head", T_OBJECT_EX, offsetof(PollState, head), 0, "the request up to the seq"},
+    {"bytes_down", T_LONGLONG, offsetof(PollState, bytes_down), 0, "response bytes read"},
+    {"bytes_up", T_LONGLONG, offsetof(PollState, bytes_up), 0, "request bytes written"},
+    {"requests", T_LONGLONG, offsetof(PollState, requests), 0, "polls written"},
+    {"cursor", T_LONGLONG, offsetof(PollState, cursor), 0, "the last seq answered"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject PollStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "clients.readloop.PollState",
+    .tp_doc = "PollState(head, tail, transport, bodies, times): a long poll answered in C",
+    .tp_basicsize = sizeof(PollState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)PollState_init,
+    .tp_dealloc = (destructor)PollState_dealloc,
+    .tp_traverse = (traverseproc)PollState_traverse,
+    .tp_clear = (inquiry)PollState_clear,
+    .tp_members = PollState_members,
+};
+
+/* Decimal digits of value (>= 0) into out; their count. */
+static int format_seq(long long value, char *out) {
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (int i = 0; i < k; i++)
+        out[i] = digits[k - 1 - i];
+    return k;
+}
+
+/* Whether [start, end) holds word (lower case), in any case. */
+static int holds_word(const char *start, const char *end, const char *word) {
+    size_t k = strlen(word);
+    for (; (size_t)(end - start) >= k; start++)
+        if (strncasecmp(start, word, k) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether the header line [line, eol) is named name (lower case, with its colon). */
+static int header_is(const char *line, const char *eol, const char *name) {
+    size_t k = strlen(name);
+    return (size_t)(eol - line) >= k && strncasecmp(line, name, k) == 0;
+}
+
+static int add_to(PyObject *state, int index, long long delta) {
+    long long value = PyLong_AsLongLong(PyList_GET_ITEM(state, index));
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *sum = PyLong_FromLongLong(value + delta);
+    return sum == NULL ? -1 : PyList_SetItem(state, index, sum); /* steals sum */
+}
+
+/* The common answer of a long poll, done here as _Repoll.on_message_complete does it:
+ * one whole "HTTP/1.1 200" response in this read, with a Content-Length, kept alive,
+ * whose body holds envelopes: the next poll (head, the last seq, tail) is written now,
+ * the body and its receive time kept for the RawLog, the counts added up. Anything else
+ * (another status, chunked, Connection: close, a response split over reads, no envelope,
+ * the sink not at a response boundary: POLL_ON false) is left to httptools: 0.
+ * Returns 1 (answered), 2 (answered, the sink holds its limit of bodies), 0, -1 (error). */
+static int poll_answer(int fd, PyObject *entry_state, const char *data, Py_ssize_t n,
+                       long long t, Py_ssize_t limit) {
+    static const char status_ok[] = "HTTP/1.1 200 ", seq_key[] = "{\"seq\":";
+    if (!PyObject_TypeCheck(entry_state, &PollStateType))
+        return 0;
+    PollState *state = (PollState *)entry_state;
+    if (!state->on)
+        return 0;
+    if (n < (Py_ssize_t)sizeof status_ok - 1 || memcmp(data, status_ok, sizeof status_ok - 1))
+        return 0;
+    const char *blank = memmem(data, n, "\r\n\r\n", 4);
+    if (blank == NULL)
+        return 0;
+    Py_ssize_t head_len = blank - data + 4;
+    long long content_length = -1;
+    const char *line = memchr(data, '\n', head_len);
+    for (line = line + 1; line < blank + 2;) {
+        const char *eol = memchr(line, '\r', blank + 2 - line);
+        if (eol == NULL)
+            return 0;
+        if (header_is(line, eol, "content-length:")) {
+            const char *p = line + 15;
+            while (p < eol && (*p == ' ' || *p == '\t'))
+                p++;
+            if (p == eol || content_length >= 0)
+                return 0;
+            for (content_length = 0; p < eol && *p >= '0' && *p <= '9'; p++)
+                if ((content_length = content_length * 10 + (*p - '0')) > READ_SIZE)
+                    return 0;
+            while (p < eol && (*p == ' ' || *p == '\t'))
+                p++;
+            if (p != eol)
+                return 0;
+        } else if (header_is(line, eol, "transfer-encoding:") ||
+                   (header_is(line, eol, "connection:") && holds_word(line + 11, eol, "close"))) {
+            return 0; /* chunked, or the server closes: httptools and the poll task */
+        }
+        line = eol + 2;
+    }
+    if (content_length < 0 || head_len + content_length != n)
+        return 0;
+    const char *body = data + head_len, *last = NULL;
+    Py_ssize_t body_len = (Py_ssize_t)content_length, key_len = sizeof seq_key - 1;
+    for (const char *p = body + body_len - key_len; p >= body && last == NULL; p--)
+        if (*p == '{' && memcmp(p, seq_key, key_len) == 0)
+            last = p; /* the last envelope's: bodies end with it */
+    if (last == NULL)
+        return 0;
+    long long seq = 0;
+    const char *p = last + key_len;
+    const char *digits = p;
+    for (; p < body + body_len && *p >= '0' && *p <= '9' && p - digits < 18; p++)
+        seq = seq * 10 + (*p - '0');
+    if (p == digits || p >= body + body_len || *p != ',')
+        return 0;
+    /* The next poll: the same bytes _Repoll writes (head, seq, tail). */
+    PyObject *head = state->head, *tail = state->tail;
+    if (!PyBytes_Check(head) || !PyBytes_Check(tail))
+        return 0;
+    char request[4096];
+    Py_ssize_t head_len2 = PyBytes_GET_SIZE(head), tail_len = PyBytes_GET_SIZE(tail);
+    if (head_len2 + 24 + tail_len > (Py_ssize_t)sizeof request)
+        return 0;
+    memcpy(request, PyBytes_AS_STRING(head), head_len2);
+    Py_ssize_t request_len = head_len2 + format_seq(seq, request + head_len2);
+    memcpy(request + request_len, PyBytes_AS_STRING(tail), tail_len);
+    request_len += tail_len;
+    /* The transport's buffer is empty (one request in flight, and it was answered): the
+     * request goes straight to the socket; what the socket does not take, the transport
+     * writes (never seen with ~100 bytes and an idle connection). An error: httptools'
+     * path, whose write through the transport meets it as before. */
+    ssize_t written = write(fd, request, request_len);
+    if (written < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return 0;
+    if (written < 0)
+        written = 0;
+    if (written < request_len) {
+        PyObject *done = PyObject_CallMethod(state->transport, "write", "y#",
+                                             request + written, request_len - written);
+        if (done == NULL)
+            return -1;
+        Py_DECREF(done);
+    }
+    PyObject *kept = PyBytes_FromStringAndSize(body, body_len);
+    PyObject *stamp = kept ? PyLong_FromLongLong(t) : NULL;
+    int rc = stamp == NULL ? -1 : PyList_Append(state->bodies, kept);
+    if (rc == 0)
+        rc = PyList_Append(state->times, stamp);
+    Py_XDECREF(kept);
+    Py_XDECREF(stamp);
+    if (rc < 0)
+        return -1;
+    state->cursor = seq;
+    state->bytes_down += n;
+    state->bytes_up += request_len;
+    state->requests += 1;
+    return PyList_GET_SIZE(state->bodies) >= limit ? 2 : 1;
+}
+
 /* One socket's read. Returns 1 when something was deferred, 0 when not, -1 on error. */
 static int read_one(int fd, PyObject *table, PyObject *later) {
     PyObject *key = PyLong_FromLong(fd);
@@ -60,8 +288,8 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
     Py_DECREF(key);
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0; /* forgotten since epoll reported it */
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4) {
-        PyErr_SetString(PyExc_TypeError, "a table entry is (sink, chunks, times, limit)");
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4 || PyTuple_GET_SIZE(entry) > 5) {
+        PyErr_SetString(PyExc_TypeError, "a table entry is (sink, chunks, times, limit[, poll])");
         return -1;
     }
     PyObject *sink = PyTuple_GET_ITEM(entry, 0), *chunks = PyTuple_GET_ITEM(entry, 1);
@@ -82,6 +310,13 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
     }
     if (n == 0) /* the peer closed: the transport's own path takes it from here */
         return defer(later, LATER_END, sink, NULL, t) < 0 ? -1 : 1;
+    if (chunks == Py_None && PyTuple_GET_SIZE(entry) == 5) { /* a long poll's answer */
+        int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 4), buffer, n, t, limit);
+        if (answered == 2)
+            return defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1;
+        if (answered != 0)
+            return answered < 0 ? -1 : 0;
+    }
     PyObject *data = PyBytes_FromStringAndSize(buffer, n);
     if (data == NULL)
         return -1;
@@ -248,7 +483,8 @@ PyMODINIT_FUNC PyInit_readloop(void) {
     if (PyModule_AddIntConstant(m, "READ_SIZE", READ_SIZE) < 0 ||
         PyModule_AddIntConstant(m, "LATER_BROKEN", LATER_BROKEN) < 0 ||
         PyModule_AddIntConstant(m, "LATER_FULL", LATER_FULL) < 0 ||
-        PyModule_AddIntConstant(m, "LATER_END", LATER_END) < 0) {
+        PyModule_AddIntConstant(m, "LATER_END", LATER_END) < 0 ||
+        PyModule_AddType(m, &PollStateType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -28,6 +28,9 @@ class Sink:
 
     #: Parse every read at once (a long poll answers and re-polls), not later.
     immediate = False
+    #: A long poll's state for clients/readloop.c's answer in C (clients/longpoll.py
+    #: PollSink); an immediate sink that has one is read by :meth:`read_now`.
+    poll_state = None
 
     def __init__(self, fd: int, raw=None, limit: int = DEFAULT_LIMIT) -> None:
         self.fd = fd
@@ -47,6 +50,9 @@ class Sink:
     def replay(self, data: bytes, recv_ns: int) -> None:  # pragma: no cover - interface
         """Parse one read, received at ``recv_ns``, as the transport would have."""
         raise NotImplementedError
+
+    def settle(self) -> None:
+        """Bring counts kept aside up to date (before a counter snapshot); most keep none."""
 
     def attention(self, new: list[bytes]) -> bool:
         """Whether reads ``new`` (the ones not looked at yet) need parsing now."""

@@ -117,6 +117,8 @@ async def _until(condition, timeout: float = 10.0) -> None:
 def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport, loop_kind):
     topic = f"reader-same-{transport}-{loop_kind}"  # a topic of its own on the shared server
 
+    sinks: set = set()  # the fast subscriber's sinks, while taken
+
     async def main() -> tuple[_Sub, _Sub, tuple, tuple, bool]:
         reader = FastReader(check_s=0.02)
         fast = _Sub(transport, quiet.url, topic, reader)
@@ -133,6 +135,7 @@ def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport,
                 await pub.publish(topic, make_payload(i, 40 + 30 * i), time.monotonic_ns())
                 await _until(lambda: fast.raw.highest() == plain.raw.highest() == i + 1)
                 taken = taken or fast.sink() is not None
+                sinks.add(fast.sink())
             counts = (fast.tcp.total(), plain.tcp.total())
         finally:
             await pub.close()
@@ -151,6 +154,12 @@ def test_the_loop_accounts_what_asyncio_accounts_byte_for_byte(quiet, transport,
     recv = list(fast.log._samples.recv_ns)
     assert all(r >= s for r, s in zip(recv, fast.log._samples.sent_ns))  # taken at the read
     assert fast.sub.stats.reconnects == 0 and fast.sub.stats.errors == 0
+    counted = ("http_requests", "bytes_up", "bytes_down", "connections")
+    assert [getattr(fast.sub.stats, k) for k in counted] == \
+        [getattr(plain.sub.stats, k) for k in counted]
+    if transport == "longpoll":  # the common answer is the C loop's, not httptools'
+        answered = sum(getattr(sink, "answered", 0) for sink in sinks if sink is not None)
+        assert answered >= MESSAGES - 2 if loop_kind == "c" else answered == 0, answered
 
 
 def test_pings_are_answered_while_the_loop_holds_the_socket():
