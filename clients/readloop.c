@@ -1,25 +1,21 @@
-/* The FastReader's inner loop in C (clients/reader.py): no Python per read.
+/* The load generator's receive path in C (clients/reader.py): no Python per read.
  *
- * Why: at make bench's 50-subscriber point the load generator reads once per delivery,
- * and after the kernel's share (the read, its ACK, the server's input of that ACK) the
- * Python of a read loop (the table lookup, os.readv, the clock, a bytes object, two list
- * appends: ~2 us a read here) was the largest part left above the floor reader
- * (tools/floor/floor.c, docs/engine-cost.md). This does what FastReader._on_ready does,
- * with the same wire behaviour: every ready socket read once as soon as epoll says it is
- * ready, the receive time taken right after the read (CLOCK_MONOTONIC, the clock of
- * time.monotonic_ns), the bytes and that time appended to the sink's lists; then it
- * lingers for the rest of a fan-out burst as the Python loop does.
+ * Why: at make bench's 50-subscriber point the load generator reads once per delivery; after
+ * the kernel's share (the read, its ACK, the server's input of that ACK) the Python per read
+ * was the largest part left above the floor reader (tools/floor, docs/engine-cost.md).
  *
- A read of an immediate sink (a long poll's answer) is parsed at once by the sink's
- * replay, called from here as the Python loop calls it (it writes the next poll). What is
- * not the common case goes back to Python, in order, at the end of the batch it was found
- * in (the loop then returns without lingering): a sink at its read limit (drained), a
- * socket that found its end or an error (handed back to its transport), and an exception
- * raised by a replay (reported, and the socket handed back).
- *
- * read_ready(epfd, table, linger_ms, hold_ns) -> (wakeups, reads, later)
- *   table: {fd: (sink, chunks, times, limit)}; immediate sinks: (sink, None, replay, 0)
- *   later: [(kind, sink, data, recv_ns)], kind FULL (limit), END, BROKEN (data: the exception).
+ * read_ready(epfd, table, linger_ms, hold_ns) -> (wakeups, reads, later): what
+ *   FastReader._on_ready does, with the same wire behaviour: every ready socket read once as
+ *   soon as epoll says so, the receive time (CLOCK_MONOTONIC, time.monotonic_ns's clock) taken
+ *   right after the read, bytes and time appended to the sink's lists, then a linger for the
+ *   rest of a fan-out burst. table: {fd: (sink, chunks, times, limit)}; immediate sinks
+ *   (sink, None, replay, 0), called at once; a long poll (sink, None, read_now, limit, PollState)
+ *   whose common answer is answered here (poll_answer). What is not the common case goes back
+ *   to Python in order, at the end of its batch (no linger then): later = [(kind, sink, data,
+ *   recv_ns)], kind FULL (a sink at its limit), END (end or error: handed back), BROKEN (a
+ *   replay raised data).
+ * ws_walk(buf, pos): WebSocket frame headers (clients/fastws.py walk_frames_py in C).
+ * PollState: a long poll's state for poll_answer (clients/longpoll.py PollSink).
  */
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
@@ -74,16 +70,11 @@ static int PollState_init(PollState *self, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "SSOO!O!", names, &head, &tail, &transport,
                                      &PyList_Type, &bodies, &PyList_Type, &times))
         return -1;
-    Py_INCREF(head);
-    Py_XSETREF(self->head, head);
-    Py_INCREF(tail);
-    Py_XSETREF(self->tail, tail);
-    Py_INCREF(transport);
-    Py_XSETREF(self->transport, transport);
-    Py_INCREF(bodies);
-    Py_XSETREF(self->bodies, bodies);
-    Py_INCREF(times);
-    Py_XSETREF(self->times, times);
+    Py_XSETREF(self->head, Py_NewRef(head));
+    Py_XSETREF(self->tail, Py_NewRef(tail));
+    Py_XSETREF(self->transport, Py_NewRef(transport));
+    Py_XSETREF(self->bodies, Py_NewRef(bodies));
+    Py_XSETREF(self->times, Py_NewRef(times));
     self->on = 1;
     self->bytes_down = self->bytes_up = self->requests = self->cursor = 0;
     return 0;
