@@ -27,12 +27,8 @@ from duplexbench.contract.websocket import encode_publish
 from duplexbench.tcp import set_nodelay
 
 from .base import ClientError, OnError, OnMessage, Subscriber
+from .reader import readloop  # None where clients/readloop.c was not built
 from .sink import Sink
-
-try:  # the frame walk in C (clients/readloop.c), where it was built
-    from . import readloop
-except ImportError:
-    readloop = None
 
 __all__ = ["FastWebSocketSubscriber", "WsSink"]
 

@@ -28,11 +28,8 @@ from .base import OnError, OnMessage
 from .http11 import ConnectionLost, HTTP11Connection, HttpSink, Response
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
+from .reader import readloop  # None where clients/readloop.c was not built
 
-try:  # the common answer in C (clients/readloop.c), where it was built
-    from . import readloop
-except ImportError:
-    readloop = None
 
 __all__ = ["LongPollSubscriber"]
 
@@ -256,6 +253,7 @@ class PollSink(HttpSink):
         super().__init__(conn, sub.on_raw, immediate=True, limit=sub.on_raw.limit)
         self.sub = sub
         self.answered = 0  # polls answered in C, settled so far
+        self.replay_kept = sub.on_raw.feed  # what C kept is a body, for the RawLog
         if readloop is not None:  # taken between two responses (_go_fast): C may answer next
             self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport,
                                                  self.chunks, self.times)
@@ -285,20 +283,9 @@ class PollSink(HttpSink):
                 self.sub._backoff.reset()
 
     def drain(self) -> None:
-        """Settle, then the kept bodies into the RawLog, in order."""
+        """Settle, then the kept bodies into the RawLog, in order (``replay_kept``)."""
         self.settle()
-        if self._draining or not self.chunks:
-            return
-        self._draining = True
-        try:
-            bodies, times = self.chunks[:], self.times[:]
-            self.chunks.clear()
-            self.times.clear()
-            feed = self.raw.feed
-            for body, t in zip(bodies, times):
-                feed(body, t)
-        finally:
-            self._draining = False
+        super().drain()
 
     def attention(self, new: list[bytes]) -> bool:
         return False  # the bodies kept wait for the RawLog's flush

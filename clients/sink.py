@@ -31,6 +31,9 @@ class Sink:
     #: A long poll's state for clients/readloop.c's answer in C (clients/longpoll.py
     #: PollSink); an immediate sink that has one is read by :meth:`read_now`.
     poll_state = None
+    #: What parses a kept read at drain(), when it is not :meth:`replay` (a long poll's
+    #: sink keeps bodies C answered, for its RawLog).
+    replay_kept = None
 
     def __init__(self, fd: int, raw=None, limit: int = DEFAULT_LIMIT) -> None:
         self.fd = fd
@@ -82,7 +85,7 @@ class Sink:
                 self.chunks.clear()
                 self.times.clear()
                 self.checked = 0
-                replay = self.replay
+                replay = self.replay_kept or self.replay
                 for data, t in zip(chunks, times):
                     replay(data, t)
         finally:

@@ -232,23 +232,31 @@ def test_a_cut_connection_resumes_and_is_taken_again(quiet, loop_kind):
         assert s.sub.stats.reconnects >= 1
 
 
-class _RaisingSink(Sink):
-    """An immediate sink whose parser raises at its first read (a bug in a callback)."""
-
-    immediate = True
+class _Holding(Sink):
+    """A sink that keeps its reads (parsing records them)."""
 
     def __init__(self, fd: int) -> None:
         super().__init__(fd)
         self.resumed = 0
+        self.parsed: list[bytes] = []
 
     def replay(self, data: bytes, recv_ns: int) -> None:
-        raise ValueError(f"cannot parse {data!r}")
+        self.parsed.append(bytes(data))
 
     def pause(self) -> None:
         pass
 
     def resume(self) -> None:
         self.resumed += 1
+
+
+class _RaisingSink(_Holding):
+    """An immediate sink whose parser raises at its first read (a bug in a callback)."""
+
+    immediate = True
+
+    def replay(self, data: bytes, recv_ns: int) -> None:
+        raise ValueError(f"cannot parse {data!r}")
 
 
 def test_a_parser_that_raises_is_reported_and_its_socket_handed_back():
@@ -280,21 +288,3 @@ def test_a_parser_that_raises_is_reported_and_its_socket_handed_back():
     assert bad.resumed == 1 and not bad.taken
     # Kept until the reader closed, then parsed as read.
     assert good.parsed == [b"kept"] and good.resumed == 1
-
-
-class _Holding(Sink):
-    """A sink that keeps its reads (parsing is a no-op)."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__(fd)
-        self.resumed = 0
-        self.parsed: list[bytes] = []
-
-    def replay(self, data: bytes, recv_ns: int) -> None:
-        self.parsed.append(bytes(data))
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        self.resumed += 1
