@@ -89,12 +89,15 @@ reproduce: install
 	$(PARTS) --scenario $(SCENARIO)
 	$(PY) -m duplexbench reproduce $(SCENARIO) --runs $(RUNS) $(REPRODUCE_FLAGS)
 
-# Three workers (pytest-xdist) on two cores: most tests wait on sockets and children; tests/conftest.py keeps
-# a module on one worker and runs the tests marked exclusive alone. TEST_FLAGS= runs serially.
+# Four workers (pytest-xdist) on two cores: most tests wait on sockets and children (the suite uses
+# ~1.6 of the 2 cores: on one 2-core machine 4 workers took 502-517 s where 3 took 527-531 s); tests/conftest.py
+# keeps a module on one worker and runs the tests marked exclusive alone, first. TEST_FLAGS= runs serially.
 # --durations: the slowest tests are printed at the end (the suite aims at 8 minutes on 2 cores).
-TEST_FLAGS ?= -n 3 --durations=25
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (containers often set it): the
+# suite starts hundreds of Python processes, and each would compile every module again.
+TEST_FLAGS ?= -n 4 --durations=25
 test: setup
-	$(PY) -m pytest -q $(TEST_FLAGS)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -q $(TEST_FLAGS)
 
 notebook: install
 	$(PY) -m pip install --quiet -e ".[notebook]"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 
 from picows import WSListener, WSMsgType, ws_connect
@@ -121,6 +122,8 @@ def walk_frames_py(buf: bytes, pos: int) -> tuple[int, int, list[tuple[int, int,
             length, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
         if b1 & 0x80:  # masked (servers do not mask): the key is part of the header
             start += 4
+        if length > sys.maxsize - start:  # a 64-bit length with its top bit set (RFC 6455 5.2)
+            raise ValueError("a WebSocket frame longer than memory")
         end = start + length
         if b0 & 0x08:  # a control frame: ping, pong, close (never fragmented)
             if end > n:  # wait for the whole frame

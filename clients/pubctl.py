@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,19 @@ class PublisherProcess:
             except OSError as exc:
                 raise ClientError(f"publisher_cpu {self.spec.publisher_cpu}: cannot pin ({exc})") from None
         self.sched = (await self.expect("ready", 30.0)).get("sched")
+
+    async def start_beside(self, other: Awaitable[None]) -> None:
+        """:meth:`start` while ``other`` runs; either's failure raises (``other``'s first),
+        once the start has settled, so :meth:`close` finds the process either way."""
+        starting = asyncio.ensure_future(self.start())
+        try:
+            await other
+        except BaseException:
+            await asyncio.wait({starting})
+            if not starting.cancelled():
+                starting.exception()  # retrieved: the other's error is the one reported
+            raise
+        await starting
 
     def tell(self, **command) -> None:
         assert self.proc is not None and self.proc.stdin is not None

@@ -54,13 +54,20 @@ def server(start_server) -> ServerProcess:
 
 
 # ---------------------------------------------------------------------------
-# Parallel runs (pytest-xdist, `make test`: -n 3): a module's tests on one worker (its
-# module-scoped server is started once), the longest modules first (a short one ends the run,
-# not a long one), and the tests marked ``exclusive`` alone on the machine: they judge timing
-# figures (latency medians, recovery, saturation) that a test running beside them would move.
+# Parallel runs (pytest-xdist, `make test`: -n 4): a module's tests on one worker (its
+# module-scoped server is started once), and the tests marked ``exclusive`` alone on the
+# machine: they judge timing figures (latency medians, recovery, transit times) that a test
+# running beside them would move. An exclusive test waits for the tests running beside it to
+# end, and the other workers idle while it runs; so the exclusive tests run back to back, at
+# the start, on one worker (one work unit, below), before any long test has begun elsewhere:
+# queued behind a minute-long test on another worker, one used to idle two workers for that
+# minute. Then the longest modules first, so that a short one ends the run, not a long one.
 
-#: Modules that share session-scoped runs: scheduled as one unit, so the runs are made once.
-SHARED_SCOPE = {"tests/compare/test_e2e.py": "tests/compare/test_ab.py"}
+#: Modules scheduled as one work unit with the first: test_e2e.py shares test_ab.py's
+#: session-scoped A/B runs (made once); the others hold the remaining exclusive tests.
+SHARED_SCOPE = {module: "tests/compare/test_ab.py" for module in (
+    "tests/compare/test_e2e.py", "tests/clients/test_clients_loadgen.py",
+    "tests/netem/test_transits.py")}
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -79,11 +86,12 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with ``slow`` or ``exclusive`` tests first (stable otherwise): they are the
-    long ones, and an exclusive one waits for the test beside it, not for a queue."""
+    """Exclusive tests first, then the modules with ``slow`` or ``exclusive`` tests (stable
+    otherwise): the exclusive unit starts at once and runs its exclusive tests in a row."""
     heavy = {item.module.__name__ for item in items
              if item.get_closest_marker("slow") or item.get_closest_marker("exclusive")}
-    items.sort(key=lambda item: item.module.__name__ not in heavy)
+    items.sort(key=lambda item: (item.get_closest_marker("exclusive") is None,
+                                 item.module.__name__ not in heavy))
 
 
 def _lock(path: Path, mode: int):
@@ -101,11 +109,21 @@ def _unlock(handle) -> None:
     handle.close()
 
 
+#: The turnstile and lock an exclusive test keeps for the exclusive test after it (xdist).
+_kept_alone: tuple | None = None
+
+
+def _exclusive(item) -> bool:
+    return item is not None and item.get_closest_marker("exclusive") is not None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Under xdist, a readers-writer lock over setup, call and teardown (module and session
     fixtures are made and ended there too): every test holds it shared, an ``exclusive`` one
-    alone. A turnstile lets a waiting exclusive test in before new shared holders."""
+    alone. A turnstile lets a waiting exclusive test in before new shared holders; an
+    exclusive test followed by another keeps both for it, so no shared test slips between."""
+    global _kept_alone
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not run:  # one process: every test is alone already
         yield
@@ -114,16 +132,23 @@ def pytest_runtest_protocol(item, nextitem):
     import tempfile
 
     base = Path(tempfile.gettempdir()) / f"duplexbench-tests-{run}"
-    exclusive = item.get_closest_marker("exclusive") is not None
-    turnstile = _lock(base.with_suffix(".turnstile"), fcntl.LOCK_EX)
-    try:
-        held = _lock(base.with_suffix(".lock"), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-    finally:
-        if not exclusive:
-            _unlock(turnstile)
+    exclusive = _exclusive(item)
+    if _kept_alone is not None:  # the exclusive test before this one kept them
+        turnstile, held = _kept_alone
+        _kept_alone = None
+    else:
+        turnstile = _lock(base.with_suffix(".turnstile"), fcntl.LOCK_EX)
+        try:
+            held = _lock(base.with_suffix(".lock"), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                _unlock(turnstile)
     try:
         yield
     finally:
-        _unlock(held)
-        if exclusive:
-            _unlock(turnstile)
+        if exclusive and _exclusive(nextitem):
+            _kept_alone = (turnstile, held)
+        else:
+            _unlock(held)
+            if exclusive:
+                _unlock(turnstile)

@@ -1,6 +1,5 @@
 """``make_run``: synthetic runs under the test's tmp_path (see synthetic.py); ``ab_clone``,
-``ab_child``, ``ab_same``, ``ab_cpu_child``: real A/B runs made once per session (see
-realruns.py)."""
+``ab_child``, ``ab_same``: real A/B runs made once per session (see realruns.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .realruns import CPU_SCENARIO_NAME, git, make_clone, new_root, run_ab
+from .realruns import CHILD_SCENARIO_NAME, git, make_clone, new_root, run_ab
 from .synthetic import Model, write_run
 
 
@@ -28,7 +27,7 @@ def make_run(tmp_path):
 
 @pytest.fixture(scope="session")
 def ab_clone():
-    """A repository with commits tagged parent and child (child = +2 ms per delivery)."""
+    """A repository with commits tagged parent and child (+2 ms and +100 us per delivery)."""
     root = new_root("duplexbench-ab-test-")
     try:
         yield make_clone(root)
@@ -38,9 +37,10 @@ def ab_clone():
 
 @pytest.fixture(scope="session")
 def ab_child(ab_clone):
-    """``duplexbench ab parent`` with the child checked out: a regression to find."""
+    """``duplexbench ab parent`` with the child checked out: regressions to find."""
     git(ab_clone, "checkout", "-q", "child")
-    return run_ab(ab_clone, "parent", ab_clone.parent / "ab-child")
+    return run_ab(ab_clone, "parent", ab_clone.parent / "ab-child", CHILD_SCENARIO_NAME,
+                  timeout=400)
 
 
 @pytest.fixture(scope="session")
@@ -49,16 +49,5 @@ def ab_same(ab_clone):
     git(ab_clone, "checkout", "-q", "parent")
     try:
         return run_ab(ab_clone, "HEAD", ab_clone.parent / "ab-same")
-    finally:
-        git(ab_clone, "checkout", "-q", "child")
-
-
-@pytest.fixture(scope="session")
-def ab_cpu_child(ab_clone):
-    """``duplexbench ab parent`` with the cpu-child checked out: +100 us CPU per delivery."""
-    git(ab_clone, "checkout", "-q", "cpu-child")
-    try:
-        return run_ab(ab_clone, "parent", ab_clone.parent / "ab-cpu-child", CPU_SCENARIO_NAME,
-                      timeout=400)
     finally:
         git(ab_clone, "checkout", "-q", "child")

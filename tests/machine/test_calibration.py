@@ -34,7 +34,9 @@ def test_echo_at_the_scenarios_rate_is_paced_and_pinned():
                                   duration_s=0.6)
     info = result["echo_at_rate"]
     # Paced: ~200/s for 0.6 s minus the warm-up, not the tens of thousands of a hot loop.
-    assert 40 <= info["samples"] <= 130, info
+    # Fewer when both pinned cores are busy with other tests (a late round trip skips the
+    # slots it missed: 35 of ~100 beside a loaded `make test`), never more.
+    assert 10 <= info["samples"] <= 130, info
     assert info["rate_hz"] == 200.0 and info["server_cpu"] == server_cpu
     assert 0 < result["echo_at_rate_us_p50"] <= result["echo_at_rate_us_p99"] < 1_000_000
     # Only the calibration's own thread was pinned, not the caller.
