@@ -53,7 +53,7 @@ def padded():
         # The A/B runs' points (realruns.SCENARIO), shorter: 100 B per message is 30x the
         # threshold, and the byte counts of one build move by < 1 % between repeats.
         scenario.write_text(tiny_scenario(
-            "ab-tiny", transports=["longpoll"], clients=5, rate=200,
+            "ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
             duration_s=0.5, drain_s=0.3, repeats=2, seed=1, tables={"server": {"uvloop": True}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
         env["DUPLEXBENCH_INJECT_PAD_BYTES"] = "100"
@@ -102,4 +102,5 @@ def test_injected_padding_fails_naming_bytes(ab_same, padded, capsys):
     status, out = _compare(capsys, ab_same.out / "current", padded)
     last = out.strip().splitlines()[-1]
     assert status == 1, out
-    assert "longpoll bytes_down_per_msg +" in last, out
+    for transport in ("longpoll", "websocket"):
+        assert f"{transport} bytes_down_per_msg +" in last, out
