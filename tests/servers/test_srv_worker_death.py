@@ -29,8 +29,9 @@ from _parts import needs
 pytestmark = needs("redis")  # make test installs redis-server (make setup)
 
 MESSAGES = 120
-#: Subscribers are added until each worker has one; at most this many.
-MAX_SUBSCRIBERS = 12
+#: Subscribers are added until each worker has one; at most this many (the kernel spreads
+#: connections over the workers by a hash: 12 once all landed on one, beside a loaded make test).
+MAX_SUBSCRIBERS = 24
 
 
 @pytest.fixture(scope="module")
