@@ -49,7 +49,7 @@ SCENARIO = tiny_scenario("ab-tiny", transports=["longpoll", "websocket"], client
                          tables={"server": {"uvloop": True}})
 
 CHILD_SCENARIO_NAME = "ab-child.toml"
-#: The A/B profile's point and repeats (scenarios/ab.toml), shorter, on every transport.
+#: The A/B profile's point (scenarios/ab.toml), shorter and with 3 repeats, on every transport.
 CHILD_SCENARIO = tiny_scenario("ab-child", transports=["longpoll", "sse", "ndjson", "websocket"],
                                clients=10, rate=100, warmup_s=0.5, duration_s=1.0, drain_s=0.3,
                                repeats=3, seed=1, arrival="uniform",
