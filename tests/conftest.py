@@ -68,7 +68,7 @@ def server(start_server) -> ServerProcess:
 #: session-scoped A/B runs (made once); the others hold the remaining exclusive tests.
 SHARED_SCOPE = {module: "tests/compare/test_ab.py" for module in (
     "tests/compare/test_e2e.py", "tests/clients/test_clients_loadgen.py",
-    "tests/netem/test_transits.py")}
+    "tests/netem/test_transits.py", "tests/netem/test_proxy.py")}
 #: The tests of the parent-against-itself A/B run (fixture ``ab_same``): one work unit, the
 #: last, so the run is made once, alone, at the end of the session. At its start, in fresh
 #: clones, it flagged long polling 2 times in 3 (+9.7 % server CPU; +21 % latency median, +17 %

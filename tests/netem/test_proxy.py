@@ -116,6 +116,9 @@ def test_many_connections_each_get_their_own_bytes(echo):
     assert proxy.stats["connections"] == 30 and proxy.stats["active"] == 0
 
 
+# One connection's first round trip, judged within 24 ms: alone (tests/conftest.py); beside a
+# loaded make test it once took 115 ms.
+@pytest.mark.exclusive
 def test_new_connection_pays_the_handshake_round_trip(echo):
     """First bytes of a connection leave one RTT late (SYN, SYN-ACK): 4 transits to the echo."""
     with ProxyProcess(LinkConfig(delay_ms=20), echo.address) as proxy:
