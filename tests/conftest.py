@@ -75,8 +75,7 @@ SHARED_SCOPE = {module: "tests/compare/test_ab.py" for module in (
 #: server CPU), and never in the middle or at the end of a session.
 LATE_SCOPE = "late: the parent against itself"
 LATE_TESTS = frozenset({"tests/compare/test_ab.py::test_parent_against_itself_passes",
-                        "tests/compare/test_e2e.py::test_same_build_fresh_runs_pass",
-                        "tests/compare/test_e2e.py::test_injected_padding_fails_naming_bytes"})
+                        "tests/compare/test_e2e.py::test_same_build_fresh_runs_pass"})
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -103,9 +102,8 @@ def pytest_collection_modifyitems(config, items):
     late = {item.nodeid for item in items if "ab_same" in getattr(item, "fixturenames", ())}
     assert late <= LATE_TESTS, f"tests of the ab_same run missing from LATE_TESTS: {late - LATE_TESTS}"
     heavy = {item.module.__name__ for item in items
-             if item.get_closest_marker("slow") or item.get_closest_marker("exclusive")}
-    items.sort(key=lambda item: (item.nodeid in LATE_TESTS,
-                                 item.get_closest_marker("exclusive") is None,
+             if item.get_closest_marker("slow") or _exclusive(item)}
+    items.sort(key=lambda item: (item.nodeid in LATE_TESTS, not _exclusive(item),
                                  item.module.__name__ not in heavy))
 
 

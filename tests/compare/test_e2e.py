@@ -3,8 +3,10 @@
 The same-build pair and the +2 ms pair are the A/B runs test_ab.py judges (made once per
 session, realruns.py): fresh runs, never copies, here read by ``compare`` without pairing.
 One run of this test's own adds ``DUPLEXBENCH_INJECT_PAD_BYTES=100`` through the environment
-(the same points, 2 repeats of 0.5 s: bytes per message hardly vary, ~10 s); every injected run
-must fail naming the right metrics.
+(the +2 ms pair's points on two transports, 2 repeats of 0.5 s: bytes per message hardly vary,
+~10 s), judged against that pair's base, which is made early in the session: the same-build
+pair is made last (tests/conftest.py's LATE_TESTS), and waiting for it would end the session
+with this run. Every injected run must fail naming the right metrics.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def padded():
         pytest.fail(f"end-to-end gate tests need `python -m duplexbench run`: {problem}")
     root = new_root("duplexbench-compare-e2e-")
     try:
-        scenario = root / "ab-tiny.toml"
-        # The A/B runs' points (realruns.SCENARIO), shorter: 100 B per message is 30x the
-        # threshold, and the byte counts of one build move by < 1 % between repeats.
+        scenario = root / "ab-child.toml"
+        # The child A/B run's points (realruns.CHILD_SCENARIO) on two of its transports (the
+        # others are "only in the base run, not compared"), shorter: 100 B per message is 30x
+        # the threshold, and the byte counts of one build move by < 1 % between repeats.
         scenario.write_text(tiny_scenario(
-            "ab-tiny", transports=["longpoll", "websocket"], clients=5, rate=200,
-            duration_s=0.5, drain_s=0.3, repeats=2, seed=1, tables={"server": {"uvloop": True}}))
+            "ab-child", transports=["longpoll", "websocket"], clients=10, rate=100,
+            warmup_s=0.5, duration_s=0.5, drain_s=0.3, repeats=2, seed=1, arrival="uniform",
+            tables={"server": {"uvloop": True}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEXBENCH_INJECT_")}
         env["DUPLEXBENCH_INJECT_PAD_BYTES"] = "100"
         run_dir = root / "pad"
@@ -97,9 +101,9 @@ def test_injected_delay_fails_naming_latency(ab_child, capsys):
         assert f"{transport} lat_p50_ms +" in last or f"{transport} sent_p50_ms +" in last, out
 
 
-def test_injected_padding_fails_naming_bytes(ab_same, padded, capsys):
+def test_injected_padding_fails_naming_bytes(ab_child, padded, capsys):
     assert (_meta(padded).get("inject") or {}).get("pad_bytes") == 100, "inject not recorded"
-    status, out = _compare(capsys, ab_same.out / "current", padded)
+    status, out = _compare(capsys, ab_child.out / "base", padded)
     last = out.strip().splitlines()[-1]
     assert status == 1, out
     for transport in ("longpoll", "websocket"):
