@@ -39,7 +39,10 @@ print(g.pid, flush=True)
 time.sleep(60)
 """
 
-BUSY = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass\n"
+#: Says "ready" once Python runs (a sample before that would see the process mid-exec:
+#: 0.2 MiB, seen once on a fresh machine), then spins for 5 s.
+BUSY = ("import time\nprint('ready', flush=True)\nend = time.monotonic() + 5\n"
+        "while time.monotonic() < end: pass\n")
 
 
 def _gone(pid: int) -> bool:
@@ -92,8 +95,9 @@ def test_kill_all_kills_tracked_children():
 
 
 def test_sampler_rate_and_increasing_cpu():
-    child = procs.spawn([sys.executable, "-c", BUSY], name="busy")
+    child = procs.spawn([sys.executable, "-c", BUSY], name="busy", stdout=subprocess.PIPE)
     try:
+        assert child.popen.stdout.readline().strip() == "ready"
         sampler = procs.Sampler({"busy": child.pid}, hz=20).start()
         sampler.phase = "warmup"
         time.sleep(0.5)

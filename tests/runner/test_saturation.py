@@ -21,12 +21,9 @@ from duplexbench.measure.validity import comparable
 from duplexbench.report import findings
 from duplexbench.report.load import load_run_dir
 
-#: 50,000 deliveries a second asked of one Locust worker, which delivers ~20,000 here (its core
-#: at 100 %): 2.5x past what it can do, and each point ~7 s (100 x 4,000/s took ~10 s a point,
-#: the warm-up and the drain stretched by the backlog).
 OVERLOAD = {
-    "name": "overload", "transports": ["sse", "websocket"], "clients": [50],
-    "rate": [1000], "payload_bytes": [32], "warmup_s": 0.3, "duration_s": 1.0, "drain_s": 0.5,
+    "name": "overload", "transports": ["sse", "websocket"], "clients": [100],
+    "rate": [4000], "payload_bytes": [32], "warmup_s": 0.3, "duration_s": 1.0, "drain_s": 0.5,
     "expect_loss": False,
 }
 
@@ -52,13 +49,13 @@ def test_overloaded_point_is_not_compared_without_saying_so(tmp_path, no_calibra
                                           rows["validity_notes"].fillna(""))
                  if v in ("loadgen-saturated", "both-saturated") or "saturated" in notes}
     assert saturated, (
-        f"1,000 msg/s to 50 Locust subscribers did not saturate the load generator: {validity}; "
+        f"4,000 msg/s to 100 Locust subscribers did not saturate the load generator: {validity}; "
         f"notes {list(rows['validity_notes'])}; "
         f"loadgen CPU {list(rows['client_cpu_pct'])}, sent {list(rows['sent'])}")
     assert not any(comparable(v) for v in validity.values()), validity
     result = findings.run_findings(run)
     notices = " ".join(f.text for f in result if f.kind == "not-comparable")
-    assert "at 50 subscribers" in notices.lower()
+    assert "at 100 subscribers" in notices.lower()
     for transport, v in validity.items():
         if not comparable(v):
             name = {"sse": "SSE", "websocket": "WebSocket"}[transport]
