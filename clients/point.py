@@ -41,7 +41,7 @@ from .plan import ROUTE_WS_SUB, Plan, make_plan
 from .pubctl import PUBLISHER_SLACK_S, PublisherProcess
 from .pubctl import send_due as _send_due
 from .pubctl import sleep_until as _sleep_until
-from .reader import LINGER_MS, FastReader, reader_enabled
+from .reader import FastReader, linger_ms_for, reader_enabled
 from .schedule import Schedule, make_schedule
 from .spec import LoadSpec
 from .subscribers import SUBSCRIBERS, make_subscribers
@@ -85,6 +85,8 @@ def emit(event: str, **fields) -> None:
     """One JSON line on stdout: the runner's view of this process."""
     sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
 
 
 class LoadGen:
@@ -191,10 +193,8 @@ class LoadGen:
         elif spec.transport == "tcp":  # the listener's port: asked once, not per subscriber
             options["tcp_port"] = await discover_tcp_port(spec.sub_url, spec.ssl_context())
         if reader_enabled() and self.reader is None and spec.http != "2":
-            # Messages sent up the subscribers' own sockets leave from this loop on schedule:
-            # the reader must not hold the loop waiting for the rest of a burst then.
             # (HTTP/2 multiplexes subscriptions on one connection: its frames stay with h2.)
-            self.reader = FastReader(linger_ms=0 if plan.route == ROUTE_WS_SUB else LINGER_MS)
+            self.reader = FastReader(linger_ms=linger_ms_for(spec.transport, plan.route == ROUTE_WS_SUB))
             options["reader"] = self.reader
         # HTTP/1.1 or HTTP/2 (pages of streams_per_connection subscriptions): clients.subscribers.
         self.subscribers = make_subscribers(

@@ -46,7 +46,7 @@ except ImportError:  # no compiler at install time: the same loop in Python
     readloop = None
 
 __all__ = ["CHECK_S", "DEFAULT_LIMIT", "HOLD_S", "LINGER_MS", "READ_SIZE", "FastReader", "Sink",
-           "loop_in_c", "reader_enabled"]
+           "linger_ms_for", "loop_in_c", "reader_enabled"]
 
 #: How often pending reads are looked at for something that needs an answer (a
 #: WebSocket ping must be answered within the server's --ping-timeout, 2 s in tests).
@@ -75,6 +75,22 @@ def loop_in_c() -> bool:
     built, unless DUPLEXBENCH_READER_C=0 (the Python loop, for comparisons and tests)."""
     return readloop is not None and os.environ.get("DUPLEXBENCH_READER_C", "1") != "0"
 
+
+
+def linger_ms_for(transport: str, sends_on_own_sockets: bool) -> int:
+    """The linger for a point's reader: LINGER_MS, or 0 (return to the event loop at once).
+
+    0 when messages are sent up the subscribers' own sockets: they leave from the event loop
+    on schedule, which the reader must not hold. 0 for long polling too: its answers come one
+    poll at a time, not as a fan-out burst, and waiting for the next one in the reader's timed
+    epoll_wait put the client's polls on the server as no prompt client does (the server's CPU
+    lower, the client's higher): `engines --floor` back to back on 2026-12-06, native
+    client/server 0.33 with the linger, 0.25 without, the floor (it re-polls at once) 0.22
+    (docs/engine-cost.md).
+    """
+    if sends_on_own_sockets or transport == "longpoll":
+        return 0
+    return LINGER_MS
 
 class FastReader:
     """One per subscriber process: ``take(sink)`` once a subscription is live."""

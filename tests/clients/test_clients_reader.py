@@ -296,3 +296,12 @@ def test_a_parser_that_raises_is_reported_and_its_socket_handed_back():
     assert bad.resumed == 1 and not bad.taken
     # Kept until the reader closed, then parsed as read.
     assert good.parsed == [b"kept"] and good.resumed == 1
+
+
+def test_the_reader_lingers_only_for_fan_out_bursts():
+    """Long polls come one answer at a time and messages sent up a subscriber's own socket
+    leave from the event loop: neither waits in the reader; streams and WebSocket fan-out do."""
+    assert reader_module.linger_ms_for("longpoll", False) == 0
+    assert reader_module.linger_ms_for("websocket", True) == 0
+    for transport in ("sse", "ndjson", "websocket", "tcp"):
+        assert reader_module.linger_ms_for(transport, False) == reader_module.LINGER_MS
