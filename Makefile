@@ -66,13 +66,13 @@ install: $(STAMP)
 # machine that had none at install time, it is built once the set-up has installed gcc.
 setup: install
 	$(PARTS)
-	@$(PY) -c "import clients.readloop" 2>/dev/null || $(PY) -m pip install --quiet --no-deps -e .
+	@$(PY) -c "from clients.readloop import ReadStore" 2>/dev/null || $(PY) -m pip install --quiet --no-deps -e .
 	@$(MAKE) --no-print-directory node-modules
 
 doctor: install
 	$(PY) -m duplexbench doctor
 
-$(STAMP): pyproject.toml setup.py clients/readloop.c
+$(STAMP): pyproject.toml setup.py clients/readloop.c clients/readstore.c clients/readstore.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
@@ -148,7 +148,8 @@ engines: install
 	$(PY) -m duplexbench engines --latency
 
 # The native engine against tools/floor's C reader at make bench's 50-subscriber point
-# (FLOOR_FLAGS="--repeats 5", "--transports sse,websocket"); docs/engine-cost.md.
+# (FLOOR_FLAGS="--repeats 3", "--transports sse,websocket"; "--tally results/floor-*": how many
+# invocations met the target); docs/engine-cost.md.
 FLOOR_FLAGS ?=
 floor: install
 	$(PARTS) --need cc

@@ -7,4 +7,5 @@ Python (``python -m duplexbench doctor`` says which).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("clients.readloop", ["clients/readloop.c"], optional=True)])
+setup(ext_modules=[Extension("clients.readloop", ["clients/readloop.c", "clients/readstore.c"],
+                             depends=["clients/readstore.h"], optional=True)])

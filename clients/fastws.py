@@ -177,9 +177,9 @@ class WsSink(Sink):
         finally:
             listener.recv_ns = 0
 
-    def attention(self, new: list[bytes]) -> bool:
+    def attention(self, new: bytes) -> bool:
         """Walk the frame headers of ``new``: pings answered now, True at a close."""
-        buf = b"".join(new)
+        buf = new
         if self.head:
             buf = self.head + buf
             self.head = b""

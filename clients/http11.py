@@ -335,13 +335,12 @@ class HttpSink(Sink):
         self.replay = conn.replay  # type: ignore[method-assign]  # one call less per read
         conn.sink = self
 
-    def attention(self, new: list[bytes]) -> bool:
+    def attention(self, new: bytes) -> bool:
         """A chunked body's last chunk (``0\r\n\r\n``) ends the stream: the subscriber
         must see the response complete and resume. Stream data never holds CRLF
         (SSE and NDJSON lines end in LF), so this matches the end only; were it to
         match data, parsing early costs time, never correctness."""
-        tail = new[-1] if len(new[-1]) >= 5 or len(new) == 1 else b"".join(new[-5:])
-        return tail.endswith(b"0\r\n\r\n")
+        return new.endswith(b"0\r\n\r\n")
 
     def pause(self) -> None:
         assert self.conn.transport is not None

@@ -29,6 +29,7 @@ from .http11 import ConnectionLost, HTTP11Connection, HttpSink, Response
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 from .reader import readloop  # None where clients/readloop.c was not built
+from .sink import ListStore
 
 
 __all__ = ["LongPollSubscriber"]
@@ -256,7 +257,7 @@ class PollSink(HttpSink):
         self.replay_kept = sub.on_raw.feed  # what C kept is a body, for the RawLog
         if readloop is not None:  # taken between two responses (_go_fast): C may answer next
             self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport,
-                                                 self.chunks, self.times)
+                                                 self.store.chunks, self.store.times)
             repoll.poll_state = self.poll_state
 
     def read_now(self, data: bytes, recv_ns: int) -> None:
@@ -287,7 +288,10 @@ class PollSink(HttpSink):
         self.settle()
         super().drain()
 
-    def attention(self, new: list[bytes]) -> bool:
+    def _new_store(self, limit: int) -> ListStore:
+        return ListStore(limit)  # PollState (C) appends the bodies it answers to its lists
+
+    def attention(self, new: bytes) -> bool:
         return False  # the bodies kept wait for the RawLog's flush
 
 

@@ -42,7 +42,8 @@ from .sink import DEFAULT_LIMIT, Sink
 
 try:  # the loop in C (clients/readloop.c, built by `pip install -e .` where a C compiler is)
     from . import readloop
-except ImportError:  # no compiler at install time: the same loop in Python
+    readloop.ReadStore  # a build older than clients/readstore.c counts as none
+except (ImportError, AttributeError):  # no compiler at install time: the same loop in Python
     readloop = None
 
 __all__ = ["CHECK_S", "DEFAULT_LIMIT", "HOLD_S", "LINGER_MS", "READ_SIZE", "FastReader", "Sink",
@@ -101,9 +102,9 @@ class FastReader:
         self.loop = loop or asyncio.get_running_loop()
         self._ep = select.epoll()
         self.sinks: dict[int, Sink] = {}
-        #: fd -> (sink, its chunks, its times, its limit); immediate sinks: (sink, None,
+        #: fd -> (sink, its store, None, its limit); immediate sinks: (sink, None,
         #: replay, 0), or with a long poll's state (sink, None, read_now, limit, state).
-        #: The lists are the sink's own (drain() empties them in place).
+        #: The store is the sink's own (drain() takes its reads).
         self._table: dict[int, tuple] = {}
         #: Which loop reads: C (clients/readloop.c) or Python (the same steps).
         self.in_c = loop_in_c() if in_c is None else (in_c and readloop is not None)
@@ -134,7 +135,7 @@ class FastReader:
             return False
         self.sinks[sink.fd] = sink
         if not sink.immediate:
-            entry = (sink, sink.chunks, sink.times, sink.limit)
+            entry = (sink, sink.store, None, sink.limit)
         elif sink.poll_state is not None and self.in_c:
             # A long poll C may answer (clients/readloop.c); what it leaves: read_now.
             entry = (sink, None, sink.read_now, sink.limit, sink.poll_state)
@@ -175,7 +176,7 @@ class FastReader:
                 entry = table.get(fd)
                 if entry is None:
                     continue
-                sink, chunks, times = entry[0], entry[1], entry[2]
+                sink, store, replay = entry[0], entry[1], entry[2]
                 try:
                     n = readv(fd, bufs)  # into one buffer: no 64 KiB object per read
                 except (BlockingIOError, InterruptedError):
@@ -186,13 +187,10 @@ class FastReader:
                 t = now()
                 if not n:  # the peer closed: the transport's own path takes it from here
                     sink.hand_back()
-                elif chunks is None:  # immediate: parsed now (a long poll re-polls)
-                    self._parse(times, sink, buf[:n], t)  # times: its replay
-                else:
-                    chunks.append(buf[:n])
-                    times.append(t)
-                    if len(chunks) >= sink.limit:
-                        self._parse(sink.drain, sink)
+                elif store is None:  # immediate: parsed now (a long poll re-polls)
+                    self._parse(replay, sink, buf[:n], t)
+                elif store.append(buf[:n], t):  # at its limit: parsed now
+                    self._parse(sink.drain, sink)
             if not linger or now() >= until:
                 return  # the event loop's turn (it calls again if more is ready)
             events = poll(linger / 1000)
@@ -232,10 +230,10 @@ class FastReader:
             return
         try:
             for sink in list(self.sinks.values()):
-                chunks = sink.chunks
-                if sink.checked < len(chunks):
-                    new = chunks[sink.checked:]
-                    sink.checked = len(chunks)
+                kept = len(sink.store)
+                if sink.checked < kept:
+                    new = sink.store.joined(sink.checked)
+                    sink.checked = kept
                     if sink.attention(new):
                         sink.drain()
         except Exception as exc:

@@ -7,8 +7,9 @@
  * read_ready(epfd, table, linger_ms, hold_ns) -> (wakeups, reads, later): what
  *   FastReader._on_ready does, with the same wire behaviour: every ready socket read once as
  *   soon as epoll says so, the receive time (CLOCK_MONOTONIC, time.monotonic_ns's clock) taken
- *   right after the read, bytes and time appended to the sink's lists, then a linger for the
- *   rest of a fan-out burst. table: {fd: (sink, chunks, times, limit)}; immediate sinks
+ *   right after the read, bytes and time kept in the sink's store, then a linger for the
+ *   rest of a fan-out burst. table: {fd: (sink, store, None, limit)}, the reads kept in a
+ *   ReadStore (clients/readstore.c) for the parse later; immediate sinks
  *   (sink, None, replay, 0), called at once; a long poll (sink, None, read_now, limit, PollState)
  *   whose common answer is answered here (poll_answer). What is not the common case goes back
  *   to Python in order, at the end of its batch (no linger then): later = [(kind, sink, data,
@@ -27,6 +28,8 @@
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "readstore.h"
 
 #define READ_SIZE 65536   /* as clients/reader.py's READ_SIZE and tools/floor/floor.c */
 #define MAX_EVENTS 1024
@@ -155,14 +158,6 @@ static int header_is(const char *line, const char *eol, const char *name) {
     size_t k = strlen(name);
     return (size_t)(eol - line) >= k && (line[0] | 0x20) == name[0] &&
            strncasecmp(line, name, k) == 0;
-}
-
-static int add_to(PyObject *state, int index, long long delta) {
-    long long value = PyLong_AsLongLong(PyList_GET_ITEM(state, index));
-    if (value == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *sum = PyLong_FromLongLong(value + delta);
-    return sum == NULL ? -1 : PyList_SetItem(state, index, sum); /* steals sum */
 }
 
 /* The common answer of a long poll, done here as _Repoll.on_message_complete does it:
@@ -297,13 +292,13 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
         PyErr_SetString(PyExc_TypeError, "a table entry is (sink, chunks, times, limit[, poll])");
         return -1;
     }
-    PyObject *sink = PyTuple_GET_ITEM(entry, 0), *chunks = PyTuple_GET_ITEM(entry, 1);
-    PyObject *times = PyTuple_GET_ITEM(entry, 2);
+    PyObject *sink = PyTuple_GET_ITEM(entry, 0), *store = PyTuple_GET_ITEM(entry, 1);
+    PyObject *replay = PyTuple_GET_ITEM(entry, 2);
     Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 3));
     if (limit == -1 && PyErr_Occurred())
         return -1;
-    if (chunks != Py_None && (!PyList_Check(chunks) || !PyList_Check(times))) {
-        PyErr_SetString(PyExc_TypeError, "a sink's chunks and times are lists");
+    if (store != Py_None && !PyObject_TypeCheck(store, &ReadStoreType)) {
+        PyErr_SetString(PyExc_TypeError, "a sink's reads are kept in a ReadStore");
         return -1;
     }
     ssize_t n = read(fd, buffer, READ_SIZE);
@@ -315,7 +310,13 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
     }
     if (n == 0) /* the peer closed: the transport's own path takes it from here */
         return defer(later, LATER_END, sink, NULL, t) < 0 ? -1 : 1;
-    if (chunks == Py_None && PyTuple_GET_SIZE(entry) == 5) { /* a long poll's answer */
+    if (store != Py_None) { /* kept for the parse later: no Python object per read */
+        int full = readstore_append((ReadStore *)store, buffer, n, t);
+        if (full < 0)
+            return -1;
+        return full ? (defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1) : 0;
+    }
+    if (PyTuple_GET_SIZE(entry) == 5) { /* a long poll's answer */
         int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 4), buffer, n, t, limit);
         if (answered == 2)
             return defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1;
@@ -330,37 +331,26 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
         Py_DECREF(data);
         return -1;
     }
-    if (chunks == Py_None) { /* immediate: parsed now, times is its replay (a long poll re-polls) */
-        PyObject *done = PyObject_CallFunctionObjArgs(times, data, stamp, NULL);
-        Py_DECREF(data);
-        Py_DECREF(stamp);
-        if (done != NULL) {
-            Py_DECREF(done);
-            return 0;
-        }
-        /* A bug in a parser callback: reported by Python (FastReader._broken), not the
-         * loop's end. The exception travels as the item's data. */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL && value != NULL)
-            PyException_SetTraceback(value, traceback);
-        int rc = defer(later, LATER_BROKEN, sink, value, t);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(traceback);
-        return rc < 0 ? -1 : 1;
-    }
-    int rc = PyList_Append(chunks, data);
+    /* immediate: parsed now by its replay (a long poll re-polls) */
+    PyObject *done = PyObject_CallFunctionObjArgs(replay, data, stamp, NULL);
     Py_DECREF(data);
-    if (rc == 0)
-        rc = PyList_Append(times, stamp);
     Py_DECREF(stamp);
-    if (rc < 0)
-        return -1;
-    if (PyList_GET_SIZE(chunks) >= limit)
-        return defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1;
-    return 0;
+    if (done != NULL) {
+        Py_DECREF(done);
+        return 0;
+    }
+    /* A bug in a parser callback: reported by Python (FastReader._broken), not the
+     * loop's end. The exception travels as the item's data. */
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL)
+        PyException_SetTraceback(value, traceback);
+    int rc = defer(later, LATER_BROKEN, sink, value, t);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return rc < 0 ? -1 : 1;
 }
 
 static PyObject *read_ready(PyObject *Py_UNUSED(module), PyObject *args) {
@@ -490,7 +480,7 @@ PyMODINIT_FUNC PyInit_readloop(void) {
         PyModule_AddIntConstant(m, "LATER_BROKEN", LATER_BROKEN) < 0 ||
         PyModule_AddIntConstant(m, "LATER_FULL", LATER_FULL) < 0 ||
         PyModule_AddIntConstant(m, "LATER_END", LATER_END) < 0 ||
-        PyModule_AddType(m, &PollStateType) < 0) {
+        PyModule_AddType(m, &PollStateType) < 0 || PyModule_AddType(m, &ReadStoreType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -8,14 +8,58 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+try:  # the C store (clients/readstore.c, built with clients/readloop.c)
+    from .readloop import ReadStore
+except ImportError:  # no compiler at install time (or an older build): the lists below
+    ReadStore = None
+
 if TYPE_CHECKING:
     from .reader import FastReader
 
-__all__ = ["DEFAULT_LIMIT", "Sink"]
+__all__ = ["DEFAULT_LIMIT", "ListStore", "Sink", "new_store"]
 
 #: Reads a sink keeps before parsing them (memory bound; the RawLog's own limit
 #: applies after that, clients/point.py sets both).
 DEFAULT_LIMIT = 4096
+
+
+class ListStore:
+    """A connection's reads in two lists: clients/readstore.c's ReadStore in Python (where
+    it was not built), and a long poll's kept bodies (clients/readloop.c's PollState appends
+    to the lists themselves)."""
+
+    __slots__ = ("chunks", "times", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.times: list[int] = []
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def append(self, data: bytes, recv_ns: int) -> bool:
+        """Keep one read; True when the store holds its limit."""
+        self.chunks.append(data)
+        self.times.append(recv_ns)
+        return len(self.chunks) >= self.limit
+
+    def take(self) -> tuple[list[bytes], list[int]]:
+        """Every read kept, in order; the lists are emptied in place (PollState holds them)."""
+        chunks, times = self.chunks[:], self.times[:]
+        self.chunks.clear()
+        self.times.clear()
+        return chunks, times
+
+    def joined(self, start: int = 0) -> bytes:
+        """Reads ``start``.. back to back (they stay kept)."""
+        return b"".join(self.chunks[start:])
+
+
+def new_store(limit: int):
+    """Where a taken connection's reads wait for their parse: the C ReadStore (no Python
+    object per read, its memory touched now, before any measurement) or a ListStore."""
+    return ReadStore(limit) if ReadStore is not None else ListStore(limit)
 
 
 class Sink:
@@ -40,15 +84,18 @@ class Sink:
         #: The subscriber's RawLog (clients.accounting): while taken, its flush() parses
         #: this sink's pending reads first, so the log is complete whenever it is read.
         self.raw = raw
-        self.chunks: list[bytes] = []
-        self.times: list[int] = []
+        #: The reads not parsed yet, with their receive times (ReadStore or ListStore).
+        self.store = self._new_store(limit)
         self.limit = limit
-        #: chunks[:checked] were looked at by attention() already.
+        #: The store's first ``checked`` reads were looked at by attention() already.
         self.checked = 0
         self.reader: FastReader | None = None
         self._draining = False
 
     # What subclasses provide
+
+    def _new_store(self, limit: int):
+        return new_store(limit)
 
     def replay(self, data: bytes, recv_ns: int) -> None:  # pragma: no cover - interface
         """Parse one read, received at ``recv_ns``, as the transport would have."""
@@ -57,8 +104,9 @@ class Sink:
     def settle(self) -> None:
         """Bring counts kept aside up to date (before a counter snapshot); most keep none."""
 
-    def attention(self, new: list[bytes]) -> bool:
-        """Whether reads ``new`` (the ones not looked at yet) need parsing now."""
+    def attention(self, new: bytes) -> bool:
+        """Whether the reads not looked at yet (``new``: their bytes back to back) need
+        parsing now."""
         return False
 
     def pause(self) -> None:  # pragma: no cover - interface
@@ -73,17 +121,15 @@ class Sink:
         """Parse every pending read, in order. Re-entrant: a parse that ends up here
         again (the RawLog flushing at its limit) finds nothing pending. Reads that
         attention() has not seen are shown to it first: it sees every read once."""
-        if self._draining or not self.chunks:
+        store = self.store
+        if self._draining or not store:
             return
         self._draining = True
         try:
-            while self.chunks:
-                # Copies, then the lists emptied in place: the reader holds their appends.
-                chunks, times = self.chunks[:], self.times[:]
-                if self.checked < len(chunks):
-                    self.attention(chunks[self.checked:])
-                self.chunks.clear()
-                self.times.clear()
+            while store:
+                if self.checked < len(store):
+                    self.attention(store.joined(self.checked))
+                chunks, times = store.take()
                 self.checked = 0
                 replay = self.replay_kept or self.replay
                 for data, t in zip(chunks, times):
@@ -93,7 +139,7 @@ class Sink:
 
     @property
     def pending(self) -> int:
-        return len(self.chunks)
+        return len(self.store)
 
     @property
     def taken(self) -> bool:

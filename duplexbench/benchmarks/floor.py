@@ -28,7 +28,6 @@ import argparse
 import json
 import queue
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -44,6 +43,7 @@ from clients.schedule import make_schedule
 from clients.spec import LoadSpec
 
 from .. import procs
+from .floor_report import TARGET, markdown, summarize, tally, tally_markdown, verdict
 from ..measure.results import atomic_write_json, atomic_write_text
 from ..scenario import ScenarioError, load_scenario
 from ..procs.server import ServerError, ServerProcess
@@ -54,9 +54,6 @@ __all__ = ["FloorError", "GAP_US", "GAP_US_BY_TRANSPORT", "TARGET", "TRANSPORTS"
 TRANSPORTS = ("longpoll", "sse", "ndjson", "websocket")
 #: floor.c's MODE per transport.
 FLOOR_MODES = {"longpoll": "longpoll", "sse": "sse", "ndjson": "ndjson", "websocket": "ws"}
-#: The engine should cost at most this many times the floor (issue "a load generator at the
-#: kernel's floor").
-TARGET = 1.3
 #: floor.c sleeps this long before each epoll_wait: it then wakes about once per published
 #: message, as the engine does, and still reads once per delivery at 200 msg/s.
 GAP_US = 2000
@@ -283,89 +280,6 @@ def _row(client: str, spec: LoadSpec, cpu: dict[str, float], measured: int, extr
     }
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Per transport: each repeat's native ÷ floor (client ÷ server figures), median and spread."""
-    out = []
-    for transport in dict.fromkeys(r["transport"] for r in rows):
-        pairs: dict[int, dict[str, dict]] = {}
-        for r in rows:
-            if r["transport"] == transport:
-                pairs.setdefault(r["repeat"], {})[r["client"]] = r
-        ratios, with_pub, per_delivery = [], [], []
-        for pair in pairs.values():
-            floor, native = pair.get("floor"), pair.get("native")
-            if floor and native and floor["client_per_server"] and native["client_per_server"]:
-                ratios.append(native["client_per_server"] / floor["client_per_server"])
-                with_pub.append(native["with_publisher_per_server"]
-                                / floor["with_publisher_per_server"])
-                # The server's CPU moves with its client (wake-ups, batching), so the client's
-                # own CPU per delivery is given beside the ratio of ratios.
-                per_delivery.append(native["client_us_per_delivery"]
-                                    / floor["client_us_per_delivery"])
-
-        def figure(client: str, key: str) -> list[float]:
-            return [p[client][key] for p in pairs.values() if client in p and p[client][key]]
-
-        med = statistics.median(ratios) if ratios else None
-        out.append({
-            "transport": transport, "repeats": len(ratios),
-            "floor_client_per_server": _spread(figure("floor", "client_per_server")),
-            "native_client_per_server": _spread(figure("native", "client_per_server")),
-            "native_per_floor": _spread(ratios),
-            "native_per_floor_with_publisher": _spread(with_pub),
-            "native_per_floor_per_delivery": _spread(per_delivery),
-            "floor_publisher_per_server": _spread([p["floor"]["publisher_cpu_s"] / p["floor"]["server_cpu_s"]
-                                                   for p in pairs.values() if "floor" in p]),
-            "native_publisher_per_server": _spread([p["native"]["publisher_cpu_s"] / p["native"]["server_cpu_s"]
-                                                    for p in pairs.values() if "native" in p]),
-            "within_target": None if med is None else med <= TARGET,
-        })
-    return out
-
-
-def _spread(values: list[float]) -> dict | None:
-    if not values:
-        return None
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "values": [round(v, 3) for v in values]}
-
-
-def _fmt(s: dict | None) -> str:
-    return "-" if s is None else f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
-
-
-def markdown(summary: list[dict], rows: list[dict], head: str) -> str:
-    lines = [head, "",
-             "| transport | floor client/server | native client/server | native ÷ floor "
-             "| incl. publisher | client CPU per delivery, native ÷ floor "
-             f"| publisher/server (floor run, native run) | target ≤ {TARGET} |",
-             "|---|---|---|---|---|---|---|---|"]
-    for s in summary:
-        verdict = "-" if s["within_target"] is None else "yes" if s["within_target"] else "no"
-        lines.append(f"| {s['transport']} | {_fmt(s['floor_client_per_server'])} | "
-                     f"{_fmt(s['native_client_per_server'])} | {_fmt(s['native_per_floor'])} | "
-                     f"{_fmt(s['native_per_floor_with_publisher'])} | "
-                     f"{_fmt(s['native_per_floor_per_delivery'])} | "
-                     f"{_fmt(s['floor_publisher_per_server'])}, "
-                     f"{_fmt(s['native_publisher_per_server'])} | {verdict} |")
-    lines += ["", "Median (min-max) over repeats. Every run:", "",
-              "| transport | client | repeat | server s | client s | publisher s | client/server "
-              "| us/delivery | deliveries | lost | reads/delivery | segs up/msg |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append("| " + " | ".join("-" if r[k] is None else str(r[k]) for k in (
-            "transport", "client", "repeat", "server_cpu_s", "client_cpu_s", "publisher_cpu_s",
-            "client_per_server", "client_us_per_delivery", "deliveries", "lost",
-            "reads_per_delivery", "segments_up_per_msg")) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def render(path: Path) -> str:
-    """floor.md again from a run's floor.json (after a change to the summary)."""
-    data = json.loads(path.read_text())
-    return markdown(summarize(data["rows"]), data["rows"], f"engines --floor: {path}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m duplexbench engines --floor",
@@ -376,18 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the point: the scenario's most-clients point (default quick.toml)")
     parser.add_argument("--transports", help="comma-separated (default: the scenario's, of "
                         + ", ".join(TRANSPORTS) + ")")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each pair (default 3)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs of each pair (default 5: the median and its rerun estimate)")
     parser.add_argument("--duration", type=float, default=8.0, metavar="S",
                         help="measurement seconds per run (default 8)")
     parser.add_argument("--gap-us", type=int, default=None,
                         help=f"floor reader's sleep before each epoll_wait (default {GAP_US}; "
                              "0 for long polling, which re-polls at once)")
     parser.add_argument("--out", type=Path, help="results directory (default results/floor-<time>)")
+    parser.add_argument("--tally", nargs="+", type=Path, metavar="RESULT",
+                        help="run nothing: over these earlier results (floor.json or its "
+                             "directory), how many invocations met the target per transport "
+                             "and for every transport (the verdict's measured rate of holding)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.tally:
+        try:
+            print(tally_markdown(tally(args.tally)), end="")
+        except ValueError as exc:
+            print(f"engines --floor --tally: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.repeats < 1:
         print("engines --floor: --repeats must be at least 1", file=sys.stderr)
         return 2
@@ -450,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         "native_read_loop": "c" if loop_in_c() else "python",
         "point": {"clients": p0.clients, "rate": p0.rate, "payload_bytes": p0.payload_bytes,
                   "duration_s": scenario.duration_s, "warmup_s": scenario.warmup_s},
-        "affinity": plan.to_meta(), "summary": summary, "rows": rows})
+        "affinity": plan.to_meta(), "repeats": args.repeats,
+        "verdict": verdict(summary),
+        "summary": summary, "rows": rows})
     atomic_write_text(out / "floor.md", text)
     print(f"results: {out}")
     if any(r["lost"] or r["errors"] for r in rows):

@@ -130,8 +130,11 @@ def _cc() -> Finding:
 
 def _read_loop() -> Finding:
     """Whether the load generator's read loop was compiled (clients/readloop.c)."""
-    if importlib.util.find_spec("clients.readloop") is not None:
-        return Finding(OK, "clients/readloop.c built: the load generator reads in C")
+    from clients.reader import loop_in_c, readloop
+
+    if readloop is not None:  # built, and not older than clients/readstore.c
+        where = "C" if loop_in_c() else "Python (DUPLEXBENCH_READER_C=0)"
+        return Finding(OK, f"clients/readloop.c built: the load generator reads in {where}")
     return Finding(FALLBACK, "clients/readloop.c not built: the load generator reads in "
                    "Python (more client CPU per delivery, docs/engine-cost.md)",
                    f"{_apt('gcc')}, then `make setup` (it rebuilds the loop)")

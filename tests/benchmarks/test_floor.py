@@ -103,4 +103,9 @@ def test_floorbench_one_command(tmp_path):
     assert result["gap_us"] == {"longpoll": 0, "websocket": floorbench.GAP_US}
     assert {r["transport"]: r["gap_us"] for r in rows if r["client"] == "floor"} == \
         result["gap_us"]
-    assert "native ÷ floor" in (out / "floor.md").read_text()
+    text = (out / "floor.md").read_text()
+    assert "native ÷ floor" in text and "a rerun of 1 repeats agrees" in text
+    assert result["verdict"]["all_within_target"] in (True, False)
+    assert 0 <= result["verdict"]["rerun_agrees_estimate"] <= 1
+    assert {s["transport"]: s["repeats_within_target"] for s in result["summary"]}.keys() == \
+        {"longpoll", "websocket"}
