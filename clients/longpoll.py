@@ -29,7 +29,6 @@ from .http11 import ConnectionLost, HTTP11Connection, HttpSink, Response
 from .httpsub import HttpSubscriber
 from .publisher import HttpPublisher
 from .reader import readloop  # None where clients/readloop.c was not built
-from .sink import ListStore
 
 
 __all__ = ["LongPollSubscriber"]
@@ -256,6 +255,7 @@ class PollSink(HttpSink):
         self.answered = 0  # polls answered in C, settled so far
         self.replay_kept = sub.on_raw.feed  # what C kept is a body, for the RawLog
         if readloop is not None:  # taken between two responses (_go_fast): C may answer next
+            # Immediate: its store stays a ListStore, whose lists C appends the bodies to.
             self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport,
                                                  self.store.chunks, self.store.times)
             repoll.poll_state = self.poll_state
@@ -287,9 +287,6 @@ class PollSink(HttpSink):
         """Settle, then the kept bodies into the RawLog, in order (``replay_kept``)."""
         self.settle()
         super().drain()
-
-    def _new_store(self, limit: int) -> ListStore:
-        return ListStore(limit)  # PollState (C) appends the bodies it answers to its lists
 
     def attention(self, new: bytes) -> bool:
         return False  # the bodies kept wait for the RawLog's flush

@@ -135,6 +135,11 @@ class FastReader:
             return False
         self.sinks[sink.fd] = sink
         if not sink.immediate:
+            if self.in_c and not isinstance(sink.store, readloop.ReadStore):
+                # The C loop keeps reads in C: no Python object, no page fault per read
+                # (clients/readstore.c; its memory is touched now, before any measurement).
+                sink.drain()  # nothing kept yet, normally
+                sink.store = readloop.ReadStore(sink.limit)
             entry = (sink, sink.store, None, sink.limit)
         elif sink.poll_state is not None and self.in_c:
             # A long poll C may answer (clients/readloop.c); what it leaves: read_now.

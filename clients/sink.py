@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-try:  # the C store (clients/readstore.c, built with clients/readloop.c)
-    from .readloop import ReadStore
-except ImportError:  # no compiler at install time (or an older build): the lists below
-    ReadStore = None
-
 if TYPE_CHECKING:
     from .reader import FastReader
 
-__all__ = ["DEFAULT_LIMIT", "ListStore", "Sink", "new_store"]
+__all__ = ["DEFAULT_LIMIT", "ListStore", "Sink"]
 
 #: Reads a sink keeps before parsing them (memory bound; the RawLog's own limit
 #: applies after that, clients/point.py sets both).
@@ -24,9 +19,9 @@ DEFAULT_LIMIT = 4096
 
 
 class ListStore:
-    """A connection's reads in two lists: clients/readstore.c's ReadStore in Python (where
-    it was not built), and a long poll's kept bodies (clients/readloop.c's PollState appends
-    to the lists themselves)."""
+    """A connection's reads in two lists: clients/readstore.c's ReadStore in Python (the C
+    loop's sinks get a ReadStore when taken, clients/reader.py), and a long poll's kept
+    bodies (clients/readloop.c's PollState appends to the lists themselves)."""
 
     __slots__ = ("chunks", "times", "limit")
 
@@ -56,12 +51,6 @@ class ListStore:
         return b"".join(self.chunks[start:])
 
 
-def new_store(limit: int):
-    """Where a taken connection's reads wait for their parse: the C ReadStore (no Python
-    object per read, its memory touched now, before any measurement) or a ListStore."""
-    return ReadStore(limit) if ReadStore is not None else ListStore(limit)
-
-
 class Sink:
     """One taken connection: its reads (bytes, receive time) until they are parsed.
 
@@ -84,8 +73,9 @@ class Sink:
         #: The subscriber's RawLog (clients.accounting): while taken, its flush() parses
         #: this sink's pending reads first, so the log is complete whenever it is read.
         self.raw = raw
-        #: The reads not parsed yet, with their receive times (ReadStore or ListStore).
-        self.store = self._new_store(limit)
+        #: The reads not parsed yet, with their receive times: a ListStore, or the C loop's
+        #: ReadStore (clients/readstore.c) from when the FastReader takes the sink.
+        self.store = ListStore(limit)
         self.limit = limit
         #: The store's first ``checked`` reads were looked at by attention() already.
         self.checked = 0
@@ -93,9 +83,6 @@ class Sink:
         self._draining = False
 
     # What subclasses provide
-
-    def _new_store(self, limit: int):
-        return new_store(limit)
 
     def replay(self, data: bytes, recv_ns: int) -> None:  # pragma: no cover - interface
         """Parse one read, received at ``recv_ns``, as the transport would have."""

@@ -23,7 +23,7 @@ from clients.accounting import RawLog, Samples, SubscriberLog
 from clients.fastws import FastWebSocketSubscriber
 from clients.longpoll import LongPollSubscriber
 from clients.publisher import HttpPublisher
-from clients.reader import FastReader
+from clients.reader import FastReader, loop_in_c
 from clients.sink import Sink
 from clients.stream import NDJSONSubscriber, SSESubscriber
 from clients.tcpinfo import TcpTally
@@ -294,6 +294,8 @@ def test_a_parser_that_raises_is_reported_and_its_socket_handed_back():
     assert "parsing a read" in errors[0]["message"], errors
     assert isinstance(errors[0]["exception"], ValueError), errors
     assert bad.resumed == 1 and not bad.taken
+    # The C loop keeps a taken sink's reads in its C store (clients/readstore.c).
+    assert (type(good.store).__name__ == "ReadStore") == loop_in_c()
     # Kept until the reader closed, then parsed as read.
     assert good.parsed == [b"kept"] and good.resumed == 1
 

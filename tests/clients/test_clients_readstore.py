@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clients.sink import ListStore, new_store
+from clients.sink import ListStore
 
 readloop = pytest.importorskip("clients.readloop", reason="clients/readloop.c was not built")
 ReadStore = readloop.ReadStore
@@ -50,7 +50,3 @@ def test_bad_arguments_are_refused():
         store.joined(2)
     with pytest.raises(TypeError):
         store.append("text", 1)
-
-
-def test_sinks_keep_reads_in_the_c_store_where_it_was_built():
-    assert isinstance(new_store(16), ReadStore) and new_store(16).limit == 16
