@@ -255,9 +255,9 @@ class PollSink(HttpSink):
         self.answered = 0  # polls answered in C, settled so far
         self.replay_kept = sub.on_raw.feed  # what C kept is a body, for the RawLog
         if readloop is not None:  # taken between two responses (_go_fast): C may answer next
-            # Immediate: its store stays a ListStore, whose lists C appends the bodies to.
-            self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport,
-                                                 self.store.chunks, self.store.times)
+            # The bodies C answers are kept in C (clients/readstore.c) until the RawLog's flush.
+            self.store = readloop.ReadStore(self.limit)
+            self.poll_state = readloop.PollState(sub._head, sub._tail, conn.transport, self.store)
             repoll.poll_state = self.poll_state
 
     def read_now(self, data: bytes, recv_ns: int) -> None:

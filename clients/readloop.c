@@ -62,22 +62,21 @@ typedef struct {
     PyObject *head;       /* bytes: the poll request up to the cursor's seq */
     PyObject *tail;       /* bytes: the rest of the request */
     PyObject *transport;  /* what writes what the socket did not take */
-    PyObject *bodies;     /* list: the bodies answered, for the RawLog */
-    PyObject *times;      /* list: their receive times */
+    PyObject *store;      /* ReadStore: the bodies answered and their receive times, for the
+                           * RawLog (clients/readstore.c: no Python object per answer) */
     long long bytes_down, bytes_up, requests, cursor;
 } PollState;
 
 static int PollState_init(PollState *self, PyObject *args, PyObject *kwds) {
-    static char *names[] = {"head", "tail", "transport", "bodies", "times", NULL};
-    PyObject *head, *tail, *transport, *bodies, *times;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "SSOO!O!", names, &head, &tail, &transport,
-                                     &PyList_Type, &bodies, &PyList_Type, &times))
+    static char *names[] = {"head", "tail", "transport", "store", NULL};
+    PyObject *head, *tail, *transport, *store;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "SSOO!", names, &head, &tail, &transport,
+                                     &ReadStoreType, &store))
         return -1;
     Py_XSETREF(self->head, Py_NewRef(head));
     Py_XSETREF(self->tail, Py_NewRef(tail));
     Py_XSETREF(self->transport, Py_NewRef(transport));
-    Py_XSETREF(self->bodies, Py_NewRef(bodies));
-    Py_XSETREF(self->times, Py_NewRef(times));
+    Py_XSETREF(self->store, Py_NewRef(store));
     self->on = 1;
     self->bytes_down = self->bytes_up = self->requests = self->cursor = 0;
     return 0;
@@ -87,8 +86,7 @@ static int PollState_traverse(PollState *self, visitproc visit, void *arg) {
     Py_VISIT(self->head);
     Py_VISIT(self->tail);
     Py_VISIT(self->transport);
-    Py_VISIT(self->bodies);
-    Py_VISIT(self->times);
+    Py_VISIT(self->store);
     return 0;
 }
 
@@ -96,8 +94,7 @@ static int PollState_clear(PollState *self) {
     Py_CLEAR(self->head);
     Py_CLEAR(self->tail);
     Py_CLEAR(self->transport);
-    Py_CLEAR(self->bodies);
-    Py_CLEAR(self->times);
+    Py_CLEAR(self->store);
     return 0;
 }
 
@@ -120,7 +117,7 @@ static PyMemberDef PollState_members[] = {
 static PyTypeObject PollStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "clients.readloop.PollState",
-    .tp_doc = "PollState(head, tail, transport, bodies, times): a long poll answered in C",
+    .tp_doc = "PollState(head, tail, transport, store): a long poll answered in C",
     .tp_basicsize = sizeof(PollState),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -163,12 +160,12 @@ static int header_is(const char *line, const char *eol, const char *name) {
 /* The common answer of a long poll, done here as _Repoll.on_message_complete does it:
  * one whole "HTTP/1.1 200" response in this read, with a Content-Length, kept alive,
  * whose body holds envelopes: the next poll (head, the last seq, tail) is written now,
- * the body and its receive time kept for the RawLog, the counts added up. Anything else
+ * the body and its receive time kept (the sink's ReadStore) for the RawLog, the counts added up. Anything else
  * (another status, chunked, Connection: close, a response split over reads, no envelope,
  * the sink not at a response boundary: POLL_ON false) is left to httptools: 0.
  * Returns 1 (answered), 2 (answered, the sink holds its limit of bodies), 0, -1 (error). */
 static int poll_answer(int fd, PyObject *entry_state, const char *data, Py_ssize_t n,
-                       long long t, Py_ssize_t limit) {
+                       long long t) {
     static const char status_ok[] = "HTTP/1.1 200 ", seq_key[] = "{\"seq\":";
     if (!PyObject_TypeCheck(entry_state, &PollStateType))
         return 0;
@@ -250,20 +247,14 @@ static int poll_answer(int fd, PyObject *entry_state, const char *data, Py_ssize
             return -1;
         Py_DECREF(done);
     }
-    PyObject *kept = PyBytes_FromStringAndSize(body, body_len);
-    PyObject *stamp = kept ? PyLong_FromLongLong(t) : NULL;
-    int rc = stamp == NULL ? -1 : PyList_Append(state->bodies, kept);
-    if (rc == 0)
-        rc = PyList_Append(state->times, stamp);
-    Py_XDECREF(kept);
-    Py_XDECREF(stamp);
-    if (rc < 0)
+    int full = readstore_append((ReadStore *)state->store, body, body_len, t);
+    if (full < 0)
         return -1;
     state->cursor = seq;
     state->bytes_down += n;
     state->bytes_up += request_len;
     state->requests += 1;
-    return PyList_GET_SIZE(state->bodies) >= limit ? 2 : 1;
+    return full ? 2 : 1;
 }
 
 /* The table's keys, made once per descriptor (Python caches only small ints). */
@@ -317,7 +308,7 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
         return full ? (defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1) : 0;
     }
     if (PyTuple_GET_SIZE(entry) == 5) { /* a long poll's answer */
-        int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 4), buffer, n, t, limit);
+        int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 4), buffer, n, t);
         if (answered == 2)
             return defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1;
         if (answered != 0)

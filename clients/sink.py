@@ -19,9 +19,9 @@ DEFAULT_LIMIT = 4096
 
 
 class ListStore:
-    """A connection's reads in two lists: clients/readstore.c's ReadStore in Python (the C
-    loop's sinks get a ReadStore when taken, clients/reader.py), and a long poll's kept
-    bodies (clients/readloop.c's PollState appends to the lists themselves)."""
+    """A connection's reads in two lists: clients/readstore.c's ReadStore in Python, where
+    the C loop was not built (its sinks get a ReadStore when taken, clients/reader.py; a
+    long poll's when it is made, clients/longpoll.py)."""
 
     __slots__ = ("chunks", "times", "limit")
 
@@ -40,10 +40,9 @@ class ListStore:
         return len(self.chunks) >= self.limit
 
     def take(self) -> tuple[list[bytes], list[int]]:
-        """Every read kept, in order; the lists are emptied in place (PollState holds them)."""
-        chunks, times = self.chunks[:], self.times[:]
-        self.chunks.clear()
-        self.times.clear()
+        """Every read kept, in order; the store is then empty."""
+        chunks, times = self.chunks, self.times
+        self.chunks, self.times = [], []
         return chunks, times
 
     def joined(self, start: int = 0) -> bytes:
