@@ -102,9 +102,9 @@ class FastReader:
         self.loop = loop or asyncio.get_running_loop()
         self._ep = select.epoll()
         self.sinks: dict[int, Sink] = {}
-        #: fd -> (sink, its store, None, its limit); immediate sinks: (sink, None,
-        #: replay, 0), or with a long poll's state (sink, None, read_now, limit, state).
-        #: The store is the sink's own (drain() takes its reads).
+        #: fd -> (sink, its store, None); immediate sinks: (sink, None, replay), or with a
+        #: long poll's state (sink, None, read_now, state). The store is the sink's own
+        #: (it knows its limit; drain() takes its reads).
         self._table: dict[int, tuple] = {}
         #: Which loop reads: C (clients/readloop.c) or Python (the same steps).
         self.in_c = loop_in_c() if in_c is None else (in_c and readloop is not None)
@@ -140,12 +140,12 @@ class FastReader:
                 # (clients/readstore.c; its memory is touched now, before any measurement).
                 sink.drain()  # nothing kept yet, normally
                 sink.store = readloop.ReadStore(sink.limit)
-            entry = (sink, sink.store, None, sink.limit)
+            entry = (sink, sink.store, None)
         elif sink.poll_state is not None and self.in_c:
             # A long poll C may answer (clients/readloop.c); what it leaves: read_now.
-            entry = (sink, None, sink.read_now, sink.limit, sink.poll_state)
+            entry = (sink, None, sink.read_now, sink.poll_state)
         else:
-            entry = (sink, None, sink.replay, 0)
+            entry = (sink, None, sink.replay)
         self._table[sink.fd] = entry
         sink.reader = self
         if sink.raw is not None:

@@ -8,9 +8,9 @@
  *   FastReader._on_ready does, with the same wire behaviour: every ready socket read once as
  *   soon as epoll says so, the receive time (CLOCK_MONOTONIC, time.monotonic_ns's clock) taken
  *   right after the read, bytes and time kept in the sink's store, then a linger for the
- *   rest of a fan-out burst. table: {fd: (sink, store, None, limit)}, the reads kept in a
- *   ReadStore (clients/readstore.c) for the parse later; immediate sinks
- *   (sink, None, replay, 0), called at once; a long poll (sink, None, read_now, limit, PollState)
+ *   rest of a fan-out burst. table: {fd: (sink, store, None)}, the reads kept in a ReadStore
+ *   (clients/readstore.c, which knows its limit) for the parse later; immediate sinks
+ *   (sink, None, replay), called at once; a long poll (sink, None, read_now, PollState)
  *   whose common answer is answered here (poll_answer). What is not the common case goes back
  *   to Python in order, at the end of its batch (no linger then): later = [(kind, sink, data,
  *   recv_ns)], kind FULL (a sink at its limit), END (end or error: handed back), BROKEN (a
@@ -160,9 +160,10 @@ static int header_is(const char *line, const char *eol, const char *name) {
 /* The common answer of a long poll, done here as _Repoll.on_message_complete does it:
  * one whole "HTTP/1.1 200" response in this read, with a Content-Length, kept alive,
  * whose body holds envelopes: the next poll (head, the last seq, tail) is written now,
- * the body and its receive time kept (the sink's ReadStore) for the RawLog, the counts added up. Anything else
- * (another status, chunked, Connection: close, a response split over reads, no envelope,
- * the sink not at a response boundary: POLL_ON false) is left to httptools: 0.
+ * the body and its receive time kept (the sink's ReadStore) for the RawLog, the counts
+ * added up. Anything else (another status, chunked, Connection: close, a response split
+ * over reads, no envelope, the sink not at a response boundary: POLL_ON false) is left to
+ * httptools: 0.
  * Returns 1 (answered), 2 (answered, the sink holds its limit of bodies), 0, -1 (error). */
 static int poll_answer(int fd, PyObject *entry_state, const char *data, Py_ssize_t n,
                        long long t) {
@@ -279,15 +280,12 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
     Py_DECREF(key);
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0; /* forgotten since epoll reported it */
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4 || PyTuple_GET_SIZE(entry) > 5) {
-        PyErr_SetString(PyExc_TypeError, "a table entry is (sink, chunks, times, limit[, poll])");
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 3 || PyTuple_GET_SIZE(entry) > 4) {
+        PyErr_SetString(PyExc_TypeError, "a table entry is (sink, store, replay[, poll])");
         return -1;
     }
     PyObject *sink = PyTuple_GET_ITEM(entry, 0), *store = PyTuple_GET_ITEM(entry, 1);
     PyObject *replay = PyTuple_GET_ITEM(entry, 2);
-    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 3));
-    if (limit == -1 && PyErr_Occurred())
-        return -1;
     if (store != Py_None && !PyObject_TypeCheck(store, &ReadStoreType)) {
         PyErr_SetString(PyExc_TypeError, "a sink's reads are kept in a ReadStore");
         return -1;
@@ -307,8 +305,8 @@ static int read_one(int fd, PyObject *table, PyObject *later) {
             return -1;
         return full ? (defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1) : 0;
     }
-    if (PyTuple_GET_SIZE(entry) == 5) { /* a long poll's answer */
-        int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 4), buffer, n, t);
+    if (PyTuple_GET_SIZE(entry) == 4) { /* a long poll's answer */
+        int answered = poll_answer(fd, PyTuple_GET_ITEM(entry, 3), buffer, n, t);
         if (answered == 2)
             return defer(later, LATER_FULL, sink, NULL, t) < 0 ? -1 : 1;
         if (answered != 0)
