@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..measure.results import Run
+from .disturbed import Disturbed
 from .stats import WORSE, Verdict
 
 __all__ = ["MISSING", "UNJUDGED", "Comparison", "InputError", "Row"]
@@ -50,6 +51,7 @@ class Comparison:
     notes: tuple[str, ...]
     multi_point: bool  # several load points per transport: name the point in the summary
     paired: bool = False  # A/B mode: interleaved repeats, pairwise consistency, stable tails
+    disturbed: tuple[Disturbed, ...] = ()  # repeats far from their side's median (disturbed.py)
 
     @property
     def regressions(self) -> list[Row]:

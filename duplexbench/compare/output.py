@@ -85,6 +85,9 @@ def summary_line(comp: Comparison) -> str:
     compared = sum(1 for r in comp.rows if r.status not in (MISSING, UNJUDGED))
     unjudged = sorted({f"{r.transport} ({r.why})" for r in comp.rows if r.status == UNJUDGED})
     tail = f"; not judged: {', '.join(unjudged)}" if unjudged else ""
+    if comp.disturbed:  # a "same" there may be the disturbed repeat's: said in the verdict
+        where = sorted({f"{d.transport} ({d.side} repeat {d.repeat})" for d in comp.disturbed})
+        tail += f"; disturbed repeats, rerun to judge them: {', '.join(where)}"
     return f"OK: no regression ({compared} metrics compared{tail})"
 
 
@@ -164,7 +167,8 @@ def to_json(comp: Comparison) -> dict:
     return {"baseline": str(comp.baseline.path), "current": str(comp.current.path),
             "regression": bool(comp.regressions), "summary": summary_line(comp),
             "regressions": [row(r) for r in comp.regressions],
-            "rows": [row(r) for r in comp.rows], "notes": list(comp.notes)}
+            "rows": [row(r) for r in comp.rows], "notes": list(comp.notes),
+            "disturbed": [d.to_json() for d in comp.disturbed]}
 
 
 def write_outputs(comp: Comparison, markdown: str | Path | None, json_path: str | Path | None) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 from .. import SCHEMA_VERSION
 from ..measure.results import Run, RunError, is_complete, load_run
 from .comparable import ALWAYS_JUDGED, split_repeats
+from .disturbed import Disturbed, disturbed_repeats
 from .metrics import KEY_COLUMNS, METRICS, PER_REQUEST_BYTES, MetricSpec
 from .model import MISSING, UNJUDGED, Comparison, InputError, Row
 from .notes import meta_notes, normalisation
@@ -190,6 +191,28 @@ def _split(b_all: pd.DataFrame, c_all: pd.DataFrame, paired: bool):
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+
+#: The per-repeat figure a disturbed repeat is told by: a neighbour's burst moves the
+#: latency median of the repeats it overlaps by far more than a change of build does.
+DISTURBANCE_METRIC = "lat_p50_ms"
+
+
+def _disturbed(transport: str, label: str, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
+               paired: bool) -> list[Disturbed]:
+    """The judged repeats of one point far from their side's median (disturbed.py)."""
+    split = _split(b_rows, c_rows, paired)
+    if split.why:
+        return []
+    found: list[Disturbed] = []
+    for side, rows in (("baseline", split.base), ("current", split.current)):
+        if DISTURBANCE_METRIC in rows:
+            labels = (rows["repeat"].map(_fmt_key) if "repeat" in rows
+                      else [str(i) for i in range(len(rows))])
+            found += disturbed_repeats(_column(rows, DISTURBANCE_METRIC), list(labels),
+                                       transport=transport, point=label, side=side,
+                                       metric=DISTURBANCE_METRIC)
+    return found
 
 
 def _pair_noise(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
@@ -448,6 +471,7 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
                      f"{len(judged_pairs)} points, so that {len(judged_pairs)} points do not raise "
                      f"the false alarms {len(judged_pairs)}-fold); the all-points rows at {alpha:g}")
     rows: list[Row] = []
+    disturbed: list[Disturbed] = []
     for transport, label in sorted(set(b_points) | set(c_points)):
         if (transport, label) not in common:
             side = "baseline" if (transport, label) in b_points else "current"
@@ -460,6 +484,9 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
                                                  noise_alpha)
         rows += point_rows
         notes += point_notes
+        found = _disturbed(transport, label, b_rows, c_rows, paired)
+        disturbed += found
+        notes += [d.describe() for d in found]
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
@@ -468,4 +495,5 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
               if r.note and r.metric != "*"]
     notes += meta_notes(base, cur, normalize)
     multi = len({label for _, label in common}) > 1
-    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi, paired)
+    return Comparison(base, cur, tuple(rows), tuple(dict.fromkeys(notes)), multi, paired,
+                      tuple(disturbed))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .realruns import CHILD_SCENARIO_NAME, git, make_clone, new_root, run_ab
+from .realruns import (CHILD_SCENARIO_NAME, git, hidden_by_disturbance, make_clone,
+                       new_root, run_ab)
 from .synthetic import Model, write_run
 
 
@@ -39,8 +40,14 @@ def ab_clone():
 def ab_child(ab_clone):
     """``duplexbench ab parent`` with the child checked out: regressions to find."""
     git(ab_clone, "checkout", "-q", "child")
-    return run_ab(ab_clone, "parent", ab_clone.parent / "ab-child", CHILD_SCENARIO_NAME,
-                  timeout=400)
+    result = run_ab(ab_clone, "parent", ab_clone.parent / "ab-child", CHILD_SCENARIO_NAME,
+                    timeout=400)
+    hidden = hidden_by_disturbance(result)
+    if hidden:  # the gate said why it could not judge there: measured again, once
+        print(f"ab_child: disturbed repeats hid latency on {', '.join(hidden)}; run again")
+        result = run_ab(ab_clone, "parent", ab_clone.parent / "ab-child-again",
+                        CHILD_SCENARIO_NAME, timeout=400)
+    return result
 
 
 @pytest.fixture(scope="session")

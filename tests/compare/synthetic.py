@@ -51,6 +51,7 @@ class Model:
     echo_us: float = 50.0  # hot-loop echo
     at_rate_us: float | None = 240.0  # echo at the scenario's rate; None = an older run
     validity: dict = field(default_factory=dict)  # transport -> one class, or one per repeat
+    disturb: dict = field(default_factory=dict)  # transport -> (repeat, factor on its latencies)
     drop_columns: tuple[str, ...] = ()
 
 
@@ -68,6 +69,9 @@ def write_run(path: Path, model: Model = Model(), seed: int = 0) -> Path:
         for repeat in range(model.repeats):
             lat = latency_samples(rng, model.samples, model.median_ms,
                                   shift_ms=model.delay_ms.get(transport, 0.0))
+            disturbed, by = model.disturb.get(transport, (None, 1.0))
+            if repeat == disturbed:  # a neighbour's burst over the whole repeat
+                lat = lat * by
             sent = lat * 0.9
             pad = model.pad_bytes.get(transport, 0)
             lost = model.lost.get(transport, 0)

@@ -117,6 +117,18 @@ def test_absolute_floor_of_latency_medians():
     assert compare_pair_noise(base, base * 1.2, Threshold(0.05, 0.05), noise).verdict == SAME
 
 
+def test_a_disturbed_baseline_repeat_cannot_hide_a_change_behind_the_absolute_floor():
+    # One baseline repeat 12x the others' median brings the baseline's mean to the current's;
+    # the other two pairs moved 5x. The floor is judged at the baseline's median, not on the
+    # means' difference (0 here), as the log-ratios are winsorized.
+    noise = PairNoise(0.1, 8, 4, robust=0.1)
+    base = np.array([0.8, 0.9, 10.9])
+    current = np.array([4.3, 4.2, 4.1])
+    assert abs(current.mean() - base.mean()) < 0.05
+    verdict = compare_pair_noise(base, current, Threshold(0.05, 0.05), noise, p_value=0.0)
+    assert verdict.verdict == WORSE, verdict.reason
+
+
 def test_judging_each_of_four_points_at_alpha_over_four_keeps_the_false_alarms_at_alpha():
     # Any of 4 transports named with nothing changed (4 pairs each, 12 dof): at 0.01 each, 5 %
     # of the runs here; at 0.01 / 4 (compare.runs.point_alpha) 2 %.
