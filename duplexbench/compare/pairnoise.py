@@ -30,15 +30,16 @@ from scipy import stats as _sps
 from .stats import SAME, Threshold, Verdict, direction, pairs_needed
 
 __all__ = ["WINSOR_SD", "PairNoise", "compare_pair_noise", "compare_pooled_noise",
-           "pooled_pair_noise"]
+           "pooled_pair_noise", "robust_scale"]
 
 #: Pair log-ratios further than this many robust standard deviations from their point's
 #: median are pulled in to it (winsorized): a run disturbed by a neighbour (seen: one pair
 #: of an A/A run at -41 % where the others were within 10 %) moves a mean by a bounded amount
 #: and does not inflate the noise that every other point is judged against.
 WINSOR_SD = 2.5
-#: MAD x this = the standard deviation of a normal distribution.
-_MAD_TO_SD = 1.4826
+#: The median absolute difference of two draws of a normal distribution is this many of its
+#: standard deviations (0.6745 x sqrt 2): the pairwise-difference (Shamos) scale's constant.
+_PAIR_DIFF_PER_SD = 0.9539
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class PairNoise:
     ``sd``: the standard deviation of d_i = ln(B_i / A_i) around each point's own mean
     (after winsorizing, see ``clip``), pooled over the points of a comparison (``dof`` =
     sum of (pairs - 1)); ``points``: how many points contributed; ``robust``: the robust
-    scale (MAD of the residuals from each point's median) that sets the winsorizing bounds.
+    scale (``robust_scale``) that sets the winsorizing bounds.
     """
 
     sd: float
@@ -80,6 +81,25 @@ def _log_ratios(baseline: Sequence[float], current: Sequence[float]) -> np.ndarr
     return d[np.isfinite(d)]
 
 
+def robust_scale(ratios: Sequence[np.ndarray]) -> float:
+    """A standard deviation of the pair log-ratios that one disturbed pair hardly moves: the
+    median absolute difference of two pairs of one point, over every point (the Shamos
+    estimator), / 0.9539.
+
+    Not the MAD of the residuals from each point's median: with the 3-6 pairs of a point,
+    those residuals are biased small (of 3, one is 0 by construction; of 4, the middle two
+    are +-half their gap), so the winsorizing bounds cut ordinary spread and the noise came
+    out small: in a simulation of normal pair noise, 2-18x the false alarms alpha allows
+    (docs/regression.md, "Server cost"), and one A/A run in 12 of the test's tiny A/B run
+    flagged server CPU here. The pairwise differences carry no such structure.
+    """
+    diffs = [np.abs(np.subtract.outer(d, d))[np.triu_indices(len(d), 1)] for d in ratios
+             if len(d) >= 2]
+    if not diffs:
+        return math.nan
+    return float(np.median(np.concatenate(diffs))) / _PAIR_DIFF_PER_SD
+
+
 def pooled_pair_noise(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> PairNoise:
     """The pooled within-point spread of pair log-ratios; ``groups`` = (base, current) values
     per point, paired by position (repeat i of each side ran back to back).
@@ -87,14 +107,13 @@ def pooled_pair_noise(groups: Sequence[tuple[Sequence[float], Sequence[float]]])
     Each point's own mean is taken out, so a change that moves a point's pairs alike (the
     thing being tested for) does not count as noise, and points whose costs differ (long
     polling's request per message against a stream's frame) pool their *relative* spreads.
-    The log-ratios are winsorized first (``WINSOR_SD`` robust standard deviations from their
-    point's median; the robust scale is the MAD of all residuals from the points' medians).
+    The log-ratios are winsorized first (``WINSOR_SD`` robust standard deviations, see
+    ``robust_scale``, from their point's median).
     """
     ratios = [d for d in (_log_ratios(b, c) for b, c in groups) if len(d) >= 2]
     if not ratios:
         return PairNoise(math.nan, 0, 0)
-    residuals = np.concatenate([d - np.median(d) for d in ratios])
-    robust = _MAD_TO_SD * float(np.median(np.abs(residuals)))
+    robust = robust_scale(ratios)
     shape = PairNoise(math.nan, 0, 0, robust)
     squares, dof = 0.0, 0
     for d in ratios:
