@@ -28,7 +28,6 @@ BASE=HEAD`` is the gate's self-test.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -163,10 +162,11 @@ def side_session(scenario: Scenario, run_dir: Path, console: Console, *, command
 
 
 def _session(scenario: Scenario, out: Path, console: Console, role: str, argv: Sequence[str],
-             src: Path, injected: bool) -> Session:
-    """Both sides' servers start alike: each from its own tree (cwd and PYTHONPATH), with the
-    same environment variables; only an injected regression's values are the current's."""
-    env = {v: os.environ.get(v, "") if injected else "" for v in INJECT_VARS}
+             src: Path | None) -> Session:
+    # The base's injection variables are blanked (an injected regression is the current's);
+    # the current side keeps this environment as is, an unset variable unset, as in a plain
+    # run: a tree may set its own defaults (the tests' child commit does, with setdefault).
+    env = {v: "" for v in INJECT_VARS} if src is not None else None
     return side_session(scenario, out / role, console, command="ab", argv=argv, env=env, src=src)
 
 
@@ -185,8 +185,8 @@ def run_ab(repo: Path, base_rev: str, scenario: Scenario, out: Path, console: Co
         console.info(f"A = base {base_rev} ({short}) from {tree}; "
                      f"B = current {head[:10]}{' + uncommitted changes' if dirty else ''}")
         check_base_servers(tree, scenario, short)
-        a = Side("A", "base", _session(scenario, out, console, "base", argv, tree, False))
-        b = Side("B", "current", _session(scenario, out, console, "current", argv, repo, True))
+        a = Side("A", "base", _session(scenario, out, console, "base", argv, tree))
+        b = Side("B", "current", _session(scenario, out, console, "current", argv, None))
         info = {"base": {"rev": base_rev, "commit": commit},
                 "current": {"commit": head, "dirty": dirty},
                 "order": "each point A and B back to back; A first in even repeats (ABBA)",

@@ -108,22 +108,3 @@ def test_each_point_is_judged_at_alpha_over_the_points_and_the_pooled_row_at_alp
     assert k_of(cpu_rows["all"]) == round(stats.t.ppf(1 - 0.01 / 2, dof), 2)
     assert cpu_rows["sse"].regression  # +30 % with 2 % noise per run is still named
 
-
-def test_both_sides_servers_start_alike_but_for_an_injected_regression(monkeypatch, tmp_path):
-    # Each side's servers from its own tree (cwd and PYTHONPATH) with the same variables: an
-    # A/A run measures one build twice, not two ways of starting it.
-    import duplexbench.compare.ab as ab
-
-    started = {}
-    monkeypatch.setattr(ab, "side_session",
-                        lambda scenario, run_dir, console, **kw: started.setdefault(run_dir.name, kw))
-    monkeypatch.setenv("DUPLEXBENCH_INJECT_DELAY_MS", "2")
-    monkeypatch.delenv("DUPLEXBENCH_INJECT_CPU_US", raising=False)
-    ab._session(None, tmp_path, None, "base", [], tmp_path / "tree", False)
-    ab._session(None, tmp_path, None, "current", [], tmp_path / "repo", True)
-    base, current = started["base"], started["current"]
-    assert set(base["env"]) == set(current["env"]) == set(ab.INJECT_VARS)
-    assert base["env"]["DUPLEXBENCH_INJECT_DELAY_MS"] == ""
-    assert current["env"]["DUPLEXBENCH_INJECT_DELAY_MS"] == "2"
-    assert current["env"]["DUPLEXBENCH_INJECT_CPU_US"] == ""
-    assert (base["src"], current["src"]) == (tmp_path / "tree", tmp_path / "repo")
