@@ -107,4 +107,3 @@ def test_each_point_is_judged_at_alpha_over_the_points_and_the_pooled_row_at_alp
     assert k_of(cpu_rows["sse"]) == round(stats.t.ppf(1 - 0.0025 / 2, dof), 2)
     assert k_of(cpu_rows["all"]) == round(stats.t.ppf(1 - 0.01 / 2, dof), 2)
     assert cpu_rows["sse"].regression  # +30 % with 2 % noise per run is still named
-
