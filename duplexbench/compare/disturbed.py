@@ -13,7 +13,7 @@ arithmetic: per-repeat values in, ``Disturbed`` out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
@@ -49,9 +49,7 @@ class Disturbed:
                 "run; a 'same' at this point may be this repeat's, rerun to judge it")
 
     def to_json(self) -> dict:
-        return {"transport": self.transport, "point": self.point, "side": self.side,
-                "repeat": self.repeat, "metric": self.metric, "value": self.value,
-                "center": self.center, "factor": self.factor}
+        return {**asdict(self), "factor": self.factor}
 
 
 def disturbed_repeats(values: Sequence[float], labels: Sequence[str], *, transport: str,

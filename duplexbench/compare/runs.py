@@ -198,10 +198,8 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
 DISTURBANCE_METRIC = "lat_p50_ms"
 
 
-def _disturbed(transport: str, label: str, b_rows: pd.DataFrame, c_rows: pd.DataFrame,
-               paired: bool) -> list[Disturbed]:
-    """The judged repeats of one point far from their side's median (disturbed.py)."""
-    split = _split(b_rows, c_rows, paired)
+def _disturbed(transport: str, label: str, split) -> list[Disturbed]:
+    """The judged repeats of one point (its ``_split``) far from their side's median."""
     if split.why:
         return []
     found: list[Disturbed] = []
@@ -271,8 +269,10 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
                    transport: str, label: str, specs: Sequence[MetricSpec], alpha: float,
                    factor: float, paired: bool,
                    noise: dict[str, PairNoise] | None = None,
-                   noise_alpha: float | None = None) -> tuple[list[Row], list[str]]:
-    """Rows for one load point, and notes (left-out repeats, tails not gated).
+                   noise_alpha: float | None = None
+                   ) -> tuple[list[Row], list[str], list[Disturbed]]:
+    """Rows for one load point, notes (left-out repeats, tails not gated, disturbed repeats)
+    and its disturbed repeats (disturbed.py).
 
     ``noise`` (paired mode): the pooled pair noise of the metrics that are judged against it;
     ``noise_alpha``: the level those per-point verdicts are judged at (``point_alpha``).
@@ -281,6 +281,8 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
     noise_alpha = alpha if noise_alpha is None else noise_alpha
     split = _split(b_all, c_all, paired)
     notes = [f"{transport} {label}: {n}" for n in split.notes]
+    disturbed = _disturbed(transport, label, split)
+    notes += [d.describe() for d in disturbed]
     rows: dict[str, Row] = {}
 
     def values(frame: pd.DataFrame, spec: MetricSpec, scale: float) -> np.ndarray:
@@ -386,7 +388,7 @@ def _compare_point(base: SampleIndex, cur: SampleIndex, b_all: pd.DataFrame, c_a
                      "something other than the server under test")
     if split.broken:
         out.append(Row(transport, label, "validity", WORSE, True, None, split.broken))
-    return out, notes
+    return out, notes, disturbed
 
 
 #: Share of a batching shift added to a byte threshold: a batched response's per-message
@@ -479,14 +481,12 @@ def compare_runs(base: Run, cur: Run, *, alpha: float = 0.01, min_change: float 
             notes.append(f"{transport} {label}: only in the {side} run, not compared")
             continue
         b_rows, c_rows = b_points[(transport, label)], c_points[(transport, label)]
-        point_rows, point_notes = _compare_point(b_index, c_index, b_rows, c_rows, transport,
-                                                 label, specs, alpha, factor, paired, noise,
-                                                 noise_alpha)
+        point_rows, point_notes, found = _compare_point(
+            b_index, c_index, b_rows, c_rows, transport, label, specs, alpha, factor, paired,
+            noise, noise_alpha)
         rows += point_rows
         notes += point_notes
-        found = _disturbed(transport, label, b_rows, c_rows, paired)
         disturbed += found
-        notes += [d.describe() for d in found]
         if min(len(b_rows), len(c_rows)) < 2:
             notes.append(f"{transport} {label}: one repeat on a side: run-to-run noise is not "
                          "estimated, verdicts may be over-confident (use repeats >= 3)")
